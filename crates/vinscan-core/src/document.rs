@@ -1,0 +1,350 @@
+//! Documents to pages: format sniffing, bounded decoding of JPEG/PNG/TIFF (every page)/WebP/BMP,
+//! EXIF orientation, and PDF pages through a [`PdfRenderer`] (pdfium lives in its own crate).
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage, metadata::Orientation};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::limits::Limits;
+
+/// The input formats vinscan reads, identified by content, never by file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jpeg,
+    Png,
+    Tiff,
+    WebP,
+    Bmp,
+    Pdf,
+}
+
+impl Format {
+    /// Identifies a document by its first bytes.
+    pub fn sniff(bytes: &[u8]) -> Option<Self> {
+        let starts = |m: &[u8]| bytes.starts_with(m);
+        if starts(b"%PDF-") {
+            Some(Self::Pdf)
+        } else if starts(&[0xFF, 0xD8, 0xFF]) {
+            Some(Self::Jpeg)
+        } else if starts(b"\x89PNG\r\n\x1a\n") {
+            Some(Self::Png)
+        } else if starts(b"II*\0") || starts(b"MM\0*") {
+            Some(Self::Tiff)
+        } else if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
+            Some(Self::WebP)
+        } else if starts(b"BM") {
+            Some(Self::Bmp)
+        } else {
+            None
+        }
+    }
+
+    /// File extensions batch mode picks up (lower case).
+    pub const EXTENSIONS: &'static [&'static str] =
+        &["jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp", "pdf"];
+}
+
+/// One rendered or decoded page, upright, as 8-bit RGB.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// 0-based page index in the document.
+    pub index: u32,
+    pub image: RgbImage,
+    /// The EXIF/TIFF orientation that was applied, when it was not the identity.
+    pub orientation: Option<u8>,
+}
+
+/// A rendered PDF page as plain data.
+#[derive(Debug, Clone)]
+pub struct RenderedPage {
+    pub width: u32,
+    pub height: u32,
+    /// Packed RGB, `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+}
+
+/// Renders PDF pages. Implemented by `vinscan-pdfium`; the core never names pdfium.
+pub trait PdfRenderer: Send + Sync {
+    /// Number of pages. Errors say why a PDF cannot be opened (corrupt, encrypted…).
+    fn page_count(&self, pdf: &[u8]) -> Result<u32>;
+    /// Renders page `index` (0-based) at `dpi`, scaled down if needed so that it fits `limits`.
+    fn render_page(&self, pdf: &[u8], index: u32, dpi: f32, limits: &Limits) -> Result<RenderedPage>;
+}
+
+/// An input file, opened and counted, ready to yield pages one at a time.
+pub struct Document {
+    name: String,
+    bytes: Vec<u8>,
+    format: Format,
+    page_count: u32,
+}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .field("page_count", &self.page_count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Document {
+    /// Checks size and type and counts pages. `name` is used in every error message.
+    pub fn open(name: &str, bytes: Vec<u8>, limits: &Limits, pdf: Option<&dyn PdfRenderer>) -> Result<Self> {
+        let fail = |kind, msg: String| Error::new(kind, format!("{name}: {msg}"));
+        if bytes.len() as u64 > limits.max_bytes {
+            return Err(fail(
+                ErrorKind::TooLarge,
+                format!("{} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_bytes),
+            ));
+        }
+        if bytes.is_empty() {
+            return Err(fail(ErrorKind::InvalidInput, "empty file".into()));
+        }
+        let format = Format::sniff(&bytes).ok_or_else(|| {
+            fail(
+                ErrorKind::Unsupported,
+                "not a JPEG, PNG, TIFF, WebP, BMP or PDF file (unrecognised content)".into(),
+            )
+        })?;
+        let page_count = match format {
+            Format::Pdf => {
+                let renderer = pdf.ok_or_else(|| {
+                    fail(ErrorKind::Config, "PDF support is not available (pdfium library not loaded)".into())
+                })?;
+                renderer.page_count(&bytes).map_err(|e| e.context(name))?
+            }
+            Format::Tiff => tiff_page_count(&bytes, limits).map_err(|e| e.context(name))?,
+            _ => 1,
+        };
+        if page_count == 0 {
+            return Err(fail(ErrorKind::InvalidInput, "document has no pages".into()));
+        }
+        if page_count > limits.max_pages {
+            return Err(fail(
+                ErrorKind::TooLarge,
+                format!("{page_count} pages exceeds the limit of {} pages", limits.max_pages),
+            ));
+        }
+        Ok(Self { name: name.to_owned(), bytes, format, page_count })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    pub fn page_count(&self) -> u32 {
+        self.page_count
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Decodes or renders page `index` (0-based), upright.
+    pub fn page(&self, index: u32, dpi: f32, limits: &Limits, pdf: Option<&dyn PdfRenderer>) -> Result<Page> {
+        if index >= self.page_count {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!("{}: page {} requested of {}", self.name, index + 1, self.page_count),
+            ));
+        }
+        let page: Result<Page> = (|| match self.format {
+            Format::Pdf => {
+                let renderer = pdf.ok_or_else(|| {
+                    Error::new(ErrorKind::Config, "PDF support is not available (pdfium library not loaded)")
+                })?;
+                let r = renderer.render_page(&self.bytes, index, dpi, limits)?;
+                let image = RgbImage::from_raw(r.width, r.height, r.rgb).ok_or_else(|| {
+                    Error::new(ErrorKind::Internal, "renderer returned a buffer of the wrong size")
+                })?;
+                Ok(Page { index, image, orientation: None })
+            }
+            Format::Tiff => crate::tiff_pages::decode_page(&self.bytes, index, limits),
+            other => decode_single(&self.bytes, other, limits),
+        })();
+        let page = page.map_err(|e| e.context(format_args!("{} page {}", self.name, index + 1)))?;
+        check_pixels(page.image.width(), page.image.height(), limits)
+            .map_err(|e| e.context(format_args!("{} page {}", self.name, index + 1)))?;
+        Ok(page)
+    }
+}
+
+pub(crate) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<()> {
+    if width == 0 || height == 0 {
+        return Err(Error::new(ErrorKind::InvalidInput, "image has zero width or height"));
+    }
+    if width > limits.max_dimension || height > limits.max_dimension {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("{width}x{height} px exceeds the limit of {} px per side", limits.max_dimension),
+        ));
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("{width}x{height} px exceeds the limit of {} pixels", limits.max_pixels),
+        ));
+    }
+    Ok(())
+}
+
+fn image_error(e: image::ImageError) -> Error {
+    use image::ImageError as E;
+    let kind = match &e {
+        E::Limits(_) => ErrorKind::TooLarge,
+        E::Unsupported(_) => ErrorKind::Unsupported,
+        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => ErrorKind::InvalidInput,
+        _ => ErrorKind::InvalidInput,
+    };
+    let msg = match &e {
+        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "truncated image data".to_owned()
+        }
+        _ => format!("cannot decode image: {e}"),
+    };
+    Error::new(kind, msg)
+}
+
+fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> {
+    let fmt = match format {
+        Format::Jpeg => ImageFormat::Jpeg,
+        Format::Png => ImageFormat::Png,
+        Format::WebP => ImageFormat::WebP,
+        Format::Bmp => ImageFormat::Bmp,
+        Format::Tiff | Format::Pdf => {
+            return Err(Error::new(ErrorKind::Internal, "multi-page format routed to single decoder"));
+        }
+    };
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), fmt);
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(limits.max_dimension);
+    l.max_image_height = Some(limits.max_dimension);
+    l.max_alloc = Some(limits.max_alloc());
+    reader.limits(l);
+    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let (w, h) = decoder.dimensions();
+    check_pixels(w, h, limits)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    img.apply_orientation(orientation);
+    let applied = (orientation != Orientation::NoTransforms).then(|| orientation.to_exif());
+    Ok(Page { index: 0, image: flatten_to_rgb(img), orientation: applied })
+}
+
+/// 8-bit RGB, with any transparency composited over white (scans are paper).
+pub(crate) fn flatten_to_rgb(img: DynamicImage) -> RgbImage {
+    if !img.color().has_alpha() {
+        return img.into_rgb8();
+    }
+    let rgba = img.into_rgba8();
+    let (w, h) = rgba.dimensions();
+    let mut out = RgbImage::new(w, h);
+    for (dst, src) in out.pixels_mut().zip(rgba.pixels()) {
+        let a = u32::from(src[3]);
+        for c in 0..3 {
+            let v = (u32::from(src[c]) * a + 255 * (255 - a) + 127) / 255;
+            dst[c] = v.min(255) as u8;
+        }
+    }
+    out
+}
+
+fn tiff_page_count(bytes: &[u8], limits: &Limits) -> Result<u32> {
+    crate::tiff_pages::page_count(bytes, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = RgbImage::from_pixel(w, h, image::Rgb([10, 20, 30]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).expect("encode png");
+        out.into_inner()
+    }
+
+    fn open(bytes: Vec<u8>, limits: &Limits) -> Result<Document> {
+        Document::open("t.bin", bytes, limits, None)
+    }
+
+    #[test]
+    fn sniffs_formats() {
+        assert_eq!(Format::sniff(b"%PDF-1.7"), Some(Format::Pdf));
+        assert_eq!(Format::sniff(&png(1, 1)), Some(Format::Png));
+        assert_eq!(Format::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(Format::WebP));
+        assert_eq!(Format::sniff(b"hello"), None);
+    }
+
+    #[test]
+    fn decodes_png_page() {
+        let doc = open(png(5, 3), &Limits::default()).expect("open");
+        let page = doc.page(0, 150.0, &Limits::default(), None).expect("page");
+        assert_eq!(page.image.dimensions(), (5, 3));
+        assert_eq!(page.image.get_pixel(0, 0).0, [10, 20, 30]);
+    }
+
+    #[test]
+    fn refuses_too_many_bytes_before_decoding() {
+        let limits = Limits { max_bytes: 10, ..Limits::default() };
+        let e = open(png(5, 3), &limits).expect_err("too big");
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+        assert!(e.message().starts_with("t.bin: "), "{e}");
+    }
+
+    #[test]
+    fn refuses_too_many_pixels_from_header() {
+        let limits = Limits { max_pixels: 10, ..Limits::default() };
+        let doc = open(png(5, 3), &limits).expect("open");
+        let e = doc.page(0, 150.0, &limits, None).expect_err("too many pixels");
+        assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    }
+
+    #[test]
+    fn truncated_png_is_invalid_input_not_panic() {
+        let mut bytes = png(64, 64);
+        bytes.truncate(bytes.len() / 2);
+        let doc = open(bytes, &Limits::default()).expect("header is fine");
+        let e = doc.page(0, 150.0, &Limits::default(), None).expect_err("truncated");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
+
+    #[test]
+    fn unknown_content_is_unsupported() {
+        let e = open(b"just some text".to_vec(), &Limits::default()).expect_err("text");
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+    }
+
+    #[test]
+    fn pdf_without_renderer_is_config_error() {
+        let e = open(b"%PDF-1.4 ...".to_vec(), &Limits::default()).expect_err("no renderer");
+        assert_eq!(e.kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // A 4x2 JPEG tagged "rotate 90 CW" (orientation 6) must come out 2x4.
+        let img = RgbImage::from_pixel(4, 2, image::Rgb([200, 200, 200]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&img).expect("encode");
+        let tagged = crate::testutil::jpeg_with_orientation(&jpeg, 6);
+        let doc = open(tagged, &Limits::default()).expect("open");
+        let page = doc.page(0, 150.0, &Limits::default(), None).expect("page");
+        assert_eq!(page.image.dimensions(), (2, 4));
+        assert_eq!(page.orientation, Some(6));
+    }
+
+    #[test]
+    fn transparency_becomes_white() {
+        let img = image::RgbaImage::from_pixel(1, 1, image::Rgba([0, 0, 0, 0]));
+        assert_eq!(flatten_to_rgb(DynamicImage::ImageRgba8(img)).get_pixel(0, 0).0, [255, 255, 255]);
+    }
+}

@@ -1,0 +1,208 @@
+//! One page through the pipeline: decode or render, tile, generate under the schema, parse,
+//! normalise, validate, and wrap with provenance.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use crate::document::{Document, Format, PdfRenderer};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::{GenerateRequest, StopReason, VisionModel};
+use crate::pipeline::Pipeline;
+use crate::record::{
+    GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, Timings, TilesProvenance,
+};
+use crate::tiling::tile_page;
+
+/// The vinscan version written into every record.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// Opens documents and extracts their pages. Holds no model: callers pass one per call, so a
+/// run that finds nothing to do never loads it.
+#[derive(Clone, Default)]
+pub struct Extractor {
+    pdf: Option<Arc<dyn PdfRenderer>>,
+}
+
+impl Extractor {
+    pub fn new(pdf: Option<Arc<dyn PdfRenderer>>) -> Self {
+        Self { pdf }
+    }
+
+    pub fn pdf_renderer(&self) -> Option<&dyn PdfRenderer> {
+        self.pdf.as_deref()
+    }
+
+    /// Opens a document held in memory. `source` names it in errors and outputs.
+    pub fn open(&self, source: &str, bytes: Vec<u8>, pipeline: &Pipeline) -> Result<Document> {
+        Document::open(source, bytes, &pipeline.limits, self.pdf_renderer())
+    }
+
+    /// Extracts page `index` (0-based) of `doc`.
+    pub fn extract_page(
+        &self,
+        model: &dyn VisionModel,
+        doc: &Document,
+        source_sha256: &str,
+        index: u32,
+        pipeline: &Pipeline,
+    ) -> Result<PageRecord> {
+        let started = Instant::now();
+        let page_no = index + 1;
+        let what = || format!("{} page {page_no}", doc.name());
+
+        let t = Instant::now();
+        let page = doc.page(index, pipeline.pdf_dpi, &pipeline.limits, self.pdf_renderer())?;
+        let decode_ms = ms(t);
+
+        let info = model.info();
+        let max_tiles_used = pipeline.max_tiles.min(info.max_tiles).max(1);
+        let min_tiles_used = pipeline.min_tiles.min(max_tiles_used);
+        let t = Instant::now();
+        let tiled = tile_page(&page.image, min_tiles_used, max_tiles_used).map_err(|e| e.context(what()))?;
+        let tiling_ms = ms(t);
+
+        let (width, height) = tiled.image.dimensions();
+        let request = GenerateRequest {
+            system_prompt: pipeline.system_prompt.clone(),
+            user_prompt: pipeline.prompt.clone(),
+            width,
+            height,
+            rgb: tiled.image.into_raw(),
+            expected_images: tiled.grid.images(),
+            grammar: Arc::new(pipeline.schema.grammar().clone()),
+            max_tokens: pipeline.max_tokens,
+            repeat_penalty: pipeline.repeat_penalty,
+            repeat_last_n: pipeline.repeat_last_n,
+        };
+        let generation = model.generate(request).map_err(|e| e.context(what()))?;
+        if generation.images != tiled.grid.images() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                format!(
+                    "{}: the vision encoder saw {} images, tiling planned {} ({}x{} grid)",
+                    what(),
+                    generation.images,
+                    tiled.grid.images(),
+                    tiled.grid.cols,
+                    tiled.grid.rows
+                ),
+            ));
+        }
+
+        let t = Instant::now();
+        let (data, normalised) = parse_and_validate(pipeline, &generation.text, generation.stop)
+            .map_err(|e| e.context(what()))?;
+        let validate_ms = ms(t);
+
+        let schema = &pipeline.schema;
+        let timings = Timings {
+            decode: decode_ms,
+            tiling: tiling_ms,
+            encode_prefill: generation.timings.encode_prefill_ms,
+            generate: generation.timings.generate_ms,
+            sample: generation.timings.sample_ms,
+            validate: validate_ms,
+            total: ms(started),
+        };
+        let provenance = Provenance {
+            source: doc.name().to_owned(),
+            source_sha256: source_sha256.to_owned(),
+            source_format: format_name(doc.format()).to_owned(),
+            page: page_no,
+            page_count: doc.page_count(),
+            pipeline: pipeline.name.clone(),
+            pipeline_sha256: pipeline.sha256.clone(),
+            schema_id: schema.id().to_owned(),
+            schema_sha256: schema.sha256().to_owned(),
+            model: ModelProvenance {
+                name: info.name.clone(),
+                file: info.model_file.clone(),
+                sha256: info.model_sha256.clone(),
+                mmproj_file: info.mmproj_file.clone(),
+                mmproj_sha256: info.mmproj_sha256.clone(),
+            },
+            vinscan_version: VERSION.to_owned(),
+            image: ImageProvenance {
+                width: page.image.width(),
+                height: page.image.height(),
+                orientation: page.orientation,
+                dpi: (doc.format() == Format::Pdf).then_some(pipeline.pdf_dpi),
+            },
+            tiles: TilesProvenance {
+                cols: tiled.grid.cols,
+                rows: tiled.grid.rows,
+                thumbnail: tiled.grid.has_thumbnail(),
+                images: generation.images,
+                max_tiles_requested: pipeline.max_tiles,
+                max_tiles_used,
+            },
+            generation: GenerationProvenance {
+                prompt_tokens: generation.prompt_tokens,
+                image_tokens: generation.image_tokens,
+                generated_tokens: generation.generated_tokens,
+                max_tokens: pipeline.max_tokens,
+                stop: match generation.stop {
+                    StopReason::EndOfOutput => "end_of_output",
+                    StopReason::MaxTokens => "max_tokens",
+                }
+                .to_owned(),
+            },
+            normalised,
+            timings_ms: timings,
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        Ok(PageRecord {
+            source: doc.name().to_owned(),
+            page: page_no,
+            pipeline: pipeline.name.clone(),
+            schema: schema.path().to_owned(),
+            data,
+            provenance,
+        })
+    }
+}
+
+fn format_name(f: Format) -> &'static str {
+    match f {
+        Format::Jpeg => "jpeg",
+        Format::Png => "png",
+        Format::Tiff => "tiff",
+        Format::WebP => "webp",
+        Format::Bmp => "bmp",
+        Format::Pdf => "pdf",
+    }
+}
+
+/// Parses the model's text, normalises it and validates it against the pipeline's schema.
+/// Normalisation is kept only if the normalised value still validates.
+pub fn parse_and_validate(pipeline: &Pipeline, text: &str, stop: StopReason) -> Result<(Value, Vec<String>)> {
+    let parsed: Value = serde_json::from_str(text).map_err(|e| {
+        let why = if stop == StopReason::MaxTokens {
+            format!("output cut off at max_tokens = {} before the JSON was complete", pipeline.max_tokens)
+        } else {
+            format!("model output is not JSON ({e})")
+        };
+        Error::new(ErrorKind::InvalidOutput, why)
+    })?;
+    let schema = &pipeline.schema;
+    let mut normalised = parsed.clone();
+    let changed = schema.normalise(&mut normalised);
+    if schema.violations(&normalised).is_empty() {
+        return Ok((normalised, changed));
+    }
+    let violations = schema.violations(&parsed);
+    if violations.is_empty() {
+        return Ok((parsed, Vec::new()));
+    }
+    let list: Vec<String> = violations.iter().take(5).map(ToString::to_string).collect();
+    Err(Error::new(
+        ErrorKind::InvalidOutput,
+        format!("model output does not conform to {}: {}", schema.path(), list.join("; ")),
+    ))
+}

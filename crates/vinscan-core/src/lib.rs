@@ -1,0 +1,31 @@
+//! vinscan's extraction pipeline: a document becomes pages, a page becomes tiles, the model
+//! turns tiles into JSON under a schema, and the JSON is normalised, validated and wrapped with
+//! provenance.
+//!
+//! Architecture invariant: this crate never names llama.cpp, pdfium, librdkafka or an object
+//! store. Native engines come in through [`VisionModel`] and [`PdfRenderer`], traits of plain
+//! data, so everything here builds and tests in seconds.
+
+pub mod catalog;
+pub mod document;
+pub mod error;
+pub mod extract;
+pub mod hash;
+pub mod limits;
+pub mod model;
+pub mod pipeline;
+pub mod record;
+pub mod tiling;
+mod tiff_pages;
+
+#[cfg(test)]
+mod testutil;
+
+pub use catalog::Catalog;
+pub use document::{Document, Format, Page, PdfRenderer, RenderedPage};
+pub use error::{Error, ErrorKind, Result};
+pub use extract::{Extractor, VERSION};
+pub use limits::Limits;
+pub use model::{GenerateRequest, Generation, ModelInfo, ModelTimings, StopReason, VisionModel};
+pub use pipeline::Pipeline;
+pub use record::PageRecord;

@@ -1,0 +1,86 @@
+//! The vision-language model as the pipeline sees it: a small synchronous trait of plain data.
+//! The llama.cpp implementation lives in `vinscan-llama`, on a thread of its own.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Result;
+
+/// What a loaded model is, for provenance and for tiling decisions.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// Model name from the GGUF metadata (`general.name`), if any.
+    pub name: Option<String>,
+    pub model_file: String,
+    pub model_sha256: String,
+    pub mmproj_file: String,
+    pub mmproj_sha256: String,
+    /// The largest tile grid the projector's preprocessor accepts (`clip.vision.preproc_max_tiles`).
+    pub max_tiles: u32,
+    /// The vision encoder's input side in pixels.
+    pub image_size: u32,
+    /// llama.cpp's CPU/GPU feature line, e.g. `CPU : SSE3 = 1 | AVX2 = 1 | ...`.
+    pub system_info: String,
+}
+
+/// One page for the model: prompts, the page already stretched to its tile grid, the schema.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub system_prompt: String,
+    /// The task text; the image goes before it.
+    pub user_prompt: String,
+    pub width: u32,
+    pub height: u32,
+    /// Packed RGB, `width * height * 3` bytes.
+    pub rgb: Vec<u8>,
+    /// How many images (tiles + thumbnail) the encoder must see for this page.
+    pub expected_images: u32,
+    /// JSON Schema the output is constrained to.
+    pub grammar: Arc<Value>,
+    pub max_tokens: u32,
+    /// 1.0 disables the repetition penalty.
+    pub repeat_penalty: f32,
+    pub repeat_last_n: u32,
+}
+
+/// Why decoding stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model (or the grammar) ended the output.
+    EndOfOutput,
+    /// `max_tokens` was reached first: the output is probably incomplete.
+    MaxTokens,
+}
+
+/// Wall-clock milliseconds of the model's stages for one page.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ModelTimings {
+    /// Vision encoding of every tile plus the LLM prefill of the whole prompt.
+    pub encode_prefill_ms: f64,
+    /// Token-by-token generation, sampling included.
+    pub generate_ms: f64,
+    /// Of `generate_ms`, the part spent in sampling and the grammar constraint.
+    pub sample_ms: f64,
+}
+
+/// The model's answer for one page.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub stop: StopReason,
+    pub prompt_tokens: u32,
+    pub image_tokens: u32,
+    /// Image chunks the encoder produced (must equal `expected_images`).
+    pub images: u32,
+    pub generated_tokens: u32,
+    pub timings: ModelTimings,
+}
+
+/// A loaded vision-language model. Implementations serialise access internally.
+pub trait VisionModel: Send + Sync {
+    fn info(&self) -> &ModelInfo;
+    fn generate(&self, request: GenerateRequest) -> Result<Generation>;
+}

@@ -1,0 +1,212 @@
+//! Pipelines: declarative TOML files naming a schema, a prompt, a tile budget, generation and
+//! output options. Parsed with unknown fields refused, then validated without IO.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use vinscan_schema::Schema;
+
+use crate::limits::Limits;
+use crate::tiling::MAX_TILES_LIMIT;
+
+/// Vintern's own system prompt (its chat template's default system message).
+pub const VINTERN_SYSTEM_PROMPT: &str = "Bạn là một mô hình trí tuệ nhân tạo đa phương thức Tiếng Việt có tên gọi là Vintern, được phát triển bởi người Việt. Bạn là một trợ lý trí tuệ nhân tạo hữu ích và không gây hại.";
+
+/// A pipeline file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Schema file name inside the schemas directory, e.g. `invoice.schema.json`.
+    pub schema: String,
+    /// The task text shown to the model after the image.
+    pub prompt: String,
+    pub system_prompt: Option<String>,
+    #[serde(default)]
+    pub tiles: TilesSection,
+    #[serde(default)]
+    pub generation: GenerationSection,
+    #[serde(default)]
+    pub pdf: PdfSection,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TilesSection {
+    pub min: u32,
+    pub max: u32,
+}
+
+impl Default for TilesSection {
+    fn default() -> Self {
+        Self { min: 1, max: 6 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerationSection {
+    pub max_tokens: u32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: u32,
+}
+
+impl Default for GenerationSection {
+    fn default() -> Self {
+        Self { max_tokens: 1024, repeat_penalty: 1.05, repeat_last_n: 64 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PdfSection {
+    pub dpi: f32,
+}
+
+impl Default for PdfSection {
+    fn default() -> Self {
+        Self { dpi: 150.0 }
+    }
+}
+
+/// A validated pipeline, bound to its schema.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: String,
+    pub schema: Arc<Schema>,
+    pub prompt: String,
+    pub system_prompt: String,
+    pub min_tiles: u32,
+    pub max_tiles: u32,
+    pub max_tokens: u32,
+    pub repeat_penalty: f32,
+    pub repeat_last_n: u32,
+    pub pdf_dpi: f32,
+    pub limits: Limits,
+    /// sha256 of the pipeline file.
+    pub sha256: String,
+}
+
+/// Why a pipeline file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{path}: {source}")]
+    Toml {
+        path: String,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl PipelineFile {
+    pub fn parse(path: &str, text: &str) -> Result<Self, PipelineError> {
+        toml::from_str(text).map_err(|source| PipelineError::Toml { path: path.to_owned(), source })
+    }
+
+    /// Checks every field and binds the schema (looked up by `resolve_schema`).
+    pub fn validate(
+        self,
+        path: &str,
+        sha256: String,
+        resolve_schema: impl FnOnce(&str) -> Option<Arc<Schema>>,
+    ) -> Result<Pipeline, PipelineError> {
+        let invalid = |message: String| PipelineError::Invalid { path: path.to_owned(), message };
+        if self.name.is_empty()
+            || !self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(invalid(format!(
+                "name {:?} must be non-empty lower-case letters, digits and '-'",
+                self.name
+            )));
+        }
+        if self.prompt.trim().is_empty() {
+            return Err(invalid("prompt must not be empty".into()));
+        }
+        let TilesSection { min, max } = self.tiles;
+        if !(1..=MAX_TILES_LIMIT).contains(&max) || min < 1 || min > max {
+            return Err(invalid(format!(
+                "tiles: need 1 <= min <= max <= {MAX_TILES_LIMIT}, got min {min} max {max}"
+            )));
+        }
+        let g = self.generation;
+        if !(1..=16384).contains(&g.max_tokens) {
+            return Err(invalid(format!("generation.max_tokens must be 1..=16384, got {}", g.max_tokens)));
+        }
+        if !(g.repeat_penalty.is_finite() && (1.0..=5.0).contains(&g.repeat_penalty)) {
+            return Err(invalid(format!(
+                "generation.repeat_penalty must be within 1.0..=5.0, got {}",
+                g.repeat_penalty
+            )));
+        }
+        if !(self.pdf.dpi.is_finite() && (36.0..=600.0).contains(&self.pdf.dpi)) {
+            return Err(invalid(format!("pdf.dpi must be within 36..=600, got {}", self.pdf.dpi)));
+        }
+        self.limits.validate().map_err(invalid)?;
+        let schema = resolve_schema(&self.schema)
+            .ok_or_else(|| invalid(format!("schema {:?} not found in the schemas directory", self.schema)))?;
+        Ok(Pipeline {
+            name: self.name,
+            description: self.description,
+            schema,
+            prompt: self.prompt.trim().to_owned(),
+            system_prompt: self.system_prompt.unwrap_or_else(|| VINTERN_SYSTEM_PROMPT.to_owned()),
+            min_tiles: min,
+            max_tiles: max,
+            max_tokens: g.max_tokens,
+            repeat_penalty: g.repeat_penalty,
+            repeat_last_n: g.repeat_last_n,
+            pdf_dpi: self.pdf.dpi,
+            limits: self.limits,
+            sha256,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Arc<Schema> {
+        let s = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object",
+                    "additionalProperties":false,"properties":{}}"#;
+        Arc::new(Schema::from_bytes("schemas/t.json", s.as_bytes()).expect("schema"))
+    }
+
+    fn load(text: &str) -> Result<Pipeline, PipelineError> {
+        PipelineFile::parse("pipelines/t.toml", text)?.validate("pipelines/t.toml", String::new(), |n| {
+            (n == "t.json").then(schema)
+        })
+    }
+
+    #[test]
+    fn minimal_pipeline_gets_defaults() {
+        let p = load("name = \"t\"\nschema = \"t.json\"\nprompt = \"Trích xuất\"").expect("valid");
+        assert_eq!((p.min_tiles, p.max_tiles), (1, 6));
+        assert_eq!(p.system_prompt, VINTERN_SYSTEM_PROMPT);
+    }
+
+    #[test]
+    fn refuses_unknown_fields() {
+        let e = load("name = \"t\"\nschema = \"t.json\"\nprompt = \"x\"\ncolour = 1").expect_err("unknown");
+        assert!(e.to_string().contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn refuses_tile_budget_out_of_range() {
+        let e = load("name = \"t\"\nschema = \"t.json\"\nprompt = \"x\"\n[tiles]\nmax = 41").expect_err("41");
+        assert!(e.to_string().contains("tiles"), "{e}");
+    }
+
+    #[test]
+    fn refuses_missing_schema() {
+        let e = load("name = \"t\"\nschema = \"nope.json\"\nprompt = \"x\"").expect_err("schema");
+        assert!(e.to_string().contains("nope.json"), "{e}");
+    }
+}

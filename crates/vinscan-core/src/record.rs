@@ -1,0 +1,92 @@
+//! The output of one page: the extraction and where it came from.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One JSON object per page: `{"source", "page", "pipeline", "schema", "data", "provenance"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageRecord {
+    /// Where the document came from (a path or an object URL).
+    pub source: String,
+    /// 1-based page number.
+    pub page: u32,
+    pub pipeline: String,
+    /// Repository-relative path of the schema `data` conforms to.
+    pub schema: String,
+    pub data: Value,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Provenance {
+    pub source: String,
+    pub source_sha256: String,
+    pub source_format: String,
+    pub page: u32,
+    pub page_count: u32,
+    pub pipeline: String,
+    pub pipeline_sha256: String,
+    pub schema_id: String,
+    pub schema_sha256: String,
+    pub model: ModelProvenance,
+    pub vinscan_version: String,
+    pub image: ImageProvenance,
+    pub tiles: TilesProvenance,
+    pub generation: GenerationProvenance,
+    /// JSON pointers of values the normaliser changed.
+    pub normalised: Vec<String>,
+    pub timings_ms: Timings,
+    /// RFC 3339 time the record was made.
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelProvenance {
+    pub name: Option<String>,
+    pub file: String,
+    pub sha256: String,
+    pub mmproj_file: String,
+    pub mmproj_sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageProvenance {
+    pub width: u32,
+    pub height: u32,
+    /// EXIF/TIFF orientation applied (absent when the page was already upright).
+    pub orientation: Option<u8>,
+    /// Render resolution, for PDF pages.
+    pub dpi: Option<f32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TilesProvenance {
+    pub cols: u32,
+    pub rows: u32,
+    pub thumbnail: bool,
+    /// Images the vision encoder saw (tiles + thumbnail).
+    pub images: u32,
+    /// The pipeline's budget and the one used after the projector's own limit.
+    pub max_tiles_requested: u32,
+    pub max_tiles_used: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GenerationProvenance {
+    pub prompt_tokens: u32,
+    pub image_tokens: u32,
+    pub generated_tokens: u32,
+    pub max_tokens: u32,
+    pub stop: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Timings {
+    pub decode: f64,
+    pub tiling: f64,
+    pub encode_prefill: f64,
+    pub generate: f64,
+    pub sample: f64,
+    pub validate: f64,
+    pub total: f64,
+}

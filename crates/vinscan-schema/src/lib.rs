@@ -1,0 +1,263 @@
+//! Output schemas: a JSON Schema (2020-12) file loaded, checked that constrained decoding over
+//! it always terminates, compiled for validation, and used to normalise extracted values.
+//!
+//! Architecture invariant: this crate does no IO beyond what the caller hands it (bytes and a
+//! display path) and never names a model, a store or a broker.
+
+mod bounds;
+mod normalise;
+
+use std::fmt;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use bounds::check_bounds;
+pub use normalise::{Normaliser, normalise_value};
+
+/// The meta-schema every vinscan schema must declare.
+pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
+
+/// Keyword vinscan adds to string properties to pick a normaliser (see [`Normaliser`]).
+pub const NORMALISE_KEYWORD: &str = "x-vinscan-normalise";
+
+/// Why a schema file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("{path}: not valid JSON: {source}")]
+    Json {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: must declare \"$schema\": \"{DRAFT_2020_12}\"")]
+    Draft { path: String },
+    #[error("{path}: not a valid JSON Schema 2020-12 document: {message}")]
+    Invalid { path: String, message: String },
+    #[error("{path}: {pointer}: {message}")]
+    Unbounded {
+        path: String,
+        pointer: String,
+        message: String,
+    },
+}
+
+/// One problem found when validating an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON pointer into the instance.
+    pub instance_path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = if self.instance_path.is_empty() { "/" } else { &self.instance_path };
+        write!(f, "{at}: {}", self.message)
+    }
+}
+
+/// A loaded, bound-checked and compiled output schema.
+pub struct Schema {
+    id: String,
+    path: String,
+    sha256: String,
+    document: Value,
+    grammar: Value,
+    validator: jsonschema::Validator,
+}
+
+impl fmt::Debug for Schema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Schema")
+            .field("id", &self.id)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Schema {
+    /// Parses and checks a schema. `path` is how the schema is named in errors and in outputs
+    /// (the repository-relative path, e.g. `schemas/invoice.schema.json`).
+    pub fn from_bytes(path: &str, bytes: &[u8]) -> Result<Self, SchemaError> {
+        let document: Value = serde_json::from_slice(bytes).map_err(|source| SchemaError::Json {
+            path: path.to_owned(),
+            source,
+        })?;
+        if document.get("$schema").and_then(Value::as_str) != Some(DRAFT_2020_12) {
+            return Err(SchemaError::Draft { path: path.to_owned() });
+        }
+        jsonschema::draft202012::meta::validate(&document).map_err(|e| SchemaError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        let validator =
+            jsonschema::draft202012::new(&document).map_err(|e| SchemaError::Invalid {
+                path: path.to_owned(),
+                message: e.to_string(),
+            })?;
+        check_bounds(&document).map_err(|(pointer, message)| SchemaError::Unbounded {
+            path: path.to_owned(),
+            pointer,
+            message,
+        })?;
+        let id = document
+            .get("$id")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| path.to_owned());
+        let grammar = grammar_view(&document);
+        Ok(Self {
+            id,
+            path: path.to_owned(),
+            sha256: hex::encode(Sha256::digest(bytes)),
+            document,
+            grammar,
+            validator,
+        })
+    }
+
+    /// `$id` of the schema (its path when it has none).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Repository-relative path, as written into every output's `schema` field.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// sha256 of the schema file's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// The schema as declared.
+    pub fn document(&self) -> &Value {
+        &self.document
+    }
+
+    /// The schema handed to the constrained decoder: the declared one without annotations
+    /// (`title`, `description`, `examples`, `$comment`, `x-*` keywords) that only document.
+    pub fn grammar(&self) -> &Value {
+        &self.grammar
+    }
+
+    /// Every violation of the schema by `instance` (empty when it conforms).
+    pub fn violations(&self, instance: &Value) -> Vec<Violation> {
+        self.validator
+            .iter_errors(instance)
+            .map(|e| Violation {
+                instance_path: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect()
+    }
+
+    /// Normalises `instance` in place by the schema's `x-vinscan-normalise` annotations,
+    /// returning the JSON pointers of the values it changed.
+    pub fn normalise(&self, instance: &mut Value) -> Vec<String> {
+        let mut changed = Vec::new();
+        normalise_value(&self.document, instance, "", &mut changed);
+        changed
+    }
+}
+
+const ANNOTATIONS: &[&str] = &["title", "description", "examples", "$comment", "default"];
+
+fn grammar_view(schema: &Value) -> Value {
+    match schema {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !ANNOTATIONS.contains(&k.as_str()) && !k.starts_with("x-"))
+                .map(|(k, v)| {
+                    // `properties` maps names to schemas: its keys are names, never keywords.
+                    let v = if k == "properties" || k == "$defs" {
+                        match v {
+                            Value::Object(props) => Value::Object(
+                                props.iter().map(|(n, s)| (n.clone(), grammar_view(s))).collect(),
+                            ),
+                            other => other.clone(),
+                        }
+                    } else if k == "enum" || k == "const" {
+                        v.clone()
+                    } else {
+                        grammar_view(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(grammar_view).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema(v: Value) -> Result<Schema, SchemaError> {
+        Schema::from_bytes("schemas/t.json", v.to_string().as_bytes())
+    }
+
+    fn bounded() -> Value {
+        json!({
+            "$schema": DRAFT_2020_12,
+            "$id": "t",
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name", "date"],
+            "properties": {
+                "name": {"type": "string", "maxLength": 8, "description": "who"},
+                "date": {"type": ["string", "null"], "maxLength": 16, "x-vinscan-normalise": "date"},
+                "title": {"type": "string", "maxLength": 4}
+            }
+        })
+    }
+
+    #[test]
+    fn loads_bounded_schema_and_validates() {
+        let s = schema(bounded()).expect("bounded schema loads");
+        assert_eq!(s.id(), "t");
+        assert_eq!(s.sha256().len(), 64);
+        assert!(s.violations(&json!({"name": "An", "date": null})).is_empty());
+        let v = s.violations(&json!({"name": "far too long", "date": null, "x": 1}));
+        assert_eq!(v.len(), 2, "{v:?}");
+    }
+
+    #[test]
+    fn grammar_view_drops_annotations_but_keeps_property_names() {
+        let s = schema(bounded()).expect("loads");
+        let g = s.grammar();
+        assert!(g["properties"]["name"].get("description").is_none());
+        assert!(g["properties"]["date"].get("x-vinscan-normalise").is_none());
+        // a property called "title" is data, not an annotation
+        assert!(g["properties"].get("title").is_some());
+    }
+
+    #[test]
+    fn refuses_wrong_draft() {
+        let mut v = bounded();
+        v["$schema"] = json!("http://json-schema.org/draft-07/schema#");
+        assert!(matches!(schema(v), Err(SchemaError::Draft { .. })));
+    }
+
+    #[test]
+    fn refuses_unbounded_string_with_pointer() {
+        let mut v = bounded();
+        v["properties"]["name"] = json!({"type": "string"});
+        match schema(v) {
+            Err(SchemaError::Unbounded { pointer, .. }) => assert_eq!(pointer, "/properties/name"),
+            other => panic!("expected Unbounded, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_invalid_json() {
+        let e = Schema::from_bytes("schemas/x.json", b"{").expect_err("must fail");
+        assert!(e.to_string().contains("schemas/x.json"), "{e}");
+    }
+}
