@@ -1,0 +1,65 @@
+//! Rendering with the real pdfium library (found through VINSCAN_PDFIUM_LIB or the pypdfium2
+//! wheel; `ops/test.sh` provides it).
+
+use std::path::PathBuf;
+
+use vinscan_core::{Document, ErrorKind, Limits, PdfRenderer};
+use vinscan_pdfium::PdfiumRenderer;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn renderer() -> PdfiumRenderer {
+    PdfiumRenderer::load().expect("pdfium library (set VINSCAN_PDFIUM_LIB or install pypdfium2)")
+}
+
+#[test]
+fn renders_every_page_of_the_invoice() {
+    let r = renderer();
+    let pdf = fixture("hoadon.pdf");
+    assert_eq!(r.page_count(&pdf).expect("count"), 3);
+    let limits = Limits::default();
+    let doc = Document::open("hoadon.pdf", pdf, &limits, Some(&r)).expect("open");
+    for i in 0..3 {
+        let page = doc.page(i, 150.0, &limits, Some(&r)).expect("render");
+        assert_eq!(page.image.dimensions(), (1240, 1753), "page {i}");
+        // a rendered invoice page is mostly white paper with dark text on it
+        let px = page.image.as_raw();
+        let dark = px.chunks_exact(3).filter(|p| p.iter().all(|&c| c < 96)).count();
+        let white = px.chunks_exact(3).filter(|p| p.iter().all(|&c| c > 240)).count();
+        assert!(white > px.len() / 3 / 2, "page {i}: mostly white");
+        assert!(dark > 1000, "page {i}: has text ({dark} dark pixels)");
+    }
+}
+
+#[test]
+fn encrypted_pdf_is_unsupported_with_clear_reason() {
+    let e = Document::open("locked.pdf", fixture("encrypted.pdf"), &Limits::default(), Some(&renderer()))
+        .expect_err("encrypted");
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    assert!(e.to_string().starts_with("locked.pdf: encrypted PDF"), "{e}");
+}
+
+#[test]
+fn truncated_pdf_is_invalid_input() {
+    let mut pdf = fixture("hoadon.pdf");
+    pdf.truncate(pdf.len() / 3);
+    match Document::open("cut.pdf", pdf, &Limits::default(), Some(&renderer())) {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
+        // pdfium repairs some truncations; then rendering must still not crash
+        Ok(doc) => {
+            for i in 0..doc.page_count() {
+                let _ = doc.page(i, 72.0, &Limits::default(), Some(&renderer()));
+            }
+        }
+    }
+}
+
+#[test]
+fn page_limit_refuses_long_documents() {
+    let limits = Limits { max_pages: 2, ..Limits::default() };
+    let e = Document::open("hoadon.pdf", fixture("hoadon.pdf"), &limits, Some(&renderer())).expect_err("3 > 2");
+    assert_eq!(e.kind(), ErrorKind::TooLarge);
+}
