@@ -23,7 +23,9 @@ QWEN_SPECIALS = [
     "<|repo_name|>", "<|file_sep|>",
 ]
 INTERNVL_SPECIALS = ["<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"]
-CONTROL = {"<|endoftext|>", "<|im_start|>", "<|im_end|>"}
+# Qwen2.5 marks its <|...|> tokens special and InternVL its image/box markers; llama.cpp keeps
+# them out of generated text (CONTROL). <tool_call> tags are ordinary added tokens.
+CONTROL = {s for s in QWEN_SPECIALS if s.startswith("<|")} | set(INTERNVL_SPECIALS)
 # Qwen2's first special id: every ordinary token comes before it.
 QWEN_FIRST_SPECIAL = 151643
 
@@ -106,6 +108,23 @@ def file_type(dtype, q8):
     return gguf.LlamaFileType.MOSTLY_F16 if dtype == np.float16 else gguf.LlamaFileType.ALL_F32
 
 
+# Tokens the tiny preset's "closing bias" favours: they end strings, numbers, arrays and objects.
+CLOSERS = ['"', ",", "]", "}"]
+
+
+def closing_bias(embd, tokens, strength):
+    """Adds a constant direction to the residual stream (column 0 of the tied embedding) and
+    tilts it towards JSON-closing tokens. Greedy decoding of purely random weights fills every
+    string to its maxLength (thousands of tokens per page with a byte-level vocabulary); with
+    this bias outputs stay short yet still depend on the image, so tests stay fast. Only the
+    tiny preset uses it; the full preset is purely random."""
+    alphabet = byte_alphabet()
+    embd[:, 0] = 1.0
+    for ch in CLOSERS:
+        embd[tokens.index(alphabet[ord(ch)]), 0] += strength
+    return embd
+
+
 def write_llm(path, p, q8, seed):
     rng = np.random.default_rng(seed)
     tokens, types, merges, ids = vocabulary(p.get("n_ordinary"))
@@ -133,7 +152,10 @@ def write_llm(path, p, q8, seed):
     w.add_pad_token_id(ids["<|endoftext|>"])
     w.add_add_bos_token(False)
     w.add_chat_template(CHATML)
-    out.matrix("token_embd.weight", normal(rng, (len(tokens), E)))  # tied with the output head
+    embd = normal(rng, (len(tokens), E))
+    if p.get("closing_bias"):
+        embd = closing_bias(embd, tokens, p["closing_bias"])
+    out.matrix("token_embd.weight", embd)  # tied with the output head
     out.f32("output_norm.weight", np.ones(E))
     for i in range(L):
         b = f"blk.{i}."
@@ -210,7 +232,7 @@ def write_mmproj(path, v, n_text, q8, seed, max_tiles):
 PRESETS = {
     "tiny": {
         "llm": dict(name="vinscan-tiny-qwen2", embd=64, layers=2, heads=4, kv_heads=2, ff=128, ctx=32768,
-                    dtype=np.float32),
+                    dtype=np.float32, closing_bias=float(os.environ.get("VINSCAN_TINY_CLOSING_BIAS", "0.03"))),
         "vit": dict(name="vinscan-tiny-internvit", embd=32, layers=2, heads=2, ff=64, patch=14, image=448, merge=2,
                     dtype=np.float32),
     },

@@ -1,1 +1,69 @@
-fn main() {}
+//! `vinscan`: scans of Vietnamese documents in, schema-valid JSON out.
+//!
+//! Exit codes: 0 success; 1 some inputs failed (see the manifest / stderr); 2 usage or
+//! configuration error.
+
+mod cli;
+mod cmd_batch;
+mod cmd_extract;
+mod cmd_model;
+mod cmd_pipelines;
+mod model;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    reexec_with_passive_openmp();
+    let cli = cli::Cli::parse();
+    init_logging(&cli.global);
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        cli::Command::Extract(args) => cmd_extract::run(&cli.global, args),
+        cli::Command::Batch(args) => cmd_batch::run(&cli.global, args),
+        cli::Command::Model { command } => cmd_model::run(command),
+        cli::Command::Pipelines(args) => cmd_pipelines::run(&cli.global, args),
+    }
+}
+
+/// libgomp reads `OMP_WAIT_POLICY` once, when the process loads it — before `main`. ggml's
+/// default (active spinning) makes decoding collapse when cores are shared, so when the user
+/// has not chosen a policy, vinscan re-executes itself once with `PASSIVE`.
+fn reexec_with_passive_openmp() {
+    #[cfg(all(unix, feature = "llama"))]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else { return };
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("OMP_WAIT_POLICY", "PASSIVE")
+            .exec();
+        eprintln!("warning: could not re-execute with OMP_WAIT_POLICY=PASSIVE: {err}");
+    }
+}
+
+fn init_logging(global: &cli::GlobalArgs) {
+    use tracing_subscriber::EnvFilter;
+    let default = if global.verbose { "debug" } else { "info,llama-cpp-2=warn,llama_cpp_2=warn" };
+    let filter = EnvFilter::try_from_env("VINSCAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if global.log_format == cli::LogFormat::Json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.with_target(false).init();
+    }
+}

@@ -183,10 +183,14 @@ fn format_name(f: Format) -> &'static str {
 /// Normalisation is kept only if the normalised value still validates.
 pub fn parse_and_validate(pipeline: &Pipeline, text: &str, stop: StopReason) -> Result<(Value, Vec<String>)> {
     let parsed: Value = serde_json::from_str(text).map_err(|e| {
+        let start: String = text.chars().take(80).collect();
         let why = if stop == StopReason::MaxTokens {
-            format!("output cut off at max_tokens = {} before the JSON was complete", pipeline.max_tokens)
+            format!(
+                "output cut off at max_tokens = {} before the JSON was complete (output starts {start:?})",
+                pipeline.max_tokens
+            )
         } else {
-            format!("model output is not JSON ({e})")
+            format!("model output is not JSON ({e}; output starts {start:?})")
         };
         Error::new(ErrorKind::InvalidOutput, why)
     })?;

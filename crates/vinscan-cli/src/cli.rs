@@ -1,0 +1,136 @@
+//! Command-line interface. Every flag can also be set by the environment variable named in its
+//! help (`VINSCAN_*`, plus the Hugging Face variables for `model pull`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "vinscan", version, about = "Scans of Vietnamese documents in, schema-valid JSON out")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log format on stderr.
+    #[arg(long, env = "VINSCAN_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// Debug logging (VINSCAN_LOG takes an EnvFilter directive instead).
+    #[arg(long, short, env = "VINSCAN_VERBOSE", global = true)]
+    pub verbose: bool,
+    /// Directory of pipeline files (default: the pipelines built into vinscan).
+    #[arg(long, env = "VINSCAN_PIPELINES_DIR", global = true, requires = "schemas_dir")]
+    pub pipelines_dir: Option<PathBuf>,
+    /// Directory of schema files (default: the schemas built into vinscan).
+    #[arg(long, env = "VINSCAN_SCHEMAS_DIR", global = true, requires = "pipelines_dir")]
+    pub schemas_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Extract JSON from scans: one JSON object per page, as JSON Lines on stdout or files in --out.
+    Extract(ExtractArgs),
+    /// Process every scan under a folder into --out: resumable, with a manifest.
+    Batch(BatchArgs),
+    /// Model files: download Vintern.
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// List and check the pipelines and their schemas.
+    Pipelines(PipelinesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Vintern LLM GGUF (default: the file `vinscan model pull` downloads, if cached).
+    #[arg(long, env = "VINSCAN_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Vintern vision projector GGUF (mmproj).
+    #[arg(long, env = "VINSCAN_MMPROJ")]
+    pub mmproj: Option<PathBuf>,
+    /// CPU threads for inference (default: all cores).
+    #[arg(long, env = "VINSCAN_THREADS")]
+    pub threads: Option<u32>,
+    /// Context window in tokens (image tokens + prompt + output).
+    #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = 12288)]
+    pub ctx_size: u32,
+    /// Layers offloaded to the GPU (builds with `--features cuda`).
+    #[arg(long, env = "VINSCAN_GPU_LAYERS", default_value_t = 0)]
+    pub gpu_layers: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ExtractArgs {
+    /// Scans: JPEG, PNG, TIFF (every page), WebP, BMP or PDF (every page).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Pipeline name (see `vinscan pipelines`).
+    #[arg(long, short, env = "VINSCAN_PIPELINE")]
+    pub pipeline: String,
+    /// Write one `.json` file per page here instead of JSON Lines on stdout.
+    #[arg(long, env = "VINSCAN_OUT")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BatchArgs {
+    /// Folder to walk (recursively) or a single file.
+    pub source: PathBuf,
+    /// Pipeline name (see `vinscan pipelines`).
+    #[arg(long, short, env = "VINSCAN_PIPELINE")]
+    pub pipeline: String,
+    /// Output folder: one `.json` per page, mirroring the source tree, plus `manifest.jsonl`.
+    #[arg(long, env = "VINSCAN_OUT")]
+    pub out: PathBuf,
+    /// Process inputs even when their outputs exist and match.
+    #[arg(long, env = "VINSCAN_FORCE")]
+    pub force: bool,
+    /// Hide the progress bar.
+    #[arg(long, env = "VINSCAN_NO_PROGRESS")]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Download the Vintern GGUF pair from the Hugging Face Hub into the standard cache
+    /// (honours HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE) and print their paths.
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Hub repository.
+    #[arg(long, env = "VINSCAN_MODEL_REPO", default_value = crate::model::DEFAULT_REPO)]
+    pub repo: String,
+    /// Revision (branch, tag or commit).
+    #[arg(long, env = "VINSCAN_MODEL_REVISION", default_value = "main")]
+    pub revision: String,
+    /// LLM file in the repository.
+    #[arg(long, env = "VINSCAN_MODEL_FILE", default_value = crate::model::DEFAULT_MODEL_FILE)]
+    pub model_file: String,
+    /// Projector file in the repository.
+    #[arg(long, env = "VINSCAN_MMPROJ_FILE", default_value = crate::model::DEFAULT_MMPROJ_FILE)]
+    pub mmproj_file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelinesArgs {
+    /// Print the pipelines as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

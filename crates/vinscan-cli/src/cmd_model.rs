@@ -1,0 +1,63 @@
+//! `vinscan model pull`: the Vintern GGUF pair from the Hugging Face Hub (hf-hub), into the
+//! standard cache. Honours HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE; verifies each file's sha256
+//! against the Hub's content ETag when the Hub gives one (LFS files).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use hf_hub::api::sync::ApiBuilder;
+use hf_hub::{Cache, Repo, RepoType};
+use vinscan_core::hash::sha256_file;
+
+use crate::cli::{ModelCommand, PullArgs};
+
+pub fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ModelCommand::Pull(args) => pull(&args),
+    }
+}
+
+fn offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// The Hub names LFS blobs by their sha256: when the blob's name is one, the bytes must match.
+fn verify_blob(path: &Path) -> anyhow::Result<()> {
+    let blob = std::fs::canonicalize(path).with_context(|| format!("{}", path.display()))?;
+    let name = blob.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let sha = sha256_file(&blob)?;
+        if !sha.eq_ignore_ascii_case(name) {
+            let _ = std::fs::remove_file(&blob);
+            bail!("{}: downloaded bytes have sha256 {sha}, the Hub announced {name}; removed, run again", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
+    let repo = Repo::with_revision(args.repo.clone(), RepoType::Model, args.revision.clone());
+    let files = [&args.model_file, &args.mmproj_file];
+    let mut paths: Vec<PathBuf> = Vec::new();
+    if offline() {
+        let cache = Cache::from_env().repo(repo);
+        for f in files {
+            let p = cache
+                .get(f)
+                .with_context(|| format!("HF_HUB_OFFLINE is set and {f} of {} is not in the cache", args.repo))?;
+            paths.push(p);
+        }
+    } else {
+        let api = ApiBuilder::from_env().with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr())).build()?;
+        let api_repo = api.repo(repo);
+        for f in files {
+            tracing::info!(repo = %args.repo, file = %f, "downloading");
+            let p = api_repo.get(f).with_context(|| format!("downloading {f} from {}", args.repo))?;
+            verify_blob(&p)?;
+            paths.push(p);
+        }
+    }
+    println!("{}", serde_json::json!({"model": paths[0], "mmproj": paths[1]}));
+    Ok(ExitCode::SUCCESS)
+}

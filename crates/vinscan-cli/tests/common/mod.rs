@@ -1,0 +1,117 @@
+//! Helpers for the CLI integration tests: the real binary, the tiny test model, the project's
+//! Python environment (independent schema validation) and generated scans.
+#![allow(dead_code)]
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::{ImageFormat, Rgb, RgbImage};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+pub fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("VINSCAN_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-models/tiny"));
+    assert!(
+        dir.join("model.gguf").is_file(),
+        "no test model in {}: run `ops/make-test-model.sh tiny {}` (ops/test.sh does)",
+        dir.display(),
+        dir.display()
+    );
+    dir
+}
+
+pub fn python() -> PathBuf {
+    let p = std::env::var_os("VINSCAN_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    assert!(p.exists(), "{} missing: run ops/python-env.sh (ops/test.sh does)", p.display());
+    p
+}
+
+/// The vinscan binary with the tiny model, one inference thread and no progress bar.
+pub fn vinscan(home: &Path) -> Command {
+    let dir = model_dir();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vinscan"));
+    c.env("VINSCAN_MODEL", dir.join("model.gguf"))
+        .env("VINSCAN_MMPROJ", dir.join("mmproj.gguf"))
+        .env("VINSCAN_THREADS", "1")
+        .env("VINSCAN_NO_PROGRESS", "1")
+        .env("VINSCAN_LOG_FORMAT", "json")
+        .env("HF_HOME", home.join("hf"))
+        .env_remove("VINSCAN_PIPELINES_DIR")
+        .env_remove("VINSCAN_SCHEMAS_DIR");
+    c
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("run vinscan");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr).lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+    out
+}
+
+/// Validates page-record files with Python's jsonschema; returns (passed, failed, report).
+pub fn validate(files: &[PathBuf]) -> (usize, usize, String) {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/tools/validate_outputs.py"))
+        .arg(repo_root())
+        .args(files)
+        .output()
+        .expect("run validator");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let last = report.lines().rev().find(|l| l.contains(" passed, ")).unwrap_or_default().to_owned();
+    let nums: Vec<usize> = last.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    assert_eq!(nums.len(), 2, "validator output: {report}");
+    (nums[0], nums[1], report)
+}
+
+/// A document-like scan: paper, a header band and lines of "text" whose layout depends on `seed`.
+pub fn scan(width: u32, height: u32, seed: u32) -> RgbImage {
+    let mut img = RgbImage::from_pixel(width, height, Rgb([246, 244, 238]));
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
+    let mut next = |m: u32| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state % m.max(1)
+    };
+    let line_h = (height / 40).max(4);
+    let mut y = line_h * 2;
+    while y + line_h < height - line_h {
+        let mut x = width / 20 + next(width / 10 + 1);
+        while x < width - width / 20 {
+            let word = 3 + next(width / 8 + 1);
+            let ink = 20 + next(60) as u8;
+            for yy in y..(y + line_h * 2 / 3).min(height) {
+                for xx in x..(x + word).min(width) {
+                    img.put_pixel(xx, yy, Rgb([ink, ink, ink + 10]));
+                }
+            }
+            x += word + 4 + next(12);
+        }
+        y += line_h + next(line_h);
+    }
+    img
+}
+
+pub fn encode(img: &RgbImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, format).expect("encode");
+    out.into_inner()
+}
+
+/// A multi-page RGB TIFF.
+pub fn multipage_tiff(pages: &[RgbImage]) -> Vec<u8> {
+    let mut buf = Cursor::new(Vec::new());
+    {
+        let mut enc = tiff::encoder::TiffEncoder::new(&mut buf).expect("tiff encoder");
+        for p in pages {
+            enc.write_image::<tiff::encoder::colortype::RGB8>(p.width(), p.height(), p.as_raw()).expect("tiff page");
+        }
+    }
+    buf.into_inner()
+}

@@ -1,0 +1,88 @@
+//! `vinscan extract` with the real llama.cpp runtime and the tiny test model, over 20 different
+//! scans (PNG, JPEG, a multi-page TIFF, a 3-page PDF, …): every page of every pipeline must
+//! produce one record whose `data` validates against the pipeline's schema under an
+//! independent validator (Python jsonschema).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use image::ImageFormat;
+
+/// 20 input files, 25 pages.
+fn inputs(dir: &std::path::Path) -> (Vec<PathBuf>, usize) {
+    let mut files = Vec::new();
+    let mut pages = 0;
+    let sizes = [
+        (448, 448), (1600, 600), (600, 900), (300, 200), (2000, 500), (800, 1100), (1240, 1754), (100, 1500),
+        (1024, 768), (3000, 2000), (640, 480), (500, 700), (1200, 300), (900, 900), (720, 1280), (256, 1024),
+    ];
+    for (i, &(w, h)) in sizes.iter().enumerate() {
+        let (format, ext) = if i % 2 == 0 { (ImageFormat::Png, "png") } else { (ImageFormat::Jpeg, "jpg") };
+        let p = dir.join(format!("scan-{i:02}.{ext}"));
+        std::fs::write(&p, encode(&scan(w, h, i as u32), format)).expect("write scan");
+        files.push(p);
+        pages += 1;
+    }
+    let tiff = dir.join("archive-3pages.tif");
+    std::fs::write(&tiff, multipage_tiff(&[scan(1240, 1754, 100), scan(1754, 1240, 101), scan(600, 800, 102)]))
+        .expect("tiff");
+    files.push(tiff);
+    pages += 3;
+    let tiff2 = dir.join("id-card-2sides.tiff");
+    std::fs::write(&tiff2, multipage_tiff(&[scan(1011, 638, 200), scan(1011, 638, 201)])).expect("tiff");
+    files.push(tiff2);
+    pages += 2;
+    let webp = dir.join("phone-photo.webp");
+    std::fs::write(&webp, encode(&scan(960, 1280, 300), ImageFormat::WebP)).expect("webp");
+    files.push(webp);
+    pages += 1;
+    files.push(repo_root().join("tests/fixtures/hoadon.pdf"));
+    pages += 3;
+    (files, pages)
+}
+
+fn check_pipeline(pipeline: &str) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (files, pages) = inputs(tmp.path());
+    assert_eq!(files.len(), 20);
+    let out = run(vinscan(tmp.path()).arg("extract").args(&files).args(["--pipeline", pipeline]));
+    assert!(out.status.success(), "vinscan extract --pipeline {pipeline} failed: {:?}", out.status);
+    let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), pages, "one JSON object per page");
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        assert_eq!(v["pipeline"], pipeline);
+        assert_eq!(v["schema"], format!("schemas/{pipeline}.schema.json"));
+        let tiles = &v["provenance"]["tiles"];
+        let expected = tiles["cols"].as_u64().unwrap_or(0) * tiles["rows"].as_u64().unwrap_or(0)
+            + u64::from(tiles["thumbnail"].as_bool().unwrap_or(false));
+        assert_eq!(tiles["images"].as_u64(), Some(expected), "{line}");
+    }
+    let jsonl = tmp.path().join(format!("{pipeline}.jsonl"));
+    std::fs::write(&jsonl, &stdout).expect("write jsonl");
+    let (passed, failed, report) = validate(&[jsonl]);
+    assert_eq!((passed, failed), (pages, 0), "{report}");
+}
+
+#[test]
+fn invoice_pages_validate() {
+    check_pipeline("invoice");
+}
+
+#[test]
+fn receipt_pages_validate() {
+    check_pipeline("receipt");
+}
+
+#[test]
+fn id_card_pages_validate() {
+    check_pipeline("id-card");
+}
+
+#[test]
+fn archive_page_pages_validate() {
+    check_pipeline("archive-page");
+}

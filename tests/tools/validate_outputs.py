@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Independent check of vinscan outputs with Python's `jsonschema` (Draft 2020-12).
+
+usage: validate_outputs.py REPO_ROOT FILE...
+Each FILE is JSON Lines or a single JSON object (a page record). Every record's `data` must
+validate against the schema file its `schema` field names (a path relative to REPO_ROOT).
+Prints one line per failure and a closing 'N passed, M failed'; exits 1 on any failure.
+"""
+import json
+import os
+import sys
+
+from jsonschema import Draft202012Validator
+
+
+def records(path):
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if path.endswith(".jsonl"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [json.loads(text)]
+
+
+def main():
+    root, files = sys.argv[1], sys.argv[2:]
+    validators, passed, failed = {}, 0, 0
+    for path in files:
+        for rec in records(path):
+            schema_path = rec.get("schema")
+            if schema_path not in validators:
+                with open(os.path.join(root, schema_path), encoding="utf-8") as f:
+                    schema = json.load(f)
+                Draft202012Validator.check_schema(schema)
+                validators[schema_path] = Draft202012Validator(schema)
+            errors = list(validators[schema_path].iter_errors(rec["data"]))
+            keys = {"source", "page", "pipeline", "schema", "data", "provenance"}
+            if errors or set(rec) != keys:
+                failed += 1
+                why = errors[0].message if errors else f"record keys {sorted(rec)}"
+                print(f"FAIL {rec.get('source')} page {rec.get('page')}: {why}")
+            else:
+                passed += 1
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed or not passed else 0)
+
+
+if __name__ == "__main__":
+    main()
