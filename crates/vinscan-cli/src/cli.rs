@@ -26,7 +26,7 @@ pub struct GlobalArgs {
     #[arg(long, env = "VINSCAN_LOG_FORMAT", value_enum, default_value = "text", global = true)]
     pub log_format: LogFormat,
     /// Debug logging (VINSCAN_LOG takes an EnvFilter directive instead).
-    #[arg(long, short, env = "VINSCAN_VERBOSE", global = true)]
+    #[arg(long, short, env = "VINSCAN_VERBOSE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue, global = true)]
     pub verbose: bool,
     /// Directory of pipeline files (default: the pipelines built into vinscan).
     #[arg(long, env = "VINSCAN_PIPELINES_DIR", global = true, requires = "schemas_dir")]
@@ -96,10 +96,10 @@ pub struct BatchArgs {
     #[arg(long, env = "VINSCAN_OUT")]
     pub out: PathBuf,
     /// Process inputs even when their outputs exist and match.
-    #[arg(long, env = "VINSCAN_FORCE")]
+    #[arg(long, env = "VINSCAN_FORCE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub force: bool,
     /// Hide the progress bar.
-    #[arg(long, env = "VINSCAN_NO_PROGRESS")]
+    #[arg(long, env = "VINSCAN_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_progress: bool,
     #[command(flatten)]
     pub model: ModelArgs,

@@ -213,7 +213,22 @@ fn image_error(e: image::ImageError) -> Error {
     Error::new(kind, msg)
 }
 
+/// Whether a JPEG's last scan is followed by an end-of-image marker. JPEG decoders fill a
+/// truncated scan with grey and succeed; a page missing its bottom must be refused instead.
+/// (Entropy-coded data stuffs 0xFF as FF 00, so FF D9 after the last SOS is the real EOI;
+/// data some phones append after EOI is accepted.)
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_sos {
+        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
+        None => false,
+    }
+}
+
 fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> {
+    if format == Format::Jpeg && !jpeg_is_complete(bytes) {
+        return Err(Error::new(ErrorKind::InvalidInput, "truncated JPEG (no end-of-image marker after the last scan)"));
+    }
     let fmt = match format {
         Format::Jpeg => ImageFormat::Jpeg,
         Format::Png => ImageFormat::Png,
@@ -315,6 +330,19 @@ mod tests {
         let doc = open(bytes, &Limits::default()).expect("header is fine");
         let e = doc.page(0, 150.0, &Limits::default(), None).expect_err("truncated");
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+    }
+
+    #[test]
+    fn truncated_jpeg_is_invalid_input() {
+        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 9]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&img).expect("encode");
+        assert!(jpeg_is_complete(&jpeg));
+        jpeg.truncate(jpeg.len() - 40);
+        let doc = open(jpeg, &Limits::default()).expect("header is fine");
+        let e = doc.page(0, 150.0, &Limits::default(), None).expect_err("truncated");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(e.message().contains("truncated JPEG"), "{e}");
     }
 
     #[test]

@@ -1,0 +1,150 @@
+//! `vinscan batch` over real receipt scans (ICDAR 2019 SROIE sample in ../shared) and over a
+//! folder of bad inputs: outputs, manifest, exit codes, and resumability without model work.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use image::ImageFormat;
+use serde_json::Value;
+
+fn sroie_images() -> PathBuf {
+    let dir = std::env::var_os("VINSCAN_SROIE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data/sroie-sample/images"));
+    assert!(dir.is_dir(), "{} missing (set VINSCAN_SROIE_DIR)", dir.display());
+    dir
+}
+
+fn manifest(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out.join("manifest.jsonl"))
+        .expect("manifest.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("manifest line is JSON"))
+        .collect()
+}
+
+fn summary(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    serde_json::from_str(text.lines().last().expect("summary line")).expect("summary is JSON")
+}
+
+fn json_outputs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read out dir") {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn sroie_receipts_all_succeed_and_second_run_does_no_model_work() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out_dir = tmp.path().join("out");
+    let src = sroie_images();
+    let first = run(vinscan(tmp.path()).arg("batch").arg(&src).args(["--pipeline", "receipt", "--out"]).arg(&out_dir));
+    assert!(first.status.success(), "first run: {:?}", first.status);
+    let s = summary(&first.stdout);
+    assert_eq!((s["inputs"].as_u64(), s["processed"].as_u64(), s["failed"].as_u64()), (Some(40), Some(40), Some(0)), "{s}");
+    assert_eq!(s["model_loaded"], true);
+    let m = manifest(&out_dir);
+    assert_eq!(m.len(), 40);
+    assert!(m.iter().all(|e| e["status"] == "ok" && e["pages"] == 1), "{m:?}");
+    let outputs = json_outputs(&out_dir);
+    assert_eq!(outputs.len(), 40);
+    let (passed, failed, report) = validate(&outputs);
+    assert_eq!((passed, failed), (40, 0), "{report}");
+
+    let second = run(vinscan(tmp.path()).arg("batch").arg(&src).args(["--pipeline", "receipt", "--out"]).arg(&out_dir));
+    assert!(second.status.success());
+    let s = summary(&second.stdout);
+    assert_eq!((s["skipped"].as_u64(), s["processed"].as_u64(), s["pages_written"].as_u64()), (Some(40), Some(0), Some(0)), "{s}");
+    assert_eq!(s["model_loaded"], false, "a run with nothing to do must not load the model");
+    assert!(manifest(&out_dir).iter().all(|e| e["status"] == "skipped"));
+}
+
+#[test]
+fn bad_inputs_fail_with_reasons_and_good_ones_succeed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in");
+    std::fs::create_dir_all(src.join("nested")).expect("mkdir");
+    let good = encode(&scan(900, 1200, 7), ImageFormat::Jpeg);
+    std::fs::write(src.join("good.jpg"), &good).expect("write");
+    std::fs::write(src.join("nested/good.png"), encode(&scan(700, 500, 8), ImageFormat::Png)).expect("write");
+    std::fs::write(src.join("truncated.jpg"), &good[..good.len() / 3]).expect("write");
+    std::fs::write(src.join("not-an-image.png"), b"hello, I am text").expect("write");
+    std::fs::write(src.join("empty.webp"), b"").expect("write");
+    let mut corrupt = good.clone();
+    for b in corrupt.iter_mut().skip(600).step_by(7) {
+        *b = 0xFF;
+    }
+    std::fs::write(src.join("corrupt.jpg"), &corrupt).expect("write");
+    // a PNG header announcing 60000 x 60000 pixels: refused before any allocation
+    let mut huge = encode(&scan(16, 16, 9), ImageFormat::Png);
+    huge[16..20].copy_from_slice(&60000u32.to_be_bytes());
+    huge[20..24].copy_from_slice(&60000u32.to_be_bytes());
+    let crc = crc32(&huge[12..29]);
+    huge[29..33].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(src.join("huge.png"), &huge).expect("write");
+    std::fs::copy(repo_root().join("tests/fixtures/encrypted.pdf"), src.join("locked.pdf")).expect("copy");
+    std::fs::write(src.join("notes.txt"), b"ignored: not a scan extension").expect("write");
+
+    let out_dir = tmp.path().join("out");
+    let res = run(vinscan(tmp.path()).arg("batch").arg(&src).args(["--pipeline", "id-card", "--out"]).arg(&out_dir));
+    assert_eq!(res.status.code(), Some(1), "failures are reported through the exit code");
+    let m = manifest(&out_dir);
+    let by_source = |s: &str| m.iter().find(|e| e["source"] == s).unwrap_or_else(|| panic!("{s} in {m:?}"));
+    assert_eq!(m.len(), 8, "{m:?}");
+    for ok in ["good.jpg", "nested/good.png"] {
+        assert_eq!(by_source(ok)["status"], "ok");
+    }
+    for (name, kind) in [
+        ("truncated.jpg", "invalid_input"),
+        ("not-an-image.png", "unsupported"),
+        ("empty.webp", "invalid_input"),
+        ("huge.png", "too_large"),
+        ("locked.pdf", "unsupported"),
+    ] {
+        let e = by_source(name);
+        assert_eq!(e["status"], "failed", "{name}: {e}");
+        assert_eq!(e["error"]["kind"], kind, "{name}: {e}");
+        let msg = e["error"]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(name), "{name}: the reason names the file: {msg}");
+    }
+    // the corrupt JPEG may decode into garbage pixels or fail; either way it never crashes
+    assert!(["ok", "failed"].contains(&by_source("corrupt.jpg")["status"].as_str().unwrap_or("")));
+
+    // a changed input is processed again, unchanged ones are skipped
+    std::fs::write(src.join("good.jpg"), encode(&scan(900, 1200, 77), ImageFormat::Jpeg)).expect("rewrite");
+    let again = run(vinscan(tmp.path()).arg("batch").arg(&src).args(["--pipeline", "id-card", "--out"]).arg(&out_dir));
+    let m = manifest(&out_dir);
+    assert_eq!(m.iter().find(|e| e["source"] == "good.jpg").map(|e| e["status"].clone()), Some("ok".into()));
+    assert_eq!(m.iter().find(|e| e["source"] == "nested/good.png").map(|e| e["status"].clone()), Some("skipped".into()));
+    assert_eq!(summary(&again.stdout)["processed"].as_u64(), Some(1 + u64::from(by_source_status(&m, "corrupt.jpg"))));
+}
+
+/// CRC-32 (ISO-HDLC), as PNG chunks use.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
+fn by_source_status(m: &[Value], s: &str) -> bool {
+    m.iter().any(|e| e["source"] == s && e["status"] == "ok")
+}

@@ -1,0 +1,98 @@
+//! `vinscan model pull` against a local HTTP server speaking the Hub's file protocol (no hub is
+//! reachable here): download into HF_HOME, verify, reuse offline, refuse a corrupted download.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+struct Hub {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hub(root: &std::path::Path) -> Hub {
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/tools/fake_hub.py"))
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start fake hub");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port");
+    Hub { child, port: line.trim().parse().expect("port number") }
+}
+
+fn pull(home: &std::path::Path, endpoint: &str) -> std::process::Output {
+    run(Command::new(env!("CARGO_BIN_EXE_vinscan"))
+        .args(["model", "pull"])
+        .env("HF_HOME", home)
+        .env("HF_ENDPOINT", endpoint)
+        .env_remove("HF_HUB_OFFLINE"))
+}
+
+#[test]
+fn pulls_into_the_cache_then_works_offline() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let repo = tmp.path().join("hub/ngxson/Vintern-1B-v3_5-GGUF");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    let model = model_dir();
+    std::fs::copy(model.join("model.gguf"), repo.join("Vintern-1B-v3_5-Q8_0.gguf")).expect("copy");
+    std::fs::copy(model.join("mmproj.gguf"), repo.join("mmproj-Vintern-1B-v3_5-Q8_0.gguf")).expect("copy");
+    let home = tmp.path().join("hf-home");
+    let server = hub(&tmp.path().join("hub"));
+
+    let out = pull(&home, &format!("http://127.0.0.1:{}", server.port));
+    assert!(out.status.success(), "pull failed");
+    let paths: serde_json::Value = serde_json::from_slice(&out.stdout).expect("paths JSON");
+    let got = std::fs::read(paths["model"].as_str().expect("model path")).expect("downloaded model");
+    assert_eq!(got, std::fs::read(model.join("model.gguf")).expect("original"));
+    assert!(paths["model"].as_str().expect("path").starts_with(home.to_str().expect("utf8")), "{paths}");
+
+    // offline with the server gone: served from the cache
+    drop(server);
+    let offline = run(Command::new(env!("CARGO_BIN_EXE_vinscan"))
+        .args(["model", "pull"])
+        .env("HF_HOME", &home)
+        .env("HF_HUB_OFFLINE", "1"));
+    assert!(offline.status.success());
+    assert_eq!(serde_json::from_slice::<serde_json::Value>(&offline.stdout).expect("json"), paths);
+
+    // and extract finds the pulled files without --model/--mmproj
+    let page = tmp.path().join("page.png");
+    std::fs::write(&page, encode(&scan(500, 400, 1), image::ImageFormat::Png)).expect("write");
+    let ex = run(Command::new(env!("CARGO_BIN_EXE_vinscan"))
+        .args(["extract", "--pipeline", "receipt", "--threads", "1"])
+        .arg(&page)
+        .env("HF_HOME", &home)
+        .env_remove("VINSCAN_MODEL")
+        .env_remove("VINSCAN_MMPROJ"));
+    assert!(ex.status.success());
+    assert_eq!(String::from_utf8_lossy(&ex.stdout).lines().count(), 1);
+}
+
+#[test]
+fn missing_file_and_empty_offline_cache_are_clear_errors() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir_all(tmp.path().join("hub")).expect("mkdir");
+    let server = hub(&tmp.path().join("hub"));
+    let out = pull(&tmp.path().join("home"), &format!("http://127.0.0.1:{}", server.port));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Vintern-1B-v3_5-Q8_0.gguf"));
+    let offline = run(Command::new(env!("CARGO_BIN_EXE_vinscan"))
+        .args(["model", "pull"])
+        .env("HF_HOME", tmp.path().join("empty"))
+        .env("HF_HUB_OFFLINE", "1"));
+    assert_eq!(offline.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&offline.stderr).contains("not in the cache"));
+}
