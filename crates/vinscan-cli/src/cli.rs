@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "vinscan", version, about = "Scans of Vietnamese documents in, schema-valid JSON out")]
+#[command(
+    name = "vinscan",
+    version,
+    about = "Scans of Vietnamese documents in, schema-valid JSON out"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -23,7 +27,13 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// Log format on stderr.
-    #[arg(long, env = "VINSCAN_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "VINSCAN_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     /// Debug logging (VINSCAN_LOG takes an EnvFilter directive instead).
     #[arg(long, short, env = "VINSCAN_VERBOSE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue, global = true)]

@@ -60,7 +60,10 @@ fn walk(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
         let entries = std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
         for entry in entries {
             let path = entry?.path();
-            let hidden = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+            let hidden = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
             if hidden {
                 continue;
             }
@@ -97,8 +100,10 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} (eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} (eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
     let root = if args.source.is_file() {
@@ -132,14 +137,17 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
 
         let (status, pages, outputs, error) = if let Some(existing) = reuse {
             skipped += 1;
-            let outputs = existing.iter().map(|p| p.display().to_string()).collect::<Vec<_>>();
+            let outputs = existing
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>();
             ("skipped", outputs.len() as u32, outputs, None)
         } else {
             let mut outputs = Vec::new();
             let result = process_document(&extractor, &model, &pipeline, path, &source, |record| {
                 let out = page_path(&args.out, &relative, record.page);
-                let bytes =
-                    serde_json::to_vec_pretty(&record).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+                let bytes = serde_json::to_vec_pretty(&record)
+                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
                 write_atomic(&out, &bytes)?;
                 outputs.push(out.display().to_string());
                 Ok(())
@@ -160,7 +168,10 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
                         "failed",
                         pages,
                         outputs,
-                        Some(ManifestError { kind: e.kind(), message: e.message().to_owned() }),
+                        Some(ManifestError {
+                            kind: e.kind(),
+                            message: e.message().to_owned(),
+                        }),
                     )
                 }
             }
@@ -193,5 +204,9 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     println!("{}", serde_json::to_string(&summary)?);
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -56,8 +56,13 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     for path in &args.files {
         let source = path.display().to_string();
-        let result = process_document(&extractor, &model, &pipeline, path, &source, |record| {
-            match &args.out {
+        let result = process_document(
+            &extractor,
+            &model,
+            &pipeline,
+            path,
+            &source,
+            |record| match &args.out {
                 Some(dir) => {
                     let name = path.file_name().map(Path::new).unwrap_or(path);
                     let bytes = serde_json::to_vec_pretty(&record)
@@ -72,8 +77,8 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
                         .and_then(|()| out.flush())
                         .map_err(|e| Error::from_io(&e, "stdout"))
                 }
-            }
-        })?;
+            },
+        )?;
         match result {
             Ok(pages) => tracing::info!(source = %source, pages, "extracted"),
             Err(e) => {
@@ -82,5 +87,9 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

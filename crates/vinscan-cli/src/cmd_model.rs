@@ -19,7 +19,8 @@ pub fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 /// The Hub names LFS blobs by their sha256: when the blob's name is one, the bytes must match.
@@ -30,7 +31,10 @@ fn verify_blob(path: &Path) -> anyhow::Result<()> {
         let sha = sha256_file(&blob)?;
         if !sha.eq_ignore_ascii_case(name) {
             let _ = std::fs::remove_file(&blob);
-            bail!("{}: downloaded bytes have sha256 {sha}, the Hub announced {name}; removed, run again", path.display());
+            bail!(
+                "{}: downloaded bytes have sha256 {sha}, the Hub announced {name}; removed, run again",
+                path.display()
+            );
         }
     }
     Ok(())
@@ -43,17 +47,24 @@ fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
     if offline() {
         let cache = Cache::from_env().repo(repo);
         for f in files {
-            let p = cache
-                .get(f)
-                .with_context(|| format!("HF_HUB_OFFLINE is set and {f} of {} is not in the cache", args.repo))?;
+            let p = cache.get(f).with_context(|| {
+                format!(
+                    "HF_HUB_OFFLINE is set and {f} of {} is not in the cache",
+                    args.repo
+                )
+            })?;
             paths.push(p);
         }
     } else {
-        let api = ApiBuilder::from_env().with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr())).build()?;
+        let api = ApiBuilder::from_env()
+            .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .build()?;
         let api_repo = api.repo(repo);
         for f in files {
             tracing::info!(repo = %args.repo, file = %f, "downloading");
-            let p = api_repo.get(f).with_context(|| format!("downloading {f} from {}", args.repo))?;
+            let p = api_repo
+                .get(f)
+                .with_context(|| format!("downloading {f} from {}", args.repo))?;
             verify_blob(&p)?;
             paths.push(p);
         }

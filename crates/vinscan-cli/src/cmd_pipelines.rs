@@ -26,7 +26,14 @@ pub fn run(global: &GlobalArgs, args: PipelinesArgs) -> anyhow::Result<ExitCode>
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         for p in catalog.pipelines() {
-            println!("{:<14} {:<32} tiles {}..{}  {}", p.name, p.schema.path(), p.min_tiles, p.max_tiles, p.description);
+            println!(
+                "{:<14} {:<32} tiles {}..{}  {}",
+                p.name,
+                p.schema.path(),
+                p.min_tiles,
+                p.max_tiles,
+                p.description
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

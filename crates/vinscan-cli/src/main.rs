@@ -58,9 +58,15 @@ fn reexec_with_passive_openmp() {
 
 fn init_logging(global: &cli::GlobalArgs) {
     use tracing_subscriber::EnvFilter;
-    let default = if global.verbose { "debug" } else { "info,llama-cpp-2=warn,llama_cpp_2=warn" };
+    let default = if global.verbose {
+        "debug"
+    } else {
+        "info,llama-cpp-2=warn,llama_cpp_2=warn"
+    };
     let filter = EnvFilter::try_from_env("VINSCAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if global.log_format == cli::LogFormat::Json {
         builder.json().flatten_event(true).init();
     } else {

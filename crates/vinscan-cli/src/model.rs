@@ -33,7 +33,9 @@ pub struct ModelFiles {
 }
 
 fn cached(file: &str) -> Option<PathBuf> {
-    hf_hub::Cache::from_env().repo(hf_hub::Repo::model(DEFAULT_REPO.to_owned())).get(file)
+    hf_hub::Cache::from_env()
+        .repo(hf_hub::Repo::model(DEFAULT_REPO.to_owned()))
+        .get(file)
 }
 
 impl ModelFiles {
@@ -56,7 +58,12 @@ impl ModelFiles {
         }
         let model_sha256 = sha256_file(&model)?;
         let mmproj_sha256 = sha256_file(&mmproj)?;
-        Ok(Self { model, mmproj, model_sha256, mmproj_sha256 })
+        Ok(Self {
+            model,
+            mmproj,
+            model_sha256,
+            mmproj_sha256,
+        })
     }
 }
 
@@ -69,7 +76,11 @@ pub struct LazyModel<'a> {
 
 impl<'a> LazyModel<'a> {
     pub fn new(files: ModelFiles, args: &'a ModelArgs) -> Self {
-        Self { files, args, model: OnceLock::new() }
+        Self {
+            files,
+            args,
+            model: OnceLock::new(),
+        }
     }
 
     pub fn files(&self) -> &ModelFiles {
@@ -135,7 +146,10 @@ impl LazyPdf {
 
     #[cfg(not(feature = "pdf"))]
     fn renderer(&self) -> vinscan_core::Result<&dyn PdfRenderer> {
-        Err(Error::new(ErrorKind::Config, "this vinscan was built without the `pdf` feature"))
+        Err(Error::new(
+            ErrorKind::Config,
+            "this vinscan was built without the `pdf` feature",
+        ))
     }
 }
 
@@ -144,7 +158,13 @@ impl PdfRenderer for LazyPdf {
         self.renderer()?.page_count(pdf)
     }
 
-    fn render_page(&self, pdf: &[u8], index: u32, dpi: f32, limits: &Limits) -> vinscan_core::Result<RenderedPage> {
+    fn render_page(
+        &self,
+        pdf: &[u8],
+        index: u32,
+        dpi: f32,
+        limits: &Limits,
+    ) -> vinscan_core::Result<RenderedPage> {
         self.renderer()?.render_page(pdf, index, dpi, limits)
     }
 }
@@ -153,12 +173,20 @@ impl PdfRenderer for LazyPdf {
 pub fn read_input(path: &Path, limits: &Limits) -> vinscan_core::Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::from_io(&e, path.display()))?;
     if !meta.is_file() {
-        return Err(Error::new(ErrorKind::InvalidInput, format!("{}: not a regular file", path.display())));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{}: not a regular file", path.display()),
+        ));
     }
     if meta.len() > limits.max_bytes {
         return Err(Error::new(
             ErrorKind::TooLarge,
-            format!("{}: {} bytes exceeds the limit of {} bytes", path.display(), meta.len(), limits.max_bytes),
+            format!(
+                "{}: {} bytes exceeds the limit of {} bytes",
+                path.display(),
+                meta.len(),
+                limits.max_bytes
+            ),
         ));
     }
     std::fs::read(path).map_err(|e| Error::from_io(&e, path.display()))

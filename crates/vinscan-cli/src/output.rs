@@ -21,7 +21,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     let mut f = std::fs::File::create(&tmp).map_err(|e| Error::from_io(&e, tmp.display()))?;
-    f.write_all(bytes).map_err(|e| Error::from_io(&e, tmp.display()))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::from_io(&e, tmp.display()))?;
     f.sync_all().map_err(|e| Error::from_io(&e, tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::from_io(&e, path.display()))
 }

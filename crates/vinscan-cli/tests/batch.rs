@@ -52,10 +52,22 @@ fn sroie_receipts_all_succeed_and_second_run_does_no_model_work() {
     let tmp = tempfile::tempdir().expect("tmp");
     let out_dir = tmp.path().join("out");
     let src = sroie_images();
-    let first = run(vinscan(tmp.path()).arg("batch").arg(&src).args(["--pipeline", "receipt", "--out"]).arg(&out_dir));
+    let first = run(vinscan(tmp.path())
+        .arg("batch")
+        .arg(&src)
+        .args(["--pipeline", "receipt", "--out"])
+        .arg(&out_dir));
     assert!(first.status.success(), "first run: {:?}", first.status);
     let s = summary(&first.stdout);
-    assert_eq!((s["inputs"].as_u64(), s["processed"].as_u64(), s["failed"].as_u64()), (Some(40), Some(40), Some(0)), "{s}");
+    assert_eq!(
+        (
+            s["inputs"].as_u64(),
+            s["processed"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(40), Some(40), Some(0)),
+        "{s}"
+    );
     assert_eq!(s["model_loaded"], true);
     let m = manifest(&out_dir);
     assert_eq!(m.len(), 40);
@@ -65,11 +77,26 @@ fn sroie_receipts_all_succeed_and_second_run_does_no_model_work() {
     let (passed, failed, report) = validate(&outputs);
     assert_eq!((passed, failed), (40, 0), "{report}");
 
-    let second = run(vinscan(tmp.path()).arg("batch").arg(&src).args(["--pipeline", "receipt", "--out"]).arg(&out_dir));
+    let second = run(vinscan(tmp.path())
+        .arg("batch")
+        .arg(&src)
+        .args(["--pipeline", "receipt", "--out"])
+        .arg(&out_dir));
     assert!(second.status.success());
     let s = summary(&second.stdout);
-    assert_eq!((s["skipped"].as_u64(), s["processed"].as_u64(), s["pages_written"].as_u64()), (Some(40), Some(0), Some(0)), "{s}");
-    assert_eq!(s["model_loaded"], false, "a run with nothing to do must not load the model");
+    assert_eq!(
+        (
+            s["skipped"].as_u64(),
+            s["processed"].as_u64(),
+            s["pages_written"].as_u64()
+        ),
+        (Some(40), Some(0), Some(0)),
+        "{s}"
+    );
+    assert_eq!(
+        s["model_loaded"], false,
+        "a run with nothing to do must not load the model"
+    );
     assert!(manifest(&out_dir).iter().all(|e| e["status"] == "skipped"));
 }
 
@@ -80,7 +107,11 @@ fn bad_inputs_fail_with_reasons_and_good_ones_succeed() {
     std::fs::create_dir_all(src.join("nested")).expect("mkdir");
     let good = encode(&scan(900, 1200, 7), ImageFormat::Jpeg);
     std::fs::write(src.join("good.jpg"), &good).expect("write");
-    std::fs::write(src.join("nested/good.png"), encode(&scan(700, 500, 8), ImageFormat::Png)).expect("write");
+    std::fs::write(
+        src.join("nested/good.png"),
+        encode(&scan(700, 500, 8), ImageFormat::Png),
+    )
+    .expect("write");
     std::fs::write(src.join("truncated.jpg"), &good[..good.len() / 3]).expect("write");
     std::fs::write(src.join("not-an-image.png"), b"hello, I am text").expect("write");
     std::fs::write(src.join("empty.webp"), b"").expect("write");
@@ -96,14 +127,30 @@ fn bad_inputs_fail_with_reasons_and_good_ones_succeed() {
     let crc = crc32(&huge[12..29]);
     huge[29..33].copy_from_slice(&crc.to_be_bytes());
     std::fs::write(src.join("huge.png"), &huge).expect("write");
-    std::fs::copy(repo_root().join("tests/fixtures/encrypted.pdf"), src.join("locked.pdf")).expect("copy");
+    std::fs::copy(
+        repo_root().join("tests/fixtures/encrypted.pdf"),
+        src.join("locked.pdf"),
+    )
+    .expect("copy");
     std::fs::write(src.join("notes.txt"), b"ignored: not a scan extension").expect("write");
 
     let out_dir = tmp.path().join("out");
-    let res = run(vinscan(tmp.path()).arg("batch").arg(&src).args(["--pipeline", "id-card", "--out"]).arg(&out_dir));
-    assert_eq!(res.status.code(), Some(1), "failures are reported through the exit code");
+    let res = run(vinscan(tmp.path())
+        .arg("batch")
+        .arg(&src)
+        .args(["--pipeline", "id-card", "--out"])
+        .arg(&out_dir));
+    assert_eq!(
+        res.status.code(),
+        Some(1),
+        "failures are reported through the exit code"
+    );
     let m = manifest(&out_dir);
-    let by_source = |s: &str| m.iter().find(|e| e["source"] == s).unwrap_or_else(|| panic!("{s} in {m:?}"));
+    let by_source = |s: &str| {
+        m.iter()
+            .find(|e| e["source"] == s)
+            .unwrap_or_else(|| panic!("{s} in {m:?}"))
+    };
     assert_eq!(m.len(), 8, "{m:?}");
     for ok in ["good.jpg", "nested/good.png"] {
         assert_eq!(by_source(ok)["status"], "ok");
@@ -125,12 +172,33 @@ fn bad_inputs_fail_with_reasons_and_good_ones_succeed() {
     assert!(["ok", "failed"].contains(&by_source("corrupt.jpg")["status"].as_str().unwrap_or("")));
 
     // a changed input is processed again, unchanged ones are skipped
-    std::fs::write(src.join("good.jpg"), encode(&scan(900, 1200, 77), ImageFormat::Jpeg)).expect("rewrite");
-    let again = run(vinscan(tmp.path()).arg("batch").arg(&src).args(["--pipeline", "id-card", "--out"]).arg(&out_dir));
+    std::fs::write(
+        src.join("good.jpg"),
+        encode(&scan(900, 1200, 77), ImageFormat::Jpeg),
+    )
+    .expect("rewrite");
+    let again = run(vinscan(tmp.path())
+        .arg("batch")
+        .arg(&src)
+        .args(["--pipeline", "id-card", "--out"])
+        .arg(&out_dir));
     let m = manifest(&out_dir);
-    assert_eq!(m.iter().find(|e| e["source"] == "good.jpg").map(|e| e["status"].clone()), Some("ok".into()));
-    assert_eq!(m.iter().find(|e| e["source"] == "nested/good.png").map(|e| e["status"].clone()), Some("skipped".into()));
-    assert_eq!(summary(&again.stdout)["processed"].as_u64(), Some(1 + u64::from(by_source_status(&m, "corrupt.jpg"))));
+    assert_eq!(
+        m.iter()
+            .find(|e| e["source"] == "good.jpg")
+            .map(|e| e["status"].clone()),
+        Some("ok".into())
+    );
+    assert_eq!(
+        m.iter()
+            .find(|e| e["source"] == "nested/good.png")
+            .map(|e| e["status"].clone()),
+        Some("skipped".into())
+    );
+    assert_eq!(
+        summary(&again.stdout)["processed"].as_u64(),
+        Some(1 + u64::from(by_source_status(&m, "corrupt.jpg")))
+    );
 }
 
 /// CRC-32 (ISO-HDLC), as PNG chunks use.
@@ -139,7 +207,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

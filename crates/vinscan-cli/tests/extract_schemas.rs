@@ -15,23 +15,48 @@ fn inputs(dir: &std::path::Path) -> (Vec<PathBuf>, usize) {
     let mut files = Vec::new();
     let mut pages = 0;
     let sizes = [
-        (448, 448), (1600, 600), (600, 900), (300, 200), (2000, 500), (800, 1100), (1240, 1754), (100, 1500),
-        (1024, 768), (3000, 2000), (640, 480), (500, 700), (1200, 300), (900, 900), (720, 1280), (256, 1024),
+        (448, 448),
+        (1600, 600),
+        (600, 900),
+        (300, 200),
+        (2000, 500),
+        (800, 1100),
+        (1240, 1754),
+        (100, 1500),
+        (1024, 768),
+        (3000, 2000),
+        (640, 480),
+        (500, 700),
+        (1200, 300),
+        (900, 900),
+        (720, 1280),
+        (256, 1024),
     ];
     for (i, &(w, h)) in sizes.iter().enumerate() {
-        let (format, ext) = if i % 2 == 0 { (ImageFormat::Png, "png") } else { (ImageFormat::Jpeg, "jpg") };
+        let (format, ext) = if i % 2 == 0 {
+            (ImageFormat::Png, "png")
+        } else {
+            (ImageFormat::Jpeg, "jpg")
+        };
         let p = dir.join(format!("scan-{i:02}.{ext}"));
         std::fs::write(&p, encode(&scan(w, h, i as u32), format)).expect("write scan");
         files.push(p);
         pages += 1;
     }
     let tiff = dir.join("archive-3pages.tif");
-    std::fs::write(&tiff, multipage_tiff(&[scan(1240, 1754, 100), scan(1754, 1240, 101), scan(600, 800, 102)]))
-        .expect("tiff");
+    std::fs::write(
+        &tiff,
+        multipage_tiff(&[scan(1240, 1754, 100), scan(1754, 1240, 101), scan(600, 800, 102)]),
+    )
+    .expect("tiff");
     files.push(tiff);
     pages += 3;
     let tiff2 = dir.join("id-card-2sides.tiff");
-    std::fs::write(&tiff2, multipage_tiff(&[scan(1011, 638, 200), scan(1011, 638, 201)])).expect("tiff");
+    std::fs::write(
+        &tiff2,
+        multipage_tiff(&[scan(1011, 638, 200), scan(1011, 638, 201)]),
+    )
+    .expect("tiff");
     files.push(tiff2);
     pages += 2;
     let webp = dir.join("phone-photo.webp");
@@ -47,8 +72,15 @@ fn check_pipeline(pipeline: &str) {
     let tmp = tempfile::tempdir().expect("tmp");
     let (files, pages) = inputs(tmp.path());
     assert_eq!(files.len(), 20);
-    let out = run(vinscan(tmp.path()).arg("extract").args(&files).args(["--pipeline", pipeline]));
-    assert!(out.status.success(), "vinscan extract --pipeline {pipeline} failed: {:?}", out.status);
+    let out = run(vinscan(tmp.path())
+        .arg("extract")
+        .args(&files)
+        .args(["--pipeline", pipeline]));
+    assert!(
+        out.status.success(),
+        "vinscan extract --pipeline {pipeline} failed: {:?}",
+        out.status
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), pages, "one JSON object per page");

@@ -29,8 +29,13 @@ fn hub(root: &std::path::Path) -> Hub {
         .spawn()
         .expect("start fake hub");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("port");
-    Hub { child, port: line.trim().parse().expect("port number") }
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    Hub {
+        child,
+        port: line.trim().parse().expect("port number"),
+    }
 }
 
 fn pull(home: &std::path::Path, endpoint: &str) -> std::process::Output {
@@ -48,7 +53,11 @@ fn pulls_into_the_cache_then_works_offline() {
     std::fs::create_dir_all(&repo).expect("mkdir");
     let model = model_dir();
     std::fs::copy(model.join("model.gguf"), repo.join("Vintern-1B-v3_5-Q8_0.gguf")).expect("copy");
-    std::fs::copy(model.join("mmproj.gguf"), repo.join("mmproj-Vintern-1B-v3_5-Q8_0.gguf")).expect("copy");
+    std::fs::copy(
+        model.join("mmproj.gguf"),
+        repo.join("mmproj-Vintern-1B-v3_5-Q8_0.gguf"),
+    )
+    .expect("copy");
     let home = tmp.path().join("hf-home");
     let server = hub(&tmp.path().join("hub"));
 
@@ -57,7 +66,13 @@ fn pulls_into_the_cache_then_works_offline() {
     let paths: serde_json::Value = serde_json::from_slice(&out.stdout).expect("paths JSON");
     let got = std::fs::read(paths["model"].as_str().expect("model path")).expect("downloaded model");
     assert_eq!(got, std::fs::read(model.join("model.gguf")).expect("original"));
-    assert!(paths["model"].as_str().expect("path").starts_with(home.to_str().expect("utf8")), "{paths}");
+    assert!(
+        paths["model"]
+            .as_str()
+            .expect("path")
+            .starts_with(home.to_str().expect("utf8")),
+        "{paths}"
+    );
 
     // offline with the server gone: served from the cache
     drop(server);
@@ -66,7 +81,10 @@ fn pulls_into_the_cache_then_works_offline() {
         .env("HF_HOME", &home)
         .env("HF_HUB_OFFLINE", "1"));
     assert!(offline.status.success());
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&offline.stdout).expect("json"), paths);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&offline.stdout).expect("json"),
+        paths
+    );
 
     // and extract finds the pulled files without --model/--mmproj
     let page = tmp.path().join("page.png");
@@ -86,7 +104,10 @@ fn missing_file_and_empty_offline_cache_are_clear_errors() {
     let tmp = tempfile::tempdir().expect("tmp");
     std::fs::create_dir_all(tmp.path().join("hub")).expect("mkdir");
     let server = hub(&tmp.path().join("hub"));
-    let out = pull(&tmp.path().join("home"), &format!("http://127.0.0.1:{}", server.port));
+    let out = pull(
+        &tmp.path().join("home"),
+        &format!("http://127.0.0.1:{}", server.port),
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Vintern-1B-v3_5-Q8_0.gguf"));
     let offline = run(Command::new(env!("CARGO_BIN_EXE_vinscan"))

@@ -13,16 +13,40 @@ use crate::pipeline::{Pipeline, PipelineFile};
 
 /// Schemas and pipelines shipped with vinscan, as (repository path, contents).
 const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
-    ("schemas/invoice.schema.json", include_str!("../../../schemas/invoice.schema.json")),
-    ("schemas/receipt.schema.json", include_str!("../../../schemas/receipt.schema.json")),
-    ("schemas/id-card.schema.json", include_str!("../../../schemas/id-card.schema.json")),
-    ("schemas/archive-page.schema.json", include_str!("../../../schemas/archive-page.schema.json")),
+    (
+        "schemas/invoice.schema.json",
+        include_str!("../../../schemas/invoice.schema.json"),
+    ),
+    (
+        "schemas/receipt.schema.json",
+        include_str!("../../../schemas/receipt.schema.json"),
+    ),
+    (
+        "schemas/id-card.schema.json",
+        include_str!("../../../schemas/id-card.schema.json"),
+    ),
+    (
+        "schemas/archive-page.schema.json",
+        include_str!("../../../schemas/archive-page.schema.json"),
+    ),
 ];
 const EMBEDDED_PIPELINES: &[(&str, &str)] = &[
-    ("pipelines/invoice.toml", include_str!("../../../pipelines/invoice.toml")),
-    ("pipelines/receipt.toml", include_str!("../../../pipelines/receipt.toml")),
-    ("pipelines/id-card.toml", include_str!("../../../pipelines/id-card.toml")),
-    ("pipelines/archive-page.toml", include_str!("../../../pipelines/archive-page.toml")),
+    (
+        "pipelines/invoice.toml",
+        include_str!("../../../pipelines/invoice.toml"),
+    ),
+    (
+        "pipelines/receipt.toml",
+        include_str!("../../../pipelines/receipt.toml"),
+    ),
+    (
+        "pipelines/id-card.toml",
+        include_str!("../../../pipelines/id-card.toml"),
+    ),
+    (
+        "pipelines/archive-page.toml",
+        include_str!("../../../pipelines/archive-page.toml"),
+    ),
 ];
 
 /// Loaded, validated schemas and pipelines.
@@ -35,9 +59,14 @@ pub struct Catalog {
 impl Catalog {
     /// The schemas and pipelines compiled into vinscan.
     pub fn embedded() -> Result<Self> {
-        let schemas = EMBEDDED_SCHEMAS.iter().map(|(p, s)| (p.to_string(), s.as_bytes().to_vec())).collect();
-        let pipelines =
-            EMBEDDED_PIPELINES.iter().map(|(p, s)| (p.to_string(), s.as_bytes().to_vec())).collect();
+        let schemas = EMBEDDED_SCHEMAS
+            .iter()
+            .map(|(p, s)| (p.to_string(), s.as_bytes().to_vec()))
+            .collect();
+        let pipelines = EMBEDDED_PIPELINES
+            .iter()
+            .map(|(p, s)| (p.to_string(), s.as_bytes().to_vec()))
+            .collect();
         Self::build(schemas, pipelines)
     }
 
@@ -57,7 +86,10 @@ impl Catalog {
             out.sort();
             Ok(out)
         };
-        Self::build(read(schemas_dir, "json", "schemas")?, read(pipelines_dir, "toml", "pipelines")?)
+        Self::build(
+            read(schemas_dir, "json", "schemas")?,
+            read(pipelines_dir, "toml", "pipelines")?,
+        )
     }
 
     fn build(schema_files: Vec<(String, Vec<u8>)>, pipeline_files: Vec<(String, Vec<u8>)>) -> Result<Self> {
@@ -72,10 +104,15 @@ impl Catalog {
             let text = String::from_utf8(bytes.clone()).map_err(|_| config(format!("{path}: not UTF-8")))?;
             let file = PipelineFile::parse(&path, &text).map_err(|e| config(e.to_string()))?;
             let pipeline = file
-                .validate(&path, sha256_hex(&bytes), |name| schemas.get(&format!("schemas/{name}")).cloned())
+                .validate(&path, sha256_hex(&bytes), |name| {
+                    schemas.get(&format!("schemas/{name}")).cloned()
+                })
                 .map_err(|e| config(e.to_string()))?;
             if let Some(previous) = pipelines.insert(pipeline.name.clone(), Arc::new(pipeline)) {
-                return Err(config(format!("{path}: pipeline name {:?} is used twice", previous.name)));
+                return Err(config(format!(
+                    "{path}: pipeline name {:?} is used twice",
+                    previous.name
+                )));
             }
         }
         Ok(Self { schemas, pipelines })
@@ -84,7 +121,10 @@ impl Catalog {
     pub fn pipeline(&self, name: &str) -> Result<Arc<Pipeline>> {
         self.pipelines.get(name).cloned().ok_or_else(|| {
             let known: Vec<&str> = self.pipelines.keys().map(String::as_str).collect();
-            Error::new(ErrorKind::Config, format!("unknown pipeline {name:?} (known: {})", known.join(", ")))
+            Error::new(
+                ErrorKind::Config,
+                format!("unknown pipeline {name:?} (known: {})", known.join(", ")),
+            )
         })
     }
 

@@ -98,7 +98,11 @@ impl Document {
         if bytes.len() as u64 > limits.max_bytes {
             return Err(fail(
                 ErrorKind::TooLarge,
-                format!("{} bytes exceeds the limit of {} bytes", bytes.len(), limits.max_bytes),
+                format!(
+                    "{} bytes exceeds the limit of {} bytes",
+                    bytes.len(),
+                    limits.max_bytes
+                ),
             ));
         }
         if bytes.is_empty() {
@@ -113,7 +117,10 @@ impl Document {
         let page_count = match format {
             Format::Pdf => {
                 let renderer = pdf.ok_or_else(|| {
-                    fail(ErrorKind::Config, "PDF support is not available (pdfium library not loaded)".into())
+                    fail(
+                        ErrorKind::Config,
+                        "PDF support is not available (pdfium library not loaded)".into(),
+                    )
                 })?;
                 renderer.page_count(&bytes).map_err(|e| e.context(name))?
             }
@@ -126,10 +133,18 @@ impl Document {
         if page_count > limits.max_pages {
             return Err(fail(
                 ErrorKind::TooLarge,
-                format!("{page_count} pages exceeds the limit of {} pages", limits.max_pages),
+                format!(
+                    "{page_count} pages exceeds the limit of {} pages",
+                    limits.max_pages
+                ),
             ));
         }
-        Ok(Self { name: name.to_owned(), bytes, format, page_count })
+        Ok(Self {
+            name: name.to_owned(),
+            bytes,
+            format,
+            page_count,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -153,19 +168,34 @@ impl Document {
         if index >= self.page_count {
             return Err(Error::new(
                 ErrorKind::Internal,
-                format!("{}: page {} requested of {}", self.name, index + 1, self.page_count),
+                format!(
+                    "{}: page {} requested of {}",
+                    self.name,
+                    index + 1,
+                    self.page_count
+                ),
             ));
         }
         let page: Result<Page> = (|| match self.format {
             Format::Pdf => {
                 let renderer = pdf.ok_or_else(|| {
-                    Error::new(ErrorKind::Config, "PDF support is not available (pdfium library not loaded)")
+                    Error::new(
+                        ErrorKind::Config,
+                        "PDF support is not available (pdfium library not loaded)",
+                    )
                 })?;
                 let r = renderer.render_page(&self.bytes, index, dpi, limits)?;
                 let image = RgbImage::from_raw(r.width, r.height, r.rgb).ok_or_else(|| {
-                    Error::new(ErrorKind::Internal, "renderer returned a buffer of the wrong size")
+                    Error::new(
+                        ErrorKind::Internal,
+                        "renderer returned a buffer of the wrong size",
+                    )
                 })?;
-                Ok(Page { index, image, orientation: None })
+                Ok(Page {
+                    index,
+                    image,
+                    orientation: None,
+                })
             }
             Format::Tiff => crate::tiff_pages::decode_page(&self.bytes, index, limits),
             other => decode_single(&self.bytes, other, limits),
@@ -179,18 +209,27 @@ impl Document {
 
 pub(crate) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(Error::new(ErrorKind::InvalidInput, "image has zero width or height"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "image has zero width or height",
+        ));
     }
     if width > limits.max_dimension || height > limits.max_dimension {
         return Err(Error::new(
             ErrorKind::TooLarge,
-            format!("{width}x{height} px exceeds the limit of {} px per side", limits.max_dimension),
+            format!(
+                "{width}x{height} px exceeds the limit of {} px per side",
+                limits.max_dimension
+            ),
         ));
     }
     if u64::from(width) * u64::from(height) > limits.max_pixels {
         return Err(Error::new(
             ErrorKind::TooLarge,
-            format!("{width}x{height} px exceeds the limit of {} pixels", limits.max_pixels),
+            format!(
+                "{width}x{height} px exceeds the limit of {} pixels",
+                limits.max_pixels
+            ),
         ));
     }
     Ok(())
@@ -205,9 +244,7 @@ fn image_error(e: image::ImageError) -> Error {
         _ => ErrorKind::InvalidInput,
     };
     let msg = match &e {
-        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "truncated image data".to_owned()
-        }
+        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => "truncated image data".to_owned(),
         _ => format!("cannot decode image: {e}"),
     };
     Error::new(kind, msg)
@@ -227,7 +264,10 @@ fn jpeg_is_complete(bytes: &[u8]) -> bool {
 
 fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> {
     if format == Format::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(Error::new(ErrorKind::InvalidInput, "truncated JPEG (no end-of-image marker after the last scan)"));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "truncated JPEG (no end-of-image marker after the last scan)",
+        ));
     }
     let fmt = match format {
         Format::Jpeg => ImageFormat::Jpeg,
@@ -235,7 +275,10 @@ fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> 
         Format::WebP => ImageFormat::WebP,
         Format::Bmp => ImageFormat::Bmp,
         Format::Tiff | Format::Pdf => {
-            return Err(Error::new(ErrorKind::Internal, "multi-page format routed to single decoder"));
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "multi-page format routed to single decoder",
+            ));
         }
     };
     let mut reader = ImageReader::with_format(Cursor::new(bytes), fmt);
@@ -251,7 +294,11 @@ fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> 
     let mut img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
     img.apply_orientation(orientation);
     let applied = (orientation != Orientation::NoTransforms).then(|| orientation.to_exif());
-    Ok(Page { index: 0, image: flatten_to_rgb(img), orientation: applied })
+    Ok(Page {
+        index: 0,
+        image: flatten_to_rgb(img),
+        orientation: applied,
+    })
 }
 
 /// 8-bit RGB, with any transparency composited over white (scans are paper).
@@ -309,7 +356,10 @@ mod tests {
 
     #[test]
     fn refuses_too_many_bytes_before_decoding() {
-        let limits = Limits { max_bytes: 10, ..Limits::default() };
+        let limits = Limits {
+            max_bytes: 10,
+            ..Limits::default()
+        };
         let e = open(png(5, 3), &limits).expect_err("too big");
         assert_eq!(e.kind(), ErrorKind::TooLarge);
         assert!(e.message().starts_with("t.bin: "), "{e}");
@@ -317,7 +367,10 @@ mod tests {
 
     #[test]
     fn refuses_too_many_pixels_from_header() {
-        let limits = Limits { max_pixels: 10, ..Limits::default() };
+        let limits = Limits {
+            max_pixels: 10,
+            ..Limits::default()
+        };
         let doc = open(png(5, 3), &limits).expect("open");
         let e = doc.page(0, 150.0, &limits, None).expect_err("too many pixels");
         assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
@@ -328,7 +381,9 @@ mod tests {
         let mut bytes = png(64, 64);
         bytes.truncate(bytes.len() / 2);
         let doc = open(bytes, &Limits::default()).expect("header is fine");
-        let e = doc.page(0, 150.0, &Limits::default(), None).expect_err("truncated");
+        let e = doc
+            .page(0, 150.0, &Limits::default(), None)
+            .expect_err("truncated");
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     }
 
@@ -336,11 +391,15 @@ mod tests {
     fn truncated_jpeg_is_invalid_input() {
         let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([(x * 4) as u8, (y * 4) as u8, 9]));
         let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&img).expect("encode");
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .encode_image(&img)
+            .expect("encode");
         assert!(jpeg_is_complete(&jpeg));
         jpeg.truncate(jpeg.len() - 40);
         let doc = open(jpeg, &Limits::default()).expect("header is fine");
-        let e = doc.page(0, 150.0, &Limits::default(), None).expect_err("truncated");
+        let e = doc
+            .page(0, 150.0, &Limits::default(), None)
+            .expect_err("truncated");
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         assert!(e.message().contains("truncated JPEG"), "{e}");
     }
@@ -362,7 +421,9 @@ mod tests {
         // A 4x2 JPEG tagged "rotate 90 CW" (orientation 6) must come out 2x4.
         let img = RgbImage::from_pixel(4, 2, image::Rgb([200, 200, 200]));
         let mut jpeg = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new(&mut jpeg).encode_image(&img).expect("encode");
+        image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
+            .encode_image(&img)
+            .expect("encode");
         let tagged = crate::testutil::jpeg_with_orientation(&jpeg, 6);
         let doc = open(tagged, &Limits::default()).expect("open");
         let page = doc.page(0, 150.0, &Limits::default(), None).expect("page");
@@ -373,6 +434,9 @@ mod tests {
     #[test]
     fn transparency_becomes_white() {
         let img = image::RgbaImage::from_pixel(1, 1, image::Rgba([0, 0, 0, 0]));
-        assert_eq!(flatten_to_rgb(DynamicImage::ImageRgba8(img)).get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(
+            flatten_to_rgb(DynamicImage::ImageRgba8(img)).get_pixel(0, 0).0,
+            [255, 255, 255]
+        );
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::model::{GenerateRequest, StopReason, VisionModel};
 use crate::pipeline::Pipeline;
 use crate::record::{
-    GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, Timings, TilesProvenance,
+    GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, TilesProvenance, Timings,
 };
 use crate::tiling::tile_page;
 
@@ -96,8 +96,8 @@ impl Extractor {
         }
 
         let t = Instant::now();
-        let (data, normalised) = parse_and_validate(pipeline, &generation.text, generation.stop)
-            .map_err(|e| e.context(what()))?;
+        let (data, normalised) =
+            parse_and_validate(pipeline, &generation.text, generation.stop).map_err(|e| e.context(what()))?;
         let validate_ms = ms(t);
 
         let schema = &pipeline.schema;
@@ -207,6 +207,10 @@ pub fn parse_and_validate(pipeline: &Pipeline, text: &str, stop: StopReason) -> 
     let list: Vec<String> = violations.iter().take(5).map(ToString::to_string).collect();
     Err(Error::new(
         ErrorKind::InvalidOutput,
-        format!("model output does not conform to {}: {}", schema.path(), list.join("; ")),
+        format!(
+            "model output does not conform to {}: {}",
+            schema.path(),
+            list.join("; ")
+        ),
     ))
 }

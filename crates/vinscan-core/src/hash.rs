@@ -17,7 +17,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file.read(&mut buf).map_err(|e| Error::from_io(&e, path.display()))?;
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| Error::from_io(&e, path.display()))?;
         if n == 0 {
             break;
         }

@@ -15,8 +15,8 @@ pub mod limits;
 pub mod model;
 pub mod pipeline;
 pub mod record;
-pub mod tiling;
 mod tiff_pages;
+pub mod tiling;
 
 #[cfg(test)]
 mod testutil;

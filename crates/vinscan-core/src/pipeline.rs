@@ -57,7 +57,11 @@ pub struct GenerationSection {
 
 impl Default for GenerationSection {
     fn default() -> Self {
-        Self { max_tokens: 1024, repeat_penalty: 1.05, repeat_last_n: 64 }
+        Self {
+            max_tokens: 1024,
+            repeat_penalty: 1.05,
+            repeat_last_n: 64,
+        }
     }
 }
 
@@ -107,7 +111,10 @@ pub enum PipelineError {
 
 impl PipelineFile {
     pub fn parse(path: &str, text: &str) -> Result<Self, PipelineError> {
-        toml::from_str(text).map_err(|source| PipelineError::Toml { path: path.to_owned(), source })
+        toml::from_str(text).map_err(|source| PipelineError::Toml {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Checks every field and binds the schema (looked up by `resolve_schema`).
@@ -117,9 +124,15 @@ impl PipelineFile {
         sha256: String,
         resolve_schema: impl FnOnce(&str) -> Option<Arc<Schema>>,
     ) -> Result<Pipeline, PipelineError> {
-        let invalid = |message: String| PipelineError::Invalid { path: path.to_owned(), message };
+        let invalid = |message: String| PipelineError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
         if self.name.is_empty()
-            || !self.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
             return Err(invalid(format!(
                 "name {:?} must be non-empty lower-case letters, digits and '-'",
@@ -137,7 +150,10 @@ impl PipelineFile {
         }
         let g = self.generation;
         if !(1..=16384).contains(&g.max_tokens) {
-            return Err(invalid(format!("generation.max_tokens must be 1..=16384, got {}", g.max_tokens)));
+            return Err(invalid(format!(
+                "generation.max_tokens must be 1..=16384, got {}",
+                g.max_tokens
+            )));
         }
         if !(g.repeat_penalty.is_finite() && (1.0..=5.0).contains(&g.repeat_penalty)) {
             return Err(invalid(format!(
@@ -146,17 +162,26 @@ impl PipelineFile {
             )));
         }
         if !(self.pdf.dpi.is_finite() && (36.0..=600.0).contains(&self.pdf.dpi)) {
-            return Err(invalid(format!("pdf.dpi must be within 36..=600, got {}", self.pdf.dpi)));
+            return Err(invalid(format!(
+                "pdf.dpi must be within 36..=600, got {}",
+                self.pdf.dpi
+            )));
         }
         self.limits.validate().map_err(invalid)?;
-        let schema = resolve_schema(&self.schema)
-            .ok_or_else(|| invalid(format!("schema {:?} not found in the schemas directory", self.schema)))?;
+        let schema = resolve_schema(&self.schema).ok_or_else(|| {
+            invalid(format!(
+                "schema {:?} not found in the schemas directory",
+                self.schema
+            ))
+        })?;
         Ok(Pipeline {
             name: self.name,
             description: self.description,
             schema,
             prompt: self.prompt.trim().to_owned(),
-            system_prompt: self.system_prompt.unwrap_or_else(|| VINTERN_SYSTEM_PROMPT.to_owned()),
+            system_prompt: self
+                .system_prompt
+                .unwrap_or_else(|| VINTERN_SYSTEM_PROMPT.to_owned()),
             min_tiles: min,
             max_tiles: max,
             max_tokens: g.max_tokens,

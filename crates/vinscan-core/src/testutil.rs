@@ -27,7 +27,8 @@ pub(crate) fn multipage_tiff(pages: &[(u32, u32, u8)]) -> Vec<u8> {
         let mut enc = tiff::encoder::TiffEncoder::new(&mut buf).expect("encoder");
         for &(w, h, v) in pages {
             let data = vec![v; (w * h) as usize];
-            enc.write_image::<tiff::encoder::colortype::Gray8>(w, h, &data).expect("page");
+            enc.write_image::<tiff::encoder::colortype::Gray8>(w, h, &data)
+                .expect("page");
         }
     }
     buf.into_inner()

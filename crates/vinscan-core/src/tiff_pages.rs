@@ -4,9 +4,9 @@
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageBuffer, metadata::Orientation};
+use tiff::ColorType;
 use tiff::decoder::{Decoder, DecodingResult, Limits as TiffLimits};
 use tiff::tags::Tag;
-use tiff::ColorType;
 
 use crate::document::{Page, check_pixels, flatten_to_rgb};
 use crate::error::{Error, ErrorKind, Result};
@@ -30,7 +30,9 @@ fn decoder<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Decoder<Cursor<&'a [u
     l.decoding_buffer_size = alloc;
     l.intermediate_buffer_size = alloc;
     l.ifd_value_size = 16 * 1024 * 1024;
-    Ok(Decoder::new(Cursor::new(bytes)).map_err(tiff_error)?.with_limits(l))
+    Ok(Decoder::new(Cursor::new(bytes))
+        .map_err(tiff_error)?
+        .with_limits(l))
 }
 
 /// Number of pages (image file directories), refusing more than `limits.max_pages + 1` walks.
@@ -64,13 +66,26 @@ pub(crate) fn decode_page(bytes: &[u8], index: u32, limits: &Limits) -> Result<P
     let mut img = to_dynamic(w, h, color, data)?;
     img.apply_orientation(orientation);
     let applied = (orientation != Orientation::NoTransforms).then(|| orientation.to_exif());
-    Ok(Page { index, image: flatten_to_rgb(img), orientation: applied })
+    Ok(Page {
+        index,
+        image: flatten_to_rgb(img),
+        orientation: applied,
+    })
 }
 
 fn to_dynamic(w: u32, h: u32, color: ColorType, data: DecodingResult) -> Result<DynamicImage> {
-    let bad = || Error::new(ErrorKind::InvalidInput, "TIFF page data does not match its dimensions");
-    let unsupported =
-        || Error::new(ErrorKind::Unsupported, format!("unsupported TIFF colour type {color:?}"));
+    let bad = || {
+        Error::new(
+            ErrorKind::InvalidInput,
+            "TIFF page data does not match its dimensions",
+        )
+    };
+    let unsupported = || {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("unsupported TIFF colour type {color:?}"),
+        )
+    };
     let img = match (color, data) {
         (ColorType::Gray(8), DecodingResult::U8(v)) => {
             DynamicImage::ImageLuma8(ImageBuffer::from_raw(w, h, v).ok_or_else(bad)?)

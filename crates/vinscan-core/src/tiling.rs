@@ -92,7 +92,11 @@ pub fn resize_bicubic(image: &RgbImage, width: u32, height: u32) -> Result<RgbIm
         .map_err(|e| Error::new(ErrorKind::Internal, format!("resize source: {e}")))?;
     let mut dst = Image::new(width, height, PixelType::U8x3);
     Resizer::new()
-        .resize(&src, &mut dst, &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom)))
+        .resize(
+            &src,
+            &mut dst,
+            &ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom)),
+        )
         .map_err(|e| Error::new(ErrorKind::Internal, format!("resize: {e}")))?;
     RgbImage::from_raw(width, height, dst.into_vec())
         .ok_or_else(|| Error::new(ErrorKind::Internal, "resize produced a buffer of the wrong size"))
@@ -120,8 +124,14 @@ impl TiledPage {
         let mut out = Vec::with_capacity(self.grid.images() as usize);
         for r in 0..self.grid.rows {
             for c in 0..self.grid.cols {
-                let tile = image::imageops::crop_imm(&self.image, c * TILE_SIZE, r * TILE_SIZE, TILE_SIZE, TILE_SIZE)
-                    .to_image();
+                let tile = image::imageops::crop_imm(
+                    &self.image,
+                    c * TILE_SIZE,
+                    r * TILE_SIZE,
+                    TILE_SIZE,
+                    TILE_SIZE,
+                )
+                .to_image();
                 out.push(tile);
             }
         }
@@ -186,7 +196,9 @@ mod tests {
 
     #[test]
     fn tiled_page_has_exact_grid_size() {
-        let page = RgbImage::from_fn(1600, 600, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 7]));
+        let page = RgbImage::from_fn(1600, 600, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 7])
+        });
         let t = tile_page(&page, 1, 6).expect("tile");
         assert_eq!(t.grid, TileGrid { cols: 3, rows: 1 });
         assert_eq!(t.image.dimensions(), (3 * 448, 448));
@@ -200,7 +212,11 @@ mod tests {
     #[test]
     fn thumbnail_drift() {
         let page = RgbImage::from_fn(1500, 700, |x, y| {
-            image::Rgb([(x * 255 / 1500) as u8, (y * 255 / 700) as u8, ((x + y) % 256) as u8 / 4])
+            image::Rgb([
+                (x * 255 / 1500) as u8,
+                (y * 255 / 700) as u8,
+                ((x + y) % 256) as u8 / 4,
+            ])
         });
         let t = tile_page(&page, 1, 6).expect("tile");
         let ours = resize_bicubic(&t.image, TILE_SIZE, TILE_SIZE).expect("ours");

@@ -22,7 +22,9 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llguidance::api::TopLevelGrammar;
 use llguidance::{Matcher, ParserFactory};
 use vinscan_core::hash::sha256_file;
-use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, ModelTimings, Result, StopReason};
+use vinscan_core::{
+    Error, ErrorKind, GenerateRequest, Generation, ModelInfo, ModelTimings, Result, StopReason,
+};
 
 use crate::{Command, LlamaConfig, read_projector_meta};
 
@@ -46,7 +48,10 @@ fn backend() -> Result<&'static LlamaBackend> {
 
 fn system_info() -> String {
     // SAFETY: as above.
-    unsafe { CStr::from_ptr(llama_cpp_sys_2::llama_print_system_info()) }.to_string_lossy().trim().to_owned()
+    unsafe { CStr::from_ptr(llama_cpp_sys_2::llama_print_system_info()) }
+        .to_string_lossy()
+        .trim()
+        .to_owned()
 }
 
 fn internal(what: &str) -> impl Fn(String) -> Error + '_ {
@@ -58,14 +63,22 @@ fn file_name(p: &Path) -> String {
 }
 
 /// Thread body: load, report readiness, serve.
-pub(crate) fn run(config: LlamaConfig, ready: mpsc::SyncSender<Result<ModelInfo>>, commands: mpsc::Receiver<Command>) {
+pub(crate) fn run(
+    config: LlamaConfig,
+    ready: mpsc::SyncSender<Result<ModelInfo>>,
+    commands: mpsc::Receiver<Command>,
+) {
     let loaded = catch_unwind(AssertUnwindSafe(|| serve(&config, &ready, &commands)));
     if loaded.is_err() {
         let _ = ready.send(Err(Error::new(ErrorKind::Internal, "the model thread panicked")));
     }
 }
 
-fn serve(config: &LlamaConfig, ready: &mpsc::SyncSender<Result<ModelInfo>>, commands: &mpsc::Receiver<Command>) {
+fn serve(
+    config: &LlamaConfig,
+    ready: &mpsc::SyncSender<Result<ModelInfo>>,
+    commands: &mpsc::Receiver<Command>,
+) {
     let mut engine = match Engine::load(config) {
         Ok(e) => e,
         Err(e) => {
@@ -90,7 +103,9 @@ fn serve(config: &LlamaConfig, ready: &mpsc::SyncSender<Result<ModelInfo>>, comm
         match command {
             Command::Generate(request, reply) => {
                 let result = catch_unwind(AssertUnwindSafe(|| state.generate(&model, *request)))
-                    .unwrap_or_else(|_| Err(Error::new(ErrorKind::Internal, "llama.cpp generation panicked")));
+                    .unwrap_or_else(|_| {
+                        Err(Error::new(ErrorKind::Internal, "llama.cpp generation panicked"))
+                    });
                 let _ = reply.send(result);
             }
         }
@@ -131,7 +146,10 @@ impl Engine {
         let t = Instant::now();
         let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
         let model = LlamaModel::load_from_file(backend, &config.model, &params).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("{}: cannot load model: {e}", config.model.display()))
+            Error::new(
+                ErrorKind::Config,
+                format!("{}: cannot load model: {e}", config.model.display()),
+            )
         })?;
         let name = model.meta_val_str("general.name").ok();
         tracing::info!(
@@ -151,7 +169,10 @@ impl Engine {
             image_size: meta.image_size,
             system_info: system_info(),
         };
-        Ok(Self { info, model: Some(model) })
+        Ok(Self {
+            info,
+            model: Some(model),
+        })
     }
 
     fn session<'m>(&self, model: &'m LlamaModel, config: &LlamaConfig) -> Result<Session<'m>> {
@@ -163,21 +184,30 @@ impl Engine {
             .with_n_ubatch(512)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
-        let ctx = model.new_context(backend, params).map_err(|e| internal("llama context")(e.to_string()))?;
+        let ctx = model
+            .new_context(backend, params)
+            .map_err(|e| internal("llama context")(e.to_string()))?;
         let t = Instant::now();
         let mtmd_params = MtmdContextParams {
             use_gpu: config.gpu_layers > 0,
             print_timings: false,
             n_threads: threads,
-            media_marker: CString::new(mtmd_default_marker()).map_err(|e| internal("marker")(e.to_string()))?,
+            media_marker: CString::new(mtmd_default_marker())
+                .map_err(|e| internal("marker")(e.to_string()))?,
             image_min_tokens: -1,
             image_max_tokens: -1,
         };
         let path = config.mmproj.to_str().ok_or_else(|| {
-            Error::new(ErrorKind::Config, format!("{}: path is not UTF-8", config.mmproj.display()))
+            Error::new(
+                ErrorKind::Config,
+                format!("{}: path is not UTF-8", config.mmproj.display()),
+            )
         })?;
         let mtmd = MtmdContext::init_from_file(path, model, &mtmd_params).map_err(|e| {
-            Error::new(ErrorKind::Config, format!("{}: cannot load projector: {e}", config.mmproj.display()))
+            Error::new(
+                ErrorKind::Config,
+                format!("{}: cannot load projector: {e}", config.mmproj.display()),
+            )
         })?;
         if !mtmd.support_vision() {
             return Err(Error::new(
@@ -187,8 +217,16 @@ impl Engine {
         }
         let env = LlamaSampler::llguidance_tok_env(model);
         let factory = ParserFactory::new_simple(&env).map_err(|e| internal("llguidance")(e.to_string()))?;
-        tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, "projector and grammar engine ready");
-        Ok(Session { ctx, mtmd, factory: Arc::new(factory), n_vocab: model.n_vocab() })
+        tracing::info!(
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            "projector and grammar engine ready"
+        );
+        Ok(Session {
+            ctx,
+            mtmd,
+            factory: Arc::new(factory),
+            n_vocab: model.n_vocab(),
+        })
     }
 }
 
@@ -223,10 +261,12 @@ impl Session<'_> {
     fn generate(&mut self, model: &LlamaModel, req: GenerateRequest) -> Result<Generation> {
         let started = Instant::now();
         let grammar = TopLevelGrammar::from_json_schema(compact_json_grammar(&req.grammar));
-        let parser = self
-            .factory
-            .create_parser(grammar)
-            .map_err(|e| Error::new(ErrorKind::Config, format!("schema cannot be compiled to a grammar: {e}")))?;
+        let parser = self.factory.create_parser(grammar).map_err(|e| {
+            Error::new(
+                ErrorKind::Config,
+                format!("schema cannot be compiled to a grammar: {e}"),
+            )
+        })?;
         let matcher = Matcher::new(Ok(parser));
         let bitmap = MtmdBitmap::from_image_data(req.width, req.height, &req.rgb)
             .map_err(|e| internal("image bitmap")(e.to_string()))?;
@@ -235,7 +275,10 @@ impl Session<'_> {
             add_special: true,
             parse_special: true,
         };
-        let chunks = self.mtmd.tokenize(text, &[&bitmap]).map_err(|e| internal("mtmd tokenize")(e.to_string()))?;
+        let chunks = self
+            .mtmd
+            .tokenize(text, &[&bitmap])
+            .map_err(|e| internal("mtmd tokenize")(e.to_string()))?;
         let (mut images, mut image_tokens) = (0u32, 0u32);
         for i in 0..chunks.len() {
             if let Some(c) = chunks.get(i)
@@ -250,7 +293,9 @@ impl Session<'_> {
         if prompt_tokens + 1 >= n_ctx {
             return Err(Error::new(
                 ErrorKind::Config,
-                format!("the page needs {prompt_tokens} prompt tokens but the context holds {n_ctx}; raise --ctx-size or lower the pipeline's max tiles"),
+                format!(
+                    "the page needs {prompt_tokens} prompt tokens but the context holds {n_ctx}; raise --ctx-size or lower the pipeline's max tiles"
+                ),
             ));
         }
         let budget = req.max_tokens.min(n_ctx - prompt_tokens - 1);
@@ -264,7 +309,13 @@ impl Session<'_> {
         let mut samplers = Vec::with_capacity(3);
         if req.repeat_penalty > 1.0 {
             let last_n = i32::try_from(req.repeat_last_n).unwrap_or(i32::MAX);
-            samplers.push(LlamaSampler::penalties(self.n_vocab, last_n, req.repeat_penalty, 0.0, 0.0));
+            samplers.push(LlamaSampler::penalties(
+                self.n_vocab,
+                last_n,
+                req.repeat_penalty,
+                0.0,
+                0.0,
+            ));
         }
         samplers.push(LlamaSampler::from(matcher));
         samplers.push(LlamaSampler::greedy());
@@ -287,8 +338,12 @@ impl Session<'_> {
             out.extend(model.vocab().token_to_piece(token, false, None));
             generated += 1;
             batch.clear();
-            batch.add(token, n_past, &[0], true).map_err(|e| internal("batch")(e.to_string()))?;
-            self.ctx.decode(&mut batch).map_err(|e| internal("decode")(e.to_string()))?;
+            batch
+                .add(token, n_past, &[0], true)
+                .map_err(|e| internal("batch")(e.to_string()))?;
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| internal("decode")(e.to_string()))?;
             n_past += 1;
         }
         let generate_ms = gen_started.elapsed().as_secs_f64() * 1e3;
@@ -301,7 +356,11 @@ impl Session<'_> {
             image_tokens,
             images,
             generated_tokens: generated,
-            timings: ModelTimings { encode_prefill_ms, generate_ms, sample_ms },
+            timings: ModelTimings {
+                encode_prefill_ms,
+                generate_ms,
+                sample_ms,
+            },
         })
     }
 }

@@ -18,7 +18,10 @@ pub struct ProjectorMeta {
 pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
     let config = |m: String| Error::new(ErrorKind::Config, format!("{}: {m}", path.display()));
     if !path.is_file() {
-        return Err(Error::new(ErrorKind::Config, format!("{}: mmproj file not found", path.display())));
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!("{}: mmproj file not found", path.display()),
+        ));
     }
     let gguf = GgufContext::from_file(path).ok_or_else(|| config("not a GGUF file".into()))?;
     // ggml aborts the process when a value is read as the wrong type: check types first.
@@ -40,7 +43,9 @@ pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
         }
     };
     if string("general.architecture").as_deref() != Some("clip") {
-        return Err(config("not a multimodal projector (general.architecture is not \"clip\")".into()));
+        return Err(config(
+            "not a multimodal projector (general.architecture is not \"clip\")".into(),
+        ));
     }
     let projector_type = string("clip.projector_type")
         .or_else(|| string("clip.vision.projector_type"))
@@ -50,10 +55,17 @@ pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
             "projector type {projector_type:?} is not \"internvl\": vinscan runs Vintern / InternVL models"
         )));
     }
-    let image_size = u32_of("clip.vision.image_size").ok_or_else(|| config("no clip.vision.image_size".into()))?;
+    let image_size =
+        u32_of("clip.vision.image_size").ok_or_else(|| config("no clip.vision.image_size".into()))?;
     if image_size != vinscan_core::tiling::TILE_SIZE {
-        return Err(config(format!("vision input is {image_size} px; Vintern tiles are 448 px")));
+        return Err(config(format!(
+            "vision input is {image_size} px; Vintern tiles are 448 px"
+        )));
     }
     let max_tiles = u32_of("clip.vision.preproc_max_tiles").unwrap_or(12);
-    Ok(ProjectorMeta { projector_type, image_size, max_tiles })
+    Ok(ProjectorMeta {
+        projector_type,
+        image_size,
+        max_tiles,
+    })
 }

@@ -76,7 +76,9 @@ impl LlamaVisionModel {
             llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
         });
         if std::env::var(OMP_WAIT_POLICY).map_or(true, |v| !v.eq_ignore_ascii_case("passive")) {
-            tracing::warn!("OMP_WAIT_POLICY is not PASSIVE: ggml threads will spin and may slow down under load");
+            tracing::warn!(
+                "OMP_WAIT_POLICY is not PASSIVE: ggml threads will spin and may slow down under load"
+            );
         }
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (tx, rx) = mpsc::channel();
@@ -92,10 +94,17 @@ impl LlamaVisionModel {
             }
             Err(_) => {
                 let _ = thread.join();
-                return Err(Error::new(ErrorKind::Internal, "the model thread stopped while loading"));
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    "the model thread stopped while loading",
+                ));
             }
         };
-        Ok(Self { info, commands: Mutex::new(Some(tx)), thread: Some(thread) })
+        Ok(Self {
+            info,
+            commands: Mutex::new(Some(tx)),
+            thread: Some(thread),
+        })
     }
 }
 
@@ -111,7 +120,9 @@ impl VisionModel for LlamaVisionModel {
                 .commands
                 .lock()
                 .map_err(|_| Error::new(ErrorKind::Internal, "model command channel poisoned"))?;
-            let tx = guard.as_ref().ok_or_else(|| Error::new(ErrorKind::Internal, "model is shut down"))?;
+            let tx = guard
+                .as_ref()
+                .ok_or_else(|| Error::new(ErrorKind::Internal, "model is shut down"))?;
             tx.send(Command::Generate(Box::new(request), reply_tx))
                 .map_err(|_| Error::new(ErrorKind::Internal, "the model thread has stopped"))?;
         }

@@ -10,9 +10,9 @@ use vinscan_core::{GenerateRequest, StopReason, VisionModel};
 use vinscan_llama::{LlamaConfig, LlamaVisionModel, read_projector_meta};
 
 fn model_dir() -> PathBuf {
-    std::env::var_os("VINSCAN_TEST_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-models/tiny")
-    })
+    std::env::var_os("VINSCAN_TEST_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-models/tiny"))
 }
 
 fn model() -> &'static LlamaVisionModel {
@@ -33,7 +33,9 @@ fn model() -> &'static LlamaVisionModel {
 }
 
 fn request(width: u32, height: u32, schema: Value, max_tokens: u32) -> GenerateRequest {
-    let page = image::RgbImage::from_fn(width, height, |x, y| image::Rgb([(x % 251) as u8, (y % 241) as u8, 128]));
+    let page = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, 128])
+    });
     let tiled = tile_page(&page, 1, model().info().max_tiles.min(6)).expect("tile");
     let (w, h) = tiled.image.dimensions();
     GenerateRequest {
@@ -78,7 +80,13 @@ fn llm_file_is_refused_as_projector() {
 /// The encoder must see exactly the reference's tiles plus thumbnail, for every grid shape.
 #[test]
 fn encoder_sees_reference_tile_count() {
-    for (w, h, images) in [(448, 448, 1), (1600, 600, 4), (600, 900, 7), (400, 300, 7), (2000, 500, 5)] {
+    for (w, h, images) in [
+        (448, 448, 1),
+        (1600, 600, 4),
+        (600, 900, 7),
+        (400, 300, 7),
+        (2000, 500, 5),
+    ] {
         let req = request(w, h, bounded_schema(), 64);
         assert_eq!(req.expected_images, images, "{w}x{h}");
         let g = model().generate(req).expect("generate");
@@ -90,25 +98,39 @@ fn encoder_sees_reference_tile_count() {
 #[test]
 fn constrained_output_is_schema_valid_json() {
     for (w, h) in [(448, 448), (900, 500), (300, 1200)] {
-        let g = model().generate(request(w, h, bounded_schema(), 256)).expect("generate");
+        let g = model()
+            .generate(request(w, h, bounded_schema(), 256))
+            .expect("generate");
         assert_eq!(g.stop, StopReason::EndOfOutput, "{}", g.text);
         let v: Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {:?}", g.text));
-        assert!(v["seller"].as_str().is_some_and(|s| s.chars().count() <= 24), "{v}");
+        assert!(
+            v["seller"].as_str().is_some_and(|s| s.chars().count() <= 24),
+            "{v}"
+        );
         assert!(v["total"].as_u64().is_some_and(|t| t <= 100_000_000_000), "{v}");
-        assert!(["VND", "USD"].contains(&v["currency"].as_str().unwrap_or("")), "{v}");
+        assert!(
+            ["VND", "USD"].contains(&v["currency"].as_str().unwrap_or("")),
+            "{v}"
+        );
     }
 }
 
 #[test]
 fn generation_is_deterministic() {
-    let a = model().generate(request(700, 700, bounded_schema(), 128)).expect("a");
-    let b = model().generate(request(700, 700, bounded_schema(), 128)).expect("b");
+    let a = model()
+        .generate(request(700, 700, bounded_schema(), 128))
+        .expect("a");
+    let b = model()
+        .generate(request(700, 700, bounded_schema(), 128))
+        .expect("b");
     assert_eq!(a.text, b.text);
 }
 
 #[test]
 fn max_tokens_cuts_generation() {
-    let g = model().generate(request(448, 448, bounded_schema(), 3)).expect("generate");
+    let g = model()
+        .generate(request(448, 448, bounded_schema(), 3))
+        .expect("generate");
     assert_eq!(g.stop, StopReason::MaxTokens);
     assert_eq!(g.generated_tokens, 3);
 }

@@ -20,7 +20,9 @@ pub const LIBRARY_ENV: [&str; 2] = ["VINSCAN_PDFIUM_LIB", "PDFIUM_LIB"];
 pub const WHEEL: &str = "pypdfium2==5.15.2";
 
 fn lib_name() -> String {
-    Pdfium::pdfium_platform_library_name().to_string_lossy().into_owned()
+    Pdfium::pdfium_platform_library_name()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn in_dir_or_file(p: &Path) -> Option<PathBuf> {
@@ -45,7 +47,10 @@ pub fn find_library() -> Result<PathBuf> {
             tried.push(format!("${var}={}", p.display()));
         }
     }
-    if let Some(dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         if let Some(f) = in_dir_or_file(&dir) {
             return Ok(f);
         }
@@ -58,7 +63,10 @@ pub fn find_library() -> Result<PathBuf> {
     pythons.push(PathBuf::from("python3"));
     for py in pythons {
         let out = Command::new(&py)
-            .args(["-c", "import os, pypdfium2_raw; print(os.path.dirname(pypdfium2_raw.__file__))"])
+            .args([
+                "-c",
+                "import os, pypdfium2_raw; print(os.path.dirname(pypdfium2_raw.__file__))",
+            ])
             .output();
         if let Ok(out) = out
             && out.status.success()
@@ -98,7 +106,9 @@ impl PdfiumRenderer {
             Ok(Arc::new(Pdfium::new(bindings)))
         });
         match bound {
-            Ok(p) => Ok(Self { pdfium: Arc::clone(p) }),
+            Ok(p) => Ok(Self {
+                pdfium: Arc::clone(p),
+            }),
             Err(e) => Err(Error::new(ErrorKind::Config, e.clone())),
         }
     }
@@ -111,12 +121,14 @@ impl PdfiumRenderer {
 fn pdf_error(e: PdfiumError) -> Error {
     match e {
         PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::PasswordError)
-        | PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::SecurityError) => {
-            Error::new(ErrorKind::Unsupported, "encrypted PDF (password protected): cannot be rendered")
-        }
-        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::FormatError) => {
-            Error::new(ErrorKind::InvalidInput, "corrupt or truncated PDF (pdfium cannot parse it)")
-        }
+        | PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::SecurityError) => Error::new(
+            ErrorKind::Unsupported,
+            "encrypted PDF (password protected): cannot be rendered",
+        ),
+        PdfiumError::PdfiumLibraryInternalError(PdfiumInternalError::FormatError) => Error::new(
+            ErrorKind::InvalidInput,
+            "corrupt or truncated PDF (pdfium cannot parse it)",
+        ),
         other => Error::new(ErrorKind::InvalidInput, format!("cannot read PDF: {other}")),
     }
 }
@@ -124,7 +136,10 @@ fn pdf_error(e: PdfiumError) -> Error {
 /// Pixel size of a page of `w_pt × h_pt` points at `dpi`, scaled down to fit `limits`.
 pub fn render_size(w_pt: f32, h_pt: f32, dpi: f32, limits: &Limits) -> Result<(u32, u32)> {
     if !(w_pt.is_finite() && h_pt.is_finite()) || w_pt <= 0.0 || h_pt <= 0.0 {
-        return Err(Error::new(ErrorKind::InvalidInput, format!("page has an invalid size {w_pt}x{h_pt} pt")));
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("page has an invalid size {w_pt}x{h_pt} pt"),
+        ));
     }
     let mut scale = f64::from(dpi) / 72.0;
     let (w, h) = (f64::from(w_pt), f64::from(h_pt));
@@ -147,8 +162,12 @@ impl PdfRenderer for PdfiumRenderer {
 
     fn render_page(&self, pdf: &[u8], index: u32, dpi: f32, limits: &Limits) -> Result<RenderedPage> {
         let doc = self.open(pdf)?;
-        let idx = PdfPageIndex::try_from(index)
-            .map_err(|_| Error::new(ErrorKind::InvalidInput, format!("page index {index} out of range")))?;
+        let idx = PdfPageIndex::try_from(index).map_err(|_| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("page index {index} out of range"),
+            )
+        })?;
         let page = doc.pages().get(idx).map_err(pdf_error)?;
         let (w, h) = render_size(page.width().value, page.height().value, dpi, limits)?;
         let config = PdfRenderConfig::new()
@@ -158,7 +177,11 @@ impl PdfRenderer for PdfiumRenderer {
         let bitmap = page.render_with_config(&config).map_err(pdf_error)?;
         let image = bitmap.as_image().map_err(pdf_error)?.into_rgb8();
         let (width, height) = image.dimensions();
-        Ok(RenderedPage { width, height, rgb: image.into_raw() })
+        Ok(RenderedPage {
+            width,
+            height,
+            rgb: image.into_raw(),
+        })
     }
 }
 
@@ -174,7 +197,11 @@ mod tests {
 
     #[test]
     fn huge_page_is_scaled_into_limits() {
-        let limits = Limits { max_pixels: 1_000_000, max_dimension: 5000, ..Limits::default() };
+        let limits = Limits {
+            max_pixels: 1_000_000,
+            max_dimension: 5000,
+            ..Limits::default()
+        };
         let (w, h) = render_size(14400.0, 14400.0, 300.0, &limits).expect("size");
         assert!(u64::from(w) * u64::from(h) <= 1_000_000 && w <= 5000, "{w}x{h}");
     }

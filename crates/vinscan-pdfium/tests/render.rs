@@ -7,7 +7,9 @@ use vinscan_core::{Document, ErrorKind, Limits, PdfRenderer};
 use vinscan_pdfium::PdfiumRenderer;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name);
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -36,8 +38,13 @@ fn renders_every_page_of_the_invoice() {
 
 #[test]
 fn encrypted_pdf_is_unsupported_with_clear_reason() {
-    let e = Document::open("locked.pdf", fixture("encrypted.pdf"), &Limits::default(), Some(&renderer()))
-        .expect_err("encrypted");
+    let e = Document::open(
+        "locked.pdf",
+        fixture("encrypted.pdf"),
+        &Limits::default(),
+        Some(&renderer()),
+    )
+    .expect_err("encrypted");
     assert_eq!(e.kind(), ErrorKind::Unsupported);
     assert!(e.to_string().starts_with("locked.pdf: encrypted PDF"), "{e}");
 }
@@ -59,7 +66,11 @@ fn truncated_pdf_is_invalid_input() {
 
 #[test]
 fn page_limit_refuses_long_documents() {
-    let limits = Limits { max_pages: 2, ..Limits::default() };
-    let e = Document::open("hoadon.pdf", fixture("hoadon.pdf"), &limits, Some(&renderer())).expect_err("3 > 2");
+    let limits = Limits {
+        max_pages: 2,
+        ..Limits::default()
+    };
+    let e =
+        Document::open("hoadon.pdf", fixture("hoadon.pdf"), &limits, Some(&renderer())).expect_err("3 > 2");
     assert_eq!(e.kind(), ErrorKind::TooLarge);
 }

@@ -30,7 +30,9 @@ fn walk(schema: &Value, pointer: &str) -> Result<(), (String, String)> {
     };
     let enumerated = map.contains_key("enum") || map.contains_key("const");
     let types = types_of(map);
-    let composite = ["anyOf", "oneOf", "allOf", "$ref"].iter().any(|k| map.contains_key(*k));
+    let composite = ["anyOf", "oneOf", "allOf", "$ref"]
+        .iter()
+        .any(|k| map.contains_key(*k));
     if types.is_empty() && !enumerated && !composite {
         return fail(pointer, "every schema needs a `type`, `enum` or `const`");
     }
@@ -40,9 +42,7 @@ fn walk(schema: &Value, pointer: &str) -> Result<(), (String, String)> {
                 "string" if !map.contains_key("maxLength") => {
                     return fail(pointer, "string without `maxLength`");
                 }
-                "number" | "integer"
-                    if !(has_lower(map) && has_upper(map)) =>
-                {
+                "number" | "integer" if !(has_lower(map) && has_upper(map)) => {
                     return fail(pointer, "number without both a minimum and a maximum");
                 }
                 "array" if !map.contains_key("maxItems") => {
@@ -107,7 +107,10 @@ mod tests {
         check(json!({"enum": ["a", "b"]}), Ok(()));
         check(json!({"type": "integer", "minimum": 0, "maximum": 9}), Ok(()));
         check(json!({"type": "number", "minimum": 0}), Err(""));
-        check(json!({"type": "array", "items": {"type": "string", "maxLength": 1}}), Err(""));
+        check(
+            json!({"type": "array", "items": {"type": "string", "maxLength": 1}}),
+            Err(""),
+        );
         check(
             json!({"type": "array", "maxItems": 2, "items": {"type": "string"}}),
             Err("/items"),
@@ -118,7 +121,10 @@ mod tests {
                    "properties": {"a/b": {"type": "boolean"}, "c": {"type": "number"}}}),
             Err("/properties/c"),
         );
-        check(json!({"anyOf": [{"type": "null"}, {"type": "string"}]}), Err("/anyOf/1"));
+        check(
+            json!({"anyOf": [{"type": "null"}, {"type": "string"}]}),
+            Err("/anyOf/1"),
+        );
         check(json!(true), Err(""));
     }
 }

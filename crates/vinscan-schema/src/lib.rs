@@ -52,7 +52,11 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let at = if self.instance_path.is_empty() { "/" } else { &self.instance_path };
+        let at = if self.instance_path.is_empty() {
+            "/"
+        } else {
+            &self.instance_path
+        };
         write!(f, "{at}: {}", self.message)
     }
 }
@@ -86,17 +90,18 @@ impl Schema {
             source,
         })?;
         if document.get("$schema").and_then(Value::as_str) != Some(DRAFT_2020_12) {
-            return Err(SchemaError::Draft { path: path.to_owned() });
+            return Err(SchemaError::Draft {
+                path: path.to_owned(),
+            });
         }
         jsonschema::draft202012::meta::validate(&document).map_err(|e| SchemaError::Invalid {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let validator =
-            jsonschema::draft202012::new(&document).map_err(|e| SchemaError::Invalid {
-                path: path.to_owned(),
-                message: e.to_string(),
-            })?;
+        let validator = jsonschema::draft202012::new(&document).map_err(|e| SchemaError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         check_bounds(&document).map_err(|(pointer, message)| SchemaError::Unbounded {
             path: path.to_owned(),
             pointer,

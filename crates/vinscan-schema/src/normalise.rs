@@ -89,7 +89,9 @@ fn collapse_whitespace(s: &str) -> String {
 }
 
 fn numbers_in(s: &str) -> Vec<&str> {
-    s.split(|c: char| !c.is_ascii_digit()).filter(|p| !p.is_empty()).collect()
+    s.split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn normalise_date(s: &str) -> Option<String> {
@@ -106,8 +108,7 @@ fn normalise_date(s: &str) -> Option<String> {
     } else {
         return None;
     };
-    if nums.iter().any(|n| n.len() > 4) || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m)
-    {
+    if nums.iter().any(|n| n.len() > 4) || !(1..=12).contains(&m) || d == 0 || d > days_in_month(y, m) {
         return None;
     }
     Some(format!("{y:04}-{m:02}-{d:02}"))
@@ -116,7 +117,7 @@ fn normalise_date(s: &str) -> Option<String> {
 fn days_in_month(y: u32, m: u32) -> u32 {
     match m {
         4 | 6 | 9 | 11 => 30,
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         _ => 31,
     }
@@ -140,12 +141,20 @@ fn normalise_amount(s: &str) -> Option<String> {
         .iter()
         .fold(lower, |acc, unit| acc.replace(unit, ""));
     let body = stripped.trim();
-    if body.is_empty() || !body.chars().all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | ' ')) {
+    if body.is_empty()
+        || !body
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, '.' | ',' | ' '))
+    {
         return None;
     }
     let digits: String = body.chars().filter(char::is_ascii_digit).collect();
     let trimmed = digits.trim_start_matches('0');
-    Some(if trimmed.is_empty() { "0".to_owned() } else { trimmed.to_owned() })
+    Some(if trimmed.is_empty() {
+        "0".to_owned()
+    } else {
+        trimmed.to_owned()
+    })
 }
 
 #[cfg(test)]
@@ -196,7 +205,10 @@ mod tests {
         let mut v = json!({"date": "01/02/2024", "items": [{"name": "  Bánh   mì "}, {"name": "ok"}]});
         let mut changed = Vec::new();
         normalise_value(&schema, &mut v, "", &mut changed);
-        assert_eq!(v, json!({"date": "2024-02-01", "items": [{"name": "Bánh mì"}, {"name": "ok"}]}));
+        assert_eq!(
+            v,
+            json!({"date": "2024-02-01", "items": [{"name": "Bánh mì"}, {"name": "ok"}]})
+        );
         assert_eq!(changed, vec!["/date", "/items/0/name"]);
     }
 }

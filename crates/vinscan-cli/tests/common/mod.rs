@@ -9,7 +9,10 @@ use std::process::{Command, Output};
 use image::{ImageFormat, Rgb, RgbImage};
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 pub fn model_dir() -> PathBuf {
@@ -29,7 +32,11 @@ pub fn python() -> PathBuf {
     let p = std::env::var_os("VINSCAN_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
-    assert!(p.exists(), "{} missing: run ops/python-env.sh (ops/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} missing: run ops/python-env.sh (ops/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -50,7 +57,15 @@ pub fn vinscan(home: &Path) -> Command {
 
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("run vinscan");
-    eprintln!("{}", String::from_utf8_lossy(&out.stderr).lines().rev().take(20).collect::<Vec<_>>().join("\n"));
+    eprintln!(
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     out
 }
 
@@ -62,9 +77,21 @@ pub fn validate(files: &[PathBuf]) -> (usize, usize, String) {
         .args(files)
         .output()
         .expect("run validator");
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let last = report.lines().rev().find(|l| l.contains(" passed, ")).unwrap_or_default().to_owned();
-    let nums: Vec<usize> = last.split(|c: char| !c.is_ascii_digit()).filter_map(|s| s.parse().ok()).collect();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = report
+        .lines()
+        .rev()
+        .find(|l| l.contains(" passed, "))
+        .unwrap_or_default()
+        .to_owned();
+    let nums: Vec<usize> = last
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
     assert_eq!(nums.len(), 2, "validator output: {report}");
     (nums[0], nums[1], report)
 }
@@ -110,7 +137,8 @@ pub fn multipage_tiff(pages: &[RgbImage]) -> Vec<u8> {
     {
         let mut enc = tiff::encoder::TiffEncoder::new(&mut buf).expect("tiff encoder");
         for p in pages {
-            enc.write_image::<tiff::encoder::colortype::RGB8>(p.width(), p.height(), p.as_raw()).expect("tiff page");
+            enc.write_image::<tiff::encoder::colortype::RGB8>(p.width(), p.height(), p.as_raw())
+                .expect("tiff page");
         }
     }
     buf.into_inner()

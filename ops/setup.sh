@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the system packages vinscan's build needs on a fresh Debian machine:
+# cmake (llama.cpp's build), clang + libclang-dev (bindgen for llama-cpp-sys-2).
+# gcc/g++/make come with the machine. Idempotent: installs only what is missing.
+set -euo pipefail
+need=()
+command -v cmake >/dev/null 2>&1 || need+=(cmake)
+command -v clang >/dev/null 2>&1 || need+=(clang)
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "ops/setup.sh: installing ${need[*]}" >&2
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >&2
+fi
