@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# The test command (README): installs what the tests need, then runs every test of the
-# workspace against the real llama.cpp runtime, the real pdfium library and the tiny
-# random-weight Vintern-shaped model the project generates.
+# The test command (README): installs and starts what the tests need, then runs every test of
+# the workspace against the real llama.cpp runtime, the real pdfium library, a real S3 server
+# (s3s-fs) and the tiny random-weight Vintern-shaped model the project generates.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash ops/setup.sh
 # shellcheck source=ops/test-env.sh
 source ops/test-env.sh
+s3_data=$(mktemp -d)
+trap 'bash ops/s3-server.sh stop "$s3_data"; rm -rf "$s3_data"' EXIT
+eval "$(VINSCAN_S3_PORT=${VINSCAN_S3_PORT:-18014} bash ops/s3-server.sh start "$s3_data")"
+export VINSCAN_TEST_S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
 cargo test --workspace --all-targets "$@"

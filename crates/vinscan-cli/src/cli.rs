@@ -97,14 +97,15 @@ pub struct ExtractArgs {
 
 #[derive(Debug, Args)]
 pub struct BatchArgs {
-    /// Folder to walk (recursively) or a single file.
-    pub source: PathBuf,
+    /// Folder to walk (recursively), a single file, or `s3://bucket/prefix`.
+    pub source: String,
     /// Pipeline name (see `vinscan pipelines`).
     #[arg(long, short, env = "VINSCAN_PIPELINE")]
     pub pipeline: String,
-    /// Output folder: one `.json` per page, mirroring the source tree, plus `manifest.jsonl`.
+    /// Output folder or `s3://bucket/prefix`: one `.json` per page, mirroring the source tree,
+    /// plus `manifest.jsonl`. S3 settings come from the environment (see README).
     #[arg(long, env = "VINSCAN_OUT")]
-    pub out: PathBuf,
+    pub out: String,
     /// Process inputs even when their outputs exist and match.
     #[arg(long, env = "VINSCAN_FORCE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub force: bool,

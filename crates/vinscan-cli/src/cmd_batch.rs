@@ -1,22 +1,26 @@
-//! `vinscan batch SRC --pipeline NAME --out DIR`: every scan under a folder, resumable (inputs
-//! whose outputs exist and match are skipped without loading the model), with a progress bar
-//! and `DIR/manifest.jsonl` listing every input's outcome.
+//! `vinscan batch SRC --pipeline NAME --out DST`: every scan under a folder or an S3 prefix,
+//! into a folder or an S3 prefix. Resumable (inputs whose outputs exist and match are skipped
+//! without loading the model), with a progress bar and `DST/manifest.jsonl` listing every
+//! input's outcome.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use vinscan_core::hash::sha256_hex;
-use vinscan_core::{Error, ErrorKind, Extractor, Format};
+use vinscan_core::{Error, ErrorKind, Extractor, Format, PageRecord};
+use vinscan_storage::{
+    Location, ObjectMeta, ObjectStore, S3Config, StorageError, StorageErrorKind, join_key,
+};
 
 use crate::cli::{BatchArgs, GlobalArgs};
 use crate::cmd_extract::process_document;
 use crate::model::{LazyModel, LazyPdf, ModelFiles, catalog};
-use crate::output::{Expected, page_path, reusable_outputs, write_atomic};
+use crate::output::{Expected, matches};
 
 /// One line of `manifest.jsonl`.
 #[derive(Debug, Serialize)]
@@ -49,51 +53,169 @@ struct Summary {
     elapsed_ms: u64,
 }
 
-/// Every file under `root` with a supported extension, sorted, hidden entries skipped.
-fn walk(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if root.is_file() {
-        return Ok(vec![root.to_path_buf()]);
-    }
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-        for entry in entries {
-            let path = entry?.path();
-            let hidden = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with('.'));
-            if hidden {
-                continue;
-            }
-            if path.is_dir() {
-                stack.push(path);
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| Format::EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
-                out.push(path);
-            }
+/// Storage errors as pipeline errors: the kind carries over (retryable stays retryable).
+pub fn storage_error(e: StorageError) -> Error {
+    let kind = match e.kind {
+        StorageErrorKind::NotFound => ErrorKind::NotFound,
+        StorageErrorKind::TooLarge => ErrorKind::TooLarge,
+        StorageErrorKind::InvalidKey => ErrorKind::InvalidInput,
+        StorageErrorKind::Denied => ErrorKind::Config,
+        StorageErrorKind::Transient => ErrorKind::Transient,
+        StorageErrorKind::Other => ErrorKind::Transient,
+    };
+    Error::new(kind, e.message)
+}
+
+fn is_scan(key: &str) -> bool {
+    let hidden = key.split('/').any(|s| s.starts_with('.'));
+    let ext = key
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    !hidden && Format::EXTENSIONS.contains(&ext.as_str())
+}
+
+/// Where an input is read from: its store, its key, and how records name it.
+struct Input {
+    key: String,
+    relative: String,
+    source: String,
+}
+
+fn page_key(out_prefix: &str, relative: &str, page: u32) -> String {
+    join_key(out_prefix, &format!("{relative}.p{page:04}.json"))
+}
+
+struct Run<'a> {
+    rt: tokio::runtime::Runtime,
+    out: Arc<dyn ObjectStore>,
+    out_prefix: String,
+    out_location: &'a Location,
+}
+
+impl Run<'_> {
+    fn out_name(&self, key: &str) -> String {
+        match self.out_location {
+            Location::Local(dir) => dir.join(key).display().to_string(),
+            Location::S3 { .. } => format!("{}/{key}", self.out.uri()),
         }
     }
-    out.sort();
-    Ok(out)
+
+    fn read_record(&self, key: &str) -> Option<PageRecord> {
+        let o = self.rt.block_on(self.out.get(key, 64 << 20)).ok()?;
+        serde_json::from_slice(&o.bytes).ok()
+    }
+
+    /// Output names of an input whose pages all exist and match; `None` to process it.
+    fn reusable(&self, relative: &str, expected: &Expected<'_>) -> Option<Vec<String>> {
+        let first_key = page_key(&self.out_prefix, relative, 1);
+        let first = self.read_record(&first_key).filter(|r| matches(r, expected))?;
+        let mut names = vec![self.out_name(&first_key)];
+        for page in 2..=first.provenance.page_count {
+            let key = page_key(&self.out_prefix, relative, page);
+            self.read_record(&key).filter(|r| matches(r, expected))?;
+            names.push(self.out_name(&key));
+        }
+        Some(names)
+    }
 }
 
 pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let catalog = catalog(global)?;
     let pipeline = catalog.pipeline(&args.pipeline)?;
-    let inputs = walk(&args.source)?;
+    let s3 = S3Config::from_env();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+
+    // the source: a store, and the inputs in it
+    let src_location = Location::parse(&args.source)?;
+    let (src, inputs): (Arc<dyn ObjectStore>, Vec<Input>) = match &src_location {
+        Location::Local(path) if path.is_file() => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_owned();
+            let store: Arc<dyn ObjectStore> = Arc::new(vinscan_storage::LocalStore::new(dir));
+            (
+                store,
+                vec![Input {
+                    key: name.clone(),
+                    relative: name.clone(),
+                    source: name,
+                }],
+            )
+        }
+        location => {
+            if let Location::Local(p) = location
+                && !p.is_dir()
+            {
+                anyhow::bail!("{}: no such file or folder", p.display());
+            }
+            let (store, prefix) = vinscan_storage::open_location(location, &s3)?;
+            // a prefix names a folder: `in` must not pick up `inbox/…`
+            let prefix = if prefix.is_empty() {
+                prefix
+            } else {
+                format!("{prefix}/")
+            };
+            let listed: Vec<ObjectMeta> = rt.block_on(store.list(&prefix))?;
+            let inputs = listed
+                .into_iter()
+                .filter(|m| {
+                    let rel = m
+                        .key
+                        .strip_prefix(&prefix)
+                        .unwrap_or(&m.key)
+                        .trim_start_matches('/');
+                    is_scan(rel)
+                })
+                .map(|m| {
+                    let relative = m
+                        .key
+                        .strip_prefix(&prefix)
+                        .unwrap_or(&m.key)
+                        .trim_start_matches('/')
+                        .to_owned();
+                    let source = if location.is_s3() {
+                        format!("{}/{}", store.uri(), m.key)
+                    } else {
+                        relative.clone()
+                    };
+                    Input {
+                        key: m.key,
+                        relative,
+                        source,
+                    }
+                })
+                .collect();
+            (store, inputs)
+        }
+    };
+
+    let out_location = Location::parse(&args.out)?;
+    let (out, out_prefix) = vinscan_storage::open_location(&out_location, &s3)?;
+    if let Location::Local(dir) = &out_location {
+        std::fs::create_dir_all(dir)?;
+    }
+    let run = Run {
+        rt,
+        out,
+        out_prefix,
+        out_location: &out_location,
+    };
+
     let files = ModelFiles::resolve(&args.model)?;
     let model = LazyModel::new(files, &args.model);
     let extractor = Extractor::new(Some(Arc::new(LazyPdf::default())));
-    std::fs::create_dir_all(&args.out)?;
-    let manifest_path = args.out.join("manifest.jsonl");
-    let partial = args.out.join("manifest.jsonl.partial");
-    let mut manifest = std::io::BufWriter::new(std::fs::File::create(&partial)?);
+    let manifest_key = join_key(&run.out_prefix, "manifest.jsonl");
+    let mut manifest = Vec::<u8>::new();
 
     let bar = ProgressBar::new(inputs.len() as u64);
     if args.no_progress {
@@ -106,22 +228,33 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
-    let root = if args.source.is_file() {
-        args.source.parent().map(Path::to_path_buf).unwrap_or_default()
-    } else {
-        args.source.clone()
-    };
     let (mut processed, mut skipped, mut failed, mut pages_written) = (0, 0, 0, 0u32);
-    for path in &inputs {
+    for (n, input) in inputs.iter().enumerate() {
         let t = Instant::now();
-        let relative = path.strip_prefix(&root).unwrap_or(path).to_path_buf();
-        let source = relative.display().to_string();
-        bar.set_message(source.clone());
-
-        let reuse = if args.force {
-            None
-        } else {
-            std::fs::read(path).ok().and_then(|bytes| {
+        bar.set_message(input.relative.clone());
+        let fetched = run
+            .rt
+            .block_on(src.get(&input.key, pipeline.limits.max_bytes))
+            .map_err(storage_error);
+        let (status, pages, outputs, error) = match fetched {
+            Err(e) => {
+                failed += 1;
+                bar.suspend(
+                    || tracing::error!(source = %input.source, kind = %e.kind(), error = %e, "input failed"),
+                );
+                let e = e.context(&input.source);
+                (
+                    "failed",
+                    0,
+                    Vec::new(),
+                    Some(ManifestError {
+                        kind: e.kind(),
+                        message: e.message().to_owned(),
+                    }),
+                )
+            }
+            Ok(object) => {
+                let bytes = object.bytes.to_vec();
                 let sha = sha256_hex(&bytes);
                 let f = model.files();
                 let expected = Expected {
@@ -131,53 +264,58 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
                     model_sha256: &f.model_sha256,
                     mmproj_sha256: &f.mmproj_sha256,
                 };
-                reusable_outputs(&args.out, &relative, &expected)
-            })
-        };
-
-        let (status, pages, outputs, error) = if let Some(existing) = reuse {
-            skipped += 1;
-            let outputs = existing
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>();
-            ("skipped", outputs.len() as u32, outputs, None)
-        } else {
-            let mut outputs = Vec::new();
-            let result = process_document(&extractor, &model, &pipeline, path, &source, |record| {
-                let out = page_path(&args.out, &relative, record.page);
-                let bytes = serde_json::to_vec_pretty(&record)
-                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-                write_atomic(&out, &bytes)?;
-                outputs.push(out.display().to_string());
-                Ok(())
-            })?;
-            pages_written += outputs.len() as u32;
-            match result {
-                Ok(pages) => {
-                    processed += 1;
-                    ("ok", pages, outputs, None)
-                }
-                Err(e) => {
-                    failed += 1;
-                    bar.suspend(|| {
-                        tracing::error!(source = %source, kind = %e.kind(), error = %e, "input failed");
-                    });
-                    let pages = outputs.len() as u32;
-                    (
-                        "failed",
-                        pages,
-                        outputs,
-                        Some(ManifestError {
-                            kind: e.kind(),
-                            message: e.message().to_owned(),
-                        }),
-                    )
+                match (!args.force)
+                    .then(|| run.reusable(&input.relative, &expected))
+                    .flatten()
+                {
+                    Some(existing) => {
+                        skipped += 1;
+                        ("skipped", existing.len() as u32, existing, None)
+                    }
+                    None => {
+                        let mut outputs = Vec::new();
+                        let result = process_document(
+                            &extractor,
+                            &model,
+                            &pipeline,
+                            bytes,
+                            &input.source,
+                            |record| {
+                                let key = page_key(&run.out_prefix, &input.relative, record.page);
+                                let json = serde_json::to_vec_pretty(&record)
+                                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+                                run.rt
+                                    .block_on(run.out.put(&key, Bytes::from(json), "application/json"))
+                                    .map_err(storage_error)?;
+                                outputs.push(run.out_name(&key));
+                                Ok(())
+                            },
+                        )?;
+                        pages_written += outputs.len() as u32;
+                        match result {
+                            Ok(pages) => {
+                                processed += 1;
+                                ("ok", pages, outputs, None)
+                            }
+                            Err(e) => {
+                                failed += 1;
+                                bar.suspend(|| {
+                                    tracing::error!(source = %input.source, kind = %e.kind(), error = %e, "input failed");
+                                });
+                                let pages = outputs.len() as u32;
+                                let error = ManifestError {
+                                    kind: e.kind(),
+                                    message: e.message().to_owned(),
+                                };
+                                ("failed", pages, outputs, Some(error))
+                            }
+                        }
+                    }
                 }
             }
         };
         let entry = ManifestEntry {
-            source: &source,
+            source: &input.source,
             status,
             pages,
             outputs,
@@ -185,13 +323,22 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
             elapsed_ms: t.elapsed().as_millis() as u64,
         };
         serde_json::to_writer(&mut manifest, &entry)?;
-        manifest.write_all(b"\n")?;
-        manifest.flush()?;
+        manifest.push(b'\n');
+        // checkpoint the manifest now and then, so an interrupted run leaves a record
+        if n % 20 == 19 {
+            run.rt.block_on(run.out.put(
+                &manifest_key,
+                Bytes::from(manifest.clone()),
+                "application/x-ndjson",
+            ))?;
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
-    drop(manifest);
-    std::fs::rename(&partial, &manifest_path)?;
+    run.rt.block_on(
+        run.out
+            .put(&manifest_key, Bytes::from(manifest), "application/x-ndjson"),
+    )?;
 
     let summary = Summary {
         inputs: inputs.len(),
@@ -200,7 +347,7 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         failed,
         pages_written,
         model_loaded: model.is_loaded(),
-        manifest: manifest_path.display().to_string(),
+        manifest: run.out_name(&manifest_key),
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     println!("{}", serde_json::to_string(&summary)?);

@@ -14,19 +14,16 @@ use crate::model::{LazyModel, LazyPdf, ModelFiles, catalog, read_input};
 use crate::output::{page_path, write_atomic};
 
 /// Runs every page of one document through the pipeline, handing each record to `sink`.
-/// Returns the page count; stops at the first failing page.
+/// Returns the page count; stops at the first failing page. The outer error is for the whole
+/// run (the model cannot load); the inner one is this document's.
 pub fn process_document(
     extractor: &Extractor,
     model: &LazyModel<'_>,
     pipeline: &Pipeline,
-    path: &Path,
+    bytes: Vec<u8>,
     source: &str,
     mut sink: impl FnMut(PageRecord) -> vinscan_core::Result<()>,
 ) -> anyhow::Result<Result<u32, Error>> {
-    let bytes = match read_input(path, &pipeline.limits) {
-        Ok(b) => b,
-        Err(e) => return Ok(Err(e)),
-    };
     let sha = sha256_hex(&bytes);
     let doc = match extractor.open(source, bytes, pipeline) {
         Ok(d) => d,
@@ -56,11 +53,19 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
     let mut failed = 0usize;
     for path in &args.files {
         let source = path.display().to_string();
+        let bytes = match read_input(path, &pipeline.limits) {
+            Ok(b) => b,
+            Err(e) => {
+                failed += 1;
+                tracing::error!(source = %source, kind = %e.kind(), error = %e, "extraction failed");
+                continue;
+            }
+        };
         let result = process_document(
             &extractor,
             &model,
             &pipeline,
-            path,
+            bytes,
             &source,
             |record| match &args.out {
                 Some(dir) => {

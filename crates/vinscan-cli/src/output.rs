@@ -37,29 +37,11 @@ pub struct Expected<'a> {
     pub mmproj_sha256: &'a str,
 }
 
-fn matches(record: &PageRecord, e: &Expected<'_>) -> bool {
+pub fn matches(record: &PageRecord, e: &Expected<'_>) -> bool {
     let p = &record.provenance;
     p.source_sha256 == e.source_sha256
         && p.pipeline_sha256 == e.pipeline_sha256
         && p.schema_sha256 == e.schema_sha256
         && p.model.sha256 == e.model_sha256
         && p.model.mmproj_sha256 == e.mmproj_sha256
-}
-
-/// The output files of an input when every page's output exists and was made from the same
-/// input bytes, pipeline, schema and model; `None` when the input must be processed.
-pub fn reusable_outputs(out_dir: &Path, relative: &Path, expected: &Expected<'_>) -> Option<Vec<PathBuf>> {
-    let read = |page: u32| -> Option<(PathBuf, PageRecord)> {
-        let path = page_path(out_dir, relative, page);
-        let bytes = std::fs::read(&path).ok()?;
-        let record: PageRecord = serde_json::from_slice(&bytes).ok()?;
-        matches(&record, expected).then_some((path, record))
-    };
-    let (first, record) = read(1)?;
-    let count = record.provenance.page_count;
-    let mut paths = vec![first];
-    for page in 2..=count {
-        paths.push(read(page)?.0);
-    }
-    Some(paths)
 }

@@ -1,0 +1,168 @@
+//! `vinscan batch` from an S3 prefix to an S3 prefix on the real S3 server (s3s-fs, started by
+//! ops/test.sh): outputs and manifest land in the bucket, a second run skips everything, and an
+//! oversized object is refused before download.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use image::ImageFormat;
+use vinscan_storage::{ObjectStore, S3Config, S3Store};
+
+fn s3() -> Option<S3Config> {
+    let endpoint = std::env::var("VINSCAN_TEST_S3_ENDPOINT").ok();
+    assert!(
+        endpoint.is_some() || std::env::var("CI").is_err(),
+        "CI=true but no S3 server: run ops/test.sh"
+    );
+    let mut c = S3Config::from_env();
+    c.endpoint = Some(endpoint?);
+    c.path_style = true;
+    Some(c)
+}
+
+#[test]
+fn batch_from_s3_to_s3_is_resumable() {
+    let Some(config) = s3() else {
+        eprintln!("skipped: VINSCAN_TEST_S3_ENDPOINT unset");
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let bucket = format!("batch-{}", std::process::id());
+    let store = S3Store::new(&config, &bucket).expect("client");
+    rt.block_on(async {
+        store.create_bucket().await.expect("bucket");
+        store
+            .put(
+                "in/a/hoá đơn 1.jpg",
+                Bytes::from(encode(&scan(900, 1300, 1), ImageFormat::Jpeg)),
+                "image/jpeg",
+            )
+            .await
+            .expect("put");
+        store
+            .put(
+                "in/b.png",
+                Bytes::from(encode(&scan(1600, 600, 2), ImageFormat::Png)),
+                "image/png",
+            )
+            .await
+            .expect("put");
+        store
+            .put("in/readme.txt", Bytes::from_static(b"not a scan"), "text/plain")
+            .await
+            .expect("put");
+        // 2 MB of noise: over the limit set below, refused before download
+        store
+            .put("in/big.jpg", Bytes::from(vec![0xFFu8; 2 << 20]), "image/jpeg")
+            .await
+            .expect("put");
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    // a pipeline directory whose receipt pipeline accepts at most 1 MB
+    let pipelines = tmp.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).expect("mkdir");
+    let receipt = std::fs::read_to_string(repo_root().join("pipelines/receipt.toml")).expect("receipt.toml");
+    std::fs::write(
+        pipelines.join("receipt.toml"),
+        format!("{receipt}\n[limits]\nmax_bytes = 1000000\n"),
+    )
+    .expect("write");
+
+    let batch = |tmp: &std::path::Path| {
+        run(vinscan(tmp)
+            .args([
+                "batch",
+                &format!("s3://{bucket}/in"),
+                "--pipeline",
+                "receipt",
+                "--out",
+                &format!("s3://{bucket}/out/run1"),
+            ])
+            .arg("--pipelines-dir")
+            .arg(&pipelines)
+            .arg("--schemas-dir")
+            .arg(repo_root().join("schemas"))
+            .env(
+                "VINSCAN_S3_ENDPOINT",
+                config.endpoint.as_deref().unwrap_or_default(),
+            ))
+    };
+    let first = batch(tmp.path());
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "big.jpg fails, so the exit code is 1"
+    );
+    let summary: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&first.stdout)
+            .lines()
+            .last()
+            .expect("summary"),
+    )
+    .expect("json");
+    assert_eq!(
+        (
+            summary["inputs"].as_u64(),
+            summary["processed"].as_u64(),
+            summary["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{summary}"
+    );
+
+    let manifest = rt
+        .block_on(store.get("out/run1/manifest.jsonl", 1 << 20))
+        .expect("manifest in the bucket");
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&manifest.bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let big = lines
+        .iter()
+        .find(|l| l["source"].as_str().is_some_and(|s| s.ends_with("in/big.jpg")))
+        .expect("big.jpg");
+    assert_eq!(big["error"]["kind"], "too_large", "{big}");
+
+    let outputs = rt.block_on(store.list("out/run1/in")).ok().unwrap_or_default();
+    let pages = rt.block_on(store.list("out/run1/")).expect("list");
+    let keys: Vec<&str> = pages.iter().map(|m| m.key.as_str()).collect();
+    assert!(
+        outputs.is_empty(),
+        "outputs are keyed relative to the source prefix: {keys:?}"
+    );
+    assert!(keys.contains(&"out/run1/a/hoá đơn 1.jpg.p0001.json"), "{keys:?}");
+    assert!(keys.contains(&"out/run1/b.png.p0001.json"), "{keys:?}");
+    let local_copies: Vec<std::path::PathBuf> = ["a/hoá đơn 1.jpg.p0001.json", "b.png.p0001.json"]
+        .iter()
+        .map(|k| {
+            let o = rt
+                .block_on(store.get(&format!("out/run1/{k}"), 1 << 20))
+                .expect("output");
+            let p = tmp.path().join(k.replace('/', "_"));
+            std::fs::write(&p, &o.bytes).expect("write");
+            p
+        })
+        .collect();
+    let (passed, failed, report) = validate(&local_copies);
+    assert_eq!((passed, failed), (2, 0), "{report}");
+
+    let second = batch(tmp.path());
+    let summary: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&second.stdout)
+            .lines()
+            .last()
+            .expect("summary"),
+    )
+    .expect("json");
+    assert_eq!(
+        (summary["skipped"].as_u64(), summary["processed"].as_u64()),
+        (Some(2), Some(0)),
+        "{summary}"
+    );
+    assert_eq!(summary["model_loaded"], false);
+}

@@ -1,0 +1,108 @@
+//! Deterministic output keys: the same source object (bucket, key, version) through the same
+//! pipeline always maps to the same output key, so a redelivered or retried job overwrites
+//! its own output instead of adding one. Keys are built from sanitised segments and a hash,
+//! so nothing in a job can make them escape their prefix.
+
+use sha2::{Digest, Sha256};
+
+use crate::message::ObjectRef;
+
+/// Hex sha256 of everything that identifies the output of `object` through `pipeline`.
+pub fn object_identity(object: &ObjectRef, pipeline: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        pipeline,
+        &object.bucket,
+        &object.key,
+        object.version.as_deref().unwrap_or(""),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
+}
+
+/// A path segment safe in any store: letters (any script), digits, `-`, `_`, `.`; everything
+/// else becomes `_`; never `.`/`..`, never empty, at most 100 characters.
+pub fn sanitise_segment(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    if out.chars().all(|c| c == '.') {
+        out = out.replace('.', "_");
+    }
+    if out.is_empty() { "_".into() } else { out }
+}
+
+/// `<prefix key part>/<pipeline>/<identity[..16]>/<file name>.p<page>.json`, relative to the
+/// output bucket. `prefix_key` is the key part of the output prefix (may be empty).
+pub fn output_key(prefix_key: &str, pipeline: &str, object: &ObjectRef, page: u32) -> String {
+    let id = object_identity(object, pipeline);
+    let name = object.key.rsplit('/').next().unwrap_or_default();
+    let mut parts: Vec<String> = prefix_key
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(sanitise_segment)
+        .collect();
+    parts.push(sanitise_segment(pipeline));
+    parts.push(id[..16].to_owned());
+    parts.push(format!("{}.p{page:04}.json", sanitise_segment(name)));
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn obj(key: &str, version: Option<&str>) -> ObjectRef {
+        ObjectRef {
+            bucket: "in".into(),
+            key: key.into(),
+            version: version.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn deterministic_and_version_sensitive() {
+        let a = output_key("results", "invoice", &obj("a/hoá đơn.jpg", Some("e1")), 1);
+        assert_eq!(
+            a,
+            output_key("results", "invoice", &obj("a/hoá đơn.jpg", Some("e1")), 1)
+        );
+        assert!(
+            a.starts_with("results/invoice/") && a.ends_with("/hoá_đơn.jpg.p0001.json"),
+            "{a}"
+        );
+        assert_ne!(
+            a,
+            output_key("results", "invoice", &obj("a/hoá đơn.jpg", Some("e2")), 1)
+        );
+        assert_ne!(
+            a,
+            output_key("results", "receipt", &obj("a/hoá đơn.jpg", Some("e1")), 1)
+        );
+    }
+
+    proptest! {
+        /// Whatever the key, pipeline or prefix contain, the output key stays under the prefix
+        /// and has no segment that could climb out of it.
+        #[test]
+        fn never_escapes(prefix in "[a-z/.]{0,12}", pipeline in ".{0,12}", key in ".{1,40}", page in 1u32..500) {
+            let k = output_key(&prefix, &pipeline, &obj(&key, None), page);
+            let segments: Vec<&str> = k.split('/').collect();
+            prop_assert!(segments.iter().all(|s| !s.is_empty() && *s != "." && *s != ".."), "{}", k);
+            prop_assert!(!k.starts_with('/') && !k.contains('\\') && !k.contains('\0'));
+            let clean: Vec<String> = prefix.split('/').filter(|s| !s.is_empty()).map(sanitise_segment).collect();
+            prop_assert!(k.starts_with(&clean.join("/")));
+        }
+    }
+}

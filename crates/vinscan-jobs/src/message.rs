@@ -1,0 +1,351 @@
+//! Kafka payloads: vinscan's own job messages (`schemas/messages/job.schema.json`) and S3
+//! event notifications in the AWS record format (what S3 → Kafka bridges and MinIO's Kafka
+//! target publish). Anything else is poison, with a reason.
+
+use percent_encoding::percent_decode_str;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::routing::Routes;
+
+/// Largest payload accepted; larger ones are poison.
+pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Most source objects in one job (e.g. the pages of one document).
+pub const MAX_SOURCES: usize = 64;
+
+/// One object in a store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+    /// ETag or version id when the message carries one: part of the output identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl ObjectRef {
+    /// `s3://bucket/key` (the key as is, not encoded).
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    fn parse_uri(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix("s3://")
+            .ok_or_else(|| format!("source {s:?} is not an s3:// URI"))?;
+        let (bucket, key) = rest
+            .split_once('/')
+            .ok_or_else(|| format!("source {s:?} has no key"))?;
+        if bucket.is_empty() || key.is_empty() {
+            return Err(format!("source {s:?} has an empty bucket or key"));
+        }
+        Ok(Self {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version: None,
+        })
+    }
+}
+
+/// A unit of work: one or more source objects through one pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub job_id: String,
+    pub pipeline: String,
+    pub sources: Vec<ObjectRef>,
+    /// `s3://bucket/prefix` for the outputs.
+    pub output_prefix: String,
+    /// Carried through to the result event untouched.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub metadata: Value,
+}
+
+/// Why a payload cannot become a job. Poison is dead-lettered with this reason, never retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Poison {
+    pub reason: String,
+}
+
+fn poison<T>(reason: impl Into<String>) -> Result<T, Poison> {
+    Err(Poison {
+        reason: reason.into(),
+    })
+}
+
+/// vinscan's own job message as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobMessage {
+    job_id: String,
+    pipeline: String,
+    sources: Vec<String>,
+    #[serde(default)]
+    output_prefix: Option<String>,
+    #[serde(default)]
+    metadata: Value,
+}
+
+/// Turns a payload into jobs. S3 events for objects that were not created (deletions, test
+/// events) yield no job: they are consumed and acknowledged, not dead-lettered.
+pub fn classify(payload: &[u8], routes: &Routes) -> Result<Vec<Job>, Poison> {
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return poison(format!(
+            "payload of {} bytes exceeds {MAX_PAYLOAD_BYTES}",
+            payload.len()
+        ));
+    }
+    let value: Value = match serde_json::from_slice(payload) {
+        Ok(v) => v,
+        Err(e) => return poison(format!("not JSON: {e}")),
+    };
+    let Some(obj) = value.as_object() else {
+        return poison("not a JSON object");
+    };
+    if obj.contains_key("Records")
+        || obj.contains_key("Event") && obj.get("Event") == Some(&Value::from("s3:TestEvent"))
+    {
+        return s3_event(&value, routes);
+    }
+    if obj.contains_key("job_id") {
+        return job_message(value, routes).map(|j| vec![j]);
+    }
+    poison("neither a vinscan job (no \"job_id\") nor an S3 event notification (no \"Records\")")
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+}
+
+fn job_message(value: Value, routes: &Routes) -> Result<Job, Poison> {
+    let m: JobMessage = match serde_json::from_value(value) {
+        Ok(m) => m,
+        Err(e) => return poison(format!("invalid job message: {e}")),
+    };
+    if !valid_id(&m.job_id) {
+        return poison(format!(
+            "job_id {:?} must be 1-128 characters of [A-Za-z0-9-_.:]",
+            m.job_id
+        ));
+    }
+    if !routes.knows_pipeline(&m.pipeline) {
+        return poison(format!("unknown pipeline {:?}", m.pipeline));
+    }
+    if m.sources.is_empty() || m.sources.len() > MAX_SOURCES {
+        return poison(format!(
+            "a job needs 1 to {MAX_SOURCES} sources, got {}",
+            m.sources.len()
+        ));
+    }
+    let sources = m
+        .sources
+        .iter()
+        .map(|s| ObjectRef::parse_uri(s))
+        .collect::<Result<Vec<_>, _>>();
+    let sources = match sources {
+        Ok(s) => s,
+        Err(e) => return poison(e),
+    };
+    let output_prefix = match m.output_prefix {
+        Some(p) if p.starts_with("s3://") && p.len() > 5 => p.trim_end_matches('/').to_owned(),
+        Some(p) => return poison(format!("output_prefix {p:?} is not an s3:// URI")),
+        None => routes.default_output().to_owned(),
+    };
+    if serde_json::to_vec(&m.metadata).map_or(0, |v| v.len()) > 16 * 1024 {
+        return poison("metadata larger than 16 KiB");
+    }
+    Ok(Job {
+        job_id: m.job_id,
+        pipeline: m.pipeline,
+        sources,
+        output_prefix,
+        metadata: m.metadata,
+    })
+}
+
+/// S3 keys in event notifications are URL-encoded with `+` for spaces.
+pub fn decode_event_key(raw: &str) -> Result<String, String> {
+    let plus_as_space = raw.replace('+', " ");
+    percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .map(|k| k.into_owned())
+        .map_err(|_| format!("object key {raw:?} is not valid UTF-8 once decoded"))
+}
+
+fn s3_event(value: &Value, routes: &Routes) -> Result<Vec<Job>, Poison> {
+    let Some(records) = value.get("Records").and_then(Value::as_array) else {
+        // s3:TestEvent sent when notifications are configured
+        return Ok(Vec::new());
+    };
+    let mut jobs = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let name = r.get("eventName").and_then(Value::as_str).unwrap_or_default();
+        if !name.trim_start_matches("s3:").starts_with("ObjectCreated:") {
+            continue;
+        }
+        let bucket = r.pointer("/s3/bucket/name").and_then(Value::as_str);
+        let raw_key = r.pointer("/s3/object/key").and_then(Value::as_str);
+        let (Some(bucket), Some(raw_key)) = (bucket, raw_key) else {
+            return poison(format!("record {i}: missing s3.bucket.name or s3.object.key"));
+        };
+        let key = match decode_event_key(raw_key) {
+            Ok(k) => k,
+            Err(e) => return poison(format!("record {i}: {e}")),
+        };
+        let version = r
+            .pointer("/s3/object/versionId")
+            .or_else(|| r.pointer("/s3/object/eTag"))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        let Some(route) = routes.route(bucket, &key) else {
+            return poison(format!("record {i}: no route for s3://{bucket}/{key}"));
+        };
+        let object = ObjectRef {
+            bucket: bucket.to_owned(),
+            key,
+            version,
+        };
+        let sequencer = r
+            .pointer("/s3/object/sequencer")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let job_id = format!(
+            "s3-{}",
+            &crate::keys::object_identity(&object, &route.pipeline)[..24]
+        );
+        let job_id = if sequencer.is_empty() {
+            job_id
+        } else {
+            format!("{job_id}-{sequencer}")
+        };
+        jobs.push(Job {
+            job_id,
+            pipeline: route.pipeline.clone(),
+            sources: vec![object],
+            output_prefix: route.output_prefix.clone(),
+            metadata: Value::Null,
+        });
+    }
+    Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::Route;
+    use serde_json::json;
+
+    fn routes() -> Routes {
+        Routes::new(
+            vec![
+                Route {
+                    bucket: "uploads".into(),
+                    prefix: "invoices/".into(),
+                    pipeline: "invoice".into(),
+                    output_prefix: "s3://results/invoices".into(),
+                },
+                Route {
+                    bucket: "uploads".into(),
+                    prefix: "".into(),
+                    pipeline: "receipt".into(),
+                    output_prefix: "s3://results/other".into(),
+                },
+            ],
+            ["invoice", "receipt", "id-card"],
+            "s3://results/jobs".into(),
+        )
+        .expect("routes")
+    }
+
+    fn check(payload: &str, expected: Result<usize, &str>) -> Vec<Job> {
+        match (classify(payload.as_bytes(), &routes()), expected) {
+            (Ok(jobs), Ok(n)) => {
+                assert_eq!(jobs.len(), n, "{payload}");
+                jobs
+            }
+            (Err(p), Err(fragment)) => {
+                assert!(p.reason.contains(fragment), "{payload}: {}", p.reason);
+                Vec::new()
+            }
+            (got, want) => panic!("{payload}: got {got:?}, want {want:?}"),
+        }
+    }
+
+    #[test]
+    fn job_messages() {
+        let j = check(
+            r#"{"job_id":"j-1","pipeline":"id-card","sources":["s3://in/a/front.jpg","s3://in/a/back.jpg"],"metadata":{"customer":7}}"#,
+            Ok(1),
+        );
+        assert_eq!(j[0].sources[1].key, "a/back.jpg");
+        assert_eq!(j[0].output_prefix, "s3://results/jobs");
+        assert_eq!(j[0].metadata, json!({"customer": 7}));
+        check(
+            r#"{"job_id":"j-1","pipeline":"nope","sources":["s3://in/a.jpg"]}"#,
+            Err("unknown pipeline"),
+        );
+        check(
+            r#"{"job_id":"j 1","pipeline":"receipt","sources":["s3://in/a.jpg"]}"#,
+            Err("job_id"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":[]}"#,
+            Err("1 to 64 sources"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":["/etc/passwd"]}"#,
+            Err("not an s3:// URI"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://in/a.jpg"],"extra":1}"#,
+            Err("unknown field"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://in/a.jpg"],"output_prefix":"file:///tmp"}"#,
+            Err("output_prefix"),
+        );
+    }
+
+    #[test]
+    fn s3_events_one_job_per_created_record_with_decoded_keys() {
+        let event = json!({"Records": [
+            {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": "uploads"},
+                "object": {"key": "invoices/ho%C3%A1+%C4%91%C6%A1n+01.jpg", "eTag": "abc", "sequencer": "0A1"}}},
+            {"eventName": "ObjectRemoved:Delete", "s3": {"bucket": {"name": "uploads"}, "object": {"key": "x.jpg"}}},
+            {"eventName": "s3:ObjectCreated:CompleteMultipartUpload", "s3": {"bucket": {"name": "uploads"},
+                "object": {"key": "scan%2B1.png", "versionId": "v2"}}}
+        ]});
+        let jobs = check(&event.to_string(), Ok(2));
+        assert_eq!(jobs[0].sources[0].key, "invoices/hoá đơn 01.jpg");
+        assert_eq!(jobs[0].pipeline, "invoice");
+        assert_eq!(jobs[0].sources[0].version.as_deref(), Some("abc"));
+        assert_eq!(jobs[1].sources[0].key, "scan+1.png");
+        assert_eq!(jobs[1].pipeline, "receipt");
+        assert_eq!(jobs[1].sources[0].version.as_deref(), Some("v2"));
+        // the same record always yields the same job id
+        assert_eq!(check(&event.to_string(), Ok(2))[0].job_id, jobs[0].job_id);
+    }
+
+    #[test]
+    fn poison_payloads() {
+        check("{not json", Err("not JSON"));
+        check("[1,2]", Err("not a JSON object"));
+        check(r#"{"hello":"world"}"#, Err("neither"));
+        check(
+            r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"elsewhere"},"object":{"key":"a.jpg"}}}]}"#,
+            Err("no route"),
+        );
+        check(
+            r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"uploads"}}}]}"#,
+            Err("missing"),
+        );
+        check(
+            r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"uploads"},"object":{"key":"%FF%FE"}}}]}"#,
+            Err("UTF-8"),
+        );
+        let big = format!("{{\"job_id\":\"{}\"}}", "x".repeat(MAX_PAYLOAD_BYTES));
+        check(&big, Err("exceeds"));
+        check(r#"{"Event":"s3:TestEvent","Bucket":"uploads"}"#, Ok(0));
+    }
+}

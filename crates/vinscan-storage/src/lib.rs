@@ -1,0 +1,106 @@
+//! Object storage behind one trait, [`ObjectStore`], with a local-directory backend and an
+//! S3-compatible backend; both pass the same conformance suite (`tests/conformance.rs`).
+//!
+//! Keys are `/`-separated, relative to the store's root (a directory, or a bucket). Keys that
+//! could escape the root (`..`, absolute, NUL, empty segments) are refused by every backend.
+//!
+//! Architecture invariant: this is the only crate that names the AWS SDK; it knows nothing of
+//! documents, models or pipelines.
+
+mod error;
+mod local;
+mod location;
+mod s3;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+pub use error::{StorageError, StorageErrorKind};
+pub use local::LocalStore;
+pub use location::{Location, open_location};
+pub use s3::{S3Config, S3Store};
+
+/// Size and version of a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// Entity tag (quotes removed): the MD5 for simple S3 uploads, a content hash for local files.
+    pub etag: String,
+}
+
+/// An object's bytes and metadata.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub meta: ObjectMeta,
+    pub bytes: Bytes,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync + std::fmt::Debug {
+    /// `s3://bucket` or `file:///dir`: how the store is named in logs and provenance.
+    fn uri(&self) -> String;
+    /// Size and etag, or `NotFound`.
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError>;
+    /// The object, refused with `TooLarge` before download when it exceeds `max_bytes`.
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Object, StorageError>;
+    /// Writes (or overwrites) an object whole: readers see the old or the new bytes, never a mix.
+    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError>;
+    /// Every object under `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
+    /// Removes an object; removing a missing object succeeds.
+    async fn delete(&self, key: &str) -> Result<(), StorageError>;
+}
+
+/// Refuses keys that could escape the store's root or that stores treat differently.
+pub fn check_key(key: &str) -> Result<(), StorageError> {
+    let bad = |why: &str| {
+        Err(StorageError::new(
+            StorageErrorKind::InvalidKey,
+            format!("key {key:?}: {why}"),
+        ))
+    };
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > 1024 {
+        return bad("longer than 1024 bytes");
+    }
+    if key.starts_with('/') {
+        return bad("absolute");
+    }
+    if key.contains('\0') || key.contains('\\') {
+        return bad("contains NUL or a backslash");
+    }
+    if key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return bad("has an empty, '.' or '..' segment");
+    }
+    Ok(())
+}
+
+/// Joins a prefix and a relative key with one `/`.
+pub fn join_key(prefix: &str, rest: &str) -> String {
+    let prefix = prefix.trim_end_matches('/');
+    if prefix.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{prefix}/{rest}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys() {
+        for ok in ["a", "a/b.json", "hoá đơn/ảnh 1.jpg", "x/.hidden"] {
+            assert!(check_key(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "/a", "a/../b", "..", "a//b", "a/", "a\\b", "a\0b", "./a"] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(join_key("out/", "a.json"), "out/a.json");
+        assert_eq!(join_key("", "a.json"), "a.json");
+    }
+}

@@ -1,0 +1,293 @@
+//! Any S3-compatible store through `aws-sdk-s3`: custom endpoint, path-style addressing,
+//! credentials from the environment, timeouts, and the SDK's own retries underneath vinscan's.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, timeout::TimeoutConfig};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::{Bytes, BytesMut};
+
+use crate::{Object, ObjectMeta, ObjectStore, StorageError, StorageErrorKind, check_key};
+
+/// How to reach the S3 service. Secrets are never printed (`Debug` masks them).
+#[derive(Clone, Default)]
+pub struct S3Config {
+    /// Custom endpoint (MinIO, Garage, s3s-fs, …); `None` for AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most non-AWS servers need.
+    pub path_style: bool,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Config {
+    /// From the environment: `VINSCAN_S3_ENDPOINT` (or `AWS_ENDPOINT_URL_S3`, `AWS_ENDPOINT_URL`),
+    /// `AWS_REGION` (or `AWS_DEFAULT_REGION`, default us-east-1), `VINSCAN_S3_PATH_STYLE`
+    /// (default: on when an endpoint is set), `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let endpoint = var("VINSCAN_S3_ENDPOINT")
+            .or_else(|| var("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| var("AWS_ENDPOINT_URL"));
+        let path_style = var("VINSCAN_S3_PATH_STYLE").map_or(endpoint.is_some(), |v| {
+            matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+        });
+        Self {
+            region: var("AWS_REGION")
+                .or_else(|| var("AWS_DEFAULT_REGION"))
+                .unwrap_or_else(|| "us-east-1".into()),
+            endpoint,
+            path_style,
+            access_key_id: var("AWS_ACCESS_KEY_ID"),
+            secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
+            session_token: var("AWS_SESSION_TOKEN"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Store {
+    pub fn new(config: &S3Config, bucket: &str) -> Result<Self, StorageError> {
+        let mut b = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(config.region.clone()))
+            .force_path_style(config.path_style)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .build(),
+            );
+        if let Some(ep) = &config.endpoint {
+            b = b.endpoint_url(ep);
+        }
+        match (&config.access_key_id, &config.secret_access_key) {
+            (Some(ak), Some(sk)) => {
+                b = b.credentials_provider(Credentials::new(
+                    ak,
+                    sk,
+                    config.session_token.clone(),
+                    None,
+                    "vinscan-env",
+                ));
+            }
+            _ => {
+                return Err(StorageError::new(
+                    StorageErrorKind::Denied,
+                    "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+                ));
+            }
+        }
+        Ok(Self {
+            client: aws_sdk_s3::Client::from_conf(b.build()),
+            bucket: bucket.to_owned(),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// Creates the bucket; succeeds when it already exists and is ours.
+    pub async fn create_bucket(&self) -> Result<(), StorageError> {
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.code(), Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")) => Ok(()),
+            Err(e) => Err(map_err(e, &format!("create bucket {}", self.bucket))),
+        }
+    }
+}
+
+fn map_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    what: &str,
+) -> StorageError {
+    let kind = match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StorageErrorKind::Transient
+        }
+        SdkError::ServiceError(se) => {
+            let status = se.raw().status().as_u16();
+            match (status, e.code()) {
+                (404, _) | (_, Some("NoSuchKey" | "NoSuchBucket" | "NotFound")) => StorageErrorKind::NotFound,
+                (401 | 403, _) => StorageErrorKind::Denied,
+                (429 | 500 | 502 | 503 | 504, _)
+                | (_, Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")) => {
+                    StorageErrorKind::Transient
+                }
+                _ => StorageErrorKind::Other,
+            }
+        }
+        _ => StorageErrorKind::Other,
+    };
+    StorageError::new(kind, format!("{what}: {}", DisplayErrorContext(&e)))
+}
+
+fn etag(s: Option<&str>) -> String {
+    s.unwrap_or_default().trim_matches('"').to_owned()
+}
+
+#[async_trait]
+impl ObjectStore for S3Store {
+    fn uri(&self) -> String {
+        format!("s3://{}", self.bucket)
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
+        check_key(key)?;
+        let what = format!("s3://{}/{key}", self.bucket);
+        let r = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_err(e, &what))?;
+        Ok(ObjectMeta {
+            key: key.to_owned(),
+            size: u64::try_from(r.content_length().unwrap_or(0)).unwrap_or(0),
+            etag: etag(r.e_tag()),
+        })
+    }
+
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Object, StorageError> {
+        let what = format!("s3://{}/{key}", self.bucket);
+        let meta = self.head(key).await?;
+        if meta.size > max_bytes {
+            return Err(StorageError::new(
+                StorageErrorKind::TooLarge,
+                format!(
+                    "{what}: {} bytes exceeds the limit of {max_bytes} bytes",
+                    meta.size
+                ),
+            ));
+        }
+        let r = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| map_err(e, &what))?;
+        let etag = etag(r.e_tag());
+        let mut body = r.body;
+        let mut buf = BytesMut::with_capacity(usize::try_from(meta.size).unwrap_or(0));
+        while let Some(chunk) = body.try_next().await.map_err(|e| {
+            StorageError::new(StorageErrorKind::Transient, format!("{what}: reading body: {e}"))
+        })? {
+            if (buf.len() + chunk.len()) as u64 > max_bytes {
+                return Err(StorageError::new(
+                    StorageErrorKind::TooLarge,
+                    format!("{what}: grew past the limit while read"),
+                ));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let bytes = buf.freeze();
+        Ok(Object {
+            meta: ObjectMeta {
+                key: key.to_owned(),
+                size: bytes.len() as u64,
+                etag,
+            },
+            bytes,
+        })
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StorageError> {
+        check_key(key)?;
+        let what = format!("s3://{}/{key}", self.bucket);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| map_err(e, &what))?;
+        Ok(())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        let what = format!("s3://{}/{prefix}", self.bucket);
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let r = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(|e| map_err(e, &what))?;
+            for o in r.contents() {
+                if let Some(key) = o.key() {
+                    out.push(ObjectMeta {
+                        key: key.to_owned(),
+                        size: u64::try_from(o.size().unwrap_or(0)).unwrap_or(0),
+                        etag: etag(o.e_tag()),
+                    });
+                }
+            }
+            match r.next_continuation_token() {
+                Some(t) if r.is_truncated() == Some(true) => token = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        check_key(key)?;
+        let what = format!("s3://{}/{key}", self.bucket);
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = map_err(e, &what);
+                if err.kind == StorageErrorKind::NotFound {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+}

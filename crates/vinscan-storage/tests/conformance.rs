@@ -1,0 +1,170 @@
+//! One conformance suite for every `ObjectStore`: run on a local directory, and on the real S3
+//! server (`ops/s3-server.sh start`, which `ops/test.sh` runs) when VINSCAN_TEST_S3_ENDPOINT is
+//! set. In CI it is always set: the S3 half fails rather than skips when CI=true.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use bytes::Bytes;
+use vinscan_storage::{LocalStore, ObjectStore, S3Config, S3Store, StorageErrorKind};
+
+async fn suite(store: Arc<dyn ObjectStore>) {
+    let s = store.as_ref();
+    // missing objects
+    assert_eq!(
+        s.head("nope.jpg").await.expect_err("missing").kind,
+        StorageErrorKind::NotFound
+    );
+    assert_eq!(
+        s.get("nope.jpg", 10).await.expect_err("missing").kind,
+        StorageErrorKind::NotFound
+    );
+
+    // round trip, including a Vietnamese key with spaces
+    let key = "scans/hoá đơn 01.jpg";
+    s.put(key, Bytes::from_static(b"first version"), "image/jpeg")
+        .await
+        .expect("put");
+    let o = s.get(key, 1 << 20).await.expect("get");
+    assert_eq!(&o.bytes[..], b"first version");
+    assert_eq!(o.meta.size, 13);
+    let h = s.head(key).await.expect("head");
+    assert_eq!(h.size, 13);
+    assert!(!h.etag.is_empty());
+
+    // overwrite: last writer wins, and the etag changes
+    s.put(key, Bytes::from_static(b"second version!"), "image/jpeg")
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        &s.get(key, 1 << 20).await.expect("get").bytes[..],
+        b"second version!"
+    );
+    assert_ne!(s.head(key).await.expect("head").etag, h.etag);
+
+    // size limit refused before download
+    assert_eq!(
+        s.get(key, 5).await.expect_err("too large").kind,
+        StorageErrorKind::TooLarge
+    );
+
+    // listing: prefix filtering, sorted, complete across pages
+    for i in 0..23 {
+        s.put(
+            &format!("list/p/{i:03}.json"),
+            Bytes::from(format!("{{\"i\":{i}}}")),
+            "application/json",
+        )
+        .await
+        .expect("put many");
+    }
+    s.put("list/other.json", Bytes::from_static(b"{}"), "application/json")
+        .await
+        .expect("put");
+    let listed = s.list("list/p/").await.expect("list");
+    assert_eq!(listed.len(), 23);
+    assert!(listed.windows(2).all(|w| w[0].key < w[1].key));
+    assert_eq!(listed[0].key, "list/p/000.json");
+    assert_eq!(s.list("list/").await.expect("list").len(), 24);
+    assert!(s.list("absent/").await.expect("empty list").is_empty());
+
+    // keys that could escape the root are refused
+    for bad in ["../escape", "/abs", "a/../../b", "a//b"] {
+        assert_eq!(
+            s.put(bad, Bytes::new(), "x").await.expect_err(bad).kind,
+            StorageErrorKind::InvalidKey
+        );
+    }
+
+    // delete, and deleting again is fine
+    s.delete(key).await.expect("delete");
+    s.delete(key).await.expect("delete again");
+    assert_eq!(
+        s.head(key).await.expect_err("deleted").kind,
+        StorageErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn local_store_conforms() {
+    let dir = tempfile::tempdir().expect("tmp");
+    suite(Arc::new(LocalStore::new(dir.path()))).await;
+    // no temporary files are left behind
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.contains(".vinscan-tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+fn s3_config() -> Option<S3Config> {
+    let endpoint = std::env::var("VINSCAN_TEST_S3_ENDPOINT").ok();
+    if endpoint.is_none() && std::env::var("CI").is_ok() {
+        panic!("CI=true but VINSCAN_TEST_S3_ENDPOINT is unset: ops/test.sh starts the S3 server");
+    }
+    let endpoint = endpoint?;
+    let mut c = S3Config::from_env();
+    c.endpoint = Some(endpoint);
+    c.path_style = true;
+    Some(c)
+}
+
+static BUCKETS: AtomicU32 = AtomicU32::new(0);
+
+fn bucket_name() -> String {
+    format!(
+        "conf-{}-{}",
+        std::process::id(),
+        BUCKETS.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+#[tokio::test]
+async fn s3_store_conforms() {
+    let Some(config) = s3_config() else {
+        eprintln!("skipped: VINSCAN_TEST_S3_ENDPOINT is unset (run through ops/test.sh)");
+        return;
+    };
+    let store = S3Store::new(&config, &bucket_name()).expect("client");
+    store.create_bucket().await.expect("create bucket");
+    suite(Arc::new(store)).await;
+}
+
+#[tokio::test]
+async fn s3_errors_have_kinds() {
+    let Some(config) = s3_config() else { return };
+    let missing = S3Store::new(&config, "no-such-bucket-vinscan").expect("client");
+    assert_eq!(
+        missing.head("a").await.expect_err("no bucket").kind,
+        StorageErrorKind::NotFound
+    );
+
+    let mut wrong = config.clone();
+    wrong.secret_access_key = Some("wrong-secret".into());
+    let denied = S3Store::new(&wrong, &bucket_name()).expect("client");
+    assert_eq!(
+        denied.create_bucket().await.expect_err("bad signature").kind,
+        StorageErrorKind::Denied
+    );
+
+    let mut down = config.clone();
+    down.endpoint = Some("http://127.0.0.1:9".into());
+    let unreachable = S3Store::new(&down, &bucket_name()).expect("client");
+    assert_eq!(
+        unreachable.head("a").await.expect_err("unreachable").kind,
+        StorageErrorKind::Transient
+    );
+}
