@@ -34,7 +34,7 @@ case "${1:-}" in
     echo $! >"$data/.pid"
     for _ in $(seq 100); do
       if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "export VINSCAN_TEST_S3_ENDPOINT=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=$access_key AWS_SECRET_ACCESS_KEY=$secret_key AWS_REGION=us-east-1"
+        echo "export VINSCAN_TEST_S3_ENDPOINT=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=$access_key AWS_SECRET_ACCESS_KEY=$secret_key AWS_REGION=us-east-1 VINSCAN_TEST_S3_PID=$(cat "$data/.pid")"
         exit 0
       fi
       sleep 0.1

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): installs and starts what the tests need, then runs every test of
 # the workspace against the real llama.cpp runtime, the real pdfium library, a real S3 server
-# (s3s-fs) and the tiny random-weight Vintern-shaped model the project generates.
+# (s3s-fs), a real Kafka-protocol broker (Nisshi) and the tiny random-weight Vintern-shaped model the project generates.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -9,7 +9,10 @@ bash ops/setup.sh
 # shellcheck source=ops/test-env.sh
 source ops/test-env.sh
 s3_data=$(mktemp -d)
-trap 'bash ops/s3-server.sh stop "$s3_data"; rm -rf "$s3_data"' EXIT
+kafka_data=$(mktemp -d)
+trap 'bash ops/s3-server.sh stop "$s3_data"; bash ops/kafka-broker.sh stop "$kafka_data"; rm -rf "$s3_data" "$kafka_data"' EXIT
 eval "$(VINSCAN_S3_PORT=${VINSCAN_S3_PORT:-18014} bash ops/s3-server.sh start "$s3_data")"
-export VINSCAN_TEST_S3_ENDPOINT AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+eval "$(VINSCAN_KAFKA_PORT=${VINSCAN_KAFKA_PORT:-19092} bash ops/kafka-broker.sh start "$kafka_data")"
+export VINSCAN_TEST_S3_ENDPOINT VINSCAN_TEST_S3_PID AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
+export VINSCAN_TEST_KAFKA VINSCAN_TEST_KAFKA_PID
 cargo test --workspace --all-targets "$@"

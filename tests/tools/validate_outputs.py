@@ -2,7 +2,8 @@
 """Independent check of vinscan outputs with Python's `jsonschema` (Draft 2020-12).
 
 usage: validate_outputs.py REPO_ROOT FILE...
-Each FILE is JSON Lines or a single JSON object (a page record). Every record's `data` must
+Each FILE is JSON Lines or a single JSON object (a page record, or a daemon job output whose
+`pages` are page records). Every record's `data` must
 validate against the schema file its `schema` field names (a path relative to REPO_ROOT).
 Prints one line per failure and a closing 'N passed, M failed'; exits 1 on any failure.
 """
@@ -17,8 +18,14 @@ def records(path):
     with open(path, encoding="utf-8") as f:
         text = f.read()
     if path.endswith(".jsonl"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    return [json.loads(text)]
+        docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        docs = [json.loads(text)]
+    out = []
+    for d in docs:
+        # a daemon job output holds its page records under "pages"
+        out.extend(d["pages"] if isinstance(d.get("pages"), list) and "job_id" in d else [d])
+    return out
 
 
 def main():

@@ -59,9 +59,47 @@ pub enum Command {
     },
     /// List and check the pipelines and their schemas.
     Pipelines(PipelinesArgs),
+    /// Run the daemon: consume job messages and S3 upload events from Kafka, write outputs to S3.
+    #[cfg(feature = "kafka")]
+    Serve(ServeArgs),
+    /// Put one job message per scan under an S3 prefix on a Kafka topic, for the daemons.
+    #[cfg(feature = "kafka")]
+    Enqueue(EnqueueArgs),
 }
 
 #[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Daemon configuration (TOML; see README). Every setting can also come from
+    /// `VINSCAN_<SECTION>_<KEY>`.
+    #[arg(long, env = "VINSCAN_CONFIG")]
+    pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// `s3://bucket/prefix`: every scan under it becomes one job.
+    pub source: String,
+    /// Topic to put the jobs on.
+    #[arg(long, env = "VINSCAN_ENQUEUE_TOPIC")]
+    pub topic: String,
+    /// Pipeline name (see `vinscan pipelines`).
+    #[arg(long, short, env = "VINSCAN_PIPELINE")]
+    pub pipeline: String,
+    /// Kafka bootstrap servers.
+    #[arg(long, env = "VINSCAN_KAFKA_BROKERS")]
+    pub brokers: String,
+    /// Where the daemons write the outputs (`s3://bucket/prefix`); their default when absent.
+    #[arg(long, env = "VINSCAN_OUTPUT_PREFIX")]
+    pub output_prefix: Option<String>,
+    /// Create the topic with this many partitions first (an existing topic is left as is).
+    #[arg(long, env = "VINSCAN_ENQUEUE_PARTITIONS")]
+    pub create_partitions: Option<i32>,
+    /// Hide the progress bar.
+    #[arg(long, env = "VINSCAN_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Vintern LLM GGUF (default: the file `vinscan model pull` downloads, if cached).
     #[arg(long, env = "VINSCAN_MODEL")]

@@ -66,7 +66,7 @@ pub fn storage_error(e: StorageError) -> Error {
     Error::new(kind, e.message)
 }
 
-fn is_scan(key: &str) -> bool {
+pub fn is_scan(key: &str) -> bool {
     let hidden = key.split('/').any(|s| s.starts_with('.'));
     let ext = key
         .rsplit_once('.')

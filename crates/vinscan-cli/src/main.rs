@@ -5,11 +5,15 @@
 
 mod cli;
 mod cmd_batch;
+#[cfg(feature = "kafka")]
+mod cmd_enqueue;
 mod cmd_extract;
 mod cmd_model;
 mod cmd_pipelines;
 mod model;
 mod output;
+#[cfg(feature = "kafka")]
+mod serve;
 
 use std::process::ExitCode;
 
@@ -34,6 +38,10 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Batch(args) => cmd_batch::run(&cli.global, args),
         cli::Command::Model { command } => cmd_model::run(command),
         cli::Command::Pipelines(args) => cmd_pipelines::run(&cli.global, args),
+        #[cfg(feature = "kafka")]
+        cli::Command::Serve(args) => serve::run(&cli.global, args),
+        #[cfg(feature = "kafka")]
+        cli::Command::Enqueue(args) => cmd_enqueue::run(&cli.global, args),
     }
 }
 

@@ -95,13 +95,14 @@ impl<'a> LazyModel<'a> {
         if let Some(m) = self.model.get() {
             return Ok(m.as_ref());
         }
-        let loaded = load(&self.files, self.args)?;
+        let loaded = load_model(&self.files, self.args)?;
         Ok(self.model.get_or_init(|| loaded).as_ref())
     }
 }
 
+/// Loads the model now (blocking).
 #[cfg(feature = "llama")]
-fn load(files: &ModelFiles, args: &ModelArgs) -> anyhow::Result<Arc<dyn VisionModel>> {
+pub fn load_model(files: &ModelFiles, args: &ModelArgs) -> anyhow::Result<Arc<dyn VisionModel>> {
     let mut config = vinscan_llama::LlamaConfig::new(files.model.clone(), files.mmproj.clone());
     if let Some(t) = args.threads {
         config.threads = t.max(1);
@@ -123,7 +124,7 @@ fn load(files: &ModelFiles, args: &ModelArgs) -> anyhow::Result<Arc<dyn VisionMo
 }
 
 #[cfg(not(feature = "llama"))]
-fn load(_: &ModelFiles, _: &ModelArgs) -> anyhow::Result<Arc<dyn VisionModel>> {
+pub fn load_model(_: &ModelFiles, _: &ModelArgs) -> anyhow::Result<Arc<dyn VisionModel>> {
     bail!("this vinscan was built without the `llama` feature: it cannot run a model")
 }
 

@@ -58,6 +58,35 @@ pub fn output_key(prefix_key: &str, pipeline: &str, object: &ObjectRef, page: u3
     parts.join("/")
 }
 
+/// The one output object of a job: `<prefix>/<pipeline>/<id>/<first source name>.json`, where
+/// the id hashes the pipeline and every source's identity (bucket, key, version), in order.
+/// A redelivered job rewrites the same object; the key cannot escape `prefix_key`.
+pub fn job_output_key(prefix_key: &str, pipeline: &str, sources: &[ObjectRef]) -> String {
+    let id = match sources {
+        [one] => object_identity(one, pipeline),
+        many => {
+            let mut h = Sha256::new();
+            for s in many {
+                h.update(object_identity(s, pipeline).as_bytes());
+            }
+            hex::encode(h.finalize())
+        }
+    };
+    let name = sources
+        .first()
+        .and_then(|s| s.key.rsplit('/').next())
+        .unwrap_or_default();
+    let mut parts: Vec<String> = prefix_key
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(sanitise_segment)
+        .collect();
+    parts.push(sanitise_segment(pipeline));
+    parts.push(id[..16].to_owned());
+    parts.push(format!("{}.json", sanitise_segment(name)));
+    parts.join("/")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,7 +121,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn job_keys_depend_on_every_source() {
+        let front = obj("cccd/front.jpg", Some("e1"));
+        let back = obj("cccd/back.jpg", Some("e2"));
+        let both = job_output_key("out", "id-card", &[front.clone(), back.clone()]);
+        assert_eq!(
+            both,
+            job_output_key("out", "id-card", &[front.clone(), back.clone()])
+        );
+        assert!(
+            both.starts_with("out/id-card/") && both.ends_with("/front.jpg.json"),
+            "{both}"
+        );
+        assert_ne!(
+            both,
+            job_output_key("out", "id-card", std::slice::from_ref(&front))
+        );
+        assert_ne!(both, job_output_key("out", "id-card", &[back, front]));
+    }
+
     proptest! {
+        #[test]
+        fn job_key_never_escapes(prefix in "[a-z/.]{0,12}", key in ".{1,40}", n in 1usize..4) {
+            let sources: Vec<ObjectRef> = (0..n).map(|i| obj(&format!("{key}{i}"), None)).collect();
+            let k = job_output_key(&prefix, "../p", &sources);
+            prop_assert!(k.split('/').all(|s| !s.is_empty() && s != "." && s != ".."), "{}", k);
+            prop_assert!(!k.starts_with('/') && !k.contains('\\') && !k.contains('\0'));
+        }
+
         /// Whatever the key, pipeline or prefix contain, the output key stays under the prefix
         /// and has no segment that could climb out of it.
         #[test]

@@ -22,6 +22,9 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
     pub session_token: Option<String>,
+    /// Longest single request attempt (the SDK retries timed-out attempts, then vinscan's
+    /// retries take over); default 60 s.
+    pub attempt_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -61,6 +64,7 @@ impl S3Config {
             access_key_id: var("AWS_ACCESS_KEY_ID"),
             secret_access_key: var("AWS_SECRET_ACCESS_KEY"),
             session_token: var("AWS_SESSION_TOKEN"),
+            attempt_timeout: None,
         }
     }
 }
@@ -80,7 +84,7 @@ impl S3Store {
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(60))
+                    .operation_attempt_timeout(config.attempt_timeout.unwrap_or(Duration::from_secs(60)))
                     .build(),
             );
         if let Some(ep) = &config.endpoint {
@@ -145,7 +149,17 @@ fn map_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         _ => StorageErrorKind::Other,
     };
-    StorageError::new(kind, format!("{what}: {}", DisplayErrorContext(&e)))
+    let detail = match &e {
+        // the service said why: its code and message, not the SDK's whole debug dump
+        SdkError::ServiceError(se) => format!(
+            "HTTP {} {}{}",
+            se.raw().status().as_u16(),
+            e.code().unwrap_or("error"),
+            e.message().map(|m| format!(": {m}")).unwrap_or_default()
+        ),
+        _ => DisplayErrorContext(&e).to_string(),
+    };
+    StorageError::new(kind, format!("{what}: {detail}"))
 }
 
 fn etag(s: Option<&str>) -> String {

@@ -1,0 +1,357 @@
+//! The job source: a consumer-group member whose offsets move only over finished work.
+//!
+//! Every delivered message is registered in its partition's [`PartitionOffsets`] before it is
+//! handed out; [`JobConsumer::finish`] marks it done and commits the partition's new
+//! contiguous position (asynchronously; a final synchronous commit happens on revocation and
+//! on close). Each assignment of a partition gets a new epoch: work started under an earlier
+//! assignment cannot move the offsets of a later one, it is simply redelivered.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use vinscan_jobs::offsets::PartitionOffsets;
+
+use crate::{KafkaError, KafkaSettings};
+
+/// Where a message came from, and under which assignment it was handed out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryId {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    epoch: u64,
+}
+
+/// One consumed message, copied out of librdkafka's buffers.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: DeliveryId,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// Producer or broker timestamp, milliseconds since the epoch.
+    pub timestamp_ms: Option<i64>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+#[derive(Debug, Default)]
+struct Partition {
+    epoch: u64,
+    offsets: PartitionOffsets,
+}
+
+/// Offsets of the partitions this member owns, shared with the rebalance callbacks.
+#[derive(Debug, Default)]
+struct Tracker {
+    partitions: HashMap<(String, i32), Partition>,
+    next_epoch: u64,
+}
+
+impl Tracker {
+    fn assign(&mut self, topic: &str, partition: i32) -> u64 {
+        self.next_epoch += 1;
+        let epoch = self.next_epoch;
+        self.partitions.insert(
+            (topic.to_owned(), partition),
+            Partition {
+                epoch,
+                offsets: PartitionOffsets::new(),
+            },
+        );
+        epoch
+    }
+
+    /// Every owned partition's commit position.
+    fn positions(&self) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), p) in &self.partitions {
+            if let Some(next) = p.offsets.committable() {
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(next));
+            }
+        }
+        tpl
+    }
+}
+
+/// librdkafka context: commits finished work of partitions being revoked, keeps paused
+/// state across reassignments, and logs through `tracing`.
+struct TrackingContext {
+    tracker: Arc<Mutex<Tracker>>,
+    paused: Arc<AtomicBool>,
+}
+
+fn lock(m: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
+    // a panic while holding the lock leaves consistent data (every method is one step)
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ClientContext for TrackingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(facility = fac, "librdkafka: {log_message}")
+            }
+            L::Warning => tracing::warn!(facility = fac, "librdkafka: {log_message}"),
+            L::Notice | L::Info => tracing::info!(facility = fac, "librdkafka: {log_message}"),
+            L::Debug => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
+        }
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(error = %error, "kafka client error: {reason}");
+    }
+}
+
+impl ConsumerContext for TrackingContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        // Commit what is finished before the partitions go; unfinished work of revoked
+        // partitions may still complete, but it can no longer move their offsets.
+        let mut tracker = lock(&self.tracker);
+        let mut tpl = TopicPartitionList::new();
+        for e in revoked.elements() {
+            if let Some(mut p) = tracker.partitions.remove(&(e.topic().to_owned(), e.partition())) {
+                let abandoned = p.offsets.in_flight();
+                if let Some(next) = p.offsets.revoke() {
+                    let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next));
+                }
+                tracing::info!(
+                    topic = e.topic(),
+                    partition = e.partition(),
+                    in_flight = abandoned,
+                    "partition revoked"
+                );
+            }
+        }
+        drop(tracker);
+        if tpl.count() > 0
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
+        {
+            tracing::warn!(error = %e, "commit on revocation failed; the work will be redelivered");
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(assigned) => {
+                let mut tracker = lock(&self.tracker);
+                for e in assigned.elements() {
+                    tracker.assign(e.topic(), e.partition());
+                    tracing::info!(topic = e.topic(), partition = e.partition(), "partition assigned");
+                }
+                drop(tracker);
+                if self.paused.load(Ordering::SeqCst)
+                    && let Err(e) = consumer.pause(assigned)
+                {
+                    tracing::warn!(error = %e, "could not pause newly assigned partitions");
+                }
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}
+
+/// A consumer-group member for job topics. `Sync`: the daemon's job tasks call
+/// [`finish`](Self::finish) directly while one task polls [`recv`](Self::recv).
+pub struct JobConsumer {
+    consumer: StreamConsumer<TrackingContext>,
+    tracker: Arc<Mutex<Tracker>>,
+    paused: Arc<AtomicBool>,
+    in_flight: AtomicUsize,
+}
+
+impl std::fmt::Debug for JobConsumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobConsumer")
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobConsumer {
+    /// Creates the member and subscribes it to `topics`; the group join happens on the first
+    /// [`recv`](Self::recv).
+    pub fn subscribe(settings: &KafkaSettings, topics: &[String]) -> Result<Self, KafkaError> {
+        let tracker = Arc::new(Mutex::new(Tracker::default()));
+        let paused = Arc::new(AtomicBool::new(false));
+        let context = TrackingContext {
+            tracker: tracker.clone(),
+            paused: paused.clone(),
+        };
+        let consumer: StreamConsumer<TrackingContext> = settings
+            .consumer()
+            .create_with_context(context)
+            .map_err(|e| KafkaError::from_rdkafka(&e, "create consumer"))?;
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .map_err(|e| KafkaError::from_rdkafka(&e, "subscribe"))?;
+        Ok(Self {
+            consumer,
+            tracker,
+            paused,
+            in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    /// The next message, registered as in flight. Cancellation safe. Keep calling it while
+    /// paused: polling serves rebalances and keeps the member alive.
+    pub async fn recv(&self) -> Result<Delivery, KafkaError> {
+        let m = self
+            .consumer
+            .recv()
+            .await
+            .map_err(|e| KafkaError::from_rdkafka(&e, "consume"))?;
+        let (topic, partition, offset) = (m.topic().to_owned(), m.partition(), m.offset());
+        let epoch = {
+            let mut tracker = lock(&self.tracker);
+            let epoch = match tracker.partitions.get(&(topic.clone(), partition)) {
+                Some(p) => p.epoch,
+                // a message can arrive before the assignment callback was seen by us
+                None => tracker.assign(&topic, partition),
+            };
+            if let Some(p) = tracker.partitions.get_mut(&(topic.clone(), partition)) {
+                p.offsets.start(offset);
+            }
+            epoch
+        };
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Delivery {
+            id: DeliveryId {
+                topic,
+                partition,
+                offset,
+                epoch,
+            },
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            timestamp_ms: m.timestamp().to_millis(),
+            headers,
+        })
+    }
+
+    /// Marks a delivery's work done (output and result written, or dead-lettered) and commits
+    /// the partition's new contiguous position. Returns the committed position when it moved.
+    pub fn finish(&self, id: &DeliveryId) -> Option<i64> {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let mut tracker = lock(&self.tracker);
+        let p = tracker
+            .partitions
+            .get_mut(&(id.topic.clone(), id.partition))
+            .filter(|p| p.epoch == id.epoch)?;
+        let next = p.offsets.finish(id.offset)?;
+        drop(tracker);
+        let mut tpl = TopicPartitionList::new();
+        let _ = tpl.add_partition_offset(&id.topic, id.partition, Offset::Offset(next));
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            // the next commit (or the one on revocation or close) covers it
+            tracing::warn!(error = %e, topic = %id.topic, partition = id.partition, "commit failed");
+        }
+        Some(next)
+    }
+
+    /// Gives up a delivery without committing it (shutdown, revoked partition): it will be
+    /// redelivered to whoever owns the partition next.
+    pub fn abandon(&self, _id: &DeliveryId) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Deliveries handed out and neither finished nor abandoned.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// Stops fetching from every owned partition (the member stays in the group).
+    pub fn pause(&self) -> Result<(), KafkaError> {
+        self.set_paused(true)
+    }
+
+    /// Resumes fetching.
+    pub fn resume(&self) -> Result<(), KafkaError> {
+        self.set_paused(false)
+    }
+
+    fn set_paused(&self, paused: bool) -> Result<(), KafkaError> {
+        self.paused.store(paused, Ordering::SeqCst);
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| KafkaError::from_rdkafka(&e, "assignment"))?;
+        let r = if paused {
+            self.consumer.pause(&assignment)
+        } else {
+            self.consumer.resume(&assignment)
+        };
+        r.map_err(|e| KafkaError::from_rdkafka(&e, if paused { "pause" } else { "resume" }))
+    }
+
+    /// Commits every owned partition's position and waits for the broker (shutdown).
+    pub fn commit_sync(&self) -> Result<(), KafkaError> {
+        let tpl = lock(&self.tracker).positions();
+        if tpl.count() == 0 {
+            return Ok(());
+        }
+        self.consumer
+            .commit(&tpl, CommitMode::Sync)
+            .map_err(|e| KafkaError::from_rdkafka(&e, "commit"))
+    }
+
+    /// Partitions currently owned, as `(topic, partition)`.
+    pub fn assignment(&self) -> Vec<(String, i32)> {
+        let mut v: Vec<_> = lock(&self.tracker).partitions.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Blocking: asks the broker for cluster metadata (readiness). Call off the async threads.
+    pub fn check_broker(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.consumer
+            .fetch_metadata(None, timeout)
+            .map(|_| ())
+            .map_err(|e| KafkaError::from_rdkafka(&e, "metadata"))
+    }
+
+    /// Blocking: messages behind the high watermark over the owned partitions, counted from the
+    /// committed position (what a restart would redo plus what is not yet consumed).
+    pub fn lag(&self, timeout: Duration) -> Result<i64, KafkaError> {
+        let owned = lock(&self.tracker).positions();
+        let mut lag = 0;
+        for e in owned.elements() {
+            let (_, high) = self
+                .consumer
+                .fetch_watermarks(e.topic(), e.partition(), timeout)
+                .map_err(|err| KafkaError::from_rdkafka(&err, "watermarks"))?;
+            if let Offset::Offset(pos) = e.offset() {
+                lag += (high - pos).max(0);
+            }
+        }
+        Ok(lag)
+    }
+
+    /// Leaves the group after committing what is finished.
+    pub fn close(&self) -> Result<(), KafkaError> {
+        let r = self.commit_sync();
+        self.consumer.unsubscribe();
+        r
+    }
+}

@@ -1,0 +1,86 @@
+//! How to reach the cluster, as plain data turned into librdkafka client settings.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+/// Connection and group settings shared by the consumer, the producer and the admin client.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port…]`.
+    pub brokers: String,
+    /// Consumer group id: daemons with the same id split the partitions.
+    pub group_id: String,
+    pub client_id: String,
+    /// How long the group waits for a silent member before reassigning its partitions.
+    pub session_timeout: Duration,
+    /// Longest pause between two polls before the member is considered wedged; the daemon
+    /// keeps polling during inference, so this only trips when the process is stuck.
+    pub max_poll_interval: Duration,
+    /// Any other librdkafka property (`security.protocol`, `sasl.*`, `partition.assignment.strategy`, …).
+    /// Secrets in here are never logged.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl KafkaSettings {
+    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group_id: group_id.into(),
+            client_id: "vinscan".into(),
+            session_timeout: Duration::from_secs(45),
+            max_poll_interval: Duration::from_secs(300),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    fn base(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            // quiet the log when a broker is away for a while; errors still surface
+            .set("log.connection.close", "false");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn consumer(&self) -> ClientConfig {
+        let mut c = self.base();
+        c.set("group.id", &self.group_id)
+            // offsets are committed by vinscan, only for finished work
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", self.session_timeout.as_millis().to_string())
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval.as_millis().to_string(),
+            )
+            // job messages are small: keep the prefetch queue small so a paused daemon does not
+            // sit on work another member could take
+            .set("queued.max.messages.kbytes", "1024");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn producer(&self) -> ClientConfig {
+        let mut c = self.base();
+        // at-least-once: a result event may repeat after a crash, never go missing
+        c.set("acks", "all")
+            .set("message.timeout.ms", "30000")
+            .set("linger.ms", "5");
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    pub(crate) fn admin(&self) -> ClientConfig {
+        self.base()
+    }
+}
