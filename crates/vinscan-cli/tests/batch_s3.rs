@@ -166,3 +166,68 @@ fn batch_from_s3_to_s3_is_resumable() {
     );
     assert_eq!(summary["model_loaded"], false);
 }
+
+/// With no credentials in the environment, the standard AWS chain reads the shared credentials
+/// file (`AWS_SHARED_CREDENTIALS_FILE`, profile `AWS_PROFILE`); a wrong secret there is refused
+/// by the server with a clear error.
+#[test]
+fn credentials_come_from_the_standard_chain() {
+    let Some(config) = s3() else {
+        eprintln!("skipped: VINSCAN_TEST_S3_ENDPOINT unset");
+        return;
+    };
+    let bucket = format!("chain-{}", std::process::id());
+    let store = S3Store::new(&config, &bucket).expect("client");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+        .block_on(store.create_bucket())
+        .expect("bucket");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let creds = tmp.path().join("credentials");
+    let key = config.access_key_id.clone().expect("test key");
+    let secret = config.secret_access_key.clone().expect("test secret");
+    std::fs::write(
+        &creds,
+        format!(
+            "[vinscan-test]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n\n\
+             [wrong]\naws_access_key_id = {key}\naws_secret_access_key = not-the-secret\n"
+        ),
+    )
+    .expect("credentials file");
+    let batch = |profile: &str, out: &str| {
+        run(vinscan(tmp.path())
+            .args(["batch", &format!("s3://{bucket}/empty"), "--pipeline", "receipt"])
+            .args(["--out", &format!("s3://{bucket}/{out}")])
+            .env(
+                "VINSCAN_S3_ENDPOINT",
+                config.endpoint.as_deref().unwrap_or_default(),
+            )
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+            .env("AWS_CONFIG_FILE", tmp.path().join("no-config"))
+            .env("AWS_PROFILE", profile)
+            .env("AWS_EC2_METADATA_DISABLED", "true"))
+    };
+    let ok = batch("vinscan-test", "out");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let summary: serde_json::Value = serde_json::from_str(
+        String::from_utf8_lossy(&ok.stdout)
+            .lines()
+            .last()
+            .expect("summary"),
+    )
+    .expect("json");
+    assert_eq!(summary["inputs"], 0, "{summary}");
+
+    let refused = batch("wrong", "out2");
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("403") || err.contains("SignatureDoesNotMatch"),
+        "{err}"
+    );
+}

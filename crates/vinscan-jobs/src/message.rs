@@ -189,7 +189,8 @@ fn s3_event(value: &Value, routes: &Routes) -> Result<Vec<Job>, Poison> {
             return poison(format!("record {i}: missing s3.bucket.name or s3.object.key"));
         };
         let key = match decode_event_key(raw_key) {
-            Ok(k) => k,
+            Ok(k) if !k.is_empty() && !bucket.is_empty() => k,
+            Ok(_) => return poison(format!("record {i}: empty bucket or key")),
             Err(e) => return poison(format!("record {i}: {e}")),
         };
         let version = r
@@ -347,5 +348,39 @@ mod tests {
         let big = format!("{{\"job_id\":\"{}\"}}", "x".repeat(MAX_PAYLOAD_BYTES));
         check(&big, Err("exceeds"));
         check(r#"{"Event":"s3:TestEvent","Bucket":"uploads"}"#, Ok(0));
+        check(
+            r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"uploads"},"object":{"key":""}}}]}"#,
+            Err("empty bucket or key"),
+        );
+    }
+
+    proptest::proptest! {
+        /// Fuzzing stand-in (stable toolchain, no cargo-fuzz): arbitrary bytes and mutations of
+        /// valid messages never panic, and whatever they yield keeps the job invariants.
+        #[test]
+        fn classify_never_panics(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+            which in 0usize..3,
+            at in 0usize..400,
+            cut in proptest::prelude::any::<bool>(),
+            byte in proptest::prelude::any::<u8>(),
+        ) {
+            let _ = classify(&bytes, &routes());
+            let seeds = [
+                r#"{"job_id":"j-1","pipeline":"id-card","sources":["s3://in/a/front.jpg"],"metadata":{"k":[1,2]}}"#,
+                r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"uploads"},"object":{"key":"invoices/a%20b.jpg","eTag":"e"}}}]}"#,
+                r#"{"Event":"s3:TestEvent"}"#,
+            ];
+            let mut m = seeds[which].as_bytes().to_vec();
+            let i = at % m.len();
+            if cut { m.truncate(i) } else { m[i] = byte }
+            if let Ok(jobs) = classify(&m, &routes()) {
+                for j in jobs {
+                    proptest::prop_assert!(!j.job_id.is_empty() && !j.sources.is_empty());
+                    proptest::prop_assert!(j.output_prefix.starts_with("s3://"));
+                    proptest::prop_assert!(j.sources.iter().all(|s| !s.bucket.is_empty() && !s.key.is_empty()));
+                }
+            }
+        }
     }
 }

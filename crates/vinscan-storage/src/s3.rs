@@ -1,9 +1,11 @@
 //! Any S3-compatible store through `aws-sdk-s3`: custom endpoint, path-style addressing,
-//! credentials from the environment, timeouts, and the SDK's own retries underneath vinscan's.
+//! credentials from the environment or AWS's standard chain, timeouts, and the SDK's own retries underneath vinscan's.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_credential_types::provider::{ProvideCredentials, future};
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, timeout::TimeoutConfig};
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -69,6 +71,43 @@ impl S3Config {
     }
 }
 
+/// AWS's standard credential chain, built on first use (building it is async and may read
+/// files), then cached by the SDK's identity cache.
+#[derive(Debug)]
+struct StandardChain {
+    region: String,
+    chain: tokio::sync::OnceCell<DefaultCredentialsChain>,
+}
+
+impl StandardChain {
+    fn new(region: &str) -> Self {
+        Self {
+            region: region.to_owned(),
+            chain: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+impl ProvideCredentials for StandardChain {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let chain = self
+                .chain
+                .get_or_init(|| async {
+                    DefaultCredentialsChain::builder()
+                        .region(Region::new(self.region.clone()))
+                        .build()
+                        .await
+                })
+                .await;
+            chain.provide_credentials().await
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct S3Store {
     client: aws_sdk_s3::Client,
@@ -100,12 +139,9 @@ impl S3Store {
                     "vinscan-env",
                 ));
             }
-            _ => {
-                return Err(StorageError::new(
-                    StorageErrorKind::Denied,
-                    "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-                ));
-            }
+            // the standard chain: shared config/credentials files (AWS_PROFILE), web identity
+            // (EKS IRSA), ECS container credentials, EC2 instance metadata
+            _ => b = b.credentials_provider(StandardChain::new(&config.region)),
         }
         Ok(Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
@@ -132,6 +168,8 @@ fn map_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
     what: &str,
 ) -> StorageError {
     let kind = match &e {
+        // the request could not be built: no credentials anywhere in the chain, bad settings
+        SdkError::ConstructionFailure(_) => StorageErrorKind::Denied,
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
             StorageErrorKind::Transient
         }

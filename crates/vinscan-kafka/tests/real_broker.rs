@@ -1,0 +1,150 @@
+//! `JobConsumer` and `Publisher` against the real broker (`VINSCAN_TEST_KAFKA`, started by
+//! `ops/test.sh`): offsets move only over contiguous finished work, pause stops deliveries
+//! and resume restarts them, and a new member starts after what was committed.
+
+use std::time::Duration;
+
+use vinscan_kafka::{JobConsumer, KafkaSettings, Publisher, admin};
+
+fn broker() -> Option<String> {
+    let b = std::env::var("VINSCAN_TEST_KAFKA").ok();
+    assert!(
+        b.is_some() || std::env::var("CI").is_err(),
+        "CI=true but no broker: run ops/test.sh"
+    );
+    b
+}
+
+fn unique(tag: &str) -> String {
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() % 1_000_000_000)
+            .unwrap_or(0)
+    )
+}
+
+async fn produce(settings: &KafkaSettings, topic: &str, n: std::ops::Range<u32>) {
+    let p = Publisher::new(settings).expect("producer");
+    for i in n {
+        p.send(topic, "k", format!("m{i}").as_bytes(), &[("n", &i.to_string())])
+            .await
+            .expect("produce");
+    }
+}
+
+fn committed(settings: &KafkaSettings, topic: &str) -> Option<i64> {
+    let parts = admin::group_progress(settings, topic, Duration::from_secs(10)).expect("progress");
+    parts[0].1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_contiguous_finished_offsets_and_a_new_member_resumes_there() {
+    let Some(brokers) = broker() else { return };
+    let topic = unique("offsets");
+    let mut settings = KafkaSettings::new(&brokers, unique("group"));
+    settings.session_timeout = Duration::from_secs(6);
+    admin::create_topics(&settings, &[(&topic, 1)])
+        .await
+        .expect("topic");
+    produce(&settings, &topic, 0..5).await;
+
+    let consumer = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("a message in time")
+            .expect("message");
+        got.push(d);
+    }
+    assert_eq!(
+        got.iter().map(|d| d.id.offset).collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4]
+    );
+    assert_eq!(got[2].payload, b"m2");
+    assert!(got[2].headers.iter().any(|(k, v)| k == "n" && v == b"2"));
+    assert_eq!(consumer.in_flight(), 5);
+
+    // 1, 2 and 4 finish first: nothing may be committed past the unfinished 0
+    for i in [1, 2, 4] {
+        assert_eq!(consumer.finish(&got[i].id), None);
+    }
+    consumer.commit_sync().expect("commit");
+    let s = settings.clone();
+    let t = topic.clone();
+    let c = tokio::task::spawn_blocking(move || committed(&s, &t))
+        .await
+        .expect("join");
+    assert!(
+        c.is_none_or(|c| c == 0),
+        "committed {c:?} past unfinished offset 0"
+    );
+    assert_eq!(
+        consumer.finish(&got[0].id),
+        Some(3),
+        "0 done: 0..=2 are contiguous"
+    );
+    assert_eq!(consumer.finish(&got[3].id), Some(5));
+    assert_eq!(consumer.in_flight(), 0);
+    consumer.close().expect("close");
+    let (s, t) = (settings.clone(), topic.clone());
+    assert_eq!(
+        tokio::task::spawn_blocking(move || committed(&s, &t))
+            .await
+            .expect("join"),
+        Some(5)
+    );
+    drop(consumer);
+
+    // a new member of the group starts after the committed position
+    produce(&settings, &topic, 5..6).await;
+    let next = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
+    let d = tokio::time::timeout(Duration::from_secs(30), next.recv())
+        .await
+        .expect("a message in time")
+        .expect("message");
+    assert_eq!((d.id.offset, d.payload.as_slice()), (5, b"m5".as_slice()));
+    next.abandon(&d.id);
+    next.close().expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_deliveries_and_resume_restarts_them() {
+    let Some(brokers) = broker() else { return };
+    let topic = unique("pause");
+    let mut settings = KafkaSettings::new(&brokers, unique("group"));
+    settings.session_timeout = Duration::from_secs(6);
+    admin::create_topics(&settings, &[(&topic, 2)])
+        .await
+        .expect("topic");
+    produce(&settings, &topic, 0..1).await;
+    let consumer = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
+    let first = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("first message")
+        .expect("message");
+    consumer.finish(&first.id);
+
+    consumer.pause().expect("pause");
+    assert!(consumer.is_paused());
+    produce(&settings, &topic, 1..4).await;
+    // polling goes on while paused, but nothing is delivered
+    let quiet = tokio::time::timeout(Duration::from_secs(3), consumer.recv()).await;
+    assert!(quiet.is_err(), "a message arrived while paused");
+
+    consumer.resume().expect("resume");
+    let mut n = 0;
+    while n < 3 {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("messages after resume")
+            .expect("message");
+        consumer.finish(&d.id);
+        n += 1;
+    }
+    assert_eq!(consumer.in_flight(), 0);
+    consumer.close().expect("close");
+}
