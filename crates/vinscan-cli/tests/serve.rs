@@ -805,13 +805,18 @@ fn rides_out_a_broker_outage_and_an_s3_outage() {
 }
 
 #[test]
-fn two_daemons_in_one_group_split_the_work() {
+fn two_daemons_in_one_group_split_the_work_cooperatively() {
     let Some((brokers, s3)) = services() else {
         eprintln!("skipped: VINSCAN_TEST_KAFKA or VINSCAN_TEST_S3_ENDPOINT unset");
         return;
     };
     let _slot = Slot::take_all();
     let f = Fixture::new("pair", brokers, s3);
+    // the pair uses the cooperative protocol: the second member takes partitions from the
+    // first without stopping it
+    let mut config = std::fs::read_to_string(&f.config).expect("config");
+    config.push_str("\n[kafka.properties]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n");
+    std::fs::write(&f.config, config).expect("config");
     let t = Instant::now();
     let mut a = f.daemon(0);
     let mut b = f.daemon(1);

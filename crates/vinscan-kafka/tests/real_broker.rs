@@ -148,3 +148,91 @@ async fn pause_stops_deliveries_and_resume_restarts_them() {
     assert_eq!(consumer.in_flight(), 0);
     consumer.close().expect("close");
 }
+
+/// With the cooperative protocol a joining member takes one partition from the first. The
+/// first member's finished work on it is committed on revocation; its unfinished message is
+/// redelivered to the new owner, and finishing it late moves no offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_rebalance_hands_over_at_the_first_unfinished_offset() {
+    let Some(brokers) = broker() else { return };
+    let topic = unique("coop");
+    let mut settings = KafkaSettings::new(&brokers, unique("group"));
+    settings.session_timeout = Duration::from_secs(6);
+    settings.properties.insert(
+        "partition.assignment.strategy".into(),
+        "cooperative-sticky".into(),
+    );
+    admin::create_topics(&settings, &[(&topic, 2)])
+        .await
+        .expect("topic");
+    let p = Publisher::new(&settings).expect("producer");
+    for i in 0..20u32 {
+        p.send(&topic, &format!("key-{i}"), format!("m{i}").as_bytes(), &[])
+            .await
+            .expect("produce");
+    }
+
+    let a = std::sync::Arc::new(JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("a"));
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let d = tokio::time::timeout(Duration::from_secs(30), a.recv())
+            .await
+            .expect("all 20 messages")
+            .expect("message");
+        got.push(d);
+    }
+    assert_eq!(a.assignment().len(), 2, "a alone owns both partitions");
+    // everything finishes except the second message of each partition: the committed
+    // position can then only be 1 if the finished first message was committed
+    let mut held = std::collections::BTreeMap::new();
+    let mut seen = std::collections::BTreeMap::new();
+    for d in &got {
+        let n = seen.entry(d.id.partition).or_insert(0);
+        if *n == 1 {
+            held.insert(d.id.partition, d.clone());
+        } else {
+            a.finish(&d.id);
+        }
+        *n += 1;
+    }
+    assert_eq!(held.len(), 2, "both partitions got at least two messages");
+    assert!(held.values().all(|d| d.id.offset == 1));
+
+    // a keeps polling (serving the rebalance) while b joins
+    let poller = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(d) = a.recv().await {
+                    a.abandon(&d.id);
+                }
+            }
+        })
+    };
+    let b = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("b");
+    let first = tokio::time::timeout(Duration::from_secs(60), b.recv())
+        .await
+        .expect("b receives after the rebalance")
+        .expect("message");
+    let moved = first.id.partition;
+    assert_eq!(
+        first.id.offset, held[&moved].id.offset,
+        "b starts at a's first unfinished offset of the partition it took"
+    );
+    assert_eq!(
+        a.assignment().len(),
+        1,
+        "a kept one partition: {:?}",
+        a.assignment()
+    );
+    assert_eq!(b.assignment().len(), 1);
+    // a finishing its stale delivery of the moved partition commits nothing
+    assert_eq!(a.finish(&held[&moved].id), None);
+    // the partition a kept still commits normally
+    let kept = held.keys().find(|&&p| p != moved).expect("kept partition");
+    assert!(a.finish(&held[kept].id).is_some());
+    poller.abort();
+    b.abandon(&first.id);
+    b.close().expect("close b");
+    a.close().expect("close a");
+}
