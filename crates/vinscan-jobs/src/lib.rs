@@ -2,8 +2,8 @@
 //! - [`message::classify`]: a Kafka payload → jobs (vinscan job messages or S3 event
 //!   notifications) or a poison verdict with its reason;
 //! - [`routing::Routes`]: which pipeline and output prefix an uploaded object goes to;
-//! - [`keys::output_key`]: deterministic output keys that cannot escape their prefix, so a
-//!   redelivered job rewrites the same object;
+//! - [`keys::job_output_key`]: a deterministic output key per job that cannot escape its
+//!   prefix, so a redelivered job rewrites the same object;
 //! - [`offsets::PartitionOffsets`]: per-partition contiguous commit positions, so a slow job
 //!   holds back later offsets and nothing is committed past unfinished work.
 //!

@@ -69,7 +69,7 @@ impl Shared {
 }
 
 /// `s3://bucket/prefix` → (bucket, prefix).
-fn split_s3(uri: &str) -> (&str, &str) {
+pub(super) fn split_s3(uri: &str) -> (&str, &str) {
     let rest = uri.strip_prefix("s3://").unwrap_or(uri);
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     (bucket, prefix.trim_matches('/'))

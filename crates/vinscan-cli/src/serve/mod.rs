@@ -218,17 +218,7 @@ async fn signals(tx: watch::Sender<bool>) {
 /// Every few seconds: does the broker answer, does the output bucket answer, how far behind
 /// is the group.
 async fn readiness(shared: Arc<job::Shared>) {
-    let (bucket, _) = shared
-        .config
-        .daemon
-        .default_output
-        .trim_start_matches("s3://")
-        .split_once('/')
-        .unwrap_or((
-            shared.config.daemon.default_output.trim_start_matches("s3://"),
-            "",
-        ));
-    let bucket = bucket.to_owned();
+    let bucket = job::split_s3(&shared.config.daemon.default_output).0.to_owned();
     loop {
         let consumer = shared.consumer.clone();
         let broker = tokio::task::spawn_blocking(move || {
