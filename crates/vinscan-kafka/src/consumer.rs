@@ -147,10 +147,18 @@ impl ConsumerContext for TrackingContext {
                     tracing::info!(topic = e.topic(), partition = e.partition(), "partition assigned");
                 }
                 drop(tracker);
-                if self.paused.load(Ordering::SeqCst)
-                    && let Err(e) = consumer.pause(assigned)
-                {
-                    tracing::warn!(error = %e, "could not pause newly assigned partitions");
+                // librdkafka keeps a partition's pause flag across revocation and reassignment:
+                // a partition paused before an outage, then lost and assigned again, would stay
+                // paused if a resume ran while it was unassigned. Set each new partition's state
+                // to ours explicitly.
+                let paused = self.paused.load(Ordering::SeqCst);
+                let r = if paused {
+                    consumer.pause(assigned)
+                } else {
+                    consumer.resume(assigned)
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, paused, "could not set the state of newly assigned partitions");
                 }
             }
             Rebalance::Revoke(_) => {}
