@@ -648,6 +648,15 @@ fn sixty_messages_each_end_as_one_output_or_one_dead_letter() {
         std::panic::resume_unwind(e);
     }
     let port = port.expect("port");
+    // everything is committed: the lag the daemon reports drains to zero (it is sampled every 2 s)
+    let drained = Instant::now();
+    while !http_get(port, "/metrics")
+        .1
+        .contains("vinscan_consumer_lag_messages 0\n")
+    {
+        assert!(drained.elapsed() < Duration::from_secs(20), "lag never reached 0");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let (_, metrics) = http_get(port, "/metrics");
     assert!(
         metrics.contains(r#"vinscan_jobs_total{outcome="ok"} 40"#),

@@ -339,19 +339,32 @@ impl JobConsumer {
             .map_err(|e| KafkaError::from_rdkafka(&e, "metadata"))
     }
 
-    /// Blocking: messages behind the high watermark over the owned partitions, counted from the
-    /// committed position (what a restart would redo plus what is not yet consumed).
+    /// Blocking: messages behind the high watermark over every owned partition, counted from
+    /// the group's committed position (from the low watermark where nothing is committed):
+    /// what a restart would redo plus what is not yet consumed.
     pub fn lag(&self, timeout: Duration) -> Result<i64, KafkaError> {
-        let owned = lock(&self.tracker).positions();
+        let assignment = self
+            .consumer
+            .assignment()
+            .map_err(|e| KafkaError::from_rdkafka(&e, "assignment"))?;
+        if assignment.count() == 0 {
+            return Ok(0);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(assignment, timeout)
+            .map_err(|e| KafkaError::from_rdkafka(&e, "committed offsets"))?;
         let mut lag = 0;
-        for e in owned.elements() {
-            let (_, high) = self
+        for e in committed.elements() {
+            let (low, high) = self
                 .consumer
                 .fetch_watermarks(e.topic(), e.partition(), timeout)
                 .map_err(|err| KafkaError::from_rdkafka(&err, "watermarks"))?;
-            if let Offset::Offset(pos) = e.offset() {
-                lag += (high - pos).max(0);
-            }
+            let position = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => low,
+            };
+            lag += (high - position).max(0);
         }
         Ok(lag)
     }
