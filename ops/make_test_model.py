@@ -15,64 +15,22 @@ import sys
 import gguf
 import numpy as np
 
-QWEN_SPECIALS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-    "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-    "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>", "<tool_call>",
-    "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
-    "<|repo_name|>", "<|file_sep|>",
-]
-INTERNVL_SPECIALS = ["<img>", "</img>", "<IMG_CONTEXT>", "<quad>", "</quad>", "<ref>", "</ref>", "<box>", "</box>"]
-# Qwen2.5 marks its <|...|> tokens special and InternVL its image/box markers; llama.cpp keeps
-# them out of generated text (CONTROL). <tool_call> tags are ordinary added tokens.
-CONTROL = {s for s in QWEN_SPECIALS if s.startswith("<|")} | set(INTERNVL_SPECIALS)
-# Qwen2's first special id: every ordinary token comes before it.
-QWEN_FIRST_SPECIAL = 151643
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-CHATML = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+from toy_vocab import CHATML, QWEN_FIRST_SPECIAL, byte_alphabet  # noqa: E402
+from toy_vocab import vocabulary as toy_vocabulary  # noqa: E402
 
-# Pairs merged by the toy BPE (on top of the byte alphabet): frequent in JSON and Vietnamese.
-PAIRS = ["Ġ t", "t h", "i n", "a n", "n g", "n h", "o n", "e r", "Ġ \"", "\" :", "{ \"", "\" ,",
-         "Ġ n", "Ġ c", "Ġ đ", "h Ã", "c h", "t r", "Ġ 1", "0 0"]
-
-
-def byte_alphabet():
-    """GPT-2's reversible byte -> printable character table."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
-    table, extra = {}, 0
-    for b in range(256):
-        if b in keep:
-            table[b] = chr(b)
-        else:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return [table[b] for b in range(256)]
+TOKEN_TYPES = {
+    "normal": gguf.TokenType.NORMAL,
+    "unused": gguf.TokenType.UNUSED,
+    "control": gguf.TokenType.CONTROL,
+    "user": gguf.TokenType.USER_DEFINED,
+}
 
 
 def vocabulary(n_ordinary):
-    """Ordinary tokens (bytes, merges, filler up to n_ordinary), then the specials."""
-    tokens = byte_alphabet()
-    merges = []
-    for pair in PAIRS:
-        a, b = pair.split(" ")
-        if a in tokens and b in tokens and a + b not in tokens:
-            merges.append(pair)
-            tokens.append(a + b)
-    types = [gguf.TokenType.NORMAL] * len(tokens)
-    filler = 0
-    while n_ordinary is not None and len(tokens) < n_ordinary:
-        tokens.append(f"<unused{filler}>")  # unreachable from text: not a merge result
-        types.append(gguf.TokenType.UNUSED)
-        filler += 1
-    ids = {}
-    for s in QWEN_SPECIALS + INTERNVL_SPECIALS:
-        ids[s] = len(tokens)
-        tokens.append(s)
-        types.append(gguf.TokenType.CONTROL if s in CONTROL else gguf.TokenType.USER_DEFINED)
-    return tokens, types, merges, ids
+    tokens, kinds, merges, ids = toy_vocabulary(n_ordinary)
+    return tokens, [TOKEN_TYPES[k] for k in kinds], merges, ids
 
 
 def normal(rng, shape, std=0.02):

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The test command (README): installs and starts what the tests need, then runs every test of
 # the workspace against the real llama.cpp runtime, the real pdfium library, a real S3 server
-# (s3s-fs), a real Kafka-protocol broker (Nisshi) and the tiny random-weight Vintern-shaped model the project generates.
+# (s3s-fs), a real Kafka-protocol broker (Nisshi), the tiny random-weight Vintern-shaped model the
+# project generates, and PyTorch + transformers as the reference for the fidelity tests.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 bash ops/setup.sh
 # shellcheck source=ops/test-env.sh
 source ops/test-env.sh
+# PyTorch + transformers for the fidelity tests (crates/vinscan-cli/tests/fidelity.rs).
+VINSCAN_REF_PYTHON="$(bash ops/reference-env.sh)/bin/python"
+export VINSCAN_REF_PYTHON
 s3_data=$(mktemp -d)
 kafka_data=$(mktemp -d)
 trap 'bash ops/s3-server.sh stop "$s3_data"; bash ops/kafka-broker.sh stop "$kafka_data"; rm -rf "$s3_data" "$kafka_data"' EXIT

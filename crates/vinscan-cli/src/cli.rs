@@ -52,7 +52,7 @@ pub enum Command {
     Extract(ExtractArgs),
     /// Process every scan under a folder into --out: resumable, with a manifest.
     Batch(BatchArgs),
-    /// Model files: download Vintern.
+    /// Model files: download Vintern, convert a Hugging Face checkpoint, trace for fidelity checks.
     Model {
         #[command(subcommand)]
         command: ModelCommand,
@@ -159,6 +159,73 @@ pub enum ModelCommand {
     /// Download the Vintern GGUF pair from the Hugging Face Hub into the standard cache
     /// (honours HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE) and print their paths.
     Pull(PullArgs),
+    /// Convert a Vintern / InternVL 2.x-2.5 Hugging Face checkpoint (InternVLChatModel with a
+    /// Qwen2 LLM, safetensors) into OUT/model.gguf and OUT/mmproj.gguf.
+    #[cfg(feature = "llama")]
+    Convert(ConvertArgs),
+    /// Record what llama.cpp computes for one page (prompt ids, per-tile vision embeddings,
+    /// teacher-forced logits, greedy tokens) as .npy/.json files for the parity tests.
+    #[cfg(feature = "llama")]
+    Trace(TraceArgs),
+}
+
+#[cfg(feature = "llama")]
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Checkpoint directory: config.json, *.safetensors, tokenizer.json.
+    pub hf_dir: PathBuf,
+    /// Output directory for model.gguf and mmproj.gguf.
+    #[arg(long, env = "VINSCAN_CONVERT_OUT")]
+    pub out: PathBuf,
+    /// Weight type: f32, f16, q8_0, or a llama.cpp quantisation of the LLM (q4_0, q4_k_m, q5_k_m,
+    /// q6_k, ...; the mmproj then stays f16).
+    #[arg(long = "type", env = "VINSCAN_CONVERT_TYPE", default_value = "f16")]
+    pub weights: String,
+    /// Weight type of the mmproj when it should differ: f32, f16 or q8_0.
+    #[arg(long, env = "VINSCAN_CONVERT_MMPROJ_TYPE")]
+    pub mmproj_type: Option<String>,
+    /// Write InternViT's position embedding in upstream llama.cpp's order (class row first),
+    /// which shifts every patch's position by one; for comparison only (docs/FIDELITY.md).
+    #[arg(long, env = "VINSCAN_CONVERT_UPSTREAM_POSITION_ORDER", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub upstream_position_order: bool,
+    /// Threads for llama.cpp's quantiser.
+    #[arg(long, env = "VINSCAN_THREADS")]
+    pub threads: Option<u32>,
+}
+
+#[cfg(feature = "llama")]
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The page: an image file (the first page of a TIFF or PDF is not rendered here).
+    pub image: PathBuf,
+    /// Output directory.
+    #[arg(long, env = "VINSCAN_TRACE_OUT")]
+    pub out: PathBuf,
+    /// System prompt.
+    #[arg(
+        long,
+        env = "VINSCAN_TRACE_SYSTEM",
+        default_value = "Bạn là Vintern, trợ lý trích xuất dữ liệu từ ảnh tài liệu."
+    )]
+    pub system: String,
+    /// User prompt (the image marker goes before it, as in Vintern's template).
+    #[arg(
+        long,
+        env = "VINSCAN_TRACE_PROMPT",
+        default_value = "Trích xuất thông tin hóa đơn dưới dạng JSON."
+    )]
+    pub prompt: String,
+    /// Teacher-forced continuation length: logits are recorded after the prompt and after each.
+    #[arg(long, env = "VINSCAN_TRACE_TEACHER_TOKENS", default_value_t = 200)]
+    pub teacher_tokens: usize,
+    /// Greedy continuation length.
+    #[arg(long, env = "VINSCAN_TRACE_GREEDY_TOKENS", default_value_t = 32)]
+    pub greedy_tokens: usize,
+    /// Most tiles (default: the projector's preproc_max_tiles).
+    #[arg(long, env = "VINSCAN_TRACE_MAX_TILES")]
+    pub max_tiles: Option<u32>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Debug, Args)]

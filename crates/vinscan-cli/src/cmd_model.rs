@@ -15,6 +15,10 @@ use crate::cli::{ModelCommand, PullArgs};
 pub fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelCommand::Pull(args) => pull(&args),
+        #[cfg(feature = "llama")]
+        ModelCommand::Convert(args) => crate::cmd_convert::run_convert(&args),
+        #[cfg(feature = "llama")]
+        ModelCommand::Trace(args) => crate::cmd_convert::run_trace(&args),
     }
 }
 

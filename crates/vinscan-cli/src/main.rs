@@ -5,6 +5,8 @@
 
 mod cli;
 mod cmd_batch;
+#[cfg(feature = "llama")]
+mod cmd_convert;
 #[cfg(feature = "kafka")]
 mod cmd_enqueue;
 mod cmd_extract;

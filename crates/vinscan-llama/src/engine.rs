@@ -33,7 +33,7 @@ const N_BATCH: u32 = 2048;
 
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 
-fn backend() -> Result<&'static LlamaBackend> {
+pub(crate) fn backend() -> Result<&'static LlamaBackend> {
     BACKEND
         .get_or_init(|| {
             let b = LlamaBackend::init().map_err(|e| e.to_string())?;

@@ -8,8 +8,10 @@
 //! Architecture invariant: this is the only crate that names llama.cpp; it knows nothing about
 //! documents, pipelines or where outputs go.
 
+pub mod convert;
 mod engine;
 mod files;
+pub mod trace;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -69,12 +71,17 @@ pub const OMP_WAIT_POLICY: &str = "OMP_WAIT_POLICY";
 
 static LOGS_TO_TRACING: OnceLock<()> = OnceLock::new();
 
+/// Routes llama.cpp's, ggml's and mtmd's logs to `tracing` (once per process).
+pub(crate) fn logs_to_tracing() {
+    LOGS_TO_TRACING.get_or_init(|| {
+        llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+    });
+}
+
 impl LlamaVisionModel {
     /// Loads model and projector on a new thread and waits until they are ready.
     pub fn load(config: LlamaConfig) -> Result<Self> {
-        LOGS_TO_TRACING.get_or_init(|| {
-            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
-        });
+        logs_to_tracing();
         if std::env::var(OMP_WAIT_POLICY).map_or(true, |v| !v.eq_ignore_ascii_case("passive")) {
             tracing::warn!(
                 "OMP_WAIT_POLICY is not PASSIVE: ggml threads will spin and may slow down under load"

@@ -1,0 +1,369 @@
+//! Faithful to Vintern: a seeded random-weight checkpoint in Vintern's Hugging Face layout
+//! (`ops/reference/make_checkpoint.py tiny`, built by transformers' InternVL port) is converted
+//! by `vinscan model convert`, traced through llama.cpp by `vinscan model trace`, and held
+//! against the reference (PyTorch + transformers) by `ops/reference/parity.py`: tiles, prompt
+//! token ids, per-tile vision embeddings, 201 teacher-forced next-token logit rows and a
+//! 32-token greedy continuation. The tolerances and their reasons live in parity.py.
+//! Broken checkpoints are refused with a message naming the problem.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+use image::ImageFormat;
+use serde_json::Value;
+
+fn ref_python() -> PathBuf {
+    let p = std::env::var_os("VINSCAN_REF_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv-ref/bin/python"));
+    assert!(
+        p.exists(),
+        "{} missing: run ops/reference-env.sh (ops/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    checkpoint: PathBuf,
+    page: PathBuf,
+}
+
+/// The tiny checkpoint and a 1200×600 page (a 2×1 grid plus the thumbnail), made once.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
+        let checkpoint = root.join("vintern-tiny-hf");
+        let out = Command::new(ref_python())
+            .arg(repo_root().join("ops/reference/make_checkpoint.py"))
+            .arg("tiny")
+            .arg(&checkpoint)
+            .output()
+            .expect("run make_checkpoint.py");
+        assert!(
+            out.status.success(),
+            "make_checkpoint.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let page = root.join("page.png");
+        std::fs::write(&page, encode(&scan(1200, 600, 7), ImageFormat::Png)).expect("page");
+        Fixture {
+            _dir: dir,
+            root,
+            checkpoint,
+            page,
+        }
+    })
+}
+
+fn vinscan_plain() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vinscan"));
+    c.env("VINSCAN_THREADS", "2")
+        .env("VINSCAN_LOG_FORMAT", "json")
+        .env("VINSCAN_NO_PROGRESS", "1")
+        .env_remove("VINSCAN_MODEL")
+        .env_remove("VINSCAN_MMPROJ")
+        .env_remove("VINSCAN_PIPELINES_DIR")
+        .env_remove("VINSCAN_SCHEMAS_DIR");
+    c
+}
+
+fn convert(checkpoint: &Path, out: &Path, weights: &str) -> std::process::Output {
+    run(vinscan_plain()
+        .args(["model", "convert"])
+        .arg(checkpoint)
+        .arg("--out")
+        .arg(out)
+        .args(["--type", weights]))
+}
+
+fn converted(weights: &str) -> PathBuf {
+    // Tests run in parallel and share conversions: one at a time.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let f = fixture();
+    let out = f.root.join(format!("gguf-{weights}"));
+    if !out.join("mmproj.gguf").is_file() {
+        let o = convert(&f.checkpoint, &out, weights);
+        assert!(o.status.success(), "convert --type {weights} failed");
+    }
+    out
+}
+
+/// trace + parity for one weight type; returns parity's JSON report.
+fn parity(weights: &str) -> Value {
+    let f = fixture();
+    let gguf = converted(weights);
+    let trace = f.root.join(format!("trace-{weights}"));
+    let o = run(vinscan_plain()
+        .args(["model", "trace"])
+        .arg(&f.page)
+        .arg("--out")
+        .arg(&trace)
+        .arg("--model")
+        .arg(gguf.join("model.gguf"))
+        .arg("--mmproj")
+        .arg(gguf.join("mmproj.gguf")));
+    assert!(o.status.success(), "trace failed");
+    let report = f.root.join(format!("parity-{weights}.json"));
+    let out = Command::new(ref_python())
+        .arg(repo_root().join("ops/reference/parity.py"))
+        .arg(&f.checkpoint)
+        .arg(&trace)
+        .args(["--weights", weights])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .expect("run parity.py");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("parity {weights}:\n{text}");
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report JSON");
+    assert!(out.status.success(), "parity {weights} failed:\n{text}");
+    report
+}
+
+fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
+    let c = &report["checks"][name];
+    assert_eq!(c["ok"], Value::Bool(true), "{name}: {c}");
+    c
+}
+
+#[test]
+fn f32_conversion_matches_the_reference() {
+    let r = parity("f32");
+    assert_eq!(check(&r, "prompt")["first_difference"], Value::Null);
+    check(&r, "tiles");
+    for t in check(&r, "embeddings")["per_tile"].as_array().expect("tiles") {
+        assert!(t["cosine"].as_f64().unwrap_or(0.0) > 0.9999, "{t}");
+    }
+    let logits = check(&r, "logits");
+    assert_eq!(logits["positions"], 201);
+    assert!(logits["rel"].as_f64().unwrap_or(1.0) <= 1e-2, "{logits}");
+    assert_eq!(check(&r, "greedy")["identical_prefix"], 32);
+}
+
+#[test]
+fn f16_conversion_matches_the_reference() {
+    let r = parity("f16");
+    check(&r, "embeddings");
+    let logits = check(&r, "logits");
+    assert!(logits["rel"].as_f64().unwrap_or(1.0) <= 1e-2, "{logits}");
+    assert_eq!(check(&r, "greedy")["identical_prefix"], 32);
+}
+
+#[test]
+fn q8_0_conversion_keeps_the_top_token() {
+    let r = parity("q8_0");
+    check(&r, "embeddings");
+    let logits = check(&r, "logits");
+    assert!(
+        logits["top1_agreement"].as_f64().unwrap_or(0.0) >= 0.99,
+        "{logits}"
+    );
+}
+
+/// The class token's position row goes last in llama.cpp's graph: written in upstream's order,
+/// every patch gets its neighbour's position embedding and the embeddings drift visibly.
+#[test]
+fn upstream_position_order_is_measurably_off() {
+    let f = fixture();
+    let out = f.root.join("gguf-upstream");
+    let o = run(vinscan_plain()
+        .args(["model", "convert"])
+        .arg(&f.checkpoint)
+        .arg("--out")
+        .arg(&out)
+        .args(["--type", "f32", "--upstream-position-order"]));
+    assert!(o.status.success());
+    let trace = f.root.join("trace-upstream");
+    let o = run(vinscan_plain()
+        .args(["model", "trace"])
+        .arg(&f.page)
+        .arg("--out")
+        .arg(&trace)
+        .args(["--teacher-tokens", "0", "--greedy-tokens", "0"])
+        .arg("--model")
+        .arg(out.join("model.gguf"))
+        .arg("--mmproj")
+        .arg(out.join("mmproj.gguf")));
+    assert!(o.status.success());
+    let report = f.root.join("parity-upstream.json");
+    let status = Command::new(ref_python())
+        .arg(repo_root().join("ops/reference/parity.py"))
+        .arg(&f.checkpoint)
+        .arg(&trace)
+        .args(["--weights", "f32", "--report"])
+        .arg(&report)
+        .status()
+        .expect("parity");
+    assert!(!status.success(), "upstream order should fail parity");
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
+    let e = &r["checks"]["embeddings"];
+    assert_eq!(e["ok"], Value::Bool(false), "{e}");
+    for t in e["per_tile"].as_array().expect("tiles") {
+        assert!(t["cosine"].as_f64().unwrap_or(1.0) < 0.999, "{t}");
+    }
+}
+
+/// A small pipeline whose schema bounds every string tightly, so the random model finishes.
+fn probe_pipeline(root: &Path) -> (PathBuf, PathBuf) {
+    let (p, s) = (root.join("pipelines"), root.join("schemas"));
+    std::fs::create_dir_all(&p).expect("dir");
+    std::fs::create_dir_all(&s).expect("dir");
+    std::fs::write(
+        p.join("probe.toml"),
+        "name = \"probe\"\ndescription = \"fidelity probe\"\nschema = \"probe.schema.json\"\nprompt = \"Trích xuất số hoá đơn và tổng tiền.\"\n\n[tiles]\nmin = 1\nmax = 6\n\n[generation]\nmax_tokens = 256\n",
+    )
+    .expect("pipeline");
+    std::fs::write(
+        s.join("probe.schema.json"),
+        r#"{"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "probe", "type": "object",
+            "additionalProperties": false, "required": ["so", "tong"],
+            "properties": {"so": {"type": "string", "maxLength": 6}, "tong": {"type": "integer", "minimum": 0, "maximum": 999}}}"#,
+    )
+    .expect("schema");
+    (p, s)
+}
+
+fn extract_with(gguf: &Path) -> Value {
+    let f = fixture();
+    let (pipelines, schemas) = probe_pipeline(&f.root);
+    let o = run(vinscan_plain()
+        .arg("extract")
+        .arg(&f.page)
+        .args(["--pipeline", "probe"])
+        .arg("--model")
+        .arg(gguf.join("model.gguf"))
+        .arg("--mmproj")
+        .arg(gguf.join("mmproj.gguf"))
+        .arg("--pipelines-dir")
+        .arg(pipelines)
+        .arg("--schemas-dir")
+        .arg(schemas));
+    assert!(o.status.success(), "extract failed");
+    let line = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    serde_json::from_str(&line).expect("a JSON record")
+}
+
+#[test]
+fn extract_runs_on_converted_pairs() {
+    for weights in ["q8_0", "q4_0"] {
+        let record = extract_with(&converted(weights));
+        let data = &record["data"];
+        assert!(
+            data["so"].is_string() && data["tong"].is_u64(),
+            "{weights}: {record}"
+        );
+        assert_eq!(record["provenance"]["tiles"]["images"], 3, "{weights}: {record}");
+    }
+}
+
+/// Copies the checkpoint, letting `edit` change config.json and the tensors.
+fn broken(name: &str, edit: impl FnOnce(&mut Value, &mut Vec<(String, Vec<usize>, Vec<u8>)>)) -> PathBuf {
+    let f = fixture();
+    let dir = f.root.join(name);
+    std::fs::create_dir_all(&dir).expect("dir");
+    for file in ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja"] {
+        std::fs::copy(f.checkpoint.join(file), dir.join(file)).expect("copy");
+    }
+    let mut config: Value =
+        serde_json::from_slice(&std::fs::read(f.checkpoint.join("config.json")).expect("config"))
+            .expect("JSON");
+    let bytes = std::fs::read(f.checkpoint.join("model.safetensors")).expect("weights");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+        .collect();
+    edit(&mut config, &mut tensors);
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec(&config).expect("JSON"),
+    )
+    .expect("config");
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(n, s, d)| {
+            let v =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).expect("view");
+            (n.clone(), v)
+        })
+        .collect();
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::serialize(views, None).expect("serialize"),
+    )
+    .expect("weights");
+    dir
+}
+
+fn refused(dir: &Path) -> String {
+    let out = convert(dir, &dir.join("out"), "f16");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "conversion of {} should be refused",
+        dir.display()
+    );
+    assert!(!dir.join("out/model.gguf").exists() && !dir.join("out/mmproj.gguf").exists());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn broken_checkpoints_are_refused_by_name() {
+    let missing = broken("missing-tensor", |_, t| {
+        t.retain(|(n, _, _)| n != "vision_model.encoder.layers.1.mlp.fc2.weight");
+    });
+    let e = refused(&missing);
+    assert!(
+        e.contains("missing tensor vision_model.encoder.layers.1.mlp.fc2.weight"),
+        "{e}"
+    );
+
+    let shape = broken("wrong-shape", |_, t| {
+        for (n, s, d) in t.iter_mut() {
+            if n == "mlp1.1.weight" {
+                *s = vec![64, 96];
+                d.truncate(64 * 96 * 4);
+            }
+        }
+    });
+    let e = refused(&shape);
+    assert!(
+        e.contains("tensor mlp1.1.weight has shape [64, 96], expected [64, 128]"),
+        "{e}"
+    );
+
+    let arch = broken("unknown-arch", |c, _| {
+        c["architectures"] = serde_json::json!(["LlavaForConditionalGeneration"]);
+    });
+    let e = refused(&arch);
+    assert!(
+        e.contains("unsupported architecture") && e.contains("LlavaForConditionalGeneration"),
+        "{e}"
+    );
+
+    let llm = broken("unknown-llm", |c, _| {
+        c["llm_config"]["architectures"] = serde_json::json!(["InternLM2ForCausalLM"]);
+    });
+    let e = refused(&llm);
+    assert!(e.contains("InternLM2ForCausalLM"), "{e}");
+}
