@@ -12,7 +12,6 @@ mapping; `parity.py` loads the directory back into the same transformers model.
 """
 import argparse
 import json
-import math
 import os
 import sys
 
@@ -109,10 +108,8 @@ def vintern_config(p, image_token_id):
 def randomise(model, seed):
     """Every parameter from one seeded generator, scaled per kind so that each one matters:
     norms near 1 (not exactly, so a swapped or missing norm shows), layer scales near 0.1,
-    everything else N(0, 0.02) (position embeddings N(0, 0.2), so their order shows), except
-    the LLM's residual-branch outputs (o_proj, down_proj): N(0, 0.02 / sqrt(2 * layers)), as
-    GPT-2 initialises them. Without that, 24 random layers amplify weight rounding about
-    eightfold on the way to the logits (docs/FIDELITY.md), which trained models do not do.
+    everything else N(0, 0.02) (position embeddings N(0, 0.2), so their order shows), as
+    Qwen2's and InternViT's own initialisers draw them.
 
     The output head's rows (the shared matrix when tied) get a log-normal scale per token
     (sigma 1, clipped at 3 sigma: 0.05x to 20x), as token frequency gives a trained model:
@@ -129,9 +126,6 @@ def randomise(model, seed):
                 value = 0.1 + 0.02 * noise
             elif "position_embeddings" in name or "cls_token" in name:
                 value = 0.2 * noise
-            elif "language_model" in name and ("o_proj" in name or "down_proj" in name):
-                layers = model.config.text_config.num_hidden_layers
-                value = 0.02 / math.sqrt(2 * layers) * noise
             else:
                 value = 0.02 * noise
             tied = model.config.tie_word_embeddings
