@@ -367,3 +367,60 @@ fn broken_checkpoints_are_refused_by_name() {
     let e = refused(&llm);
     assert!(e.contains("InternLM2ForCausalLM"), "{e}");
 }
+
+/// Vintern-3B and larger checkpoints come in shards listed by `model.safetensors.index.json`:
+/// the same tensors split over two files convert to byte-identical GGUFs.
+#[test]
+fn sharded_checkpoint_converts_identically() {
+    let f = fixture();
+    let dir = f.root.join("sharded");
+    std::fs::create_dir_all(&dir).expect("dir");
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+    ] {
+        std::fs::copy(f.checkpoint.join(file), dir.join(file)).expect("copy");
+    }
+    let bytes = std::fs::read(f.checkpoint.join("model.safetensors")).expect("weights");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("safetensors");
+    let mut names: Vec<String> = st.names().into_iter().map(str::to_owned).collect();
+    names.sort();
+    let mut weight_map = serde_json::Map::new();
+    for (i, part) in names.chunks(names.len() / 2 + 1).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", i + 1);
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = part
+            .iter()
+            .map(|n| (n.clone(), st.tensor(n).expect("tensor")))
+            .collect();
+        std::fs::write(
+            dir.join(&file),
+            safetensors::serialize(views, None).expect("serialize"),
+        )
+        .expect("shard");
+        for n in part {
+            weight_map.insert(n.clone(), Value::String(file.clone()));
+        }
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).expect("index");
+    let single = converted("f16");
+    let out = dir.join("out");
+    assert!(
+        convert(&dir, &out, "f16").status.success(),
+        "sharded conversion failed"
+    );
+    for file in ["model.gguf", "mmproj.gguf"] {
+        let a = std::fs::read(single.join(file)).expect("single");
+        let b = std::fs::read(out.join(file)).expect("sharded");
+        // general.name is the directory's name, so the metadata (at the front, well under
+        // 16 KiB here) differs; the tensor data after it must be identical.
+        let tail = a.len().min(b.len()) - 16384;
+        assert_eq!(
+            a[a.len() - tail..],
+            b[b.len() - tail..],
+            "{file}: tensor data differs"
+        );
+    }
+}
