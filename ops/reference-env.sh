@@ -5,12 +5,6 @@
 # location (default .venv-ref).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-venv=${VINSCAN_REF_VENV:-$root/.venv-ref}
-req="$root/ops/reference/requirements.txt"
-stamp="$venv/.vinscan-requirements"
-if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$stamp"; then
-  python3 -m venv "$venv" >&2
-  "$venv/bin/pip" install -q --disable-pip-version-check -r "$req" >&2
-  cp "$req" "$stamp"
-fi
-echo "$venv"
+VINSCAN_VENV=${VINSCAN_REF_VENV:-$root/.venv-ref} \
+  VINSCAN_REQUIREMENTS=$root/ops/reference/requirements.txt \
+  exec "$root/ops/python-env.sh"
