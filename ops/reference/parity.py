@@ -94,6 +94,25 @@ def load_reference(hf_dir):
     return model.eval(), config
 
 
+def emulate_q8_0_weights(model):
+    """Rounds the reference's weights as `vinscan model convert --type q8_0` stores them: every
+    matrix in ggml's q8_0 (blocks of 32 along a row, scale max|x|/127 kept in f16, values rounded
+    half away from zero), the patch-embedding kernel in f16, the rest untouched. What remains
+    between this reference and llama.cpp is then llama.cpp's arithmetic, chiefly the activations
+    it quantises to q8_0 on CPU."""
+    with torch.no_grad():
+        for _, p in model.named_parameters():
+            if p.ndim == 2 and p.shape[1] % 32 == 0:
+                blocks = p.reshape(-1, 32)
+                d = blocks.abs().amax(dim=1, keepdim=True) / 127.0
+                inv = torch.where(d == 0, torch.zeros_like(d), 1.0 / d)
+                x = blocks * inv
+                q = torch.sign(x) * torch.floor(x.abs() + 0.5)
+                p.copy_((q * d.half().float()).reshape(p.shape))
+            elif p.ndim == 4:
+                p.copy_(p.half().float())
+
+
 def reference_prompt_ids(tokenizer, system, prompt, n_images, image_seq):
     messages = [{"role": "system", "content": system}, {"role": "user", "content": "<image>\n" + prompt}]
     text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -113,6 +132,9 @@ def main():
     ap.add_argument("--weights", choices=["f32", "f16", "q8_0"], required=True)
     ap.add_argument("--report", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--q8-weight-reference", action="store_true",
+                    help="with --weights q8_0, also compare against the reference with its weights rounded to q8_0 "
+                         "(a diagnostic: separates weight rounding from llama.cpp's arithmetic)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     tol, tile_tol = TOLERANCES[a.weights], TOLERANCES["tiles"]
@@ -190,11 +212,22 @@ def main():
         out_same = model(input_ids=ids, pixel_values=pixel_values(tiles_ours))
         same_logits = out_same.logits[0, start:start + len(teacher) + 1].float().numpy()
         rel_same, _ = logits_rel(logits_ours, same_logits)
+        extra = {}
+        if a.weights == "q8_0" and a.q8_weight_reference:
+            emulate_q8_0_weights(model)
+            q8_logits = model(input_ids=ids, pixel_values=pixel_values(tiles_ref)).logits
+            q8_logits = q8_logits[0, start:start + len(teacher) + 1].float().numpy()
+            q8_rel, _ = logits_rel(logits_ours, q8_logits)
+            extra = {"vs_q8_0_weight_reference": {
+                "rel": q8_rel,
+                "top1_agreement": float(np.mean(q8_logits.argmax(-1) == logits_ours.argmax(-1))),
+                "reference_top1_kept_by_weight_rounding": float(np.mean(q8_logits.argmax(-1) == ref_logits.argmax(-1)))}}
+            model, _ = load_reference(a.hf_dir)  # the greedy check below uses exact weights
         check("logits", rel <= tol["logit_rel"] and top1 >= tol["top1"],
               {"positions": len(ref_logits), "max_abs": float(np.abs(logits_ours - ref_logits).max()),
                "range": span, "rel": rel, "top1_agreement": top1, "rel_with_vinscan_tiles": rel_same,
                "median_top1_margin": float(np.median(margin)),
-               "margins_where_top1_differs": [round(float(m), 4) for m in margin[~agree]]})
+               "margins_where_top1_differs": [round(float(m), 4) for m in margin[~agree]], **extra})
 
         # 5. greedy continuation (argmax, not stopping at end-of-turn), KV-cached
         n = len(trace["greedy"])
