@@ -17,11 +17,19 @@ pub fn read_json(path: &Path) -> Result<Value, ConvertError> {
         .map_err(|e| ConvertError::Invalid(format!("{}: not valid JSON: {e}", path.display())))
 }
 
-/// Every tensor of the checkpoint: name → (shard, shape, dtype).
+/// Where one tensor's bytes are.
+struct Entry {
+    shard: usize,
+    /// Byte range in the shard's mapping.
+    range: std::ops::Range<usize>,
+    shape: Vec<usize>,
+    dtype: Dtype,
+}
+
+/// Every tensor of the checkpoint, indexed once when the shards are opened.
 pub struct Checkpoint {
     shards: Vec<Mmap>,
-    index: BTreeMap<String, (usize, Vec<usize>, Dtype)>,
-    dir: PathBuf,
+    index: BTreeMap<String, Entry>,
 }
 
 impl Checkpoint {
@@ -55,16 +63,20 @@ impl Checkpoint {
             let st = SafeTensors::deserialize(&map).map_err(|e| {
                 ConvertError::Invalid(format!("{}: not a safetensors file: {e}", path.display()))
             })?;
+            let base = map.as_ptr() as usize;
             for (name, view) in st.tensors() {
-                index.insert(name, (i, view.shape().to_vec(), view.dtype()));
+                let start = view.data().as_ptr() as usize - base;
+                let entry = Entry {
+                    shard: i,
+                    range: start..start + view.data().len(),
+                    shape: view.shape().to_vec(),
+                    dtype: view.dtype(),
+                };
+                index.insert(name, entry);
             }
             shards.push(map);
         }
-        Ok(Self {
-            shards,
-            index,
-            dir: dir.to_path_buf(),
-        })
+        Ok(Self { shards, index })
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -72,32 +84,34 @@ impl Checkpoint {
     }
 
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.index.get(name).map(|(_, s, _)| s.as_slice())
+        self.index.get(name).map(|e| e.shape.as_slice())
     }
 
     /// The tensor as f32 values, row-major.
     pub fn read_f32(&self, name: &str) -> Result<Vec<f32>, ConvertError> {
-        let (shard, _, _) = self
+        self.read_f32_part(name, 0, 1)
+    }
+
+    /// Part `k` of `parts` equal slices along the first axis (a fused q/k/v tensor's third),
+    /// decoded without touching the rest.
+    pub fn read_f32_part(&self, name: &str, k: usize, parts: usize) -> Result<Vec<f32>, ConvertError> {
+        let e = self
             .index
             .get(name)
             .ok_or_else(|| ConvertError::MissingTensor(name.to_owned()))?;
-        let map = &self.shards[*shard];
-        let st = SafeTensors::deserialize(map)
-            .map_err(|e| ConvertError::Invalid(format!("{}: {e}", self.dir.display())))?;
-        let view = st
-            .tensor(name)
-            .map_err(|e| ConvertError::Invalid(format!("{name}: {e}")))?;
-        let data = view.data();
-        let values = match view.dtype() {
-            Dtype::F32 => data
+        let bytes = &self.shards[e.shard][e.range.clone()];
+        let len = bytes.len() / parts;
+        let bytes = &bytes[k * len..(k + 1) * len];
+        let values = match e.dtype {
+            Dtype::F32 => bytes
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect(),
-            Dtype::F16 => data
+            Dtype::F16 => bytes
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
-            Dtype::BF16 => data
+            Dtype::BF16 => bytes
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),

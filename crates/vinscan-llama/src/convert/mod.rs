@@ -606,11 +606,7 @@ fn check(plan: &Plan, ckpt: &Checkpoint) -> Result<(), ConvertError> {
 fn values(source: &Source, ckpt: &Checkpoint) -> Result<Vec<f32>, ConvertError> {
     match source {
         Source::Copy(name) => ckpt.read_f32(name),
-        Source::QkvPart(name, k) => {
-            let all = ckpt.read_f32(name)?;
-            let third = all.len() / 3;
-            Ok(all[k * third..(k + 1) * third].to_vec())
-        }
+        Source::QkvPart(name, k) => ckpt.read_f32_part(name, *k, 3),
         Source::Positions { name, upstream } => {
             let mut all = ckpt.read_f32(name)?;
             if !upstream {
