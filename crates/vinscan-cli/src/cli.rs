@@ -116,6 +116,10 @@ pub struct ModelArgs {
     /// Layers offloaded to the GPU (builds with `--features cuda`).
     #[arg(long, env = "VINSCAN_GPU_LAYERS", default_value_t = 0)]
     pub gpu_layers: u32,
+    /// Pages the model decodes together (one batch per output step); pages in flight beyond
+    /// this wait for a slot. They share the `--ctx-size` KV cells.
+    #[arg(long, env = "VINSCAN_PARALLEL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub parallel: u32,
 }
 
 #[derive(Debug, Args)]

@@ -5,14 +5,15 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use vinscan_core::hash::sha256_hex;
-use vinscan_core::{Error, ErrorKind, Extractor, Format, PageRecord};
+use vinscan_core::{Error, ErrorKind, Extractor, Format, PageRecord, Pipeline};
 use vinscan_storage::{
     Location, ObjectMeta, ObjectStore, S3Config, StorageError, StorageErrorKind, join_key,
 };
@@ -215,7 +216,7 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let model = LazyModel::new(files, &args.model);
     let extractor = Extractor::new(Some(Arc::new(LazyPdf::default())));
     let manifest_key = join_key(&run.out_prefix, "manifest.jsonl");
-    let mut manifest = Vec::<u8>::new();
+    let manifest = Vec::<u8>::new();
 
     let bar = ProgressBar::new(inputs.len() as u64);
     if args.no_progress {
@@ -228,112 +229,56 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
 
-    let (mut processed, mut skipped, mut failed, mut pages_written) = (0, 0, 0, 0u32);
-    for (n, input) in inputs.iter().enumerate() {
-        let t = Instant::now();
-        bar.set_message(input.relative.clone());
-        let fetched = run
-            .rt
-            .block_on(src.get(&input.key, pipeline.limits.max_bytes))
-            .map_err(storage_error);
-        let (status, pages, outputs, error) = match fetched {
-            Err(e) => {
-                failed += 1;
-                bar.suspend(
-                    || tracing::error!(source = %input.source, kind = %e.kind(), error = %e, "input failed"),
-                );
-                let e = e.context(&input.source);
-                (
-                    "failed",
-                    0,
-                    Vec::new(),
-                    Some(ManifestError {
-                        kind: e.kind(),
-                        message: e.message().to_owned(),
-                    }),
-                )
-            }
-            Ok(object) => {
-                let bytes = object.bytes.to_vec();
-                let sha = sha256_hex(&bytes);
-                let f = model.files();
-                let expected = Expected {
-                    source_sha256: &sha,
-                    pipeline_sha256: &pipeline.sha256,
-                    schema_sha256: pipeline.schema.sha256(),
-                    model_sha256: &f.model_sha256,
-                    mmproj_sha256: &f.mmproj_sha256,
-                };
-                match (!args.force)
-                    .then(|| run.reusable(&input.relative, &expected))
-                    .flatten()
-                {
-                    Some(existing) => {
-                        skipped += 1;
-                        ("skipped", existing.len() as u32, existing, None)
-                    }
-                    None => {
-                        let mut outputs = Vec::new();
-                        let result = process_document(
-                            &extractor,
-                            &model,
-                            &pipeline,
-                            bytes,
-                            &input.source,
-                            |record| {
-                                let key = page_key(&run.out_prefix, &input.relative, record.page);
-                                let json = serde_json::to_vec_pretty(&record)
-                                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-                                run.rt
-                                    .block_on(run.out.put(&key, Bytes::from(json), "application/json"))
-                                    .map_err(storage_error)?;
-                                outputs.push(run.out_name(&key));
-                                Ok(())
-                            },
+    // `--parallel` inputs at once: their pages decode together in the model (one batch per
+    // step), and one input's fetch, decode and write overlap the others' inference
+    let counts = Counts::default();
+    let manifest = Mutex::new(manifest);
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let workers = (args.model.parallel as usize).clamp(1, inputs.len().max(1));
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<()> {
+                    while let Some(input) = inputs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        let entry = one_input(
+                            &run, &src, input, &extractor, &model, &pipeline, &args, &bar, &counts,
                         )?;
-                        pages_written += outputs.len() as u32;
-                        match result {
-                            Ok(pages) => {
-                                processed += 1;
-                                ("ok", pages, outputs, None)
-                            }
-                            Err(e) => {
-                                failed += 1;
-                                bar.suspend(|| {
-                                    tracing::error!(source = %input.source, kind = %e.kind(), error = %e, "input failed");
-                                });
-                                let pages = outputs.len() as u32;
-                                let error = ManifestError {
-                                    kind: e.kind(),
-                                    message: e.message().to_owned(),
-                                };
-                                ("failed", pages, outputs, Some(error))
-                            }
+                        let mut m = manifest
+                            .lock()
+                            .map_err(|_| anyhow::anyhow!("manifest lock poisoned"))?;
+                        serde_json::to_writer(&mut *m, &entry)?;
+                        m.push(b'\n');
+                        // checkpoint the manifest now and then, so an interrupted run leaves a record
+                        if done.fetch_add(1, Ordering::Relaxed) % 20 == 19 {
+                            run.rt.block_on(run.out.put(
+                                &manifest_key,
+                                Bytes::from(m.clone()),
+                                "application/x-ndjson",
+                            ))?;
                         }
+                        drop(m);
+                        bar.inc(1);
                     }
-                }
-            }
-        };
-        let entry = ManifestEntry {
-            source: &input.source,
-            status,
-            pages,
-            outputs,
-            error,
-            elapsed_ms: t.elapsed().as_millis() as u64,
-        };
-        serde_json::to_writer(&mut manifest, &entry)?;
-        manifest.push(b'\n');
-        // checkpoint the manifest now and then, so an interrupted run leaves a record
-        if n % 20 == 19 {
-            run.rt.block_on(run.out.put(
-                &manifest_key,
-                Bytes::from(manifest.clone()),
-                "application/x-ndjson",
-            ))?;
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a batch worker panicked"))??;
         }
-        bar.inc(1);
-    }
+        Ok(())
+    })?;
+    let manifest = manifest
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("manifest lock poisoned"))?;
+    let (processed, skipped, failed, pages_written) = (
+        counts.processed.load(Ordering::Relaxed),
+        counts.skipped.load(Ordering::Relaxed),
+        counts.failed.load(Ordering::Relaxed),
+        counts.pages_written.load(Ordering::Relaxed),
+    );
     bar.finish_and_clear();
     run.rt.block_on(
         run.out
@@ -355,5 +300,117 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    processed: AtomicUsize,
+    skipped: AtomicUsize,
+    failed: AtomicUsize,
+    pages_written: AtomicU32,
+}
+
+/// One input to its manifest entry: fetch, reuse or extract, write its pages. `Err` only for
+/// what stops the whole run (the model cannot load, the output cannot be written).
+#[allow(clippy::too_many_arguments)]
+fn one_input<'i>(
+    run: &Run<'_>,
+    src: &Arc<dyn ObjectStore>,
+    input: &'i Input,
+    extractor: &Extractor,
+    model: &LazyModel<'_>,
+    pipeline: &Pipeline,
+    args: &BatchArgs,
+    bar: &ProgressBar,
+    counts: &Counts,
+) -> anyhow::Result<ManifestEntry<'i>> {
+    let t = Instant::now();
+    bar.set_message(input.relative.clone());
+    let fetched = run
+        .rt
+        .block_on(src.get(&input.key, pipeline.limits.max_bytes))
+        .map_err(storage_error);
+    let (status, pages, outputs, error) = match fetched {
+        Err(e) => {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            bar.suspend(
+                || tracing::error!(source = %input.source, kind = %e.kind(), error = %e, "input failed"),
+            );
+            let e = e.context(&input.source);
+            (
+                "failed",
+                0,
+                Vec::new(),
+                Some(ManifestError {
+                    kind: e.kind(),
+                    message: e.message().to_owned(),
+                }),
+            )
+        }
+        Ok(object) => {
+            let bytes = object.bytes.to_vec();
+            let sha = sha256_hex(&bytes);
+            let f = model.files();
+            let expected = Expected {
+                source_sha256: &sha,
+                pipeline_sha256: &pipeline.sha256,
+                schema_sha256: pipeline.schema.sha256(),
+                model_sha256: &f.model_sha256,
+                mmproj_sha256: &f.mmproj_sha256,
+            };
+            match (!args.force)
+                .then(|| run.reusable(&input.relative, &expected))
+                .flatten()
+            {
+                Some(existing) => {
+                    counts.skipped.fetch_add(1, Ordering::Relaxed);
+                    ("skipped", existing.len() as u32, existing, None)
+                }
+                None => {
+                    let mut outputs = Vec::new();
+                    let result =
+                        process_document(extractor, model, pipeline, bytes, &input.source, |record| {
+                            let key = page_key(&run.out_prefix, &input.relative, record.page);
+                            let json = serde_json::to_vec_pretty(&record)
+                                .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+                            run.rt
+                                .block_on(run.out.put(&key, Bytes::from(json), "application/json"))
+                                .map_err(storage_error)?;
+                            outputs.push(run.out_name(&key));
+                            Ok(())
+                        })?;
+                    counts
+                        .pages_written
+                        .fetch_add(outputs.len() as u32, Ordering::Relaxed);
+                    match result {
+                        Ok(pages) => {
+                            counts.processed.fetch_add(1, Ordering::Relaxed);
+                            ("ok", pages, outputs, None)
+                        }
+                        Err(e) => {
+                            counts.failed.fetch_add(1, Ordering::Relaxed);
+                            bar.suspend(|| {
+                                tracing::error!(source = %input.source, kind = %e.kind(), error = %e, "input failed");
+                            });
+                            let pages = outputs.len() as u32;
+                            let error = ManifestError {
+                                kind: e.kind(),
+                                message: e.message().to_owned(),
+                            };
+                            ("failed", pages, outputs, Some(error))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(ManifestEntry {
+        source: &input.source,
+        status,
+        pages,
+        outputs,
+        error,
+        elapsed_ms: t.elapsed().as_millis() as u64,
     })
 }

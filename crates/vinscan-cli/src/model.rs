@@ -25,6 +25,7 @@ pub fn catalog(global: &GlobalArgs) -> anyhow::Result<Catalog> {
 
 /// Model and projector paths with their sha256.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "llama"), allow(dead_code))]
 pub struct ModelFiles {
     pub model: PathBuf,
     pub mmproj: PathBuf,
@@ -72,6 +73,8 @@ pub struct LazyModel<'a> {
     files: ModelFiles,
     args: &'a ModelArgs,
     model: OnceLock<Arc<dyn VisionModel>>,
+    /// Held while loading, so workers asking at once load it once.
+    loading: std::sync::Mutex<()>,
 }
 
 impl<'a> LazyModel<'a> {
@@ -80,6 +83,7 @@ impl<'a> LazyModel<'a> {
             files,
             args,
             model: OnceLock::new(),
+            loading: std::sync::Mutex::new(()),
         }
     }
 
@@ -92,6 +96,13 @@ impl<'a> LazyModel<'a> {
     }
 
     pub fn get(&self) -> anyhow::Result<&dyn VisionModel> {
+        if let Some(m) = self.model.get() {
+            return Ok(m.as_ref());
+        }
+        let _guard = self
+            .loading
+            .lock()
+            .map_err(|_| anyhow::anyhow!("model loading panicked in another worker"))?;
         if let Some(m) = self.model.get() {
             return Ok(m.as_ref());
         }
@@ -109,6 +120,7 @@ pub fn load_model(files: &ModelFiles, args: &ModelArgs) -> anyhow::Result<Arc<dy
     }
     config.ctx_size = args.ctx_size;
     config.gpu_layers = args.gpu_layers;
+    config.parallel = args.parallel;
     config.model_sha256 = Some(files.model_sha256.clone());
     config.mmproj_sha256 = Some(files.mmproj_sha256.clone());
     let model = vinscan_llama::LlamaVisionModel::load(config)?;

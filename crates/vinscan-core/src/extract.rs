@@ -107,6 +107,7 @@ impl Extractor {
             encode_prefill: generation.timings.encode_prefill_ms,
             generate: generation.timings.generate_ms,
             sample: generation.timings.sample_ms,
+            queue: generation.timings.queue_ms,
             validate: validate_ms,
             total: ms(started),
         };
@@ -147,6 +148,10 @@ impl Extractor {
                 image_tokens: generation.image_tokens,
                 generated_tokens: generation.generated_tokens,
                 max_tokens: pipeline.max_tokens,
+                model_steps: generation.model_steps,
+                forced_tokens: generation.forced_tokens,
+                reused_prompt_tokens: generation.reused_prompt_tokens,
+                peak_batch_pages: generation.peak_batch_pages,
                 stop: match generation.stop {
                     StopReason::EndOfOutput => "end_of_output",
                     StopReason::MaxTokens => "max_tokens",

@@ -64,6 +64,8 @@ pub struct ModelTimings {
     pub generate_ms: f64,
     /// Of `generate_ms`, the part spent in sampling and the grammar constraint.
     pub sample_ms: f64,
+    /// Waiting for a free sequence slot before any work on this page began.
+    pub queue_ms: f64,
 }
 
 /// The model's answer for one page.
@@ -76,6 +78,19 @@ pub struct Generation {
     /// Image chunks the encoder produced (must equal `expected_images`).
     pub images: u32,
     pub generated_tokens: u32,
+    /// Model forward passes that produced this page's output tokens; fewer than
+    /// `generated_tokens` when the grammar forced tokens that were fed without a step of their own.
+    pub model_steps: u32,
+    /// Output tokens the grammar forced (keys, punctuation), fast-forwarded without sampling.
+    pub forced_tokens: u32,
+    /// Prompt tokens whose KV cells were shared from an earlier page with the same prompt prefix.
+    pub reused_prompt_tokens: u32,
+    /// The most pages that shared one decoding step with this one (itself included). Floating
+    /// point sums depend on a batch's shape, so a near-tie can resolve differently beside other
+    /// pages than alone; `--parallel 1` makes outputs independent of what else is in flight.
+    pub peak_batch_pages: u32,
+    /// Times the page was stopped to free KV cells for others and started again.
+    pub restarts: u32,
     pub timings: ModelTimings,
 }
 

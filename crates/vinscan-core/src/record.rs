@@ -78,6 +78,18 @@ pub struct GenerationProvenance {
     pub generated_tokens: u32,
     pub max_tokens: u32,
     pub stop: String,
+    /// Forward passes of the LLM for the output (absent in records older than 0.1.0's batching).
+    #[serde(default)]
+    pub model_steps: u32,
+    /// Output tokens forced by the grammar and fed without sampling.
+    #[serde(default)]
+    pub forced_tokens: u32,
+    /// Prompt tokens whose KV cells were shared with earlier pages.
+    #[serde(default)]
+    pub reused_prompt_tokens: u32,
+    /// The most pages decoded in one step with this one.
+    #[serde(default)]
+    pub peak_batch_pages: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -87,6 +99,9 @@ pub struct Timings {
     pub encode_prefill: f64,
     pub generate: f64,
     pub sample: f64,
+    /// Waiting for a sequence slot in the model.
+    #[serde(default)]
+    pub queue: f64,
     pub validate: f64,
     pub total: f64,
 }

@@ -12,24 +12,23 @@ use std::time::Instant;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
-use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
-use llama_cpp_2::mtmd::{
-    MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunkType, MtmdInputText, mtmd_default_marker,
-};
+use llama_cpp_2::mtmd::{MtmdContext, MtmdContextParams, mtmd_default_marker};
 use llama_cpp_2::sampling::LlamaSampler;
-use llguidance::api::TopLevelGrammar;
-use llguidance::{Matcher, ParserFactory};
+use llguidance::ParserFactory;
+use llguidance::toktrie::{TokEnv, TokTrie, TokenId, TokenizerEnv};
 use vinscan_core::hash::sha256_file;
-use vinscan_core::{
-    Error, ErrorKind, GenerateRequest, Generation, ModelInfo, ModelTimings, Result, StopReason,
-};
+use vinscan_core::{Error, ErrorKind, ModelInfo, Result};
 
+use crate::scheduler::Scheduler;
 use crate::{Command, LlamaConfig, read_projector_meta};
 
 /// Tokens per image chunk are decoded in batches of this size.
-const N_BATCH: u32 = 2048;
+pub(crate) const N_BATCH: u32 = 2048;
+
+/// The most pages one context decodes together.
+pub(crate) const MAX_PARALLEL: u32 = 64;
 
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 
@@ -87,28 +86,25 @@ fn serve(
         }
     };
     let model_info = engine.info.clone();
-    if ready.send(Ok(model_info)).is_err() {
-        return;
-    }
     let model = engine.model.take();
     let Some(model) = model else { return };
-    let mut state = match engine.session(&model, config) {
+    // shared with the grammar's tokenizer, which must outlive nothing it borrows
+    let model = Arc::new(model);
+    let mut session = match engine.session(&model, config) {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot create the llama.cpp context");
+            let _ = ready.send(Err(e));
             return;
         }
     };
-    while let Ok(command) = commands.recv() {
-        match command {
-            Command::Generate(request, reply) => {
-                let result = catch_unwind(AssertUnwindSafe(|| state.generate(&model, *request)))
-                    .unwrap_or_else(|_| {
-                        Err(Error::new(ErrorKind::Internal, "llama.cpp generation panicked"))
-                    });
-                let _ = reply.send(result);
-            }
-        }
+    if ready.send(Ok(model_info)).is_err() {
+        return;
+    }
+    let mut scheduler = Scheduler::new(config);
+    let result = catch_unwind(AssertUnwindSafe(|| scheduler.run(&mut session, &model, commands)));
+    if result.is_err() {
+        tracing::error!("llama.cpp generation panicked: failing the requests in flight");
+        scheduler.fail_all(|| Error::new(ErrorKind::Internal, "llama.cpp generation panicked"));
     }
 }
 
@@ -118,11 +114,11 @@ struct Engine {
 }
 
 /// Per-thread state that borrows the model.
-struct Session<'m> {
-    ctx: LlamaContext<'m>,
-    mtmd: MtmdContext,
-    factory: Arc<ParserFactory>,
-    n_vocab: i32,
+pub(crate) struct Session<'m> {
+    pub(crate) ctx: LlamaContext<'m>,
+    pub(crate) mtmd: MtmdContext,
+    pub(crate) factory: Arc<ParserFactory>,
+    pub(crate) n_vocab: i32,
 }
 
 impl Engine {
@@ -175,7 +171,7 @@ impl Engine {
         })
     }
 
-    fn session<'m>(&self, model: &'m LlamaModel, config: &LlamaConfig) -> Result<Session<'m>> {
+    fn session<'m>(&self, model: &'m Arc<LlamaModel>, config: &LlamaConfig) -> Result<Session<'m>> {
         let backend = backend()?;
         let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
         let params = LlamaContextParams::default()
@@ -183,7 +179,11 @@ impl Engine {
             .with_n_batch(N_BATCH)
             .with_n_ubatch(512)
             .with_n_threads(threads)
-            .with_n_threads_batch(threads);
+            .with_n_threads_batch(threads)
+            // one sequence per page in flight, plus one holding the shared prompt prefix; the
+            // cells are one pool (`kv_unified`), so a 7-tile page can use what 1-tile pages leave
+            .with_n_seq_max(config.parallel.clamp(1, MAX_PARALLEL) + 1)
+            .with_kv_unified(true);
         let ctx = model
             .new_context(backend, params)
             .map_err(|e| internal("llama context")(e.to_string()))?;
@@ -215,7 +215,10 @@ impl Engine {
                 format!("{}: projector has no vision encoder", config.mmproj.display()),
             ));
         }
-        let env = LlamaSampler::llguidance_tok_env(model);
+        let env: TokEnv = Arc::new(CanonicalTokEnv {
+            trie: LlamaSampler::llguidance_tok_env(model).tok_trie().clone(),
+            model: Arc::clone(model),
+        });
         let factory = ParserFactory::new_simple(&env).map_err(|e| internal("llguidance")(e.to_string()))?;
         tracing::info!(
             elapsed_ms = t.elapsed().as_millis() as u64,
@@ -227,6 +230,35 @@ impl Engine {
             factory: Arc::new(factory),
             n_vocab: model.n_vocab(),
         })
+    }
+}
+
+/// llguidance's view of the vocabulary, tokenising with llama.cpp's own (canonical BPE)
+/// tokenizer: llguidance forces tokens (fast-forward) only when tokenisation is canonical, so
+/// the forced tokens are the ones the model was trained to see.
+struct CanonicalTokEnv {
+    trie: TokTrie,
+    model: Arc<LlamaModel>,
+}
+
+impl TokenizerEnv for CanonicalTokEnv {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<TokenId> {
+        self.trie.tokenize_with_greedy_fallback(s, |text| {
+            self.model
+                .vocab()
+                .tokenize(text.as_bytes(), false, false)
+                .into_iter()
+                .map(|t| t.0.cast_unsigned())
+                .collect()
+        })
+    }
+
+    fn tokenize_is_canonical(&self) -> bool {
+        true
     }
 }
 
@@ -251,116 +283,20 @@ pub(crate) fn compact_json_grammar(schema: &serde_json::Value) -> serde_json::Va
 /// ChatML as Vintern's template writes it; mtmd replaces the marker with `<img>`, one embedding
 /// chunk per tile and the thumbnail, then `</img>`.
 pub(crate) fn chatml_prompt(system: &str, user: &str) -> String {
-    format!(
-        "<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{}\n{user}<|im_end|>\n<|im_start|>assistant\n",
-        mtmd_default_marker()
-    )
+    let (prefix, rest) = chatml_parts(system, user);
+    prefix + &rest
 }
 
-impl Session<'_> {
-    fn generate(&mut self, model: &LlamaModel, req: GenerateRequest) -> Result<Generation> {
-        let started = Instant::now();
-        let grammar = TopLevelGrammar::from_json_schema(compact_json_grammar(&req.grammar));
-        let parser = self.factory.create_parser(grammar).map_err(|e| {
-            Error::new(
-                ErrorKind::Config,
-                format!("schema cannot be compiled to a grammar: {e}"),
-            )
-        })?;
-        let matcher = Matcher::new(Ok(parser));
-        let bitmap = MtmdBitmap::from_image_data(req.width, req.height, &req.rgb)
-            .map_err(|e| internal("image bitmap")(e.to_string()))?;
-        let text = MtmdInputText {
-            text: chatml_prompt(&req.system_prompt, &req.user_prompt),
-            add_special: true,
-            parse_special: true,
-        };
-        let chunks = self
-            .mtmd
-            .tokenize(text, &[&bitmap])
-            .map_err(|e| internal("mtmd tokenize")(e.to_string()))?;
-        let (mut images, mut image_tokens) = (0u32, 0u32);
-        for i in 0..chunks.len() {
-            if let Some(c) = chunks.get(i)
-                && c.chunk_type() == MtmdInputChunkType::Image
-            {
-                images += 1;
-                image_tokens += c.n_tokens() as u32;
-            }
-        }
-        let prompt_tokens = chunks.total_tokens() as u32;
-        let n_ctx = self.ctx.n_ctx();
-        if prompt_tokens + 1 >= n_ctx {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "the page needs {prompt_tokens} prompt tokens but the context holds {n_ctx}; raise --ctx-size or lower the pipeline's max tiles"
-                ),
-            ));
-        }
-        let budget = req.max_tokens.min(n_ctx - prompt_tokens - 1);
-
-        self.ctx.clear_kv_cache();
-        let mut n_past = chunks
-            .eval_chunks(&mut self.mtmd, &mut self.ctx, 0, 0, N_BATCH as i32, true)
-            .map_err(|e| internal("vision encode and prefill")(e.to_string()))?;
-        let encode_prefill_ms = started.elapsed().as_secs_f64() * 1e3;
-
-        let mut samplers = Vec::with_capacity(3);
-        if req.repeat_penalty > 1.0 {
-            let last_n = i32::try_from(req.repeat_last_n).unwrap_or(i32::MAX);
-            samplers.push(LlamaSampler::penalties(
-                self.n_vocab,
-                last_n,
-                req.repeat_penalty,
-                0.0,
-                0.0,
-            ));
-        }
-        samplers.push(LlamaSampler::from(matcher));
-        samplers.push(LlamaSampler::greedy());
-        let mut sampler = LlamaSampler::chain_simple(samplers);
-
-        let gen_started = Instant::now();
-        let mut sample_ms = 0.0;
-        let mut out = Vec::<u8>::new();
-        let mut batch = LlamaBatch::new(1, 1);
-        let mut generated = 0u32;
-        let mut stop = StopReason::MaxTokens;
-        while generated < budget {
-            let t = Instant::now();
-            let token = sampler.sample(&self.ctx, -1);
-            sample_ms += t.elapsed().as_secs_f64() * 1e3;
-            if model.vocab().is_eog(token) {
-                stop = StopReason::EndOfOutput;
-                break;
-            }
-            out.extend(model.vocab().token_to_piece(token, false, None));
-            generated += 1;
-            batch.clear();
-            batch
-                .add(token, n_past, &[0], true)
-                .map_err(|e| internal("batch")(e.to_string()))?;
-            self.ctx
-                .decode(&mut batch)
-                .map_err(|e| internal("decode")(e.to_string()))?;
-            n_past += 1;
-        }
-        let generate_ms = gen_started.elapsed().as_secs_f64() * 1e3;
-        let text = String::from_utf8(out)
-            .map_err(|_| Error::new(ErrorKind::InvalidOutput, "model output is not valid UTF-8"))?;
-        Ok(Generation {
-            text,
-            stop,
-            prompt_tokens,
-            image_tokens,
-            images,
-            generated_tokens: generated,
-            timings: ModelTimings {
-                encode_prefill_ms,
-                generate_ms,
-                sample_ms,
-            },
-        })
-    }
+/// The prompt in two parts: the prefix every page of a pipeline shares (system message and the
+/// user turn's opening), whose KV cells are computed once and shared, and the rest from the image
+/// marker on. They split before the marker, at a special-token boundary, so tokenising them
+/// apart gives the same tokens as tokenising the whole.
+pub(crate) fn chatml_parts(system: &str, user: &str) -> (String, String) {
+    (
+        format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"),
+        format!(
+            "{}\n{user}<|im_end|>\n<|im_start|>assistant\n",
+            mtmd_default_marker()
+        ),
+    )
 }

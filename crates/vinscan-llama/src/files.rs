@@ -69,3 +69,26 @@ pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
         max_tiles,
     })
 }
+
+/// Floating-point operations the vision encoder spends on one 448 px tile, from the projector's
+/// hyper-parameters: every transformer layer's matrix products over the patches and the class
+/// token (q, k, v, output, two MLP layers) plus attention's two products, then the MLP
+/// projector on the pixel-shuffled tokens. `None` when a key is missing.
+pub fn vision_flops_per_tile(path: &Path) -> Option<f64> {
+    let gguf = GgufContext::from_file(path)?;
+    let u = |key: &str| {
+        let i = gguf.find_key(key);
+        (i >= 0).then(|| f64::from(gguf.val_u32(i)))
+    };
+    let layers = u("clip.vision.block_count")?;
+    let d = u("clip.vision.embedding_length")?;
+    let ff = u("clip.vision.feed_forward_length")?;
+    let patch = u("clip.vision.patch_size")?;
+    let side = u("clip.vision.image_size")?;
+    let llm = u("clip.vision.projection_dim")?;
+    let n = (side / patch).powi(2) + 1.0;
+    let per_layer = n * (4.0 * d * d + 2.0 * d * ff) + 2.0 * n * n * d;
+    // pixel shuffle 0.5: a quarter of the patches, each 4·d wide, through 4d → llm → llm
+    let projector = (n - 1.0) / 4.0 * (4.0 * d * llm + llm * llm);
+    Some(2.0 * (layers * per_layer + projector))
+}

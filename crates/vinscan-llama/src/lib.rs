@@ -11,6 +11,7 @@
 pub mod convert;
 mod engine;
 mod files;
+mod scheduler;
 pub mod trace;
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use std::thread::JoinHandle;
 
 use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, Result, VisionModel};
 
-pub use files::{ProjectorMeta, read_projector_meta};
+pub use files::{ProjectorMeta, read_projector_meta, vision_flops_per_tile};
 
 /// How to load the model.
 #[derive(Debug, Clone)]
@@ -36,6 +37,13 @@ pub struct LlamaConfig {
     /// sha256 of the two files when the caller already computed them.
     pub model_sha256: Option<String>,
     pub mmproj_sha256: Option<String>,
+    /// Pages decoded together: their output tokens go through the LLM in one batch per step.
+    /// Callers get the benefit by calling `generate` from several threads.
+    pub parallel: u32,
+    /// Feed the tokens the grammar forces (keys, punctuation) without a model step each.
+    pub fast_forward: bool,
+    /// Compute the KV cells of the prompt prefix pages share (system message) once.
+    pub reuse_prefix: bool,
 }
 
 impl LlamaConfig {
@@ -48,6 +56,9 @@ impl LlamaConfig {
             gpu_layers: 0,
             model_sha256: None,
             mmproj_sha256: None,
+            parallel: 4,
+            fast_forward: true,
+            reuse_prefix: true,
         }
     }
 }

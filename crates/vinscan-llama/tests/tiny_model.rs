@@ -17,7 +17,30 @@ fn model_dir() -> PathBuf {
 
 fn model() -> &'static LlamaVisionModel {
     static MODEL: OnceLock<LlamaVisionModel> = OnceLock::new();
+    MODEL.get_or_init(|| load(|_| {}))
+}
+
+/// One page at a time, every token sampled, the whole prompt prefilled: the engine before
+/// batching, forced tokens and prefix reuse.
+fn plain_model() -> &'static LlamaVisionModel {
+    static MODEL: OnceLock<LlamaVisionModel> = OnceLock::new();
     MODEL.get_or_init(|| {
+        load(|c| {
+            c.parallel = 1;
+            c.fast_forward = false;
+            c.reuse_prefix = false;
+        })
+    })
+}
+
+/// Batching and prefix reuse, but every token sampled.
+fn no_ff_model() -> &'static LlamaVisionModel {
+    static MODEL: OnceLock<LlamaVisionModel> = OnceLock::new();
+    MODEL.get_or_init(|| load(|c| c.fast_forward = false))
+}
+
+fn load(adjust: impl FnOnce(&mut LlamaConfig)) -> LlamaVisionModel {
+    {
         let dir = model_dir();
         assert!(
             dir.join("model.gguf").is_file(),
@@ -28,8 +51,9 @@ fn model() -> &'static LlamaVisionModel {
         let mut config = LlamaConfig::new(dir.join("model.gguf"), dir.join("mmproj.gguf"));
         config.threads = 2;
         config.ctx_size = 8192;
+        adjust(&mut config);
         LlamaVisionModel::load(config).expect("tiny model loads")
-    })
+    }
 }
 
 fn request(width: u32, height: u32, schema: Value, max_tokens: u32) -> GenerateRequest {
@@ -117,10 +141,11 @@ fn constrained_output_is_schema_valid_json() {
 
 #[test]
 fn generation_is_deterministic() {
-    let a = model()
+    // one page at a time: beside other pages, a step's batch differs and so may near-ties
+    let a = plain_model()
         .generate(request(700, 700, bounded_schema(), 128))
         .expect("a");
-    let b = model()
+    let b = plain_model()
         .generate(request(700, 700, bounded_schema(), 128))
         .expect("b");
     assert_eq!(a.text, b.text);
@@ -133,4 +158,111 @@ fn max_tokens_cuts_generation() {
         .expect("generate");
     assert_eq!(g.stop, StopReason::MaxTokens);
     assert_eq!(g.generated_tokens, 3);
+}
+
+#[test]
+fn prefix_reuse_keeps_prompt_and_output() {
+    let plain = plain_model()
+        .generate(request(900, 500, bounded_schema(), 128))
+        .expect("plain");
+    assert_eq!(plain.reused_prompt_tokens, 0);
+    let first = no_ff_model()
+        .generate(request(900, 500, bounded_schema(), 128))
+        .expect("first");
+    let second = no_ff_model()
+        .generate(request(900, 500, bounded_schema(), 128))
+        .expect("second");
+    // split tokenisation gives the whole prompt's tokens, and shared cells the same output
+    assert_eq!(first.prompt_tokens, plain.prompt_tokens);
+    assert!(
+        second.reused_prompt_tokens > 10,
+        "{}",
+        second.reused_prompt_tokens
+    );
+    assert!(second.reused_prompt_tokens < second.prompt_tokens);
+    assert_eq!(first.text, plain.text);
+    assert_eq!(second.text, plain.text);
+}
+
+#[test]
+fn forced_tokens_save_model_steps() {
+    let plain = plain_model()
+        .generate(request(448, 448, bounded_schema(), 256))
+        .expect("plain");
+    assert_eq!(plain.forced_tokens, 0);
+    assert_eq!(plain.model_steps, plain.generated_tokens, "one step per token");
+    assert_eq!(plain.stop, StopReason::EndOfOutput);
+    let g = model()
+        .generate(request(448, 448, bounded_schema(), 256))
+        .expect("generate");
+    assert_eq!(g.stop, StopReason::EndOfOutput);
+    // the keys and punctuation of the object are forced: `{"seller":"`, `","total":` ...
+    assert!(g.forced_tokens >= 5, "forced {}", g.forced_tokens);
+    assert_eq!(g.model_steps + g.forced_tokens, g.generated_tokens);
+    let v: Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {:?}", g.text));
+    assert!(v["currency"].is_string(), "{v}");
+}
+
+#[test]
+fn pages_in_flight_decode_together() {
+    let sizes = [(448, 448), (900, 500), (300, 1200), (700, 700)];
+    let together: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sizes
+            .iter()
+            .map(|&(w, h)| {
+                scope.spawn(move || {
+                    no_ff_model()
+                        .generate(request(w, h, bounded_schema(), 128))
+                        .expect("together")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    // pages that arrive while others decode join their steps (the prefill of each runs alone,
+    // so the first may finish before the last arrives: at least two must have met)
+    assert!(
+        together.iter().any(|g| g.peak_batch_pages >= 2),
+        "{:?}",
+        together.iter().map(|g| g.peak_batch_pages).collect::<Vec<_>>()
+    );
+    for g in &together {
+        let v: Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {:?}", g.text));
+        assert!(v["total"].as_u64().is_some(), "{v}");
+        assert_eq!(g.stop, StopReason::EndOfOutput);
+    }
+}
+
+/// Pages are admitted on their prompt plus part of their output budget; when their outputs
+/// outgrow the KV cells, the page admitted last stops and starts again once there is room.
+#[test]
+fn pages_outgrowing_the_cells_are_restarted_not_failed() {
+    let long = json!({
+        "type": "object", "additionalProperties": false, "required": ["text"],
+        "properties": {"text": {"type": "string", "minLength": 3000, "maxLength": 3000}}
+    });
+    let prompt = plain_model()
+        .generate(request(448, 448, long.clone(), 1))
+        .expect("probe")
+        .prompt_tokens;
+    // room for two prompts and two admission reserves (1,024 output cells each), not for two
+    // 1,400-token outputs
+    let tight = load(|c| {
+        c.parallel = 2;
+        c.fast_forward = false;
+        c.ctx_size = 2 * (prompt + 1024) + 512 + 64;
+    });
+    let out: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| tight.generate(request(448, 448, long.clone(), 1400))))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).collect()
+    });
+    for g in &out {
+        let g = g.as_ref().expect("both pages complete");
+        assert_eq!(g.generated_tokens, 1400);
+        assert_eq!(g.stop, StopReason::MaxTokens);
+    }
+    let restarts: u32 = out.iter().flatten().map(|g| g.restarts).sum();
+    assert!(restarts >= 1, "the second page should have been restarted");
 }

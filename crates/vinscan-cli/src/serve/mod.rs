@@ -70,6 +70,8 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         threads: config.model.threads,
         ctx_size: config.model.ctx_size.unwrap_or(12288),
         gpu_layers: config.model.gpu_layers.unwrap_or(0),
+        // every message in flight can decode in the same batch
+        parallel: (config.daemon.max_in_flight as u32).clamp(1, 64),
     };
     let files = ModelFiles::resolve(&model_args)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

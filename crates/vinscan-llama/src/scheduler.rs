@@ -1,0 +1,761 @@
+//! Several pages in one llama.cpp context. Each page in flight owns a sequence id; its prompt
+//! (vision encode + prefill) runs alone, compute-bound, and then its output tokens share one
+//! `llama_decode` per step with every other page's, where a step costs about what one page's
+//! step costs (decoding is bound by reading the weights). The prompt prefix pages share (the
+//! system message) lives in a sequence of its own and is copied, not recomputed. Sampling is
+//! greedy under the llguidance matcher; tokens the grammar forces are fed without a step each.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, TryRecvError};
+use std::time::Instant;
+
+use llama_cpp_2::DecodeError;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType, MtmdInputChunks, MtmdInputText};
+use llama_cpp_2::token::LlamaToken;
+use llguidance::Matcher;
+use llguidance::api::TopLevelGrammar;
+use llguidance::toktrie::SimpleVob;
+use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelTimings, Result, StopReason};
+
+use crate::engine::{MAX_PARALLEL, N_BATCH, Session, chatml_parts, chatml_prompt, compact_json_grammar};
+use crate::{Command, LlamaConfig};
+
+type Reply = mpsc::SyncSender<Result<Generation>>;
+
+/// KV cells kept free for llama.cpp's slot search when pages are admitted.
+const KV_SLACK: u32 = 512;
+
+/// Output cells a page is admitted with. Pages are admitted on their prompt plus this much output,
+/// not their whole `max_tokens` budget (6,144 for the shipped pipelines would let one page in at
+/// a time); a page that outgrows the cells left preempts the page admitted last, which goes back
+/// to the head of the queue and starts again.
+const OUTPUT_RESERVE: u32 = 1024;
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Internal, format!("{what}: {e}"))
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// A request tokenised and waiting for a sequence slot.
+struct Waiting {
+    request: Box<GenerateRequest>,
+    reply: Reply,
+    since: Instant,
+    restarts: u32,
+    prepared: Option<Prepared>,
+}
+
+struct Prepared {
+    /// The shared prefix and its tokens, when prefix reuse is on.
+    prefix: Option<(MtmdInputChunks, Vec<LlamaToken>)>,
+    rest: MtmdInputChunks,
+    prompt_tokens: u32,
+    image_tokens: u32,
+    images: u32,
+}
+
+/// llama.cpp's repetition penalty over the last `last_n` output tokens.
+struct Penalty {
+    value: f32,
+    last_n: usize,
+    history: VecDeque<u32>,
+    counts: Vec<u16>,
+}
+
+impl Penalty {
+    fn new(value: f32, last_n: u32, n_vocab: usize) -> Self {
+        let on = value > 1.0 && last_n > 0;
+        Self {
+            value,
+            last_n: last_n as usize,
+            history: VecDeque::new(),
+            counts: if on { vec![0; n_vocab] } else { Vec::new() },
+        }
+    }
+
+    fn push(&mut self, token: u32) {
+        if self.counts.is_empty() || token as usize >= self.counts.len() {
+            return;
+        }
+        if self.history.len() == self.last_n
+            && let Some(old) = self.history.pop_front()
+        {
+            self.counts[old as usize] = self.counts[old as usize].saturating_sub(1);
+        }
+        self.history.push_back(token);
+        self.counts[token as usize] = self.counts[token as usize].saturating_add(1);
+    }
+
+    fn apply(&self, token: usize, logit: f32) -> f32 {
+        match self.counts.get(token) {
+            Some(c) if *c > 0 => {
+                if logit <= 0.0 {
+                    logit * self.value
+                } else {
+                    logit / self.value
+                }
+            }
+            _ => logit,
+        }
+    }
+}
+
+/// Greedy choice among the tokens the grammar allows (the first of equal logits, as llama.cpp's
+/// greedy sampler picks).
+fn pick(logits: &[f32], mask: &SimpleVob, penalty: &Penalty) -> Option<u32> {
+    let mut best: Option<(u32, f32)> = None;
+    mask.iter_set_entries(|t| {
+        let Some(&raw) = logits.get(t) else { return };
+        let l = penalty.apply(t, raw);
+        if best.is_none_or(|(_, b)| l > b) {
+            best = Some((t as u32, l));
+        }
+    });
+    best.map(|(t, _)| t)
+}
+
+/// How tokens are chosen and fed.
+#[derive(Clone, Copy)]
+struct Policy {
+    fast_forward: bool,
+    /// Forced tokens fed per page per step, so a step's batch stays within `N_BATCH`.
+    forced_cap: usize,
+}
+
+/// One page being decoded.
+struct Active {
+    seq: i32,
+    reply: Reply,
+    /// Kept so a preempted page can start again.
+    request: Box<GenerateRequest>,
+    since: Instant,
+    /// Admission order: the highest is preempted first.
+    admitted: u64,
+    restarts: u32,
+    /// Positions whose cells belong to the shared prefix sequence.
+    shared: u32,
+    matcher: Matcher,
+    penalty: Penalty,
+    n_past: i32,
+    budget: u32,
+    /// KV cells this page was admitted with beyond the shared prefix.
+    reserve: u32,
+    /// Tokens to feed at the next step: the sampled one and those the grammar forced after it.
+    pending: Vec<LlamaToken>,
+    /// Where this page's logits are in the last batch.
+    logits: i32,
+    out: Vec<u8>,
+    generated: u32,
+    steps: u32,
+    forced: u32,
+    peak: u32,
+    prompt_tokens: u32,
+    image_tokens: u32,
+    images: u32,
+    reused: u32,
+    queue_ms: f64,
+    encode_prefill_ms: f64,
+    gen_started: Instant,
+    sample_ms: f64,
+}
+
+pub(crate) struct Scheduler {
+    parallel: usize,
+    fast_forward: bool,
+    reuse_prefix: bool,
+    /// Forced tokens fed per page per step, so a step's batch stays within `N_BATCH`.
+    forced_cap: usize,
+    waiting: VecDeque<Waiting>,
+    active: Vec<Active>,
+    free: Vec<i32>,
+    prefix_seq: i32,
+    /// The tokens whose cells `prefix_seq` holds.
+    prefix: Vec<LlamaToken>,
+    admissions: u64,
+}
+
+impl Scheduler {
+    pub(crate) fn new(config: &LlamaConfig) -> Self {
+        let parallel = config.parallel.clamp(1, MAX_PARALLEL) as i32;
+        Self {
+            parallel: parallel as usize,
+            fast_forward: config.fast_forward,
+            reuse_prefix: config.reuse_prefix,
+            forced_cap: (N_BATCH as usize / parallel as usize).saturating_sub(1).min(256),
+            waiting: VecDeque::new(),
+            active: Vec::new(),
+            free: (0..parallel).rev().collect(),
+            prefix_seq: parallel,
+            prefix: Vec::new(),
+            admissions: 0,
+        }
+    }
+
+    /// Answers every request in flight or waiting with an error.
+    pub(crate) fn fail_all(&mut self, err: impl Fn() -> Error) {
+        for a in self.active.drain(..) {
+            let _ = a.reply.send(Err(err()));
+        }
+        for w in self.waiting.drain(..) {
+            let _ = w.reply.send(Err(err()));
+        }
+    }
+
+    /// Serves until the command channel closes and the work in hand is done.
+    pub(crate) fn run(
+        &mut self,
+        s: &mut Session<'_>,
+        model: &LlamaModel,
+        commands: &mpsc::Receiver<Command>,
+    ) {
+        let mut open = true;
+        loop {
+            if self.active.is_empty() && self.waiting.is_empty() {
+                if !open {
+                    return;
+                }
+                match commands.recv() {
+                    Ok(c) => self.enqueue(c),
+                    Err(_) => return,
+                }
+            }
+            while open {
+                match commands.try_recv() {
+                    Ok(c) => self.enqueue(c),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => open = false,
+                }
+            }
+            self.admit(s, model);
+            if !self.active.is_empty() {
+                self.step(s, model);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, command: Command) {
+        match command {
+            Command::Generate(request, reply) => self.waiting.push_back(Waiting {
+                request,
+                reply,
+                since: Instant::now(),
+                restarts: 0,
+                prepared: None,
+            }),
+        }
+    }
+
+    /// KV cells in use or promised.
+    fn cells_promised(&self) -> u32 {
+        self.prefix.len() as u32
+            + self
+                .active
+                .iter()
+                .map(|a| a.own_cells().max(a.reserve))
+                .sum::<u32>()
+    }
+
+    /// KV cells in use once the queued tokens are decoded.
+    fn cells_next_step(&self) -> u32 {
+        self.prefix.len() as u32 + self.active.iter().map(Active::own_cells).sum::<u32>()
+    }
+
+    /// Stops the page admitted last and puts it back at the head of the queue.
+    fn preempt_newest(&mut self, s: &mut Session<'_>) {
+        let Some(i) = (0..self.active.len()).max_by_key(|&i| self.active[i].admitted) else {
+            return;
+        };
+        let a = self.active.swap_remove(i);
+        tracing::warn!(
+            generated = a.generated,
+            in_flight = self.active.len(),
+            "KV cells exhausted: a page starts again later (raise --ctx-size or lower --parallel)"
+        );
+        self.release(s, a.seq);
+        self.waiting.push_front(Waiting {
+            request: a.request,
+            reply: a.reply,
+            since: a.since,
+            restarts: a.restarts + 1,
+            prepared: None,
+        });
+    }
+
+    /// Starts waiting pages while sequence slots and KV cells allow; always starts (or answers)
+    /// one when nothing is in flight, so the loop cannot stall.
+    fn admit(&mut self, s: &mut Session<'_>, model: &LlamaModel) {
+        let n_ctx = s.ctx.n_ctx();
+        while self.active.len() < self.parallel {
+            let Some(w) = self.waiting.front_mut() else { break };
+            if w.prepared.is_none() {
+                match prepare(s, &w.request, self.reuse_prefix) {
+                    Ok(p) => w.prepared = Some(p),
+                    Err(e) => {
+                        if let Some(w) = self.waiting.pop_front() {
+                            let _ = w.reply.send(Err(e));
+                        }
+                        continue;
+                    }
+                }
+            }
+            let Some(p) = w.prepared.as_ref() else { break };
+            if p.prompt_tokens + 1 >= n_ctx {
+                let e = Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "the page needs {} prompt tokens but the context holds {n_ctx}; raise --ctx-size or lower the pipeline's max tiles",
+                        p.prompt_tokens
+                    ),
+                );
+                if let Some(w) = self.waiting.pop_front() {
+                    let _ = w.reply.send(Err(e));
+                }
+                continue;
+            }
+            let budget = w.request.max_tokens.min(n_ctx - p.prompt_tokens - 1);
+            let shared = match &p.prefix {
+                Some((_, tokens)) if *tokens == self.prefix => tokens.len() as u32,
+                _ => 0,
+            };
+            let reserve = p.prompt_tokens - shared + budget.min(OUTPUT_RESERVE);
+            if !self.active.is_empty() && self.cells_promised() + reserve + KV_SLACK > n_ctx {
+                break;
+            }
+            let Some(seq) = self.free.pop() else { break };
+            let Some(w) = self.waiting.pop_front() else {
+                self.free.push(seq);
+                break;
+            };
+            self.admissions += 1;
+            match self.start(s, model, w, seq, budget, reserve) {
+                Ok(Some(a)) => self.active.push(a),
+                Ok(None) => {}
+                Err((reply, e)) => {
+                    self.release(s, seq);
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    fn policy(&self) -> Policy {
+        Policy {
+            fast_forward: self.fast_forward,
+            forced_cap: self.forced_cap,
+        }
+    }
+
+    fn release(&mut self, s: &mut Session<'_>, seq: i32) {
+        let _ = s.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+        self.free.push(seq);
+    }
+
+    /// Encodes the page and prefills its prompt into `seq`, then samples its first token.
+    /// `Ok(None)`: the page finished at once and was answered.
+    fn start(
+        &mut self,
+        s: &mut Session<'_>,
+        model: &LlamaModel,
+        w: Waiting,
+        seq: i32,
+        budget: u32,
+        reserve: u32,
+    ) -> std::result::Result<Option<Active>, (Reply, Error)> {
+        let Waiting {
+            request,
+            reply,
+            since,
+            restarts,
+            prepared,
+        } = w;
+        let Some(p) = prepared else {
+            return Err((
+                reply,
+                internal("scheduler", "page started before it was tokenised"),
+            ));
+        };
+        let started = Instant::now();
+        let queue_ms = (started - since).as_secs_f64() * 1e3;
+        let grammar = TopLevelGrammar::from_json_schema(compact_json_grammar(&request.grammar));
+        let parser = match s.factory.create_parser(grammar) {
+            Ok(p) => p,
+            Err(e) => {
+                return Err((
+                    reply,
+                    Error::new(
+                        ErrorKind::Config,
+                        format!("schema cannot be compiled to a grammar: {e}"),
+                    ),
+                ));
+            }
+        };
+        let mut n_past = 0;
+        let mut reused = 0;
+        let mut shared = 0;
+        if let Some((chunks, tokens)) = &p.prefix {
+            if *tokens != self.prefix {
+                let _ = s.ctx.clear_kv_cache_seq(Some(self.prefix_seq as u32), None, None);
+                self.prefix.clear();
+                if let Err(e) =
+                    chunks.eval_chunks(&mut s.mtmd, &mut s.ctx, 0, self.prefix_seq, N_BATCH as i32, false)
+                {
+                    return Err((reply, internal("prompt prefix prefill", e)));
+                }
+                self.prefix = tokens.clone();
+            } else {
+                reused = tokens.len() as u32;
+            }
+            if let Err(e) = s.ctx.copy_kv_cache_seq(self.prefix_seq, seq, None, None) {
+                return Err((reply, internal("prompt prefix copy", e)));
+            }
+            n_past = tokens.len() as i32;
+            shared = tokens.len() as u32;
+        }
+        n_past = match p
+            .rest
+            .eval_chunks(&mut s.mtmd, &mut s.ctx, n_past, seq, N_BATCH as i32, true)
+        {
+            Ok(n) => n,
+            Err(e) => return Err((reply, internal("vision encode and prefill", e))),
+        };
+        let penalty = Penalty::new(
+            request.repeat_penalty,
+            request.repeat_last_n,
+            s.n_vocab.max(0) as usize,
+        );
+        let mut a = Active {
+            seq,
+            reply,
+            request,
+            since,
+            admitted: self.admissions,
+            restarts,
+            shared,
+            matcher: Matcher::new(Ok(parser)),
+            penalty,
+            n_past,
+            budget,
+            reserve,
+            pending: Vec::new(),
+            logits: -1,
+            out: Vec::new(),
+            generated: 0,
+            steps: 0,
+            forced: 0,
+            peak: 1,
+            prompt_tokens: p.prompt_tokens,
+            image_tokens: p.image_tokens,
+            images: p.images,
+            reused,
+            queue_ms,
+            encode_prefill_ms: ms(started),
+            gen_started: Instant::now(),
+            sample_ms: 0.0,
+        };
+        if budget == 0 {
+            self.finish(s, a, StopReason::MaxTokens);
+            return Ok(None);
+        }
+        // the output's opening is usually forced (`{"key":`): fed at the next step, else the
+        // first token comes from the prefill's logits
+        let t = Instant::now();
+        let opening = accept(self.policy(), model, &mut a, None);
+        a.sample_ms += ms(t);
+        let first = match opening {
+            Ok(None) if a.pending.is_empty() => next_token(self.policy(), s, model, &mut a),
+            other => other,
+        };
+        match first {
+            Ok(None) => Ok(Some(a)),
+            Ok(Some(stop)) => {
+                self.finish(s, a, stop);
+                Ok(None)
+            }
+            Err(e) => Err((a.reply, e)),
+        }
+    }
+
+    /// One `llama_decode` for the queued tokens of every page in flight, then a token each.
+    fn step(&mut self, s: &mut Session<'_>, model: &LlamaModel) {
+        let n_ctx = s.ctx.n_ctx();
+        while self.active.len() > 1 && self.cells_next_step() + KV_SLACK / 2 > n_ctx {
+            self.preempt_newest(s);
+        }
+        let total: usize = self.active.iter().map(|a| a.pending.len()).sum();
+        let pages = self.active.len() as u32;
+        let mut batch = LlamaBatch::new(total.max(1), self.active.len() as i32);
+        let mut added = Ok(());
+        let mut last_index = Vec::with_capacity(self.active.len());
+        for a in &self.active {
+            let n = a.pending.len();
+            for (k, &t) in a.pending.iter().enumerate() {
+                if let Err(e) = batch.add(t, a.n_past + k as i32, &[a.seq], k + 1 == n) {
+                    added = Err(e);
+                }
+            }
+            last_index.push(batch.n_tokens() - 1);
+        }
+        let decoded = match added {
+            Err(e) => Err(internal("batch", e)),
+            Ok(()) => match s.ctx.decode(&mut batch) {
+                Ok(()) => Ok(()),
+                Err(DecodeError::NoKvCacheSlot) if self.active.len() > 1 => {
+                    // fragmented cells: make room and try the step again
+                    self.preempt_newest(s);
+                    return;
+                }
+                Err(e) => Err(internal("decode", e)),
+            },
+        };
+        if let Err(e) = decoded {
+            tracing::error!(error = %e, pages = self.active.len(), "llama_decode failed: failing the pages in flight");
+            for a in std::mem::take(&mut self.active) {
+                self.release(s, a.seq);
+                let _ = a.reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        for (a, index) in self.active.iter_mut().zip(last_index) {
+            a.n_past += a.pending.len() as i32;
+            a.pending.clear();
+            a.logits = index;
+            a.peak = a.peak.max(pages);
+        }
+        let mut i = 0;
+        while i < self.active.len() {
+            let policy = self.policy();
+            let a = &mut self.active[i];
+            match next_token(policy, s, model, a) {
+                Ok(None) => i += 1,
+                Ok(Some(stop)) => {
+                    let a = self.active.swap_remove(i);
+                    self.finish(s, a, stop);
+                }
+                Err(e) => {
+                    let a = self.active.swap_remove(i);
+                    self.release(s, a.seq);
+                    let _ = a.reply.send(Err(e));
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, s: &mut Session<'_>, a: Active, stop: StopReason) {
+        self.release(s, a.seq);
+        let generate_ms = ms(a.gen_started);
+        let result = String::from_utf8(a.out)
+            .map_err(|_| Error::new(ErrorKind::InvalidOutput, "model output is not valid UTF-8"))
+            .map(|text| Generation {
+                text,
+                stop,
+                prompt_tokens: a.prompt_tokens,
+                image_tokens: a.image_tokens,
+                images: a.images,
+                generated_tokens: a.generated,
+                model_steps: a.steps,
+                forced_tokens: a.forced,
+                reused_prompt_tokens: a.reused,
+                peak_batch_pages: a.peak,
+                restarts: a.restarts,
+                timings: ModelTimings {
+                    encode_prefill_ms: a.encode_prefill_ms,
+                    generate_ms,
+                    sample_ms: a.sample_ms,
+                    queue_ms: a.queue_ms,
+                },
+            });
+        let _ = a.reply.send(result);
+    }
+}
+
+impl Active {
+    /// Cells this page holds beyond the shared prefix, counting its queued tokens.
+    fn own_cells(&self) -> u32 {
+        (self.n_past as u32).saturating_sub(self.shared) + self.pending.len() as u32
+    }
+}
+
+/// Samples `a`'s next token from its logits and queues it, with the tokens the grammar
+/// forces after it. `Some` when the page is done.
+fn next_token(
+    policy: Policy,
+    s: &Session<'_>,
+    model: &LlamaModel,
+    a: &mut Active,
+) -> Result<Option<StopReason>> {
+    let t = Instant::now();
+    let logits = s.ctx.get_logits_ith(a.logits);
+    let mask = a
+        .matcher
+        .compute_mask_or_eos()
+        .map_err(|e| internal("grammar", e))?;
+    let token = pick(logits, &mask, &a.penalty)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOutput, "the grammar allows no further token"))?;
+    a.steps += 1;
+    let stop = accept(policy, model, a, Some(token))?;
+    a.sample_ms += ms(t);
+    Ok(stop)
+}
+
+/// Queues `token` (sampled; `None` at the start of the output) and the tokens the grammar forces
+/// after it.
+fn accept(
+    policy: Policy,
+    model: &LlamaModel,
+    a: &mut Active,
+    token: Option<u32>,
+) -> Result<Option<StopReason>> {
+    let vocab = model.vocab();
+    a.pending.clear();
+    let feed = |a: &mut Active, t: u32| {
+        a.penalty.push(t);
+        a.out
+            .extend(vocab.token_to_piece(LlamaToken(t as i32), false, None));
+        a.pending.push(LlamaToken(t as i32));
+        a.generated += 1;
+    };
+    if let Some(token) = token {
+        if vocab.is_eog(LlamaToken(token as i32)) {
+            return Ok(Some(StopReason::EndOfOutput));
+        }
+        a.matcher
+            .consume_token(token)
+            .map_err(|e| internal("grammar", e))?;
+        feed(a, token);
+    }
+    if policy.fast_forward && a.generated < a.budget && !a.matcher.is_stopped() {
+        let forced = a.matcher.compute_ff_tokens();
+        let take = forced
+            .len()
+            .min((a.budget - a.generated) as usize)
+            .min(policy.forced_cap);
+        if take > 0 {
+            a.matcher
+                .consume_tokens(&forced[..take])
+                .map_err(|e| internal("grammar", e))?;
+            for &t in &forced[..take] {
+                feed(a, t);
+            }
+            a.forced += take as u32;
+        }
+    }
+    if a.matcher.is_error() {
+        return Err(internal("grammar", a.matcher.get_error().unwrap_or_default()));
+    }
+    // the grammar is complete and allows nothing more: no step to sample the end token
+    if a.matcher.is_stopped() {
+        return Ok(Some(StopReason::EndOfOutput));
+    }
+    if a.generated >= a.budget {
+        return Ok(Some(StopReason::MaxTokens));
+    }
+    Ok(None)
+}
+
+/// Tokenises a page's prompt: the shared prefix apart when `reuse_prefix`.
+fn prepare(s: &Session<'_>, req: &GenerateRequest, reuse_prefix: bool) -> Result<Prepared> {
+    let bitmap = MtmdBitmap::from_image_data(req.width, req.height, &req.rgb)
+        .map_err(|e| internal("image bitmap", e))?;
+    let (prefix_text, rest_text) = if reuse_prefix {
+        let (p, r) = chatml_parts(&req.system_prompt, &req.user_prompt);
+        (Some(p), r)
+    } else {
+        (None, chatml_prompt(&req.system_prompt, &req.user_prompt))
+    };
+    let prefix = match prefix_text {
+        Some(text) => {
+            let chunks = s
+                .mtmd
+                .tokenize(
+                    MtmdInputText {
+                        text,
+                        add_special: true,
+                        parse_special: true,
+                    },
+                    &[],
+                )
+                .map_err(|e| internal("mtmd tokenize", e))?;
+            let mut tokens = Vec::new();
+            for i in 0..chunks.len() {
+                if let Some(t) = chunks.get(i).as_ref().and_then(|c| c.text_tokens()) {
+                    tokens.extend_from_slice(t);
+                }
+            }
+            Some((chunks, tokens))
+        }
+        None => None,
+    };
+    let rest = s
+        .mtmd
+        .tokenize(
+            MtmdInputText {
+                text: rest_text,
+                add_special: prefix.is_none(),
+                parse_special: true,
+            },
+            &[&bitmap],
+        )
+        .map_err(|e| internal("mtmd tokenize", e))?;
+    let (mut images, mut image_tokens) = (0u32, 0u32);
+    for i in 0..rest.len() {
+        if let Some(c) = rest.get(i)
+            && c.chunk_type() == MtmdInputChunkType::Image
+        {
+            images += 1;
+            image_tokens += c.n_tokens() as u32;
+        }
+    }
+    let prompt_tokens = (rest.total_tokens() + prefix.as_ref().map_or(0, |(_, t)| t.len())) as u32;
+    Ok(Prepared {
+        prefix,
+        rest,
+        prompt_tokens,
+        image_tokens,
+        images,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn penalty_divides_positive_and_multiplies_negative_logits_of_recent_tokens() {
+        let mut p = Penalty::new(2.0, 2, 10);
+        p.push(3);
+        p.push(4);
+        assert_eq!(p.apply(3, 4.0), 2.0);
+        assert_eq!(p.apply(4, -1.0), -2.0);
+        assert_eq!(p.apply(5, 4.0), 4.0);
+        p.push(5); // 3 leaves the window of 2
+        assert_eq!(p.apply(3, 4.0), 4.0);
+        assert_eq!(p.apply(5, 4.0), 2.0);
+    }
+
+    #[test]
+    fn penalty_of_one_is_off() {
+        let mut p = Penalty::new(1.0, 64, 10);
+        p.push(3);
+        assert_eq!(p.apply(3, 4.0), 4.0);
+    }
+
+    #[test]
+    fn pick_takes_the_best_allowed_token_and_the_first_of_ties() {
+        let logits = [5.0, 1.0, 3.0, 3.0, 9.0];
+        let mut mask = SimpleVob::alloc(5);
+        for t in [1, 2, 3] {
+            mask.allow_token(t);
+        }
+        let none = Penalty::new(1.0, 0, 5);
+        assert_eq!(pick(&logits, &mask, &none), Some(2));
+        let mut p = Penalty::new(2.0, 4, 5);
+        p.push(2);
+        assert_eq!(pick(&logits, &mask, &p), Some(3));
+        assert_eq!(pick(&logits, &SimpleVob::alloc(5), &none), None);
+    }
+}
