@@ -14,9 +14,9 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 use vinscan_core::document::{Document, Format, PdfRenderer};
-use vinscan_core::extract::parse_and_validate;
+use vinscan_core::extract::{page_request, parse_and_validate, tile_range};
 use vinscan_core::tiling::tile_page;
-use vinscan_core::{GenerateRequest, Pipeline, StopReason, VisionModel};
+use vinscan_core::{Pipeline, StopReason, VisionModel};
 use vinscan_llama::trace::{TraceConfig, Tracer};
 use vinscan_llama::{LlamaConfig, LlamaVisionModel, read_projector_meta, vision_flops_per_tile};
 
@@ -142,22 +142,10 @@ fn vinscan_page(
     let page = doc.page(unit.page, pipeline.pdf_dpi, &pipeline.limits, Some(pdf))?;
     let decode = ms(t);
     let t = Instant::now();
-    let max_tiles = model.info().max_tiles;
-    let tiled = tile_page(&page.image, 1, max_tiles)?;
+    let (min_tiles, max_tiles) = tile_range(pipeline, model.info().max_tiles);
+    let tiled = tile_page(&page.image, min_tiles, max_tiles)?;
     let tiling = ms(t);
-    let (width, height) = tiled.image.dimensions();
-    let g = model.generate(GenerateRequest {
-        system_prompt: pipeline.system_prompt.clone(),
-        user_prompt: pipeline.prompt.clone(),
-        width,
-        height,
-        rgb: tiled.image.into_raw(),
-        expected_images: tiled.grid.images(),
-        grammar: Arc::clone(grammar),
-        max_tokens: tokens,
-        repeat_penalty: pipeline.repeat_penalty,
-        repeat_last_n: pipeline.repeat_last_n,
-    })?;
+    let g = model.generate(page_request(pipeline, tiled, Arc::clone(grammar), tokens))?;
     let exact_miss = work == Work::Fixed && g.generated_tokens != tokens;
     if exact_miss || g.images != unit.images {
         bail!(
@@ -410,7 +398,8 @@ fn units(
         let doc = Document::open(&name, bytes, &pipeline.limits, Some(pdf))?;
         for index in 0..doc.page_count() {
             let page = doc.page(index, pipeline.pdf_dpi, &pipeline.limits, Some(pdf))?;
-            let tiled = tile_page(&page.image, 1, max_tiles)?;
+            let (min_tiles, max_tiles) = tile_range(pipeline, max_tiles);
+            let tiled = tile_page(&page.image, min_tiles, max_tiles)?;
             let (image, label) = if format == Format::Pdf {
                 let png = work.join(format!("{name}.p{}.png", index + 1));
                 page.image.save(&png)?;
@@ -717,7 +706,8 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         })?;
         let small = units.iter().min_by_key(|u| u.images).context("pages")?;
         let img = image::open(&small.image)?.to_rgb8();
-        let tiled = tile_page(&img, 1, meta.max_tiles)?;
+        let (min_tiles, max_tiles) = tile_range(&pipeline, meta.max_tiles);
+        let tiled = tile_page(&img, min_tiles, max_tiles)?;
         let (w, h) = tiled.image.dimensions();
         for _ in 0..2 {
             let t = Instant::now();

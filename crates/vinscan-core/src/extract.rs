@@ -13,7 +13,7 @@ use crate::pipeline::Pipeline;
 use crate::record::{
     GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, TilesProvenance, Timings,
 };
-use crate::tiling::tile_page;
+use crate::tiling::{TiledPage, tile_page};
 
 /// The vinscan version written into every record.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -61,36 +61,29 @@ impl Extractor {
         let decode_ms = ms(t);
 
         let info = model.info();
-        let max_tiles_used = pipeline.max_tiles.min(info.max_tiles).max(1);
-        let min_tiles_used = pipeline.min_tiles.min(max_tiles_used);
+        let (min_tiles_used, max_tiles_used) = tile_range(pipeline, info.max_tiles);
         let t = Instant::now();
         let tiled = tile_page(&page.image, min_tiles_used, max_tiles_used).map_err(|e| e.context(what()))?;
         let tiling_ms = ms(t);
 
-        let (width, height) = tiled.image.dimensions();
-        let request = GenerateRequest {
-            system_prompt: pipeline.system_prompt.clone(),
-            user_prompt: pipeline.prompt.clone(),
-            width,
-            height,
-            rgb: tiled.image.into_raw(),
-            expected_images: tiled.grid.images(),
-            grammar: Arc::new(pipeline.schema.grammar().clone()),
-            max_tokens: pipeline.max_tokens,
-            repeat_penalty: pipeline.repeat_penalty,
-            repeat_last_n: pipeline.repeat_last_n,
-        };
+        let grid = tiled.grid;
+        let request = page_request(
+            pipeline,
+            tiled,
+            Arc::new(pipeline.schema.grammar().clone()),
+            pipeline.max_tokens,
+        );
         let generation = model.generate(request).map_err(|e| e.context(what()))?;
-        if generation.images != tiled.grid.images() {
+        if generation.images != grid.images() {
             return Err(Error::new(
                 ErrorKind::Internal,
                 format!(
                     "{}: the vision encoder saw {} images, tiling planned {} ({}x{} grid)",
                     what(),
                     generation.images,
-                    tiled.grid.images(),
-                    tiled.grid.cols,
-                    tiled.grid.rows
+                    grid.images(),
+                    grid.cols,
+                    grid.rows
                 ),
             ));
         }
@@ -136,9 +129,9 @@ impl Extractor {
                 dpi: (doc.format() == Format::Pdf).then_some(pipeline.pdf_dpi),
             },
             tiles: TilesProvenance {
-                cols: tiled.grid.cols,
-                rows: tiled.grid.rows,
-                thumbnail: tiled.grid.has_thumbnail(),
+                cols: grid.cols,
+                rows: grid.rows,
+                thumbnail: grid.has_thumbnail(),
                 images: generation.images,
                 max_tiles_requested: pipeline.max_tiles,
                 max_tiles_used,
@@ -170,6 +163,34 @@ impl Extractor {
             data,
             provenance,
         })
+    }
+}
+
+/// The tile counts a pipeline's page may use with a model whose projector allows `model_max`.
+pub fn tile_range(pipeline: &Pipeline, model_max: u32) -> (u32, u32) {
+    let max = pipeline.max_tiles.min(model_max).max(1);
+    (pipeline.min_tiles.min(max), max)
+}
+
+/// The model request for one tiled page under a pipeline's prompts and decoding settings.
+pub fn page_request(
+    pipeline: &Pipeline,
+    tiled: TiledPage,
+    grammar: Arc<Value>,
+    max_tokens: u32,
+) -> GenerateRequest {
+    let (width, height) = tiled.image.dimensions();
+    GenerateRequest {
+        system_prompt: pipeline.system_prompt.clone(),
+        user_prompt: pipeline.prompt.clone(),
+        width,
+        height,
+        expected_images: tiled.grid.images(),
+        rgb: tiled.image.into_raw(),
+        grammar,
+        max_tokens,
+        repeat_penalty: pipeline.repeat_penalty,
+        repeat_last_n: pipeline.repeat_last_n,
     }
 }
 
