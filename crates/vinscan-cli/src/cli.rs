@@ -274,6 +274,10 @@ pub struct BenchArgs {
     /// The q8_0 projector GGUF, measured on the smallest page.
     #[arg(long, env = "VINSCAN_BENCH_MMPROJ_Q8")]
     pub mmproj_q8: Option<PathBuf>,
+    /// The same projector in f32, measured on the smallest page: whether f16 weights cost the
+    /// encoder anything (f16 is converted exactly, so only speed and memory differ).
+    #[arg(long, env = "VINSCAN_BENCH_MMPROJ_F32")]
+    pub mmproj_f32: Option<PathBuf>,
     /// llama.cpp's `llama-mtmd-cli`, built from the same llama.cpp source.
     #[arg(long, env = "VINSCAN_BENCH_MTMD_CLI")]
     pub mtmd_cli: PathBuf,

@@ -455,7 +455,7 @@ fn ab(
 
 /// A fresh process of this binary (`--rss-probe`) loads the model with `mmproj` and extracts
 /// the smallest page once: its peak RSS is the memory a one-page run needs.
-fn probe(global: &GlobalArgs, args: &BenchArgs, mmproj: &Path) -> anyhow::Result<Value> {
+fn probe(global: &GlobalArgs, args: &BenchArgs, projector: &str, mmproj: &Path) -> anyhow::Result<Value> {
     let mut cmd = Command::new(std::env::current_exe()?);
     if let (Some(p), Some(s)) = (&global.pipelines_dir, &global.schemas_dir) {
         cmd.arg("--pipelines-dir").arg(p).arg("--schemas-dir").arg(s);
@@ -486,6 +486,7 @@ fn probe(global: &GlobalArgs, args: &BenchArgs, mmproj: &Path) -> anyhow::Result
     let line = String::from_utf8_lossy(&out.stdout);
     let mut v: Value = serde_json::from_str(line.trim()).context("the memory probe's report")?;
     v["mmproj"] = json!(mmproj);
+    v["projector"] = json!(projector);
     Ok(v)
 }
 
@@ -688,9 +689,12 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     ));
 
     // 3. memory: a fresh process per projector type, one page each
-    let mut probes = vec![probe(global, &args, &args.mmproj)?];
+    let mut probes = vec![probe(global, &args, "f16", &args.mmproj)?];
     if let Some(q8) = &args.mmproj_q8 {
-        probes.push(probe(global, &args, q8)?);
+        probes.push(probe(global, &args, "q8_0", q8)?);
+    }
+    if let Some(f32) = &args.mmproj_f32 {
+        probes.push(probe(global, &args, "f32", f32)?);
     }
     log("memory probes done");
 
@@ -769,7 +773,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         "real_tokens": args.real_tokens,
         "ctx_size": args.ctx_size,
         "parallel": args.parallel,
-        "model": args.model, "mmproj": args.mmproj, "mmproj_q8": args.mmproj_q8,
+        "model": args.model, "mmproj": args.mmproj, "mmproj_q8": args.mmproj_q8, "mmproj_f32": args.mmproj_f32,
         "load_ms": load_ms,
         "parity": parity.iter().map(|(u, v, m)| json!({"unit": u, "vinscan": v, "mtmd": m})).collect::<Vec<_>>(),
         "per_page": per_page.iter().map(|(u, v, m)| json!({"unit": u, "vinscan": v, "mtmd": m,

@@ -1,7 +1,10 @@
 //! Several pages in one llama.cpp context. Each page in flight owns a sequence id; its prompt
 //! (vision encode + prefill) runs alone, compute-bound, and then its output tokens share one
-//! `llama_decode` per step with every other page's, where a step costs about what one page's
-//! step costs (decoding is bound by reading the weights). The prompt prefix pages share (the
+//! `llama_decode` per step with every other page's, so the weights are read once per step for
+//! all of them. How much that saves depends on the machine: where one token's step is bound by
+//! reading the weights (GPUs, many cores) a step for four pages costs little more than one; on
+//! 2 CPU cores each further token in a step still costs about a third of a lone token's step
+//! (`VINSCAN_LOG=vinscan_llama=trace` logs every step). The prompt prefix pages share (the
 //! system message) lives in a sequence of its own and is copied, not recomputed. Sampling is
 //! greedy under the llguidance matcher; tokens the grammar forces are fed without a step each.
 
@@ -500,6 +503,7 @@ impl Scheduler {
             }
             last_index.push(batch.n_tokens() - 1);
         }
+        let decode_started = Instant::now();
         let decoded = match added {
             Err(e) => Err(internal("batch", e)),
             Ok(()) => match s.ctx.decode(&mut batch) {
@@ -520,6 +524,8 @@ impl Scheduler {
             }
             return;
         }
+        let decode_ms = ms(decode_started);
+        let sample_started = Instant::now();
         for (a, index) in self.active.iter_mut().zip(last_index) {
             a.n_past += a.pending.len() as i32;
             a.pending.clear();
@@ -543,6 +549,13 @@ impl Scheduler {
                 }
             }
         }
+        tracing::trace!(
+            pages,
+            tokens = total,
+            decode_ms,
+            sample_ms = ms(sample_started),
+            "model step"
+        );
     }
 
     fn finish(&mut self, s: &mut Session<'_>, a: Active, stop: StopReason) {
@@ -569,6 +582,16 @@ impl Scheduler {
                     queue_ms: a.queue_ms,
                 },
             });
+        tracing::debug!(
+            seq = a.seq,
+            prompt_tokens = a.prompt_tokens,
+            generated = a.generated,
+            model_steps = a.steps,
+            encode_prefill_ms = a.encode_prefill_ms,
+            generate_ms,
+            sample_ms = a.sample_ms,
+            "page done"
+        );
         let _ = a.reply.send(result);
     }
 }
