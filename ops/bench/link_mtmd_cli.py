@@ -79,8 +79,7 @@ def main():
     if cache.get("GGML_OPENMP_ENABLED", cache.get("GGML_OPENMP", "OFF")).upper() in ("ON", "TRUE", "1"):
         dylibs.append("gomp")
 
-    seen = set()
-    statics = [s for s in statics if not (s in seen or seen.add(s))]
+    statics = list(dict.fromkeys(statics))
     cxx = os.environ.get("CXX", "c++")
     tmp = args.out + ".tmp"
     cmd = (
