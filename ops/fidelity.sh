@@ -2,8 +2,8 @@
 # ops/fidelity.sh [tiny|full] [OUT_DIR]
 # The fidelity check end to end, by one command: a seeded random-weight Vintern checkpoint in
 # Hugging Face form (tiny, or Vintern-1B's full shapes: ~1.8 GB bf16), converted by
-# `vinscan model convert` (f32 for tiny, f16 and q8_0), traced through llama.cpp by
-# `vinscan model trace`, and compared with PyTorch + transformers by ops/reference/parity.py.
+# `vinscan model convert` (f32 for tiny, then q8_0, f16 and bf16; VINSCAN_FIDELITY_TYPES picks),
+# traced through llama.cpp by `vinscan model trace`, and compared with PyTorch + transformers by ops/reference/parity.py.
 # Prints one summary line per weight type and leaves the JSON reports in OUT_DIR
 # (default target/fidelity/PRESET). Exits non-zero when a parity check fails.
 set -euo pipefail
@@ -43,8 +43,8 @@ for row in range(14):
         x0 += n + int(rng.integers(8, 30))
 img.save(sys.argv[1])
 PY
-types="q8_0 f16"
-[ "$preset" = tiny ] && types="f32 q8_0 f16"
+types=${VINSCAN_FIDELITY_TYPES:-q8_0 f16 bf16}
+[ "$preset" = tiny ] && types=${VINSCAN_FIDELITY_TYPES:-f32 q8_0 f16 bf16}
 status=0
 for t in $types; do
   start=$(date +%s)

@@ -53,6 +53,15 @@ TOLERANCES = {
         # rounds activations to f16 for some matmuls: ~1e-3 relative per layer, summed.
         emb_rel=2e-2, emb_cos=0.9995,
         logit_rel=1e-2, top1=0.99, greedy=32),
+    "bf16": dict(
+        # bf16 weights are a bf16 checkpoint's own, bit for bit (the tiny preset is f32, so there
+        # they are rounded too); ggml rounds the activations to bf16 (8 significant bits,
+        # relative error 2^-9, four times f16's) for every matmul with bf16 weights. Measured:
+        # embeddings 3e-3 relative, logits 7e-3 of the range (full size), so the issue's 1e-2
+        # bound for conversions holds with little room. Top-1 flips only at near-ties (the tiny
+        # model has exact ties, margin 0.0), hence 98 %; greedy is reported (32/32 measured).
+        emb_rel=1e-2, emb_cos=0.9999,
+        logit_rel=1e-2, top1=0.98, greedy=0),
     "q8_0": dict(
         # q8_0 keeps 8 bits per weight with one scale per 32: ~0.4 % relative error per weight.
         # Embeddings then agree to ~1e-2 and top-1 must hold on >= 99 % of positions (the
@@ -129,7 +138,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("hf_dir")
     ap.add_argument("trace_dir")
-    ap.add_argument("--weights", choices=["f32", "f16", "q8_0"], required=True)
+    ap.add_argument("--weights", choices=["f32", "f16", "bf16", "q8_0"], required=True)
     ap.add_argument("--report", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--q8-weight-reference", action="store_true",

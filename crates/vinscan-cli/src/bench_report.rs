@@ -42,7 +42,7 @@ fn secs((a, b, c): (f64, f64, f64)) -> String {
 
 /// Projector types in the order `vinscan bench` probes them; reports before the `projector`
 /// field was written hold f16 then q8_0.
-const PROBE_ORDER: [&str; 3] = ["f16", "q8_0", "f32"];
+const PROBE_ORDER: [&str; 4] = ["f16", "q8_0", "f32", "bf16"];
 
 fn projector_kind(i: usize, probe: &Value) -> &str {
     probe["projector"]
@@ -103,10 +103,23 @@ pub fn markdown(r: &Value) -> String {
         s(&r["real_tokens"]),
         s(&r["tokens"])
     );
+    let setup_min = f(&r["setup_s"]) / 60.0;
     let _ = writeln!(
         o,
-        "| run | {:.1} min for the measurements |\n",
-        f(&r["wall_s"]) / 60.0
+        "| run | {:.1} min for the measurements{} |\n",
+        f(&r["wall_s"]) / 60.0,
+        if setup_min.is_finite() {
+            format!(
+                ", after {setup_min:.1} min of setup ({})",
+                if r["clean_clone"].as_bool() == Some(true) {
+                    "clean clone: installs, release build, peers, models"
+                } else {
+                    "builds and models already there"
+                }
+            )
+        } else {
+            String::new()
+        }
     );
 
     let _ = writeln!(o, "## Per page: vinscan vs `llama-mtmd-cli`\n");
@@ -485,7 +498,7 @@ pub fn markdown(r: &Value) -> String {
             {
                 let ep =
                     |k: &str| probe(probes, k).map_or(f64::NAN, |p| f(&p["run"]["encode_prefill"]) / 1e3);
-                let (f16, f32) = (ep("f16"), ep("f32"));
+                let (f16, f32, bf16) = (ep("f16"), ep("f32"), ep("bf16"));
                 let format_note = if f32.is_finite() && f16.is_finite() {
                     format!(
                         "; the same projector in f32 takes {f32:.1} s for encode + prefill against {f16:.1} s in f16, so {}",
@@ -498,8 +511,16 @@ pub fn markdown(r: &Value) -> String {
                 } else {
                     String::new()
                 };
+                let bf16_note = if bf16.is_finite() && f16.is_finite() {
+                    format!(
+                        "; in bf16 (ggml's AVX512-BF16 kernel where the CPU has one) it takes {bf16:.1} s, {:.2}× the f16 time",
+                        bf16 / f16
+                    )
+                } else {
+                    String::new()
+                };
                 format!(
-                    "the vision encoder: llama.cpp's reaches {achieved:.0} GFLOP/s on the f16 projector ({:.0} % of the {gemm:.0} GFLOP/s f32 GEMM peak of torch's BLAS, which transformers runs the ViT in){format_note}",
+                    "the vision encoder: llama.cpp's reaches {achieved:.0} GFLOP/s on the f16 projector ({:.0} % of the {gemm:.0} GFLOP/s f32 GEMM peak of torch's BLAS, which transformers runs the ViT in){format_note}{bf16_note}",
                     100.0 * achieved / gemm
                 )
             },
@@ -518,10 +539,25 @@ pub fn markdown(r: &Value) -> String {
         String::new(),
     );
     let minutes = f(&r["wall_s"]) / 60.0;
+    let clean = r["clean_clone"].as_bool() == Some(true) && setup_min.is_finite();
+    let total = minutes + if setup_min.is_finite() { setup_min } else { 0.0 };
     goal(
         "one command, clean clone, < 30 min on 2 cores",
-        format!("measurements alone {minutes:.0} min"),
-        Some(minutes < 30.0 && f(&r["machine"]["cores"]) <= 2.0),
+        if clean {
+            format!("{total:.1} min from a clean clone (setup {setup_min:.1}, measurements {minutes:.1})")
+        } else if setup_min.is_finite() {
+            format!(
+                "{total:.1} min, not from a clean clone (setup {setup_min:.1}, measurements {minutes:.1})"
+            )
+        } else {
+            format!("measurements alone {minutes:.1} min")
+        },
+        // only a clean clone decides it, unless even a warm run is over the limit
+        if clean || total >= 30.0 {
+            Some(total < 30.0 && f(&r["machine"]["cores"]) <= 2.0)
+        } else {
+            None
+        },
         {
             // the floor: one vinscan and one llama-mtmd-cli run of every page, plus the aggregate
             let pass: f64 = pages
@@ -530,7 +566,14 @@ pub fn markdown(r: &Value) -> String {
                 .sum();
             let agg_s = f(&agg["vinscan_ms"]) / 1e3;
             format!(
-                "one A/B pass over the pages (each peer runs each page once) takes {:.0} min and the aggregate run {:.0} min, before any repetition, the transformers peer, the fresh-process probes or the builds; the 7-tile page alone takes {:.0} s per `llama-mtmd-cli` run. Fewer pages or repetitions would make the medians meaningless",
+                "{}one A/B pass over the pages (each peer runs each page once) takes {:.0} min and the aggregate run {:.0} min, before any repetition, the transformers peer, the fresh-process probes or the builds; the 7-tile page alone takes {:.0} s per `llama-mtmd-cli` run. Fewer pages or repetitions would make the medians meaningless",
+                if clean {
+                    format!(
+                        "the setup (installs, the release build of llama.cpp and vinscan, the reference venv, the models) took {setup_min:.0} min; "
+                    )
+                } else {
+                    String::new()
+                },
                 pass / 60.0,
                 agg_s / 60.0,
                 mmm(
@@ -584,10 +627,37 @@ mod tests {
         // labelled probes: the memory goal reads the q8_0 one wherever it sits
         let r3 = json!({"per_page": [run(900.0, 1000.0)], "tokens": 32,
             "probes": [{"projector": "f16", "peak_rss_mb": 1700.0}, {"projector": "f32", "peak_rss_mb": 2300.0},
-                {"projector": "q8_0", "peak_rss_mb": 1200.0}],
+                {"projector": "q8_0", "peak_rss_mb": 1200.0},
+                {"projector": "bf16", "peak_rss_mb": 1650.0, "run": {"encode_prefill": 15000.0}}],
             "aggregate": {"pages": 1, "vinscan_ms": 1000.0, "mtmd_sequential_ms": 2000.0, "load_ms": 100.0}});
         let md = markdown(&r3);
         assert!(md.contains("1200 MB | **met**"), "{md}");
         assert!(md.contains("| f32 | 2300 |"), "{md}");
+        assert!(md.contains("| bf16 | 1650 |"), "{md}");
+        assert!(md.contains("15.00 s with the bf16 projector"), "{md}");
+        // the one-command goal: judged only from a clean clone
+        assert!(md.contains("measurements alone"), "{md}");
+        assert!(!md.contains("min | **met**"), "{md}");
+        let mut r4 = r3.clone();
+        r4["wall_s"] = json!(1000.0);
+        r4["setup_s"] = json!(700.0);
+        let md = markdown(&r4);
+        assert!(
+            md.contains("not from a clean clone (setup 11.7, measurements 16.7) | reported"),
+            "{md}"
+        );
+        r4["clean_clone"] = json!(true);
+        r4["machine"] = json!({"cores": 2});
+        let md = markdown(&r4);
+        assert!(
+            md.contains("28.3 min from a clean clone (setup 11.7, measurements 16.7) | **met**"),
+            "{md}"
+        );
+        r4["setup_s"] = json!(900.0);
+        let md = markdown(&r4);
+        assert!(
+            md.contains("31.7 min from a clean clone (setup 15.0, measurements 16.7) | **not met**"),
+            "{md}"
+        );
     }
 }

@@ -185,11 +185,11 @@ pub struct ConvertArgs {
     /// Output directory for model.gguf and mmproj.gguf.
     #[arg(long, env = "VINSCAN_CONVERT_OUT")]
     pub out: PathBuf,
-    /// Weight type: f32, f16, q8_0, or a llama.cpp quantisation of the LLM (q4_0, q4_k_m, q5_k_m,
+    /// Weight type: f32, f16, bf16, q8_0, or a llama.cpp quantisation of the LLM (q4_0, q4_k_m, q5_k_m,
     /// q6_k, ...; the mmproj then stays f16).
     #[arg(long = "type", env = "VINSCAN_CONVERT_TYPE", default_value = "f16")]
     pub weights: String,
-    /// Weight type of the mmproj when it should differ: f32, f16 or q8_0.
+    /// Weight type of the mmproj when it should differ: f32, f16, bf16 or q8_0.
     #[arg(long, env = "VINSCAN_CONVERT_MMPROJ_TYPE")]
     pub mmproj_type: Option<String>,
     /// Write InternViT's position embedding in upstream llama.cpp's order (class row first),
@@ -278,6 +278,18 @@ pub struct BenchArgs {
     /// encoder anything (f16 is converted exactly, so only speed and memory differ).
     #[arg(long, env = "VINSCAN_BENCH_MMPROJ_F32")]
     pub mmproj_f32: Option<PathBuf>,
+    /// The same projector in bf16 (the checkpoint's own weights, bit for bit), measured on the
+    /// smallest page: ggml multiplies bf16 with AVX512-BF16 where the CPU has it.
+    #[arg(long, env = "VINSCAN_BENCH_MMPROJ_BF16")]
+    pub mmproj_bf16: Option<PathBuf>,
+    /// Seconds the calling command spent before the bench (installs, builds, models), counted in
+    /// the one-command goal (`ops/bench.sh` passes it).
+    #[arg(long, env = "VINSCAN_BENCH_SETUP_S")]
+    pub setup_s: Option<f64>,
+    /// That setup started from a clean clone (nothing built, no models), so the one-command
+    /// goal can be judged; otherwise it is only reported.
+    #[arg(long, env = "VINSCAN_BENCH_CLEAN_CLONE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub clean_clone: bool,
     /// llama.cpp's `llama-mtmd-cli`, built from the same llama.cpp source.
     #[arg(long, env = "VINSCAN_BENCH_MTMD_CLI")]
     pub mtmd_cli: PathBuf,

@@ -696,6 +696,9 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(f32) = &args.mmproj_f32 {
         probes.push(probe(global, &args, "f32", f32)?);
     }
+    if let Some(bf16) = &args.mmproj_bf16 {
+        probes.push(probe(global, &args, "bf16", bf16)?);
+    }
     log("memory probes done");
 
     // 5. vision encode alone, per tile (llama.cpp's encoder through the trace API)
@@ -773,7 +776,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         "real_tokens": args.real_tokens,
         "ctx_size": args.ctx_size,
         "parallel": args.parallel,
-        "model": args.model, "mmproj": args.mmproj, "mmproj_q8": args.mmproj_q8, "mmproj_f32": args.mmproj_f32,
+        "model": args.model, "mmproj": args.mmproj, "mmproj_q8": args.mmproj_q8, "mmproj_f32": args.mmproj_f32, "mmproj_bf16": args.mmproj_bf16,
         "load_ms": load_ms,
         "parity": parity.iter().map(|(u, v, m)| json!({"unit": u, "vinscan": v, "mtmd": m})).collect::<Vec<_>>(),
         "per_page": per_page.iter().map(|(u, v, m)| json!({"unit": u, "vinscan": v, "mtmd": m,
@@ -789,6 +792,8 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         "tesseract": tesseract,
         "peak_rss_mb": rss_mb,
         "wall_s": started.elapsed().as_secs_f64(),
+        "setup_s": args.setup_s,
+        "clean_clone": args.clean_clone,
     });
     let mut report = report;
     file_sizes(&args, &mut report);

@@ -22,9 +22,9 @@ pub fn run_convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     let mmproj_weights = match &args.mmproj_type {
         None => None,
         Some(t) => match t.parse().map_err(anyhow::Error::msg)? {
-            w @ (WeightType::F32 | WeightType::F16 | WeightType::Q8_0) => Some(w),
+            w @ (WeightType::F32 | WeightType::F16 | WeightType::BF16 | WeightType::Q8_0) => Some(w),
             WeightType::Llama { name, .. } => {
-                bail!("--mmproj-type {name}: the mmproj takes f32, f16 or q8_0")
+                bail!("--mmproj-type {name}: the mmproj takes f32, f16, bf16 or q8_0")
             }
         },
     };

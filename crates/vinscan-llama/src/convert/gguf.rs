@@ -16,6 +16,8 @@ const ALIGNMENT: u64 = 32;
 pub enum TensorType {
     F32,
     F16,
+    /// bfloat16: a Hugging Face bf16 checkpoint's weights, bit for bit.
+    BF16,
     Q8_0,
 }
 
@@ -25,6 +27,7 @@ impl TensorType {
             Self::F32 => 0,
             Self::F16 => 1,
             Self::Q8_0 => 8,
+            Self::BF16 => 30,
         }
     }
 
@@ -32,7 +35,7 @@ impl TensorType {
     pub fn bytes(self, n: u64) -> u64 {
         match self {
             Self::F32 => 4 * n,
-            Self::F16 => 2 * n,
+            Self::F16 | Self::BF16 => 2 * n,
             Self::Q8_0 => n / 32 * 34,
         }
     }
@@ -45,6 +48,11 @@ impl TensorType {
             Self::F16 => values
                 .iter()
                 .for_each(|v| out.extend(half::f16::from_f32(*v).to_le_bytes())),
+            // round to nearest even, as ggml's `ggml_compute_fp32_to_bf16`; exact for values
+            // that came from bf16
+            Self::BF16 => values
+                .iter()
+                .for_each(|v| out.extend(half::bf16::from_f32(*v).to_le_bytes())),
             Self::Q8_0 => quantize_q8_0(values, out),
         }
     }
@@ -258,6 +266,19 @@ mod tests {
     }
 
     #[test]
+    fn bf16_keeps_bf16_values_exactly() {
+        let values = [1.0f32, -2.5, 0.007_812_5, half::bf16::from_f32(1.234_567).to_f32()];
+        let mut out = Vec::new();
+        TensorType::BF16.encode(&values, &mut out);
+        assert_eq!(out.len(), 8);
+        assert_eq!(&out[0..2], &[0x80, 0x3f]);
+        for (i, v) in values.iter().enumerate() {
+            let back = half::bf16::from_le_bytes([out[2 * i], out[2 * i + 1]]).to_f32();
+            assert_eq!(back, *v);
+        }
+    }
+
+    #[test]
     fn all_zero_block_has_zero_scale() {
         let mut out = Vec::new();
         quantize_q8_0(&[0.0; 32], &mut out);
@@ -268,6 +289,7 @@ mod tests {
     fn sizes_and_padding() {
         assert_eq!(TensorType::Q8_0.bytes(64), 68);
         assert_eq!(TensorType::F16.bytes(3), 6);
+        assert_eq!(TensorType::BF16.bytes(3), 6);
         assert_eq!(padding(68), 28);
         assert_eq!(padding(64), 0);
     }

@@ -63,6 +63,8 @@ impl ConvertError {
 pub enum WeightType {
     F32,
     F16,
+    /// bfloat16, the dtype Vintern's checkpoints are published in: lossless for them.
+    BF16,
     Q8_0,
     /// Any other llama.cpp file type, produced by `llama_model_quantize` from an f16 LLM.
     Llama {
@@ -96,6 +98,7 @@ impl FromStr for WeightType {
         match lower.as_str() {
             "f32" => Ok(Self::F32),
             "f16" => Ok(Self::F16),
+            "bf16" => Ok(Self::BF16),
             "q8_0" => Ok(Self::Q8_0),
             other => LLAMA_FTYPES
                 .iter()
@@ -103,7 +106,10 @@ impl FromStr for WeightType {
                 .map(|(name, ftype)| Self::Llama { name, ftype: *ftype })
                 .ok_or_else(|| {
                     let names: Vec<&str> = LLAMA_FTYPES.iter().map(|(n, _)| *n).collect();
-                    format!("unknown weight type {s:?}: f32, f16, q8_0, {}", names.join(", "))
+                    format!(
+                        "unknown weight type {s:?}: f32, f16, bf16, q8_0, {}",
+                        names.join(", ")
+                    )
                 }),
         }
     }
@@ -115,6 +121,7 @@ impl WeightType {
         match self {
             Self::F32 => TensorType::F32,
             Self::F16 | Self::Llama { .. } => TensorType::F16,
+            Self::BF16 => TensorType::BF16,
             Self::Q8_0 => TensorType::Q8_0,
         }
     }
@@ -125,6 +132,7 @@ impl WeightType {
             TensorType::F32 => 0,
             TensorType::F16 => 1,
             TensorType::Q8_0 => 7,
+            TensorType::BF16 => 32,
         }
     }
 }
@@ -132,7 +140,7 @@ impl WeightType {
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
     pub weights: WeightType,
-    /// The mmproj's weight type when it differs from the LLM's (f32, f16 or q8_0).
+    /// The mmproj's weight type when it differs from the LLM's (f32, f16, bf16 or q8_0).
     pub mmproj_weights: Option<WeightType>,
     /// Write the position embedding in upstream llama.cpp's order (class row first).
     pub upstream_position_order: bool,
@@ -474,7 +482,7 @@ fn mmproj_plan(s: &Shapes, weights: TensorType, upstream_positions: bool) -> Pla
     let mut p = Plan { tensors: Vec::new() };
     let (e, n_pos) = (s.vit, (s.image / s.patch).pow(2) + 1);
     let emb = "vision_model.embeddings.";
-    // ggml's convolution wants an f16 or f32 kernel.
+    // ggml's convolution (im2col) wants an f16 or f32 kernel, whatever the other weights are.
     let conv = if weights == TensorType::F32 {
         TensorType::F32
     } else {
@@ -755,6 +763,7 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, options: &ConvertOptions) -> Resul
     let weights = match options.weights {
         WeightType::F32 => "f32",
         WeightType::F16 => "f16",
+        WeightType::BF16 => "bf16",
         WeightType::Q8_0 => "q8_0",
         WeightType::Llama { name, .. } => name,
     };
@@ -841,6 +850,8 @@ mod tests {
     #[test]
     fn weight_types_parse() {
         assert_eq!("Q8_0".parse::<WeightType>(), Ok(WeightType::Q8_0));
+        assert_eq!("bf16".parse::<WeightType>(), Ok(WeightType::BF16));
+        assert_eq!(WeightType::BF16.file_type(), 32);
         assert!(matches!(
             "q4_k_m".parse::<WeightType>(),
             Ok(WeightType::Llama { name: "q4_k_m", .. })
