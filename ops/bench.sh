@@ -2,7 +2,8 @@
 # ops/bench.sh: the benchmark by one command, on a clean clone.
 #   1. installs what the peers need (cmake etc., Tesseract 5 with `vie`, the reference venv with
 #      torch + transformers, matplotlib);
-#   2. builds vinscan (release), then llama.cpp's `llama-mtmd-cli`: its one source file from the
+#   2. builds vinscan (release, with what the bench runs: llama.cpp and pdfium, not Kafka) while
+#      the installs run beside it, then llama.cpp's `llama-mtmd-cli`: its one source file from the
 #      llama.cpp that llama-cpp-sys-2 vendors, linked against the static libraries of that
 #      crate's build, so the peer runs the very kernels vinscan runs;
 #   3. generates the full-size random-weight Vintern-1B checkpoint and converts it
@@ -20,6 +21,12 @@ clean=false
 say() { echo "== ops/bench.sh $(( $(date +%s) - start )) s: $*" >&2; }
 
 bash ops/setup.sh
+# vinscan is built with what the bench runs (llama.cpp, pdfium), not Kafka's vendored librdkafka;
+# the build starts now and the installs below run beside it
+export OMP_WAIT_POLICY=PASSIVE
+build() { cargo build --release --quiet -p vinscan-cli --no-default-features --features llama,pdf "$@"; }
+build &
+build_pid=$!
 if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -qx vie \
   || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
   sudo=""
@@ -34,10 +41,15 @@ ref=$("$root/ops/reference-env.sh")
 "$ref/bin/python" -c "import matplotlib" 2>/dev/null || "$ref/bin/pip" install -q -r ops/bench/requirements.txt
 say "tools ready"
 
-export OMP_WAIT_POLICY=PASSIVE
-cargo build --release --quiet -p vinscan-cli
+models=${VINSCAN_BENCH_MODELS:-$root/target/bench/models}
+mkdir -p "$models"
+threads=${VINSCAN_THREADS:-$(nproc)}
+if [ ! -f "$models/checkpoint/model.safetensors" ]; then
+  "$ref/bin/python" ops/reference/make_checkpoint.py full "$models/checkpoint"
+fi
+wait "$build_pid"
 vinscan=$root/target/release/vinscan
-say "vinscan built"
+say "vinscan built, checkpoint ready"
 
 # llama-mtmd-cli: only mtmd-cli.cpp is compiled (seconds); it links the static llama.cpp
 # libraries of the build above (llama-cpp-sys-2's OUT_DIR), so both peers run the same kernels
@@ -48,16 +60,10 @@ for p in json.load(sys.stdin)["packages"]:
         print(os.path.join(os.path.dirname(p["manifest_path"]), "llama.cpp")); break')
 [ -f "$llama_src/tools/mtmd/mtmd-cli.cpp" ] || { echo "no vendored llama.cpp at '$llama_src'" >&2; exit 1; }
 mtmd_cli=$root/target/bench/llama-mtmd-cli
-cargo build --release --quiet -p vinscan-cli --message-format=json \
+build --message-format=json \
   | "$ref/bin/python" ops/bench/link_mtmd_cli.py --llama-src "$llama_src" --out "$mtmd_cli" >&2
 say "llama-mtmd-cli ready: $mtmd_cli"
 
-models=${VINSCAN_BENCH_MODELS:-$root/target/bench/models}
-mkdir -p "$models"
-threads=${VINSCAN_THREADS:-$(nproc)}
-if [ ! -f "$models/checkpoint/model.safetensors" ]; then
-  "$ref/bin/python" ops/reference/make_checkpoint.py full "$models/checkpoint"
-fi
 if [ ! -f "$models/q8_0/mmproj.gguf" ]; then
   "$vinscan" model convert "$models/checkpoint" --out "$models/q8_0" --type q8_0 --mmproj-type f16 --threads "$threads" >/dev/null
 fi

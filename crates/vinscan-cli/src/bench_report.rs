@@ -82,8 +82,12 @@ pub fn markdown(r: &Value) -> String {
     let _ = writeln!(o, "| threads per peer | {} |", s(&r["threads"]));
     let _ = writeln!(
         o,
-        "| vinscan | {} (release), llama.cpp from llama-cpp-sys-2 {} |",
+        "| vinscan | {} (release{}), llama.cpp from llama-cpp-sys-2 {} |",
         s(&r["version"]),
+        r["features"].as_array().map_or(String::new(), |fs| {
+            let names: Vec<&str> = fs.iter().filter_map(Value::as_str).collect();
+            format!("; features {}", names.join(", "))
+        }),
         s(&r["llama_cpp_sys_2"])
     );
     let _ = writeln!(

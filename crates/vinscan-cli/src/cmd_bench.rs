@@ -766,8 +766,19 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let features: Vec<&str> = [
+        ("llama", cfg!(feature = "llama")),
+        ("pdf", cfg!(feature = "pdf")),
+        ("kafka", cfg!(feature = "kafka")),
+        ("cuda", cfg!(feature = "cuda")),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(n, _)| *n)
+    .collect();
     let report = json!({
         "version": vinscan_core::VERSION,
+        "features": features,
         "llama_cpp_sys_2": "0.1.161",
         "system_info": system_info,
         "machine": machine(),

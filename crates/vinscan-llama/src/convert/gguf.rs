@@ -267,7 +267,12 @@ mod tests {
 
     #[test]
     fn bf16_keeps_bf16_values_exactly() {
-        let values = [1.0f32, -2.5, 0.007_812_5, half::bf16::from_f32(1.234_567).to_f32()];
+        let values = [
+            1.0f32,
+            -2.5,
+            0.007_812_5,
+            half::bf16::from_f32(1.234_567).to_f32(),
+        ];
         let mut out = Vec::new();
         TensorType::BF16.encode(&values, &mut out);
         assert_eq!(out.len(), 8);
