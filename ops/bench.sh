@@ -2,12 +2,13 @@
 # ops/bench.sh: the benchmark by one command, on a clean clone.
 #   1. installs what the peers need (cmake etc., Tesseract 5 with `vie`, the reference venv with
 #      torch + transformers, matplotlib);
-#   2. builds vinscan (release, with what the bench runs: llama.cpp and pdfium, not Kafka) while
+#   2. builds vinscan (release, with what the bench runs: llama.cpp and pdfium, not Kafka or S3) while
 #      the installs run beside it, then llama.cpp's `llama-mtmd-cli`: its one source file from the
 #      llama.cpp that llama-cpp-sys-2 vendors, linked against the static libraries of that
 #      crate's build, so the peer runs the very kernels vinscan runs;
 #   3. generates the full-size random-weight Vintern-1B checkpoint and converts it
-#      (q8_0 LLM with an f16 projector; q8_0, f32 and bf16 projectors) with `vinscan model convert`;
+#      (q8_0 LLM with an f16 projector; q8_0 and bf16 projectors, and f32 with
+#      VINSCAN_BENCH_F32=1) with `vinscan model convert`;
 #   4. makes the pages, runs `vinscan bench`, rewrites docs/BENCHMARKS.md and draws
 #      docs/bench/time-per-page.png.
 # Environment: VINSCAN_THREADS (default: all cores), VINSCAN_BENCH_* (see `vinscan bench --help`).
@@ -21,7 +22,8 @@ clean=false
 say() { echo "== ops/bench.sh $(( $(date +%s) - start )) s: $*" >&2; }
 
 bash ops/setup.sh
-# vinscan is built with what the bench runs (llama.cpp, pdfium), not Kafka's vendored librdkafka;
+# vinscan is built with what the bench runs (llama.cpp, pdfium), not Kafka's vendored librdkafka
+# nor the AWS SDK and aws-lc (the `kafka` and `s3` features);
 # the build starts now and the installs below run beside it
 export OMP_WAIT_POLICY=PASSIVE
 build() { cargo build --release --quiet -p vinscan-cli --no-default-features --features llama,pdf "$@"; }
@@ -70,8 +72,14 @@ fi
 if [ ! -f "$models/q8_0-mmproj/mmproj.gguf" ]; then
   "$vinscan" model convert "$models/checkpoint" --out "$models/q8_0-mmproj" --type q8_0 --mmproj-type q8_0 --threads "$threads" >/dev/null
 fi
-if [ ! -f "$models/f32-mmproj/mmproj.gguf" ]; then
-  "$vinscan" model convert "$models/checkpoint" --out "$models/f32-mmproj" --type q8_0 --mmproj-type f32 --threads "$threads" >/dev/null
+# the f32 projector (the slowest and largest) is measured only on request: about a minute of
+# conversion and probing that the 30-minute budget does without
+f32_args=()
+if [ "${VINSCAN_BENCH_F32:-0}" = 1 ]; then
+  if [ ! -f "$models/f32-mmproj/mmproj.gguf" ]; then
+    "$vinscan" model convert "$models/checkpoint" --out "$models/f32-mmproj" --type q8_0 --mmproj-type f32 --threads "$threads" >/dev/null
+  fi
+  f32_args=(--mmproj-f32 "$models/f32-mmproj/mmproj.gguf")
 fi
 if [ ! -f "$models/bf16-mmproj/mmproj.gguf" ]; then
   "$vinscan" model convert "$models/checkpoint" --out "$models/bf16-mmproj" --type q8_0 --mmproj-type bf16 --threads "$threads" >/dev/null
@@ -81,7 +89,7 @@ say "models ready in $models"
 pages=$root/target/bench/pages
 "$ref/bin/python" ops/bench/make_pages.py "$pages" "$root/../shared/data/sroie-sample/images" 150
 "$vinscan" bench --pages "$pages" --model "$models/q8_0/model.gguf" --mmproj "$models/q8_0/mmproj.gguf" \
-  --mmproj-q8 "$models/q8_0-mmproj/mmproj.gguf" --mmproj-f32 "$models/f32-mmproj/mmproj.gguf" \
+  --mmproj-q8 "$models/q8_0-mmproj/mmproj.gguf" "${f32_args[@]}" \
   --mmproj-bf16 "$models/bf16-mmproj/mmproj.gguf" --mtmd-cli "$mtmd_cli" \
   --python "$ref/bin/python" --checkpoint "$models/checkpoint" --tesseract "$(command -v tesseract)" \
   --threads "$threads" --report docs/BENCHMARKS.md --work-dir target/bench \

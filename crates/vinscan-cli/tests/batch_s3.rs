@@ -1,6 +1,7 @@
 //! `vinscan batch` from an S3 prefix to an S3 prefix on the real S3 server (s3s-fs, started by
 //! ops/test.sh): outputs and manifest land in the bucket, a second run skips everything, and an
 //! oversized object is refused before download.
+#![cfg(feature = "s3")]
 
 mod common;
 

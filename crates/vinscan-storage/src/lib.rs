@@ -1,5 +1,7 @@
 //! Object storage behind one trait, [`ObjectStore`], with a local-directory backend and an
 //! S3-compatible backend; both pass the same conformance suite (`tests/conformance.rs`).
+//! The S3 backend (the AWS SDK, and aws-lc's C build under it) is the `s3` feature, on by
+//! default; without it [`open_location`] refuses `s3://` locations with a clear error.
 //!
 //! Keys are `/`-separated, relative to the store's root (a directory, or a bucket). Keys that
 //! could escape the root (`..`, absolute, NUL, empty segments) are refused by every backend.
@@ -10,7 +12,9 @@
 mod error;
 mod local;
 mod location;
+#[cfg(feature = "s3")]
 mod s3;
+mod s3_config;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,7 +22,9 @@ use bytes::Bytes;
 pub use error::{StorageError, StorageErrorKind};
 pub use local::LocalStore;
 pub use location::{Location, open_location};
-pub use s3::{S3Config, S3Store};
+#[cfg(feature = "s3")]
+pub use s3::S3Store;
+pub use s3_config::S3Config;
 
 /// Size and version of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{LocalStore, ObjectStore, S3Config, S3Store, StorageError, StorageErrorKind};
+#[cfg(feature = "s3")]
+use crate::S3Store;
+use crate::{LocalStore, ObjectStore, S3Config, StorageError, StorageErrorKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
@@ -58,7 +60,16 @@ pub fn open_location(
 ) -> Result<(Arc<dyn ObjectStore>, String), StorageError> {
     match location {
         Location::Local(dir) => Ok((Arc::new(LocalStore::new(dir.clone())), String::new())),
+        #[cfg(feature = "s3")]
         Location::S3 { bucket, prefix } => Ok((Arc::new(S3Store::new(s3, bucket)?), prefix.clone())),
+        #[cfg(not(feature = "s3"))]
+        Location::S3 { .. } => {
+            let _ = s3;
+            Err(StorageError::new(
+                StorageErrorKind::Other,
+                format!("{location}: this vinscan was built without S3 support (cargo feature `s3`)"),
+            ))
+        }
     }
 }
 
@@ -88,5 +99,14 @@ mod tests {
         );
         assert!(Location::parse("s3://UPPER/x").is_err());
         assert!(Location::parse("s3://").is_err());
+    }
+
+    #[cfg(not(feature = "s3"))]
+    #[test]
+    fn s3_locations_need_the_s3_feature() {
+        let location = Location::parse("s3://scans/in").expect("s3");
+        let err = open_location(&location, &S3Config::default()).expect_err("no S3 backend");
+        assert!(err.to_string().contains("feature `s3`"), "{err}");
+        assert!(!err.is_retryable());
     }
 }

@@ -3,10 +3,9 @@
 //! set. In CI it is always set: the S3 half fails rather than skips when CI=true.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
-use vinscan_storage::{LocalStore, ObjectStore, S3Config, S3Store, StorageErrorKind};
+use vinscan_storage::{LocalStore, ObjectStore, StorageErrorKind};
 
 async fn suite(store: Arc<dyn ObjectStore>) {
     let s = store.as_ref();
@@ -110,61 +109,71 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
-fn s3_config() -> Option<S3Config> {
-    let endpoint = std::env::var("VINSCAN_TEST_S3_ENDPOINT").ok();
-    if endpoint.is_none() && std::env::var("CI").is_ok() {
-        panic!("CI=true but VINSCAN_TEST_S3_ENDPOINT is unset: ops/test.sh starts the S3 server");
+/// The S3 half: only where the backend is built (the `s3` feature, on by default).
+#[cfg(feature = "s3")]
+mod s3 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use vinscan_storage::{S3Config, S3Store};
+
+    use super::*;
+
+    fn s3_config() -> Option<S3Config> {
+        let endpoint = std::env::var("VINSCAN_TEST_S3_ENDPOINT").ok();
+        if endpoint.is_none() && std::env::var("CI").is_ok() {
+            panic!("CI=true but VINSCAN_TEST_S3_ENDPOINT is unset: ops/test.sh starts the S3 server");
+        }
+        let endpoint = endpoint?;
+        let mut c = S3Config::from_env();
+        c.endpoint = Some(endpoint);
+        c.path_style = true;
+        Some(c)
     }
-    let endpoint = endpoint?;
-    let mut c = S3Config::from_env();
-    c.endpoint = Some(endpoint);
-    c.path_style = true;
-    Some(c)
-}
 
-static BUCKETS: AtomicU32 = AtomicU32::new(0);
+    static BUCKETS: AtomicU32 = AtomicU32::new(0);
 
-fn bucket_name() -> String {
-    format!(
-        "conf-{}-{}",
-        std::process::id(),
-        BUCKETS.fetch_add(1, Ordering::Relaxed)
-    )
-}
+    fn bucket_name() -> String {
+        format!(
+            "conf-{}-{}",
+            std::process::id(),
+            BUCKETS.fetch_add(1, Ordering::Relaxed)
+        )
+    }
 
-#[tokio::test]
-async fn s3_store_conforms() {
-    let Some(config) = s3_config() else {
-        eprintln!("skipped: VINSCAN_TEST_S3_ENDPOINT is unset (run through ops/test.sh)");
-        return;
-    };
-    let store = S3Store::new(&config, &bucket_name()).expect("client");
-    store.create_bucket().await.expect("create bucket");
-    suite(Arc::new(store)).await;
-}
+    #[tokio::test]
+    async fn s3_store_conforms() {
+        let Some(config) = s3_config() else {
+            eprintln!("skipped: VINSCAN_TEST_S3_ENDPOINT is unset (run through ops/test.sh)");
+            return;
+        };
+        let store = S3Store::new(&config, &bucket_name()).expect("client");
+        store.create_bucket().await.expect("create bucket");
+        suite(Arc::new(store)).await;
+    }
 
-#[tokio::test]
-async fn s3_errors_have_kinds() {
-    let Some(config) = s3_config() else { return };
-    let missing = S3Store::new(&config, "no-such-bucket-vinscan").expect("client");
-    assert_eq!(
-        missing.head("a").await.expect_err("no bucket").kind,
-        StorageErrorKind::NotFound
-    );
+    #[tokio::test]
+    async fn s3_errors_have_kinds() {
+        let Some(config) = s3_config() else { return };
+        let missing = S3Store::new(&config, "no-such-bucket-vinscan").expect("client");
+        assert_eq!(
+            missing.head("a").await.expect_err("no bucket").kind,
+            StorageErrorKind::NotFound
+        );
 
-    let mut wrong = config.clone();
-    wrong.secret_access_key = Some("wrong-secret".into());
-    let denied = S3Store::new(&wrong, &bucket_name()).expect("client");
-    assert_eq!(
-        denied.create_bucket().await.expect_err("bad signature").kind,
-        StorageErrorKind::Denied
-    );
+        let mut wrong = config.clone();
+        wrong.secret_access_key = Some("wrong-secret".into());
+        let denied = S3Store::new(&wrong, &bucket_name()).expect("client");
+        assert_eq!(
+            denied.create_bucket().await.expect_err("bad signature").kind,
+            StorageErrorKind::Denied
+        );
 
-    let mut down = config.clone();
-    down.endpoint = Some("http://127.0.0.1:9".into());
-    let unreachable = S3Store::new(&down, &bucket_name()).expect("client");
-    assert_eq!(
-        unreachable.head("a").await.expect_err("unreachable").kind,
-        StorageErrorKind::Transient
-    );
+        let mut down = config.clone();
+        down.endpoint = Some("http://127.0.0.1:9".into());
+        let unreachable = S3Store::new(&down, &bucket_name()).expect("client");
+        assert_eq!(
+            unreachable.head("a").await.expect_err("unreachable").kind,
+            StorageErrorKind::Transient
+        );
+    }
 }
