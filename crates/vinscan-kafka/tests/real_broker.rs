@@ -15,14 +15,19 @@ fn broker() -> Option<String> {
     b
 }
 
+/// A topic or group name no other test (in this process or an earlier run) uses. The tests run
+/// in parallel: without the counter two of them could start in the same microsecond and share a
+/// group, whose members then disagree on the assignment protocol (InconsistentGroupProtocol).
 fn unique(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     format!(
-        "{tag}-{}-{}",
+        "{tag}-{}-{}-{}",
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros() % 1_000_000_000)
-            .unwrap_or(0)
+            .unwrap_or(0),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
 }
 
