@@ -348,6 +348,10 @@ pub struct BenchArgs {
     /// (the benchmark runs itself this way for a memory figure of a fresh process).
     #[arg(long, hide = true)]
     pub rss_probe: bool,
+    /// Only the aggregate run (every page through one loaded model, `--parallel` in flight),
+    /// printed as one JSON line; no peers, no report. For comparing `--parallel` settings.
+    #[arg(long, env = "VINSCAN_BENCH_AGGREGATE_ONLY")]
+    pub aggregate_only: bool,
     /// Measure nothing: rewrite the Markdown report from WORK_DIR/report.json (after a change
     /// to the report's wording).
     #[arg(long, env = "VINSCAN_BENCH_REWRITE_REPORT")]

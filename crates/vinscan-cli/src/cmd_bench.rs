@@ -91,6 +91,8 @@ struct VinscanRun {
     tiling: f64,
     encode_prefill: f64,
     generate: f64,
+    /// The page's share of the model steps' decode time (`ModelTimings::step_share_ms`).
+    steps_ms: f64,
     sample: f64,
     total: f64,
     prompt_tokens: u32,
@@ -162,6 +164,7 @@ fn vinscan_page(
         tiling,
         encode_prefill: g.timings.encode_prefill_ms,
         generate: g.timings.generate_ms,
+        steps_ms: g.timings.step_share_ms,
         sample: g.timings.sample_ms,
         total: ms(t0),
         prompt_tokens: g.prompt_tokens,
@@ -490,6 +493,85 @@ fn probe(global: &GlobalArgs, args: &BenchArgs, projector: &str, mmproj: &Path) 
     Ok(v)
 }
 
+/// The aggregate run: one freshly loaded model, every page queued, `--parallel` workers each
+/// taking the next page (their pages are in flight in the model together).
+struct Aggregate {
+    /// Wall time, model loading included.
+    wall_ms: f64,
+    load_ms: f64,
+    steps: u32,
+    runs: Vec<VinscanRun>,
+}
+
+fn aggregate(
+    args: &BenchArgs,
+    pdf: &LazyPdf,
+    pipeline: &Pipeline,
+    units: &[Unit],
+    real: &Arc<Value>,
+) -> anyhow::Result<Aggregate> {
+    let (model, load_ms) = load(args, &args.mmproj, args.parallel, true)?;
+    let queue = Mutex::new(units.iter().collect::<VecDeque<_>>());
+    let t = Instant::now();
+    let done: Vec<anyhow::Result<VinscanRun>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..args.parallel)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let next = queue.lock().ok().and_then(|mut q| q.pop_front());
+                        let Some(unit) = next else { break };
+                        done.push(vinscan_page(
+                            &model,
+                            pdf,
+                            pipeline,
+                            unit,
+                            real,
+                            args.real_tokens,
+                            Work::Real,
+                        ));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    let wall_ms = ms(t) + load_ms;
+    let runs = done
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()
+        .context("aggregate run")?;
+    Ok(Aggregate {
+        wall_ms,
+        load_ms,
+        steps: runs.iter().map(|r| r.steps).sum(),
+        runs,
+    })
+}
+
+/// `--aggregate-only`: the aggregate run alone, its figures as one JSON line.
+fn run_aggregate_only(args: &BenchArgs, pipeline: &Pipeline, pdf: &LazyPdf) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&args.work_dir)?;
+    let meta = read_projector_meta(&args.mmproj)?;
+    let units = units(args, pdf, pipeline, meta.max_tiles, &args.work_dir)?;
+    let real = Arc::new(pipeline.schema.grammar().clone());
+    let agg = aggregate(args, pdf, pipeline, &units, &real)?;
+    let sum = |f: fn(&VinscanRun) -> f64| agg.runs.iter().map(f).sum::<f64>();
+    println!(
+        "{}",
+        json!({"pages": units.len(), "parallel": args.parallel, "wall_ms": agg.wall_ms,
+            "load_ms": agg.load_ms, "model_steps": agg.steps,
+            "tokens": agg.runs.iter().map(|r| r.generated).sum::<u32>(),
+            "encode_prefill_ms": sum(|r| r.encode_prefill), "steps_ms": sum(|r| r.steps_ms),
+            "peak_rss_mb": peak_rss_mb()})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_probe(args: &BenchArgs, pipeline: &Pipeline, pdf: &LazyPdf) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.work_dir)?;
     let meta = read_projector_meta(&args.mmproj)?;
@@ -512,6 +594,9 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let pdf = LazyPdf::default();
     if args.rss_probe {
         return run_probe(&args, &pipeline, &pdf);
+    }
+    if args.aggregate_only {
+        return run_aggregate_only(&args, &pipeline, &pdf);
     }
     if args.rewrite_report {
         let path = args.work_dir.join("report.json");
@@ -642,45 +727,10 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
 
     // 2. aggregate: every page through one freshly loaded model, `--parallel` in flight,
     //    against llama-mtmd-cli run once per page, one after another (medians of step 1b)
-    let (model, agg_load_ms) = load(&args, &args.mmproj, args.parallel, true)?;
-    let queue = Mutex::new(units.iter().collect::<VecDeque<_>>());
-    let t = Instant::now();
-    let agg: Vec<anyhow::Result<VinscanRun>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..args.parallel)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let next = queue.lock().ok().and_then(|mut q| q.pop_front());
-                        let Some(unit) = next else { break };
-                        done.push(vinscan_page(
-                            &model,
-                            &pdf,
-                            &pipeline,
-                            unit,
-                            &real,
-                            args.real_tokens,
-                            Work::Real,
-                        ));
-                    }
-                    done
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
-    });
-    let agg_ms = ms(t) + agg_load_ms;
-    let mut agg_steps = 0;
-    for r in &agg {
-        match r {
-            Ok(r) => agg_steps += r.steps,
-            Err(e) => bail!("aggregate run: {e:#}"),
-        }
-    }
-    drop(model);
+    let agg = aggregate(&args, &pdf, &pipeline, &units, &real)?;
+    let (agg_ms, agg_load_ms, agg_steps) = (agg.wall_ms, agg.load_ms, agg.steps);
+    let agg_encode_ms: f64 = agg.runs.iter().map(|r| r.encode_prefill).sum();
+    let agg_steps_ms: f64 = agg.runs.iter().map(|r| r.steps_ms).sum();
     let rss_mb = peak_rss_mb();
     log(&format!(
         "aggregate: {} pages in {:.1} s",
@@ -794,6 +844,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
             "same_output": v.first().map(|r| r.text.trim()) == m.first().map(|r| r.text.as_str())})).collect::<Vec<_>>(),
         "validate": validate,
         "aggregate": {"pages": units.len(), "vinscan_ms": agg_ms, "load_ms": agg_load_ms, "model_steps": agg_steps,
+            "encode_prefill_ms": agg_encode_ms, "steps_ms": agg_steps_ms,
             "mtmd_sequential_ms": per_page.iter().map(|(_, _, m)| stats(&m.iter().map(|r| r.wall).collect::<Vec<_>>()).median).sum::<f64>()},
         "probes": probes,
         "encode_per_tile_ms": stats(&encode),

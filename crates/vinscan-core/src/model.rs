@@ -64,6 +64,11 @@ pub struct ModelTimings {
     pub generate_ms: f64,
     /// Of `generate_ms`, the part spent in sampling and the grammar constraint.
     pub sample_ms: f64,
+    /// This page's share of the model steps that carried its output tokens: each step's
+    /// `llama_decode` time split over the pages in it by the tokens each fed. With several
+    /// pages in flight `generate_ms` also counts the steps' other pages and their prompts;
+    /// this does not, so summed over pages it is the model's whole generation time.
+    pub step_share_ms: f64,
     /// Waiting for a free sequence slot before any work on this page began.
     pub queue_ms: f64,
 }

@@ -165,6 +165,8 @@ struct Active {
     encode_prefill_ms: f64,
     gen_started: Instant,
     sample_ms: f64,
+    /// This page's token-weighted share of its steps' decode time.
+    step_share_ms: f64,
 }
 
 pub(crate) struct Scheduler {
@@ -459,6 +461,7 @@ impl Scheduler {
             encode_prefill_ms: ms(started),
             gen_started: Instant::now(),
             sample_ms: 0.0,
+            step_share_ms: 0.0,
         };
         if budget == 0 {
             self.finish(s, a, StopReason::MaxTokens);
@@ -527,6 +530,7 @@ impl Scheduler {
         let decode_ms = ms(decode_started);
         let sample_started = Instant::now();
         for (a, index) in self.active.iter_mut().zip(last_index) {
+            a.step_share_ms += decode_ms * a.pending.len() as f64 / total.max(1) as f64;
             a.n_past += a.pending.len() as i32;
             a.pending.clear();
             a.logits = index;
@@ -579,6 +583,7 @@ impl Scheduler {
                     encode_prefill_ms: a.encode_prefill_ms,
                     generate_ms,
                     sample_ms: a.sample_ms,
+                    step_share_ms: a.step_share_ms,
                     queue_ms: a.queue_ms,
                 },
             });
@@ -590,6 +595,7 @@ impl Scheduler {
             encode_prefill_ms = a.encode_prefill_ms,
             generate_ms,
             sample_ms = a.sample_ms,
+            step_share_ms = a.step_share_ms,
             "page done"
         );
         let _ = a.reply.send(result);
