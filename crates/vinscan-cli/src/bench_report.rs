@@ -481,9 +481,6 @@ pub fn markdown(r: &Value) -> String {
         {
             // the aggregate's own encode + prefill time where the report has it, else the
             // per-page medians; generation in model steps, in flight against one page at a time
-            let agg_encode = f(&agg["encode_prefill_ms"]) / 1e3;
-            let agg_steps = f(&agg["steps_ms"]) / 1e3;
-            let alone_steps: f64 = pages.iter().map(|p| mmm(&p["vinscan"], "steps_ms").1).sum();
             let wall = f(&agg["vinscan_ms"]) / 1e3;
             let (encode, share) = if agg_encode.is_finite() {
                 (agg_encode, agg_encode / wall)
