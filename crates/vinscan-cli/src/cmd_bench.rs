@@ -500,6 +500,9 @@ struct Aggregate {
     wall_ms: f64,
     load_ms: f64,
     steps: u32,
+    /// Summed over the pages: vision encode + prefill, and their shares of the model steps.
+    encode_prefill_ms: f64,
+    steps_ms: f64,
     runs: Vec<VinscanRun>,
 }
 
@@ -549,6 +552,8 @@ fn aggregate(
         wall_ms,
         load_ms,
         steps: runs.iter().map(|r| r.steps).sum(),
+        encode_prefill_ms: runs.iter().map(|r| r.encode_prefill).sum(),
+        steps_ms: runs.iter().map(|r| r.steps_ms).sum(),
         runs,
     })
 }
@@ -560,13 +565,12 @@ fn run_aggregate_only(args: &BenchArgs, pipeline: &Pipeline, pdf: &LazyPdf) -> a
     let units = units(args, pdf, pipeline, meta.max_tiles, &args.work_dir)?;
     let real = Arc::new(pipeline.schema.grammar().clone());
     let agg = aggregate(args, pdf, pipeline, &units, &real)?;
-    let sum = |f: fn(&VinscanRun) -> f64| agg.runs.iter().map(f).sum::<f64>();
     println!(
         "{}",
         json!({"pages": units.len(), "parallel": args.parallel, "wall_ms": agg.wall_ms,
             "load_ms": agg.load_ms, "model_steps": agg.steps,
             "tokens": agg.runs.iter().map(|r| r.generated).sum::<u32>(),
-            "encode_prefill_ms": sum(|r| r.encode_prefill), "steps_ms": sum(|r| r.steps_ms),
+            "encode_prefill_ms": agg.encode_prefill_ms, "steps_ms": agg.steps_ms,
             "peak_rss_mb": peak_rss_mb()})
     );
     Ok(ExitCode::SUCCESS)
@@ -729,8 +733,6 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     //    against llama-mtmd-cli run once per page, one after another (medians of step 1b)
     let agg = aggregate(&args, &pdf, &pipeline, &units, &real)?;
     let (agg_ms, agg_load_ms, agg_steps) = (agg.wall_ms, agg.load_ms, agg.steps);
-    let agg_encode_ms: f64 = agg.runs.iter().map(|r| r.encode_prefill).sum();
-    let agg_steps_ms: f64 = agg.runs.iter().map(|r| r.steps_ms).sum();
     let rss_mb = peak_rss_mb();
     log(&format!(
         "aggregate: {} pages in {:.1} s",
@@ -844,7 +846,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
             "same_output": v.first().map(|r| r.text.trim()) == m.first().map(|r| r.text.as_str())})).collect::<Vec<_>>(),
         "validate": validate,
         "aggregate": {"pages": units.len(), "vinscan_ms": agg_ms, "load_ms": agg_load_ms, "model_steps": agg_steps,
-            "encode_prefill_ms": agg_encode_ms, "steps_ms": agg_steps_ms,
+            "encode_prefill_ms": agg.encode_prefill_ms, "steps_ms": agg.steps_ms,
             "mtmd_sequential_ms": per_page.iter().map(|(_, _, m)| stats(&m.iter().map(|r| r.wall).collect::<Vec<_>>()).median).sum::<f64>()},
         "probes": probes,
         "encode_per_tile_ms": stats(&encode),
