@@ -6,9 +6,9 @@
 #      the installs run beside it, then llama.cpp's `llama-mtmd-cli`: its one source file from the
 #      llama.cpp that llama-cpp-sys-2 vendors, linked against the static libraries of that
 #      crate's build, so the peer runs the very kernels vinscan runs;
-#   3. generates the full-size random-weight Vintern-1B checkpoint and converts it
-#      (q8_0 LLM with an f16 projector; q8_0 and bf16 projectors, and f32 with
-#      VINSCAN_BENCH_F32=1) with `vinscan model convert`;
+#   3. generates the full-size random-weight Vintern-1B checkpoint and converts it with
+#      `vinscan model convert`: the q8_0 model (q8_0 LLM and projector), which every peer runs,
+#      and the f16 and bf16 projectors (f32 too with VINSCAN_BENCH_F32=1), which are probed;
 #   4. makes the pages, runs `vinscan bench`, rewrites docs/BENCHMARKS.md and draws
 #      docs/bench/time-per-page.png.
 # Environment: VINSCAN_THREADS (default: all cores), VINSCAN_BENCH_* (see `vinscan bench --help`).
@@ -74,23 +74,25 @@ if [ ! -f "$models/q8_0-mmproj/mmproj.gguf" ]; then
 fi
 # the f32 projector (the slowest and largest) is measured only on request: about a minute of
 # conversion and probing that the 30-minute budget does without
-f32_args=()
+probes=(--probe-mmproj "$models/q8_0/mmproj.gguf")
 if [ "${VINSCAN_BENCH_F32:-0}" = 1 ]; then
   if [ ! -f "$models/f32-mmproj/mmproj.gguf" ]; then
     "$vinscan" model convert "$models/checkpoint" --out "$models/f32-mmproj" --type q8_0 --mmproj-type f32 --threads "$threads" >/dev/null
   fi
-  f32_args=(--mmproj-f32 "$models/f32-mmproj/mmproj.gguf")
+  probes+=(--probe-mmproj "$models/f32-mmproj/mmproj.gguf")
 fi
 if [ ! -f "$models/bf16-mmproj/mmproj.gguf" ]; then
   "$vinscan" model convert "$models/checkpoint" --out "$models/bf16-mmproj" --type q8_0 --mmproj-type bf16 --threads "$threads" >/dev/null
 fi
+probes+=(--probe-mmproj "$models/bf16-mmproj/mmproj.gguf")
 say "models ready in $models"
 
+# every peer runs the q8_0 model (q8_0 LLM and projector: the pair the memory goal names);
+# the other projectors (f16 in $models/q8_0, bf16, f32) are probed on one page each
 pages=$root/target/bench/pages
 "$ref/bin/python" ops/bench/make_pages.py "$pages" "$root/../shared/data/sroie-sample/images" 150
-"$vinscan" bench --pages "$pages" --model "$models/q8_0/model.gguf" --mmproj "$models/q8_0/mmproj.gguf" \
-  --mmproj-q8 "$models/q8_0-mmproj/mmproj.gguf" "${f32_args[@]}" \
-  --mmproj-bf16 "$models/bf16-mmproj/mmproj.gguf" --mtmd-cli "$mtmd_cli" \
+"$vinscan" bench --pages "$pages" --model "$models/q8_0-mmproj/model.gguf" --mmproj "$models/q8_0-mmproj/mmproj.gguf" \
+  "${probes[@]}" --mtmd-cli "$mtmd_cli" \
   --python "$ref/bin/python" --checkpoint "$models/checkpoint" --tesseract "$(command -v tesseract)" \
   --threads "$threads" --report docs/BENCHMARKS.md --work-dir target/bench \
   --setup-s "$(( $(date +%s) - start ))" $([ "$clean" = true ] && echo --clean-clone)

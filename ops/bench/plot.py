@@ -50,7 +50,11 @@ def main():
             ax.plot([x for x, _ in xy], [y for _, y in xy], marker=m, linestyle="-" if len(xy) > 1 else "", label=label)
     ax.set_xlabel("images per page (tiles + thumbnail)")
     ax.set_ylabel("seconds per page")
-    ax.set_title(f"Time per page, {report['machine']['cores']} cores, {report['threads']} threads per peer")
+    projector = report.get("mmproj_type", "f16")
+    ax.set_title(
+        f"Time per page, {report['machine']['cores']} cores, {report['threads']} threads per peer\n"
+        f"q8_0 LLM, {projector} projector"
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

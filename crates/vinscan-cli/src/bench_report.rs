@@ -58,12 +58,53 @@ fn probe<'a>(probes: &'a [Value], kind: &str) -> Option<&'a Value> {
         .map(|(_, p)| p)
 }
 
+/// The vision encoder is work both peers share, so the projector's type moves the aggregate
+/// ratio: with another projector each tile costs both peers the difference the fresh-process
+/// probes measured. An estimate from the probes, said to be one.
+fn projector_note(r: &Value, pages: &[Value], probes: &[Value], main_type: &str) -> Option<String> {
+    let main = probes.first()?;
+    let main_ms = f(&main["run"]["encode_prefill"]);
+    // the probes run the smallest page; its tile count is in the per-page table
+    let probe_tiles = pages
+        .iter()
+        .find(|p| p["unit"]["name"] == main["page"])
+        .map(|p| f(&p["unit"]["images"]))?;
+    let tiles: f64 = pages.iter().map(|p| f(&p["unit"]["images"])).sum();
+    let agg = &r["aggregate"];
+    let (v, m) = (f(&agg["vinscan_ms"]), f(&agg["mtmd_sequential_ms"]));
+    let each: Vec<String> = probes
+        .iter()
+        .enumerate()
+        .skip(1)
+        .filter_map(|(i, p)| {
+            let per_tile = (f(&p["run"]["encode_prefill"]) - main_ms) / probe_tiles;
+            let extra = per_tile * tiles;
+            let ratio = (m + extra) / (v + extra);
+            ratio.is_finite().then(|| {
+                format!(
+                    "{} ({:+.1} s per tile): about {ratio:.2}×",
+                    projector_kind(i, p),
+                    per_tile / 1e3
+                )
+            })
+        })
+        .collect();
+    (!each.is_empty()).then(|| {
+        format!(
+            "Both peers ran the {main_type} projector. The vision encoder is work they share, so the projector's type moves this ratio: with another one, each of the {tiles:.0} tiles would cost both of them what the fresh-process probes measured on one page. Estimated that way, not measured: {}.",
+            each.join("; ")
+        )
+    })
+}
+
 fn verdict(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**not met**" }
 }
 
 pub fn markdown(r: &Value) -> String {
     let mut o = String::new();
+    // the projector every peer ran; reports before `mmproj_type` was written ran the f16 one
+    let main_type = r["mmproj_type"].as_str().unwrap_or("f16");
     let _ = writeln!(o, "# Benchmarks\n");
     let _ = writeln!(
         o,
@@ -97,7 +138,7 @@ pub fn markdown(r: &Value) -> String {
     let _ = writeln!(o, "| llama.cpp CPU features | `{}` |", s(&r["system_info"]));
     let _ = writeln!(
         o,
-        "| model | `{}` (q8_0), projector `{}` (f16) |",
+        "| model | `{}` (q8_0), projector `{}` ({main_type}); every peer and every figure below runs this pair unless it names another projector |",
         s(&r["model"]),
         s(&r["mmproj"])
     );
@@ -215,7 +256,7 @@ pub fn markdown(r: &Value) -> String {
     let achieved = flops / (f(&enc["median"]) / 1e3) / 1e9;
     let _ = writeln!(
         o,
-        "\nVision encode alone (llama.cpp's encoder, q8_0 LLM unused): **{:.2} s per tile** (min of {}), {:.2} TFLOP per tile from the projector's hyper-parameters (24 layers × 1,025 tokens, attention included), so **{:.0} GFLOP/s**, {:.0} % of the machine's measured GEMM peak ({:.0} GFLOP/s, f32 `torch.mm` 2048², same threads). The rest of `encode + prefill` is the LLM prefill of the image and prompt tokens.",
+        "\nVision encode alone (llama.cpp's encoder, {main_type} projector, q8_0 LLM unused): **{:.2} s per tile** (min of {}), {:.2} TFLOP per tile from the projector's hyper-parameters (24 layers × 1,025 tokens, attention included), so **{:.0} GFLOP/s**, {:.0} % of the machine's measured GEMM peak ({:.0} GFLOP/s, f32 `torch.mm` 2048², same threads). The rest of `encode + prefill` is the LLM prefill of the image and prompt tokens.",
         f(&enc["min"]) / 1e3,
         s(&enc["n"]),
         flops / 1e12,
@@ -287,6 +328,9 @@ pub fn markdown(r: &Value) -> String {
             100.0 * agg_steps / wall,
             wall - agg_encode - agg_steps
         );
+    }
+    if let Some(note) = projector_note(r, pages, probes, main_type) {
+        let _ = writeln!(o, "{note}\n");
     }
 
     let _ = writeln!(o, "## Constrained decoding\n");
@@ -422,7 +466,7 @@ pub fn markdown(r: &Value) -> String {
     };
     let _ = writeln!(
         o,
-        "\n`llama-mtmd-cli` (f16 projector) peaked at {mtmd_rss:.0} MB on its largest page. The benchmark process itself, after the aggregate run ({} pages in flight, f16 projector): {:.0} MB.\n",
+        "\n`llama-mtmd-cli` ({main_type} projector) peaked at {mtmd_rss:.0} MB on its largest page. The benchmark process itself, after the aggregate run ({} pages in flight, {main_type} projector): {:.0} MB.\n",
         s(&r["parallel"]),
         f(&r["peak_rss_mb"])
     );
@@ -441,12 +485,13 @@ pub fn markdown(r: &Value) -> String {
         })
         .cloned()
         .unwrap_or(Value::Null);
+    // the probe's own file size; older reports kept the q8_0 projector's apart
     let weights_mb = f(&r["model_mb"])
-        + if probe(probes, "q8_0").is_some() {
-            f(&r["mmproj_q8_mb"])
-        } else {
-            f(&r["mmproj_mb"])
-        };
+        + rss_probe
+            .map(|p| &p["mmproj_mb"])
+            .filter(|v| v.is_number())
+            .or_else(|| probe(probes, "q8_0").map(|_| &r["mmproj_q8_mb"]))
+            .map_or_else(|| f(&r["mmproj_mb"]), f);
 
     let _ = writeln!(o, "## Goals\n");
     let _ = writeln!(o, "| goal | measured | | why not |\n|---|---|---|---|");
@@ -550,7 +595,7 @@ pub fn markdown(r: &Value) -> String {
                     String::new()
                 };
                 format!(
-                    "the vision encoder: llama.cpp's reaches {achieved:.0} GFLOP/s on the f16 projector ({:.0} % of the {gemm:.0} GFLOP/s f32 GEMM peak of torch's BLAS, which transformers runs the ViT in){format_note}{bf16_note}",
+                    "the vision encoder: llama.cpp's reaches {achieved:.0} GFLOP/s on the {main_type} projector ({:.0} % of the {gemm:.0} GFLOP/s f32 GEMM peak of torch's BLAS, which transformers runs the ViT in){format_note}{bf16_note}",
                     100.0 * achieved / gemm
                 )
             },
@@ -674,6 +719,18 @@ mod tests {
         assert!(md.contains("| f32 | 2300 |"), "{md}");
         assert!(md.contains("| bf16 | 1650 |"), "{md}");
         assert!(md.contains("15.00 s with the bf16 projector"), "{md}");
+        // every peer ran the q8_0 projector: the report names it, the memory goal reads that
+        // probe's own file size, and the f16 probe gives the estimated ratio with f16
+        let r5 = json!({"per_page": [run(900.0, 1000.0)], "tokens": 32, "mmproj_type": "q8_0", "model_mb": 500.0,
+            "probes": [{"projector": "q8_0", "page": "p", "peak_rss_mb": 1600.0, "mmproj_mb": 300.0, "run": {"encode_prefill": 10000.0}},
+                {"projector": "f16", "page": "p", "peak_rss_mb": 1700.0, "mmproj_mb": 600.0, "run": {"encode_prefill": 14000.0}}],
+            "aggregate": {"pages": 1, "vinscan_ms": 20000.0, "mtmd_sequential_ms": 30000.0, "load_ms": 100.0}});
+        let md = markdown(&r5);
+        assert!(md.contains("(q8_0); every peer"), "{md}");
+        assert!(md.contains("the two GGUF files alone are 800 MB"), "{md}");
+        // (30 + 4) / (20 + 4) s: one tile, 4 s more per tile for both peers
+        assert!(md.contains("f16 (+4.0 s per tile): about 1.42×"), "{md}");
+        assert!(md.contains("Both peers ran the q8_0 projector"), "{md}");
         // the one-command goal: judged only from a clean clone
         assert!(md.contains("measurements alone"), "{md}");
         assert!(!md.contains("min | **met**"), "{md}");

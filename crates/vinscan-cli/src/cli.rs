@@ -268,20 +268,18 @@ pub struct BenchArgs {
     /// The q8_0 LLM GGUF.
     #[arg(long, env = "VINSCAN_MODEL")]
     pub model: PathBuf,
-    /// The f16 projector GGUF.
+    /// The projector GGUF every peer runs (its weight type is read from the file).
     #[arg(long, env = "VINSCAN_MMPROJ")]
     pub mmproj: PathBuf,
-    /// The q8_0 projector GGUF, measured on the smallest page.
-    #[arg(long, env = "VINSCAN_BENCH_MMPROJ_Q8")]
-    pub mmproj_q8: Option<PathBuf>,
-    /// The same projector in f32, measured on the smallest page: whether f16 weights cost the
-    /// encoder anything (f16 is converted exactly, so only speed and memory differ).
-    #[arg(long, env = "VINSCAN_BENCH_MMPROJ_F32")]
-    pub mmproj_f32: Option<PathBuf>,
-    /// The same projector in bf16 (the checkpoint's own weights, bit for bit), measured on the
-    /// smallest page: ggml multiplies bf16 with AVX512-BF16 where the CPU has it.
-    #[arg(long, env = "VINSCAN_BENCH_MMPROJ_BF16")]
-    pub mmproj_bf16: Option<PathBuf>,
+    /// Other projectors of the same checkpoint (f16, bf16, f32, …), each measured in a fresh
+    /// process on the smallest page: encode + prefill time and peak RSS. Their weight types are
+    /// read from the files.
+    #[arg(
+        long = "probe-mmproj",
+        env = "VINSCAN_BENCH_PROBE_MMPROJ",
+        value_delimiter = ','
+    )]
+    pub probe_mmproj: Vec<PathBuf>,
     /// Seconds the calling command spent before the bench (installs, builds, models), counted in
     /// the one-command goal (`ops/bench.sh` passes it).
     #[arg(long, env = "VINSCAN_BENCH_SETUP_S")]

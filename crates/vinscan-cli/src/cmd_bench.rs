@@ -458,7 +458,8 @@ fn ab(
 
 /// A fresh process of this binary (`--rss-probe`) loads the model with `mmproj` and extracts
 /// the smallest page once: its peak RSS is the memory a one-page run needs.
-fn probe(global: &GlobalArgs, args: &BenchArgs, projector: &str, mmproj: &Path) -> anyhow::Result<Value> {
+fn probe(global: &GlobalArgs, args: &BenchArgs, mmproj: &Path) -> anyhow::Result<Value> {
+    let projector = projector_type(mmproj)?;
     let mut cmd = Command::new(std::env::current_exe()?);
     if let (Some(p), Some(s)) = (&global.pipelines_dir, &global.schemas_dir) {
         cmd.arg("--pipelines-dir").arg(p).arg("--schemas-dir").arg(s);
@@ -490,7 +491,16 @@ fn probe(global: &GlobalArgs, args: &BenchArgs, projector: &str, mmproj: &Path) 
     let mut v: Value = serde_json::from_str(line.trim()).context("the memory probe's report")?;
     v["mmproj"] = json!(mmproj);
     v["projector"] = json!(projector);
+    v["mmproj_mb"] = file_mb(mmproj);
     Ok(v)
+}
+
+/// The projector's weight type as the report names it (`f16`, `q8_0`, …), from its file.
+fn projector_type(mmproj: &Path) -> anyhow::Result<String> {
+    let meta = read_projector_meta(mmproj)?;
+    Ok(meta
+        .weight_type
+        .map_or_else(|| "unknown type".to_owned(), str::to_owned))
 }
 
 /// The aggregate run: one freshly loaded model, every page queued, `--parallel` workers each
@@ -741,15 +751,10 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     ));
 
     // 3. memory: a fresh process per projector type, one page each
-    let mut probes = vec![probe(global, &args, "f16", &args.mmproj)?];
-    if let Some(q8) = &args.mmproj_q8 {
-        probes.push(probe(global, &args, "q8_0", q8)?);
-    }
-    if let Some(f32) = &args.mmproj_f32 {
-        probes.push(probe(global, &args, "f32", f32)?);
-    }
-    if let Some(bf16) = &args.mmproj_bf16 {
-        probes.push(probe(global, &args, "bf16", bf16)?);
+    // the projector every peer ran comes first
+    let mut probes = Vec::new();
+    for mmproj in std::iter::once(&args.mmproj).chain(&args.probe_mmproj) {
+        probes.push(probe(global, &args, mmproj)?);
     }
     log("memory probes done");
 
@@ -839,7 +844,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         "real_tokens": args.real_tokens,
         "ctx_size": args.ctx_size,
         "parallel": args.parallel,
-        "model": args.model, "mmproj": args.mmproj, "mmproj_q8": args.mmproj_q8, "mmproj_f32": args.mmproj_f32, "mmproj_bf16": args.mmproj_bf16,
+        "model": args.model, "mmproj": args.mmproj, "mmproj_type": projector_type(&args.mmproj)?,
         "load_ms": load_ms,
         "parity": parity.iter().map(|(u, v, m)| json!({"unit": u, "vinscan": v, "mtmd": m})).collect::<Vec<_>>(),
         "per_page": per_page.iter().map(|(u, v, m)| json!({"unit": u, "vinscan": v, "mtmd": m,
@@ -873,10 +878,12 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
 
 /// The GGUF files' sizes (MB), for the memory figures.
 fn file_sizes(args: &BenchArgs, report: &mut Value) {
-    let mb = |p: &Path| std::fs::metadata(p).map_or(Value::Null, |m| json!(m.len() as f64 / 1048576.0));
-    report["model_mb"] = mb(&args.model);
-    report["mmproj_mb"] = mb(&args.mmproj);
-    report["mmproj_q8_mb"] = args.mmproj_q8.as_deref().map_or(Value::Null, mb);
+    report["model_mb"] = file_mb(&args.model);
+    report["mmproj_mb"] = file_mb(&args.mmproj);
+}
+
+fn file_mb(path: &Path) -> Value {
+    std::fs::metadata(path).map_or(Value::Null, |m| json!(m.len() as f64 / 1048576.0))
 }
 
 fn write_report(args: &BenchArgs, report: &Value) -> anyhow::Result<ExitCode> {

@@ -12,6 +12,9 @@ pub struct ProjectorMeta {
     pub image_size: u32,
     /// `clip.vision.preproc_max_tiles`; mtmd assumes 12 when the key is absent.
     pub max_tiles: u32,
+    /// The weights' type from `general.file_type` (`f16`, `q8_0`, …); `None` when the key is
+    /// absent or names a type vinscan does not know.
+    pub weight_type: Option<&'static str>,
 }
 
 /// Reads the projector's metadata and refuses anything but an InternVL-family projector.
@@ -67,6 +70,7 @@ pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
         projector_type,
         image_size,
         max_tiles,
+        weight_type: u32_of("general.file_type").and_then(crate::convert::file_type_name),
     })
 }
 

@@ -93,6 +93,8 @@ fn projector_metadata_is_read() {
     assert_eq!(meta.projector_type, "internvl");
     assert_eq!(meta.image_size, 448);
     assert_eq!(meta.max_tiles, 12);
+    // the tiny preset writes its projector in f32 (general.file_type 0)
+    assert_eq!(meta.weight_type, Some("f32"));
 }
 
 #[test]

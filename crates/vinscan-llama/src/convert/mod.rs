@@ -90,6 +90,16 @@ const LLAMA_FTYPES: &[(&str, u32)] = &[
     ("q6_k", llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q6_K),
 ];
 
+/// The name of a `general.file_type` value (llama.cpp's `llama_ftype`), as `--type` takes it;
+/// `None` for a type vinscan does not know.
+pub(crate) fn file_type_name(file_type: u32) -> Option<&'static str> {
+    [("f32", 0), ("f16", 1), ("bf16", 32), ("q8_0", 7)]
+        .iter()
+        .chain(LLAMA_FTYPES)
+        .find(|(_, t)| *t == file_type)
+        .map(|(n, _)| *n)
+}
+
 impl FromStr for WeightType {
     type Err = String;
 
@@ -852,6 +862,17 @@ mod tests {
         assert_eq!("Q8_0".parse::<WeightType>(), Ok(WeightType::Q8_0));
         assert_eq!("bf16".parse::<WeightType>(), Ok(WeightType::BF16));
         assert_eq!(WeightType::BF16.file_type(), 32);
+        // what the converter writes reads back under the name it was asked for
+        for name in ["f32", "f16", "bf16", "q8_0"] {
+            let w: WeightType = name.parse().expect("type");
+            assert_eq!(file_type_name(w.file_type()), Some(name));
+        }
+        assert_eq!(
+            file_type_name(llama_cpp_sys_2::LLAMA_FTYPE_MOSTLY_Q4_K_M),
+            Some("q4_k_m")
+        );
+        // 4 is a retired llama_ftype: unknown values are not guessed
+        assert_eq!(file_type_name(4), None);
         assert!(matches!(
             "q4_k_m".parse::<WeightType>(),
             Ok(WeightType::Llama { name: "q4_k_m", .. })
