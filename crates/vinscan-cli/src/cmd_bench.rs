@@ -18,7 +18,9 @@ use vinscan_core::extract::{page_request, parse_and_validate, tile_range};
 use vinscan_core::tiling::tile_page;
 use vinscan_core::{Pipeline, StopReason, VisionModel};
 use vinscan_llama::trace::{TraceConfig, Tracer};
-use vinscan_llama::{LlamaConfig, LlamaVisionModel, read_projector_meta, vision_flops_per_tile};
+use vinscan_llama::{
+    LlamaConfig, LlamaVisionModel, ProjectorMeta, read_projector_meta, vision_flops_per_tile,
+};
 
 use crate::cli::{BenchArgs, GlobalArgs};
 use crate::model::{LazyPdf, catalog};
@@ -459,7 +461,7 @@ fn ab(
 /// A fresh process of this binary (`--rss-probe`) loads the model with `mmproj` and extracts
 /// the smallest page once: its peak RSS is the memory a one-page run needs.
 fn probe(global: &GlobalArgs, args: &BenchArgs, mmproj: &Path) -> anyhow::Result<Value> {
-    let projector = projector_type(mmproj)?;
+    let projector = type_name(&read_projector_meta(mmproj)?);
     let mut cmd = Command::new(std::env::current_exe()?);
     if let (Some(p), Some(s)) = (&global.pipelines_dir, &global.schemas_dir) {
         cmd.arg("--pipelines-dir").arg(p).arg("--schemas-dir").arg(s);
@@ -495,12 +497,9 @@ fn probe(global: &GlobalArgs, args: &BenchArgs, mmproj: &Path) -> anyhow::Result
     Ok(v)
 }
 
-/// The projector's weight type as the report names it (`f16`, `q8_0`, …), from its file.
-fn projector_type(mmproj: &Path) -> anyhow::Result<String> {
-    let meta = read_projector_meta(mmproj)?;
-    Ok(meta
-        .weight_type
-        .map_or_else(|| "unknown type".to_owned(), str::to_owned))
+/// The projector's weight type as the report names it (`f16`, `q8_0`, …).
+fn type_name(meta: &ProjectorMeta) -> &'static str {
+    meta.weight_type.unwrap_or("unknown type")
 }
 
 /// The aggregate run: one freshly loaded model, every page queued, `--parallel` workers each
@@ -844,7 +843,7 @@ pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
         "real_tokens": args.real_tokens,
         "ctx_size": args.ctx_size,
         "parallel": args.parallel,
-        "model": args.model, "mmproj": args.mmproj, "mmproj_type": projector_type(&args.mmproj)?,
+        "model": args.model, "mmproj": args.mmproj, "mmproj_type": type_name(&meta),
         "load_ms": load_ms,
         "parity": parity.iter().map(|(u, v, m)| json!({"unit": u, "vinscan": v, "mtmd": m})).collect::<Vec<_>>(),
         "per_page": per_page.iter().map(|(u, v, m)| json!({"unit": u, "vinscan": v, "mtmd": m,
