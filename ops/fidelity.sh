@@ -6,6 +6,8 @@
 # traced through llama.cpp by `vinscan model trace`, and compared with PyTorch + transformers by ops/reference/parity.py.
 # Prints one summary line per weight type and leaves the JSON reports in OUT_DIR
 # (default target/fidelity/PRESET). Exits non-zero when a parity check fails.
+# VINSCAN_FIDELITY_DIAGNOSE=1 adds parity.py's q8_0 diagnostics to the q8_0 report (the reference
+# with q8_0-rounded weights, and how large a perturbation its top-1 survives: docs/FIDELITY.md).
 set -euo pipefail
 preset=${1:-full}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,12 +49,16 @@ types=${VINSCAN_FIDELITY_TYPES:-q8_0 f16 bf16}
 [ "$preset" = tiny ] && types=${VINSCAN_FIDELITY_TYPES:-f32 q8_0 f16 bf16}
 status=0
 for t in $types; do
+  diagnose=()
+  if [ "$t" = q8_0 ] && [ "${VINSCAN_FIDELITY_DIAGNOSE:-0}" = 1 ]; then
+    diagnose=(--q8-weight-reference --q8-sensitivity)
+  fi
   start=$(date +%s)
   "$vinscan" model convert "$ckpt" --out "$out/gguf-$t" --type "$t" --threads "$threads" >/dev/null
   "$vinscan" model trace "$page" --out "$out/trace-$t" --threads "$threads" --ctx-size 4096 \
     --model "$out/gguf-$t/model.gguf" --mmproj "$out/gguf-$t/mmproj.gguf" >/dev/null
   if ! "$ref/bin/python" ops/reference/parity.py "$ckpt" "$out/trace-$t" --weights "$t" \
-      --threads "$threads" --report "$out/parity-$t.json"; then
+      --threads "$threads" --report "$out/parity-$t.json" "${diagnose[@]}"; then
     status=1
   fi
   echo "== $preset $t: $(( $(date +%s) - start )) s, report $out/parity-$t.json"

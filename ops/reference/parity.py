@@ -103,23 +103,45 @@ def load_reference(hf_dir):
     return model.eval(), config
 
 
-def emulate_q8_0_weights(model):
+def q8_0_round(w):
+    """ggml's q8_0 reference rounding, as `vinscan model convert --type q8_0` stores a matrix:
+    blocks of 32 along a row, scale max|x|/127 kept in f16, values rounded half away from zero."""
+    blocks = w.reshape(-1, 32)
+    d = blocks.abs().amax(dim=1, keepdim=True) / 127.0
+    inv = torch.where(d == 0, torch.zeros_like(d), 1.0 / d)
+    x = blocks * inv
+    q = torch.sign(x) * torch.floor(x.abs() + 0.5)
+    return (q * d.half().float()).reshape(w.shape)
+
+
+def emulate_q8_0_weights(model, exact, select=lambda name: True, alpha=1.0):
     """Rounds the reference's weights as `vinscan model convert --type q8_0` stores them: every
-    matrix in ggml's q8_0 (blocks of 32 along a row, scale max|x|/127 kept in f16, values rounded
-    half away from zero), the patch-embedding kernel in f16, the rest untouched. What remains
-    between this reference and llama.cpp is then llama.cpp's arithmetic, chiefly the activations
-    it quantises to q8_0 on CPU."""
+    selected matrix in q8_0 (`q8_0_round`), the patch-embedding kernel in f16, the rest untouched.
+    What remains between this reference and llama.cpp is then llama.cpp's arithmetic, chiefly the
+    activations it quantises to q8_0 on CPU. `exact` holds the unrounded parameters, so that
+    calls can follow one another; `alpha` scales the rounding error (w + alpha * (q8(w) - w)), to
+    measure how large a perturbation the model's top-1 survives."""
     with torch.no_grad():
-        for _, p in model.named_parameters():
-            if p.ndim == 2 and p.shape[1] % 32 == 0:
-                blocks = p.reshape(-1, 32)
-                d = blocks.abs().amax(dim=1, keepdim=True) / 127.0
-                inv = torch.where(d == 0, torch.zeros_like(d), 1.0 / d)
-                x = blocks * inv
-                q = torch.sign(x) * torch.floor(x.abs() + 0.5)
-                p.copy_((q * d.half().float()).reshape(p.shape))
-            elif p.ndim == 4:
-                p.copy_(p.half().float())
+        for name, p in model.named_parameters():
+            w = exact[name]
+            if select(name) and p.ndim == 2 and p.shape[1] % 32 == 0:
+                p.copy_(w + alpha * (q8_0_round(w) - w))
+            elif select(name) and p.ndim == 4:
+                p.copy_(w.half().float())
+            else:
+                p.copy_(w)
+
+
+# Parameter groups of transformers' InternVL port, for `--q8-sensitivity`.
+Q8_GROUPS = {
+    "vision encoder": lambda n: "vision_tower" in n,
+    "projector": lambda n: "multi_modal_projector" in n,
+    "token embeddings": lambda n: "embed_tokens" in n,
+    "LLM attention": lambda n: "language_model.layers" in n and ".self_attn." in n,
+    "LLM MLP": lambda n: "language_model.layers" in n and ".mlp." in n,
+    "output head": lambda n: n == "lm_head.weight",
+}
+Q8_ALPHAS = [0.125, 0.25, 0.5, 0.75, 1.0]
 
 
 def reference_prompt_ids(tokenizer, system, prompt, n_images, image_seq):
@@ -144,6 +166,10 @@ def main():
     ap.add_argument("--q8-weight-reference", action="store_true",
                     help="with --weights q8_0, also compare against the reference with its weights rounded to q8_0 "
                          "(a diagnostic: separates weight rounding from llama.cpp's arithmetic)")
+    ap.add_argument("--q8-sensitivity", action="store_true",
+                    help="with --weights q8_0, also measure the reference alone: its top-1 with only one group of "
+                         "matrices rounded to q8_0, and with every matrix moved by a fraction of its q8_0 rounding "
+                         "error (a diagnostic: how large a perturbation the model's argmax survives)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     tol, tile_tol = TOLERANCES[a.weights], TOLERANCES["tiles"]
@@ -222,16 +248,33 @@ def main():
         same_logits = out_same.logits[0, start:start + len(teacher) + 1].float().numpy()
         rel_same, _ = logits_rel(logits_ours, same_logits)
         extra = {}
-        if a.weights == "q8_0" and a.q8_weight_reference:
-            emulate_q8_0_weights(model)
-            q8_logits = model(input_ids=ids, pixel_values=pixel_values(tiles_ref)).logits
-            q8_logits = q8_logits[0, start:start + len(teacher) + 1].float().numpy()
-            q8_rel, _ = logits_rel(logits_ours, q8_logits)
-            extra = {"vs_q8_0_weight_reference": {
-                "rel": q8_rel,
-                "top1_agreement": float(np.mean(q8_logits.argmax(-1) == logits_ours.argmax(-1))),
-                "reference_top1_kept_by_weight_rounding": float(np.mean(q8_logits.argmax(-1) == ref_logits.argmax(-1)))}}
-            model, _ = load_reference(a.hf_dir)  # the greedy check below uses exact weights
+        if a.weights == "q8_0" and (a.q8_weight_reference or a.q8_sensitivity):
+            exact = {k: v.detach().clone() for k, v in model.named_parameters()}
+            ref_top1 = ref_logits.argmax(-1)
+
+            def rounded_logits(**how):
+                emulate_q8_0_weights(model, exact, **how)
+                out = model(input_ids=ids, pixel_values=pixel_values(tiles_ref)).logits
+                return out[0, start:start + len(teacher) + 1].float().numpy()
+
+            def kept(logits):
+                return {"reference_top1_kept": float(np.mean(logits.argmax(-1) == ref_top1)),
+                        "rel": logits_rel(logits, ref_logits)[0]}
+
+            if a.q8_weight_reference:
+                q8_logits = rounded_logits()
+                q8_rel, _ = logits_rel(logits_ours, q8_logits)
+                extra["vs_q8_0_weight_reference"] = {
+                    "rel": q8_rel,
+                    "top1_agreement": float(np.mean(q8_logits.argmax(-1) == logits_ours.argmax(-1))),
+                    "reference_top1_kept_by_weight_rounding": float(np.mean(q8_logits.argmax(-1) == ref_top1))}
+            if a.q8_sensitivity:
+                extra["q8_0_sensitivity"] = {
+                    "one_group_rounded": {g: kept(rounded_logits(select=sel)) for g, sel in Q8_GROUPS.items()},
+                    "every_matrix_moved_by_alpha_of_its_rounding":
+                        {str(al): kept(rounded_logits(alpha=al)) for al in Q8_ALPHAS}}
+            emulate_q8_0_weights(model, exact, select=lambda name: False)  # the greedy check uses exact weights
+            del exact
         check("logits", rel <= tol["logit_rel"] and top1 >= tol["top1"],
               {"positions": len(ref_logits), "max_abs": float(np.abs(logits_ours - ref_logits).max()),
                "range": span, "rel": rel, "top1_agreement": top1, "rel_with_vinscan_tiles": rel_same,

@@ -98,8 +98,8 @@ fn converted(weights: &str) -> PathBuf {
     out
 }
 
-/// trace + parity for one weight type; returns parity's JSON report.
-fn parity(weights: &str) -> Value {
+/// trace + parity for one weight type, with parity.py's `extra` flags; returns its JSON report.
+fn parity(weights: &str, extra: &[&str]) -> Value {
     let f = fixture();
     let gguf = converted(weights);
     let trace = f.root.join(format!("trace-{weights}"));
@@ -121,6 +121,7 @@ fn parity(weights: &str) -> Value {
         .args(["--weights", weights])
         .arg("--report")
         .arg(&report)
+        .args(extra)
         .output()
         .expect("run parity.py");
     let text = format!(
@@ -143,7 +144,7 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn f32_conversion_matches_the_reference() {
-    let r = parity("f32");
+    let r = parity("f32", &[]);
     assert_eq!(check(&r, "prompt")["first_difference"], Value::Null);
     check(&r, "tiles");
     for t in check(&r, "embeddings")["per_tile"].as_array().expect("tiles") {
@@ -157,7 +158,7 @@ fn f32_conversion_matches_the_reference() {
 
 #[test]
 fn f16_conversion_matches_the_reference() {
-    let r = parity("f16");
+    let r = parity("f16", &[]);
     check(&r, "embeddings");
     let logits = check(&r, "logits");
     assert!(logits["rel"].as_f64().unwrap_or(1.0) <= 1e-2, "{logits}");
@@ -169,7 +170,7 @@ fn f16_conversion_matches_the_reference() {
 /// is reported rather than required (parity.py has the reasons).
 #[test]
 fn bf16_conversion_matches_the_reference() {
-    let r = parity("bf16");
+    let r = parity("bf16", &[]);
     for t in check(&r, "embeddings")["per_tile"].as_array().expect("tiles") {
         assert!(t["cosine"].as_f64().unwrap_or(0.0) > 0.9999, "{t}");
     }
@@ -181,13 +182,33 @@ fn bf16_conversion_matches_the_reference() {
     );
 }
 
+/// Also runs the q8_0 diagnostics that docs/FIDELITY.md quotes for the full size, and checks
+/// that they measure what they say: the logit error grows in proportion to the fraction of the
+/// q8_0 rounding applied, and the full rounding is the q8_0-weight reference computed again.
 #[test]
 fn q8_0_conversion_keeps_the_top_token() {
-    let r = parity("q8_0");
+    let r = parity("q8_0", &["--q8-weight-reference", "--q8-sensitivity"]);
     check(&r, "embeddings");
     let logits = check(&r, "logits");
     assert!(
         logits["top1_agreement"].as_f64().unwrap_or(0.0) >= 0.99,
+        "{logits}"
+    );
+    let sens = &logits["q8_0_sensitivity"];
+    let groups = sens["one_group_rounded"].as_object().expect("groups");
+    assert_eq!(groups.len(), 6, "{sens}");
+    let sweep = &sens["every_matrix_moved_by_alpha_of_its_rounding"];
+    let rel = |alpha: &str| sweep[alpha]["rel"].as_f64().unwrap_or(f64::NAN);
+    let alphas = ["0.125", "0.25", "0.5", "0.75", "1.0"];
+    for pair in alphas.windows(2) {
+        assert!(rel(pair[0]) < rel(pair[1]), "{sweep}");
+    }
+    // Linear to first order: half the rounding, half the logit error (tiny model: 2.0x).
+    let ratio = rel("1.0") / rel("0.5");
+    assert!((1.6..=2.4).contains(&ratio), "ratio {ratio}: {sweep}");
+    assert_eq!(
+        sweep["1.0"]["reference_top1_kept"],
+        logits["vs_q8_0_weight_reference"]["reference_top1_kept_by_weight_rounding"],
         "{logits}"
     );
 }
