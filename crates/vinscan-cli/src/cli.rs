@@ -1,9 +1,14 @@
 //! Command-line interface. Every flag can also be set by the environment variable named in its
 //! help (`VINSCAN_*`, plus the Hugging Face variables for `model pull`).
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use vinscan_core::model::DEFAULT_CTX_SIZE;
+use vinscan_storage::S3Uri;
+
+use crate::model_load::ModelSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,7 +87,7 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct EnqueueArgs {
     /// `s3://bucket/prefix`: every scan under it becomes one job.
-    pub source: String,
+    pub source: S3Uri,
     /// Topic to put the jobs on.
     #[arg(long, env = "VINSCAN_ENQUEUE_TOPIC")]
     pub topic: String,
@@ -94,7 +99,7 @@ pub struct EnqueueArgs {
     pub brokers: String,
     /// Where the daemons write the outputs (`s3://bucket/prefix`); their default when absent.
     #[arg(long, env = "VINSCAN_OUTPUT_PREFIX")]
-    pub output_prefix: Option<String>,
+    pub output_prefix: Option<S3Uri>,
     /// Create the topic with this many partitions first (an existing topic is left as is).
     #[arg(long, env = "VINSCAN_ENQUEUE_PARTITIONS")]
     pub create_partitions: Option<i32>,
@@ -115,7 +120,7 @@ pub struct ModelArgs {
     #[arg(long, env = "VINSCAN_THREADS")]
     pub threads: Option<u32>,
     /// Context window in tokens (image tokens + prompt + output).
-    #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = 12288)]
+    #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = DEFAULT_CTX_SIZE)]
     pub ctx_size: u32,
     /// Layers offloaded to the GPU (builds with `--features cuda`).
     #[arg(long, env = "VINSCAN_GPU_LAYERS", default_value_t = 0)]
@@ -126,6 +131,18 @@ pub struct ModelArgs {
     pub parallel: u32,
 }
 
+impl ModelArgs {
+    /// How to run the model.
+    pub fn settings(&self) -> ModelSettings {
+        ModelSettings {
+            threads: self.threads,
+            ctx_size: self.ctx_size,
+            gpu_layers: self.gpu_layers,
+            parallel: self.parallel,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
     /// Scans: JPEG, PNG, TIFF (every page), WebP, BMP or PDF (every page).
@@ -134,7 +151,8 @@ pub struct ExtractArgs {
     /// Pipeline name (see `vinscan pipelines`).
     #[arg(long, short, env = "VINSCAN_PIPELINE")]
     pub pipeline: String,
-    /// Write one `.json` file per page here instead of JSON Lines on stdout.
+    /// Write one `.json` file per page here instead of JSON Lines on stdout: named after the
+    /// input file, made unique when two inputs share a name.
     #[arg(long, env = "VINSCAN_OUT")]
     pub out: Option<PathBuf>,
     #[command(flatten)]
@@ -144,14 +162,14 @@ pub struct ExtractArgs {
 #[derive(Debug, Args)]
 pub struct BatchArgs {
     /// Folder to walk (recursively), a single file, or `s3://bucket/prefix`.
-    pub source: String,
+    pub source: OsString,
     /// Pipeline name (see `vinscan pipelines`).
     #[arg(long, short, env = "VINSCAN_PIPELINE")]
     pub pipeline: String,
     /// Output folder or `s3://bucket/prefix`: one `.json` per page, mirroring the source tree,
     /// plus `manifest.jsonl`. S3 settings come from the environment (see README).
     #[arg(long, env = "VINSCAN_OUT")]
-    pub out: String,
+    pub out: OsString,
     /// Process inputs even when their outputs exist and match.
     #[arg(long, env = "VINSCAN_FORCE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub force: bool,
@@ -239,16 +257,16 @@ pub struct TraceArgs {
 #[derive(Debug, Args)]
 pub struct PullArgs {
     /// Hub repository.
-    #[arg(long, env = "VINSCAN_MODEL_REPO", default_value = crate::model::DEFAULT_REPO)]
+    #[arg(long, env = "VINSCAN_MODEL_REPO", default_value = crate::model_files::DEFAULT_REPO)]
     pub repo: String,
     /// Revision (branch, tag or commit).
     #[arg(long, env = "VINSCAN_MODEL_REVISION", default_value = "main")]
     pub revision: String,
     /// LLM file in the repository.
-    #[arg(long, env = "VINSCAN_MODEL_FILE", default_value = crate::model::DEFAULT_MODEL_FILE)]
+    #[arg(long, env = "VINSCAN_MODEL_FILE", default_value = crate::model_files::DEFAULT_MODEL_FILE)]
     pub model_file: String,
     /// Projector file in the repository.
-    #[arg(long, env = "VINSCAN_MMPROJ_FILE", default_value = crate::model::DEFAULT_MMPROJ_FILE)]
+    #[arg(long, env = "VINSCAN_MMPROJ_FILE", default_value = crate::model_files::DEFAULT_MMPROJ_FILE)]
     pub mmproj_file: String,
 }
 
@@ -331,7 +349,7 @@ pub struct BenchArgs {
     /// CPU threads for every peer.
     #[arg(long, env = "VINSCAN_THREADS", default_value_t = 2)]
     pub threads: u32,
-    #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = 12288)]
+    #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = DEFAULT_CTX_SIZE)]
     pub ctx_size: u32,
     /// Pipeline whose prompts (and real schema) the benchmark uses.
     #[arg(long, env = "VINSCAN_PIPELINE", default_value = "receipt")]

@@ -23,7 +23,7 @@ use vinscan_llama::{
 };
 
 use crate::cli::{BenchArgs, GlobalArgs};
-use crate::model::{LazyPdf, catalog};
+use crate::pdf::LazyPdf;
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
@@ -602,7 +602,7 @@ fn run_probe(args: &BenchArgs, pipeline: &Pipeline, pdf: &LazyPdf) -> anyhow::Re
 
 pub fn run(global: &GlobalArgs, args: BenchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let catalog = catalog(global)?;
+    let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
     let pipeline = catalog.pipeline(&args.pipeline)?;
     let pdf = LazyPdf::default();
     if args.rss_probe {

@@ -15,7 +15,7 @@ use vinscan_llama::read_projector_meta;
 use vinscan_llama::trace::{PromptPiece, TraceConfig, Tracer};
 
 use crate::cli::{ConvertArgs, TraceArgs};
-use crate::model::ModelFiles;
+use crate::model_files::ModelFiles;
 
 pub fn run_convert(args: &ConvertArgs) -> anyhow::Result<ExitCode> {
     let weights: WeightType = args.weights.parse().map_err(anyhow::Error::msg)?;
@@ -79,7 +79,7 @@ fn f32_bytes(rows: &[Vec<f32>]) -> Vec<u8> {
 }
 
 pub fn run_trace(args: &TraceArgs) -> anyhow::Result<ExitCode> {
-    let files = ModelFiles::resolve(&args.model)?;
+    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
     let meta = read_projector_meta(&files.mmproj)?;
     let bytes = std::fs::read(&args.image).with_context(|| args.image.display().to_string())?;
     let limits = Limits::default();

@@ -1,50 +1,40 @@
 //! `vinscan enqueue s3://bucket/prefix --topic T --pipeline NAME`: one job message per scan
 //! under the prefix, so a fleet of daemons in one consumer group shares a large archive.
-//! Job ids are deterministic (object, ETag, pipeline): enqueueing twice yields the same jobs,
-//! and the daemons' outputs are the same objects.
+//! Each job pins its source to the ETag listed (a scan replaced before a daemon reads it ends
+//! `superseded`), and its id derives from the object, that ETag and the pipeline: enqueueing
+//! twice yields the same jobs, and the daemons' outputs are the same objects.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::bail;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
-use vinscan_jobs::ObjectRef;
-use vinscan_jobs::keys::object_identity;
+use vinscan_core::Format;
+use vinscan_jobs::{JobMessage, ObjectRef, SourceSpec, VersionedSource};
 use vinscan_kafka::{KafkaSettings, Publisher, admin};
-use vinscan_storage::{Location, S3Config};
+use vinscan_storage::{Location, ObjectVersion, S3Config};
 
 use crate::cli::{EnqueueArgs, GlobalArgs};
-use crate::cmd_batch::is_scan;
-use crate::model::catalog;
 
 pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
-    let catalog = catalog(global)?;
+    let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
     catalog.pipeline(&args.pipeline)?;
-    let location = Location::parse(&args.source)?;
-    let Location::S3 { bucket, prefix } = &location else {
-        bail!("enqueue reads an s3://bucket/prefix; daemons cannot reach a local folder");
-    };
-    if let Some(p) = &args.output_prefix
-        && !p.starts_with("s3://")
-    {
-        bail!("--output-prefix must be s3://bucket[/prefix]");
-    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (store, _) = vinscan_storage::open_location(&location, &S3Config::from_env())?;
+    let location = Location::S3(args.source.clone());
+    let (store, prefix) = vinscan_storage::open_location(&location, &S3Config::from_env())?;
     let list_prefix = if prefix.is_empty() {
         String::new()
     } else {
         format!("{prefix}/")
     };
-    let objects: Vec<_> = rt
-        .block_on(store.list(&list_prefix))?
-        .into_iter()
-        .filter(|m| is_scan(m.key.strip_prefix(&list_prefix).unwrap_or(&m.key)))
-        .collect();
+    let listed = rt.block_on(store.list(&list_prefix))?;
+    let (objects, other): (Vec<_>, Vec<_>) = listed.into_iter().partition(|m| {
+        let relative = m.key.strip_prefix(&list_prefix).unwrap_or(&m.key);
+        !relative.split('/').any(|s| s.starts_with('.')) && Format::has_scan_extension(relative)
+    });
 
     let settings = KafkaSettings::new(&args.brokers, "vinscan-enqueue");
     if let Some(n) = args.create_partitions {
@@ -59,23 +49,27 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    let bucket = args.source.bucket();
     let enqueued = rt.block_on(async {
         let mut n = 0usize;
         for m in &objects {
             let object = ObjectRef {
-                bucket: bucket.clone(),
+                bucket: bucket.to_owned(),
                 key: m.key.clone(),
-                version: Some(m.etag.clone()),
+                version: Some(ObjectVersion::ETag(m.etag.clone())),
             };
-            let job_id = format!("enq-{}", &object_identity(&object, &args.pipeline)[..32]);
-            let mut message = json!({
-                "job_id": job_id,
-                "pipeline": args.pipeline,
-                "sources": [object.uri()],
-            });
-            if let Some(p) = &args.output_prefix {
-                message["output_prefix"] = json!(p);
-            }
+            let job_id = format!("enq-{}", &object.identity(&args.pipeline)[..32]);
+            let message = JobMessage {
+                job_id: job_id.clone(),
+                pipeline: args.pipeline.clone(),
+                sources: vec![SourceSpec::Versioned(VersionedSource {
+                    uri: args.source.join_object(&m.key),
+                    version_id: None,
+                    etag: Some(m.etag.clone()),
+                })],
+                output_prefix: args.output_prefix.clone(),
+                metadata: serde_json::Value::Null,
+            };
             let payload = serde_json::to_vec(&message)?;
             publisher.send(&args.topic, &job_id, &payload, &[]).await?;
             n += 1;
@@ -88,6 +82,7 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         "{}",
         json!({
             "enqueued": enqueued,
+            "not_scans": other.len(),
             "topic": args.topic,
             "source": location.to_string(),
             "elapsed_ms": started.elapsed().as_millis() as u64,

@@ -1,24 +1,28 @@
 //! `vinscan extract FILE... --pipeline NAME`: JSON Lines on stdout (one object per page), or one
-//! file per page with `--out`.
+//! file per page with `--out`, named after the input file and never overwriting another
+//! input's output.
 
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use vinscan_core::hash::sha256_hex;
-use vinscan_core::{Error, ErrorKind, Extractor, PageRecord, Pipeline};
+use vinscan_core::{Cancellation, Error, ErrorKind, Extractor, PageRecord, Pipeline};
 
 use crate::cli::{ExtractArgs, GlobalArgs};
-use crate::model::{LazyModel, LazyPdf, ModelFiles, catalog, read_input};
-use crate::output::{page_path, write_atomic};
+use crate::inputs::OutputNames;
+use crate::local::{read_file, write_atomic};
+use crate::model_files::ModelFiles;
+use crate::model_load::LazyModel;
+use crate::output::page_path;
+use crate::pdf::LazyPdf;
 
 /// Runs every page of one document through the pipeline, handing each record to `sink`.
 /// Returns the page count; stops at the first failing page. The outer error is for the whole
-/// run (the model cannot load); the inner one is this document's.
+/// run (the model cannot load, or its engine is gone); the inner one is this document's.
 pub fn process_document(
     extractor: &Extractor,
-    model: &LazyModel<'_>,
+    model: &LazyModel,
     pipeline: &Pipeline,
     bytes: Vec<u8>,
     source: &str,
@@ -31,29 +35,44 @@ pub fn process_document(
     };
     // A model that cannot load is a configuration error for the whole run, not this input.
     let vision = model.get()?;
-    for index in 0..doc.page_count() {
-        let record = match extractor.extract_page(vision, &doc, &sha, index, pipeline) {
-            Ok(r) => r,
+    let never = Cancellation::new();
+    for page in extractor.extract_document(vision, &doc, &sha, pipeline, &never) {
+        let outcome = page.and_then(&mut sink);
+        match outcome {
+            Ok(()) => {}
+            // every later input would fail the same way: stop the run
+            Err(e) if e.kind() == ErrorKind::Unavailable => anyhow::bail!("{e}"),
             Err(e) => return Ok(Err(e)),
-        };
-        if let Err(e) = sink(record) {
-            return Ok(Err(e));
         }
     }
     Ok(Ok(doc.page_count()))
 }
 
+fn json<T: serde::Serialize>(value: &T, pretty: bool) -> vinscan_core::Result<Vec<u8>> {
+    let r = if pretty {
+        serde_json::to_vec_pretty(value)
+    } else {
+        serde_json::to_vec(value)
+    };
+    r.map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
+}
+
 pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
-    let catalog = catalog(global)?;
+    let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
     let pipeline = catalog.pipeline(&args.pipeline)?;
-    let files = ModelFiles::resolve(&args.model)?;
-    let model = LazyModel::new(files, &args.model);
+    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
+    let model = LazyModel::new(files, args.model.settings());
     let extractor = Extractor::new(Some(Arc::new(LazyPdf::default())));
     let stdout = std::io::stdout();
+    let mut names = OutputNames::default();
     let mut failed = 0usize;
     for path in &args.files {
         let source = path.display().to_string();
-        let bytes = match read_input(path, &pipeline.limits) {
+        let name = path
+            .file_name()
+            .map_or_else(|| source.clone(), |n| n.to_string_lossy().into_owned());
+        let output_name = names.claim(&name, path.as_os_str().as_encoded_bytes());
+        let bytes = match read_file(path, pipeline.limits.max_bytes) {
             Ok(b) => b,
             Err(e) => {
                 failed += 1;
@@ -68,17 +87,12 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
             bytes,
             &source,
             |record| match &args.out {
-                Some(dir) => {
-                    let name = path.file_name().map(Path::new).unwrap_or(path);
-                    let bytes = serde_json::to_vec_pretty(&record)
-                        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-                    write_atomic(&page_path(dir, name, record.page), &bytes)
-                }
+                Some(dir) => write_atomic(&page_path(dir, &output_name, record.page), &json(&record, true)?),
                 None => {
-                    let line = serde_json::to_string(&record)
-                        .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+                    let line = json(&record, false)?;
                     let mut out = stdout.lock();
-                    writeln!(out, "{line}")
+                    out.write_all(&line)
+                        .and_then(|()| out.write_all(b"\n"))
                         .and_then(|()| out.flush())
                         .map_err(|e| Error::from_io(&e, "stdout"))
                 }

@@ -4,10 +4,9 @@
 use std::process::ExitCode;
 
 use crate::cli::{GlobalArgs, PipelinesArgs};
-use crate::model::catalog;
 
 pub fn run(global: &GlobalArgs, args: PipelinesArgs) -> anyhow::Result<ExitCode> {
-    let catalog = catalog(global)?;
+    let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
     if args.json {
         let list: Vec<_> = catalog
             .pipelines()

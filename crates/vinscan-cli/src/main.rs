@@ -5,6 +5,7 @@
 
 #[cfg(feature = "llama")]
 mod bench_report;
+mod catalog;
 mod cli;
 mod cmd_batch;
 #[cfg(feature = "llama")]
@@ -16,10 +17,14 @@ mod cmd_enqueue;
 mod cmd_extract;
 mod cmd_model;
 mod cmd_pipelines;
-mod model;
-mod output;
 #[cfg(feature = "kafka")]
-mod serve;
+mod cmd_serve;
+mod inputs;
+mod local;
+mod model_files;
+mod model_load;
+mod output;
+mod pdf;
 
 use std::process::ExitCode;
 
@@ -47,7 +52,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "llama")]
         cli::Command::Bench(args) => cmd_bench::run(&cli.global, *args),
         #[cfg(feature = "kafka")]
-        cli::Command::Serve(args) => serve::run(&cli.global, args),
+        cli::Command::Serve(args) => cmd_serve::run(&cli.global, args),
         #[cfg(feature = "kafka")]
         cli::Command::Enqueue(args) => cmd_enqueue::run(&cli.global, args),
     }

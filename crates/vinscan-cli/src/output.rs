@@ -1,30 +1,18 @@
-//! Where page records go on disk, written atomically, and whether existing ones still match.
+//! Where page records go, and whether existing ones still match what this run would write
+//! (batch's resumability).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use vinscan_core::{Error, PageRecord, Result};
+use vinscan_core::PageRecord;
 
-/// `DIR/<relative input path>.p0001.json` for page 1.
-pub fn page_path(out_dir: &Path, relative: &Path, page: u32) -> PathBuf {
-    let mut name = relative.as_os_str().to_owned();
-    name.push(format!(".p{page:04}.json"));
-    out_dir.join(name)
+/// `DIR/<output name>.p0001.json` for page 1.
+pub fn page_path(out_dir: &Path, output_name: &str, page: u32) -> PathBuf {
+    out_dir.join(page_name(output_name, page))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename: readers never see half a file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::from_io(&e, dir.display()))?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::from_io(&e, tmp.display()))?;
-    f.write_all(bytes)
-        .map_err(|e| Error::from_io(&e, tmp.display()))?;
-    f.sync_all().map_err(|e| Error::from_io(&e, tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::from_io(&e, path.display()))
+/// `<output name>.p0001.json` for page 1.
+pub fn page_name(output_name: &str, page: u32) -> String {
+    format!("{output_name}.p{page:04}.json")
 }
 
 /// What an existing output must have been made from to be reused.

@@ -132,7 +132,7 @@ fn bad_inputs_fail_with_reasons_and_good_ones_succeed() {
         src.join("locked.pdf"),
     )
     .expect("copy");
-    std::fs::write(src.join("notes.txt"), b"ignored: not a scan extension").expect("write");
+    std::fs::write(src.join("notes.txt"), b"not a scan by name or content").expect("write");
 
     let out_dir = tmp.path().join("out");
     let res = run(vinscan(tmp.path())
@@ -151,7 +151,9 @@ fn bad_inputs_fail_with_reasons_and_good_ones_succeed() {
             .find(|e| e["source"] == s)
             .unwrap_or_else(|| panic!("{s} in {m:?}"))
     };
-    assert_eq!(m.len(), 8, "{m:?}");
+    assert_eq!(m.len(), 9, "every file found is in the manifest: {m:?}");
+    assert_eq!(by_source("notes.txt")["status"], "unsupported");
+    assert_eq!(by_source("notes.txt")["error"]["kind"], "unsupported");
     for ok in ["good.jpg", "nested/good.png"] {
         assert_eq!(by_source(ok)["status"], "ok");
     }
@@ -198,6 +200,93 @@ fn bad_inputs_fail_with_reasons_and_good_ones_succeed() {
     assert_eq!(
         summary(&again.stdout)["processed"].as_u64(),
         Some(1 + u64::from(by_source_status(&m, "corrupt.jpg")))
+    );
+}
+
+/// Regression: a local folder was read as a bucket. A name with non-UTF-8 bytes was "not
+/// found", a backslash an internal key error, symlinked and `.jfif` files were left out without
+/// a manifest line, and an NFD name lost its letters. Every file found is now in the manifest,
+/// recognised by content where its name says nothing, with outputs that keep its visible name
+/// and never collide.
+#[test]
+fn local_folders_are_not_buckets() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    let jpeg = |seed| encode(&scan(320, 240, seed), ImageFormat::Jpeg);
+    let odd = std::ffi::OsStr::from_bytes(b"scan-\xff\xfe.jpg");
+    std::fs::write(src.join(odd), jpeg(1)).expect("non-UTF-8 name");
+    std::fs::write(src.join("back\\slash.jpg"), jpeg(2)).expect("backslash name");
+    std::fs::write(src.join("photo.jfif"), jpeg(3)).expect("jfif");
+    std::fs::write(src.join("no-extension"), jpeg(4)).expect("no extension");
+    std::fs::write(src.join("a\u{0309}nh chu\u{0323}p.jpg"), jpeg(5)).expect("NFD name");
+    std::fs::write(tmp.path().join("outside.jpg"), jpeg(6)).expect("link target");
+    std::os::unix::fs::symlink(tmp.path().join("outside.jpg"), src.join("linked.jpg")).expect("symlink");
+
+    let out_dir = tmp.path().join("out");
+    let res = run(vinscan(tmp.path())
+        .arg("batch")
+        .arg(&src)
+        .args(["--pipeline", "receipt", "--out"])
+        .arg(&out_dir));
+    assert!(res.status.success(), "{:?}", res.status);
+    let m = manifest(&out_dir);
+    assert_eq!(m.len(), 6, "{m:?}");
+    assert!(m.iter().all(|e| e["status"] == "ok" && e["pages"] == 1), "{m:?}");
+    let mut written: Vec<String> = std::fs::read_dir(&out_dir)
+        .expect("out")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    written.sort();
+    assert_eq!(written.len(), 6, "one output each, none overwritten: {written:?}");
+    assert!(
+        written.contains(&"ảnh chụp.jpg.p0001.json".to_owned()),
+        "NFC name kept: {written:?}"
+    );
+    assert!(
+        written.contains(&"back\\slash.jpg.p0001.json".to_owned()),
+        "{written:?}"
+    );
+    assert!(
+        written.contains(&"no-extension.p0001.json".to_owned()),
+        "{written:?}"
+    );
+}
+
+/// Regression: `extract --out` named outputs by base name only, so `a/scan.jpg` and
+/// `b/scan.jpg` overwrote each other with exit 0.
+#[test]
+fn extract_outputs_of_same_named_inputs_do_not_collide() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (dir, seed) in [("a", 1), ("b", 2)] {
+        std::fs::create_dir_all(tmp.path().join(dir)).expect("mkdir");
+        std::fs::write(
+            tmp.path().join(dir).join("scan.jpg"),
+            encode(&scan(320, 240, seed), ImageFormat::Jpeg),
+        )
+        .expect("write");
+    }
+    let out_dir = tmp.path().join("out");
+    let res = run(vinscan(tmp.path())
+        .arg("extract")
+        .arg(tmp.path().join("a/scan.jpg"))
+        .arg(tmp.path().join("b/scan.jpg"))
+        .args(["--pipeline", "receipt", "--out"])
+        .arg(&out_dir));
+    assert!(res.status.success());
+    let mut sources = Vec::new();
+    for e in std::fs::read_dir(&out_dir).expect("out") {
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(e.expect("entry").path()).expect("read")).expect("json");
+        sources.push(record["source"].as_str().unwrap_or_default().to_owned());
+    }
+    sources.sort();
+    assert_eq!(sources.len(), 2, "{sources:?}");
+    assert!(
+        sources[0].ends_with("a/scan.jpg") && sources[1].ends_with("b/scan.jpg"),
+        "{sources:?}"
     );
 }
 

@@ -7,6 +7,8 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage, meta
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
+pub use crate::raster::Page;
+use crate::raster::{check_pixels, flatten_to_rgb};
 
 /// The input formats vinscan reads, identified by content, never by file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -41,19 +43,17 @@ impl Format {
         }
     }
 
-    /// File extensions batch mode picks up (lower case).
-    pub const EXTENSIONS: &'static [&'static str] =
-        &["jpg", "jpeg", "png", "tif", "tiff", "webp", "bmp", "pdf"];
-}
+    /// File extensions of scans (lower case): `batch` and `enqueue` read these without looking
+    /// first; a file with another or no extension is recognised by its content.
+    pub const EXTENSIONS: &'static [&'static str] = &[
+        "jpg", "jpeg", "jpe", "jfif", "png", "tif", "tiff", "webp", "bmp", "pdf",
+    ];
 
-/// One rendered or decoded page, upright, as 8-bit RGB.
-#[derive(Debug, Clone)]
-pub struct Page {
-    /// 0-based page index in the document.
-    pub index: u32,
-    pub image: RgbImage,
-    /// The EXIF/TIFF orientation that was applied, when it was not the identity.
-    pub orientation: Option<u8>,
+    /// Whether `name`'s extension is one of [`EXTENSIONS`](Self::EXTENSIONS).
+    pub fn has_scan_extension(name: &str) -> bool {
+        name.rsplit_once('.')
+            .is_some_and(|(_, ext)| Self::EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
+    }
 }
 
 /// A rendered PDF page as plain data.
@@ -124,7 +124,7 @@ impl Document {
                 })?;
                 renderer.page_count(&bytes).map_err(|e| e.context(name))?
             }
-            Format::Tiff => tiff_page_count(&bytes, limits).map_err(|e| e.context(name))?,
+            Format::Tiff => crate::tiff_pages::page_count(&bytes, limits).map_err(|e| e.context(name))?,
             _ => 1,
         };
         if page_count == 0 {
@@ -207,34 +207,6 @@ impl Document {
     }
 }
 
-pub(crate) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<()> {
-    if width == 0 || height == 0 {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "image has zero width or height",
-        ));
-    }
-    if width > limits.max_dimension || height > limits.max_dimension {
-        return Err(Error::new(
-            ErrorKind::TooLarge,
-            format!(
-                "{width}x{height} px exceeds the limit of {} px per side",
-                limits.max_dimension
-            ),
-        ));
-    }
-    if u64::from(width) * u64::from(height) > limits.max_pixels {
-        return Err(Error::new(
-            ErrorKind::TooLarge,
-            format!(
-                "{width}x{height} px exceeds the limit of {} pixels",
-                limits.max_pixels
-            ),
-        ));
-    }
-    Ok(())
-}
-
 fn image_error(e: image::ImageError) -> Error {
     use image::ImageError as E;
     let kind = match &e {
@@ -299,28 +271,6 @@ fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> 
         image: flatten_to_rgb(img),
         orientation: applied,
     })
-}
-
-/// 8-bit RGB, with any transparency composited over white (scans are paper).
-pub(crate) fn flatten_to_rgb(img: DynamicImage) -> RgbImage {
-    if !img.color().has_alpha() {
-        return img.into_rgb8();
-    }
-    let rgba = img.into_rgba8();
-    let (w, h) = rgba.dimensions();
-    let mut out = RgbImage::new(w, h);
-    for (dst, src) in out.pixels_mut().zip(rgba.pixels()) {
-        let a = u32::from(src[3]);
-        for c in 0..3 {
-            let v = (u32::from(src[c]) * a + 255 * (255 - a) + 127) / 255;
-            dst[c] = v.min(255) as u8;
-        }
-    }
-    out
-}
-
-fn tiff_page_count(bytes: &[u8], limits: &Limits) -> Result<u32> {
-    crate::tiff_pages::page_count(bytes, limits)
 }
 
 #[cfg(test)]

@@ -22,12 +22,28 @@ pub enum ErrorKind {
     Config,
     /// A bug or an unexpected state in vinscan or a native library.
     Internal,
+    /// The engine is gone (the model thread ended after a panic): not the document's fault, and
+    /// nothing in this process can do the work any more. The daemon abandons the work
+    /// uncommitted and exits, so the orchestrator restarts it and the work is redelivered.
+    Unavailable,
+    /// The source no longer has the version the job names (re-uploaded under the same key):
+    /// the newer version has its own job. Neither retried nor dead-lettered.
+    Superseded,
+    /// The caller cancelled the work (shutdown): it was left undone, to be redone.
+    Cancelled,
 }
 
 impl ErrorKind {
     /// Whether retrying the same job could succeed without anyone changing anything.
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::Transient)
+    }
+
+    /// Whether the failure says something about the job's input (so recording it as the job's
+    /// outcome is right), rather than about this process (`Unavailable`, `Cancelled`: the job
+    /// must be redone elsewhere or later).
+    pub fn is_job_outcome(self) -> bool {
+        !matches!(self, Self::Unavailable | Self::Cancelled)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +56,9 @@ impl ErrorKind {
             Self::Transient => "transient",
             Self::Config => "config",
             Self::Internal => "internal",
+            Self::Unavailable => "unavailable",
+            Self::Superseded => "superseded",
+            Self::Cancelled => "cancelled",
         }
     }
 }
@@ -82,15 +101,60 @@ impl Error {
         }
     }
 
+    /// An IO failure on `what`, by kind: a missing file is `NotFound`; interruptions,
+    /// timeouts, a busy resource or a full disk are `Transient`; anything about the file itself
+    /// (permissions, a directory, bad data, a short read) is `InvalidInput`; the rest, which
+    /// vinscan does not expect, is `Internal`.
     pub fn from_io(e: &std::io::Error, what: impl fmt::Display) -> Self {
+        use std::io::ErrorKind as K;
         let kind = match e.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::InvalidInput,
-            std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorKind::Transient,
-            _ => ErrorKind::Transient,
+            K::NotFound => ErrorKind::NotFound,
+            K::Interrupted | K::TimedOut | K::WouldBlock | K::ResourceBusy | K::StorageFull => {
+                ErrorKind::Transient
+            }
+            K::PermissionDenied
+            | K::IsADirectory
+            | K::NotADirectory
+            | K::InvalidData
+            | K::InvalidInput
+            | K::UnexpectedEof
+            | K::InvalidFilename
+            | K::FileTooLarge => ErrorKind::InvalidInput,
+            _ => ErrorKind::Internal,
         };
         Self::new(kind, format!("{what}: {e}"))
     }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_map_by_kind() {
+        use std::io::ErrorKind as K;
+        let check = |io: K, want: ErrorKind| {
+            let e = Error::from_io(&std::io::Error::from(io), "x");
+            assert_eq!(e.kind(), want, "{io:?}");
+        };
+        check(K::NotFound, ErrorKind::NotFound);
+        check(K::TimedOut, ErrorKind::Transient);
+        check(K::Interrupted, ErrorKind::Transient);
+        check(K::PermissionDenied, ErrorKind::InvalidInput);
+        check(K::IsADirectory, ErrorKind::InvalidInput);
+        check(K::UnexpectedEof, ErrorKind::InvalidInput);
+        check(K::Other, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn only_transient_is_retried_and_engine_failures_are_not_outcomes() {
+        assert!(ErrorKind::Transient.is_retryable());
+        assert!(!ErrorKind::Internal.is_retryable());
+        assert!(!ErrorKind::Unavailable.is_job_outcome());
+        assert!(!ErrorKind::Cancelled.is_job_outcome());
+        assert!(ErrorKind::Superseded.is_job_outcome());
+        assert!(ErrorKind::InvalidInput.is_job_outcome());
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::document::{Document, Format, PdfRenderer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{GenerateRequest, StopReason, VisionModel};
+use crate::model::{Cancellation, GenerateRequest, StopReason, VisionModel};
 use crate::pipeline::Pipeline;
 use crate::record::{
     GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, TilesProvenance, Timings,
@@ -52,10 +52,39 @@ impl Extractor {
         index: u32,
         pipeline: &Pipeline,
     ) -> Result<PageRecord> {
+        self.extract_page_until(model, doc, source_sha256, index, pipeline, &Cancellation::new())
+    }
+
+    /// Every page of `doc` in order, extracted as the iterator is advanced. A caller stops at
+    /// the first error it does not want to go past; once `cancel` is raised, the page in the
+    /// model stops at its next decoding step and the rest fail with `Cancelled` at once.
+    pub fn extract_document<'a>(
+        &'a self,
+        model: &'a dyn VisionModel,
+        doc: &'a Document,
+        source_sha256: &'a str,
+        pipeline: &'a Pipeline,
+        cancel: &'a Cancellation,
+    ) -> impl Iterator<Item = Result<PageRecord>> + 'a {
+        (0..doc.page_count())
+            .map(move |index| self.extract_page_until(model, doc, source_sha256, index, pipeline, cancel))
+    }
+
+    /// [`extract_page`](Self::extract_page) that stops with `Cancelled` once `cancel` is raised.
+    pub fn extract_page_until(
+        &self,
+        model: &dyn VisionModel,
+        doc: &Document,
+        source_sha256: &str,
+        index: u32,
+        pipeline: &Pipeline,
+        cancel: &Cancellation,
+    ) -> Result<PageRecord> {
         let started = Instant::now();
         let page_no = index + 1;
         let what = || format!("{} page {page_no}", doc.name());
 
+        cancel.check(&what())?;
         let t = Instant::now();
         let page = doc.page(index, pipeline.pdf_dpi, &pipeline.limits, self.pdf_renderer())?;
         let decode_ms = ms(t);
@@ -67,12 +96,13 @@ impl Extractor {
         let tiling_ms = ms(t);
 
         let grid = tiled.grid;
-        let request = page_request(
+        let mut request = page_request(
             pipeline,
             tiled,
             Arc::new(pipeline.schema.grammar().clone()),
             pipeline.max_tokens,
         );
+        request.cancel = cancel.clone();
         let generation = model.generate(request).map_err(|e| e.context(what()))?;
         if generation.images != grid.images() {
             return Err(Error::new(
@@ -172,11 +202,12 @@ pub fn tile_range(pipeline: &Pipeline, model_max: u32) -> (u32, u32) {
     (pipeline.min_tiles.min(max), max)
 }
 
-/// The model request for one tiled page under a pipeline's prompts and decoding settings.
+/// The model request for one tiled page under a pipeline's prompts and decoding settings, with
+/// output constrained to `output_schema`; not cancellable until the caller sets `cancel`.
 pub fn page_request(
     pipeline: &Pipeline,
     tiled: TiledPage,
-    grammar: Arc<Value>,
+    output_schema: Arc<Value>,
     max_tokens: u32,
 ) -> GenerateRequest {
     let (width, height) = tiled.image.dimensions();
@@ -187,10 +218,11 @@ pub fn page_request(
         height,
         expected_images: tiled.grid.images(),
         rgb: tiled.image.into_raw(),
-        grammar,
+        output_schema,
         max_tokens,
         repeat_penalty: pipeline.repeat_penalty,
         repeat_last_n: pipeline.repeat_last_n,
+        cancel: Cancellation::new(),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod hash;
 pub mod limits;
 pub mod model;
 pub mod pipeline;
+mod raster;
 pub mod record;
 mod tiff_pages;
 pub mod tiling;
@@ -26,6 +27,8 @@ pub use document::{Document, Format, Page, PdfRenderer, RenderedPage};
 pub use error::{Error, ErrorKind, Result};
 pub use extract::{Extractor, VERSION};
 pub use limits::Limits;
-pub use model::{GenerateRequest, Generation, ModelInfo, ModelTimings, StopReason, VisionModel};
+pub use model::{
+    Cancellation, GenerateRequest, Generation, ModelInfo, ModelTimings, StopReason, VisionModel,
+};
 pub use pipeline::Pipeline;
 pub use record::PageRecord;

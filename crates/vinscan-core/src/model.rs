@@ -2,11 +2,16 @@
 //! The llama.cpp implementation lives in `vinscan-llama`, on a thread of its own.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::Result;
+
+/// Context window in tokens when none is configured: room for a 7-image page (about 1,800
+/// image tokens), the prompt, and a pipeline's output cap, for several pages in flight.
+pub const DEFAULT_CTX_SIZE: u32 = 12288;
 
 /// What a loaded model is, for provenance and for tiling decisions.
 #[derive(Debug, Clone, Serialize)]
@@ -37,12 +42,46 @@ pub struct GenerateRequest {
     pub rgb: Vec<u8>,
     /// How many images (tiles + thumbnail) the encoder must see for this page.
     pub expected_images: u32,
-    /// JSON Schema the output is constrained to.
-    pub grammar: Arc<Value>,
+    /// JSON Schema the output is constrained to (compiled to a grammar by the engine).
+    pub output_schema: Arc<Value>,
     pub max_tokens: u32,
     /// 1.0 disables the repetition penalty.
     pub repeat_penalty: f32,
     pub repeat_last_n: u32,
+    /// Set by the caller to stop the page: the engine checks it before the page starts and at
+    /// every decoding step, and answers `Cancelled`.
+    pub cancel: Cancellation,
+}
+
+/// A flag the caller raises to stop work in flight (shutdown). Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancellation(Arc<AtomicBool>);
+
+impl Cancellation {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks every holder to stop at its next check.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// `Err(Cancelled)` once cancelled: a check between steps.
+    pub fn check(&self, what: &str) -> Result<()> {
+        if self.is_cancelled() {
+            Err(crate::Error::new(
+                crate::ErrorKind::Cancelled,
+                format!("{what}: cancelled"),
+            ))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Why decoding stopped.
@@ -102,5 +141,10 @@ pub struct Generation {
 /// A loaded vision-language model. Implementations serialise access internally.
 pub trait VisionModel: Send + Sync {
     fn info(&self) -> &ModelInfo;
+    /// One page's answer. Errors of kind `Unavailable` mean the engine is gone for good (every
+    /// later call fails the same way); `Cancelled` that `request.cancel` was raised.
     fn generate(&self, request: GenerateRequest) -> Result<Generation>;
+    /// `Ok` while the engine can serve; once it cannot, an `Unavailable` error saying why.
+    /// Cheap: readiness probes call it every few seconds.
+    fn health(&self) -> Result<()>;
 }

@@ -8,9 +8,9 @@ use tiff::ColorType;
 use tiff::decoder::{Decoder, DecodingResult, Limits as TiffLimits};
 use tiff::tags::Tag;
 
-use crate::document::{Page, check_pixels, flatten_to_rgb};
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
+use crate::raster::{Page, check_pixels, flatten_to_rgb};
 
 fn tiff_error(e: tiff::TiffError) -> Error {
     use tiff::TiffError as E;

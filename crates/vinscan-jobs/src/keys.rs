@@ -5,28 +5,16 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::message::ObjectRef;
-
-/// Hex sha256 of everything that identifies the output of `object` through `pipeline`.
-pub fn object_identity(object: &ObjectRef, pipeline: &str) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        pipeline,
-        &object.bucket,
-        &object.key,
-        object.version.as_deref().unwrap_or(""),
-    ] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
-    }
-    hex::encode(h.finalize())
-}
+use crate::object::ObjectRef;
 
 /// A path segment safe in any store: letters (any script), digits, `-`, `_`, `.`; everything
-/// else becomes `_`; never `.`/`..`, never empty, at most 100 characters.
+/// else becomes `_`; never `.`/`..`, never empty, at most 100 characters. The name is put in
+/// Unicode NFC first, so a name typed in NFD ("ảnh" as macOS writes it, `a` + U+0309 …) keeps
+/// its letters instead of losing its combining marks to `_`.
 pub fn sanitise_segment(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
     let mut out: String = s
-        .chars()
+        .nfc()
         .map(|c| {
             if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {
                 c
@@ -47,11 +35,11 @@ pub fn sanitise_segment(s: &str) -> String {
 /// A redelivered job rewrites the same object; the key cannot escape `prefix_key`.
 pub fn job_output_key(prefix_key: &str, pipeline: &str, sources: &[ObjectRef]) -> String {
     let id = match sources {
-        [one] => object_identity(one, pipeline),
+        [one] => one.identity(pipeline),
         many => {
             let mut h = Sha256::new();
             for s in many {
-                h.update(object_identity(s, pipeline).as_bytes());
+                h.update(s.identity(pipeline).as_bytes());
             }
             hex::encode(h.finalize())
         }
@@ -81,7 +69,7 @@ mod tests {
         ObjectRef {
             bucket: "in".into(),
             key: key.into(),
-            version: version.map(str::to_owned),
+            version: version.map(|v| vinscan_storage::ObjectVersion::ETag(v.to_owned())),
         }
     }
 
@@ -118,6 +106,14 @@ mod tests {
             job_output_key("out", "id-card", std::slice::from_ref(&front))
         );
         assert_ne!(both, job_output_key("out", "id-card", &[back, front]));
+    }
+
+    /// Regression: an NFD name lost its tone marks (`a_nh_chu_p`) while its NFC twin kept them.
+    #[test]
+    fn nfd_names_keep_their_letters() {
+        let nfd = "a\u{0309}nh chu\u{0323}p";
+        assert_eq!(sanitise_segment(nfd), "ảnh_chụp");
+        assert_eq!(sanitise_segment("ảnh chụp"), "ảnh_chụp");
     }
 
     proptest! {

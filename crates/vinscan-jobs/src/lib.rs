@@ -1,18 +1,24 @@
-//! What the daemon consumes and how it keeps its promises, as pure functions:
+//! What the daemon consumes and produces, as types and pure functions:
+//! - [`wire`]: the job message, the result event and the dead-letter record (serde types, each
+//!   with a JSON Schema in `schemas/messages/`);
 //! - [`message::classify`]: a Kafka payload → jobs (vinscan job messages or S3 event
 //!   notifications) or a poison verdict with its reason;
 //! - [`routing::Routes`]: which pipeline and output prefix an uploaded object goes to;
 //! - [`keys::job_output_key`]: a deterministic output key per job that cannot escape its
-//!   prefix, so a redelivered job rewrites the same object;
-//! - [`offsets::PartitionOffsets`]: per-partition contiguous commit positions, so a slow job
-//!   holds back later offsets and nothing is committed past unfinished work.
+//!   prefix, so a redelivered job rewrites the same object.
 //!
-//! Architecture invariant: no IO and no broker client here; `vinscan-kafka` and the daemon
-//! build on these.
+//! Architecture invariant: no IO and no broker client here; `vinscan-daemon` builds on these
+//! (it names `vinscan-storage` only for its plain-data `S3Uri` and `ObjectVersion`).
 
 pub mod keys;
 pub mod message;
-pub mod offsets;
+mod object;
 pub mod routing;
+pub mod wire;
 
-pub use message::{Job, ObjectRef, Poison, classify};
+pub use message::{Job, Poison, classify};
+pub use object::ObjectRef;
+pub use wire::{
+    DeadLetter, ErrorInfo, Excerpt, JobMessage, JobStatus, JobTimings, OriginalMessage, ResultEvent,
+    SourceSpec, VersionedSource,
+};

@@ -5,47 +5,16 @@
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use vinscan_storage::{ObjectVersion, S3Uri};
 
+use crate::object::ObjectRef;
 use crate::routing::Routes;
+use crate::wire::{JobMessage, SourceSpec};
 
 /// Largest payload accepted; larger ones are poison.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Most source objects in one job (e.g. the pages of one document).
 pub const MAX_SOURCES: usize = 64;
-
-/// One object in a store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ObjectRef {
-    pub bucket: String,
-    pub key: String,
-    /// ETag or version id when the message carries one: part of the output identity.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-}
-
-impl ObjectRef {
-    /// `s3://bucket/key` (the key as is, not encoded).
-    pub fn uri(&self) -> String {
-        format!("s3://{}/{}", self.bucket, self.key)
-    }
-
-    fn parse_uri(s: &str) -> Result<Self, String> {
-        let rest = s
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("source {s:?} is not an s3:// URI"))?;
-        let (bucket, key) = rest
-            .split_once('/')
-            .ok_or_else(|| format!("source {s:?} has no key"))?;
-        if bucket.is_empty() || key.is_empty() {
-            return Err(format!("source {s:?} has an empty bucket or key"));
-        }
-        Ok(Self {
-            bucket: bucket.to_owned(),
-            key: key.to_owned(),
-            version: None,
-        })
-    }
-}
 
 /// A unit of work: one or more source objects through one pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,8 +22,8 @@ pub struct Job {
     pub job_id: String,
     pub pipeline: String,
     pub sources: Vec<ObjectRef>,
-    /// `s3://bucket/prefix` for the outputs.
-    pub output_prefix: String,
+    /// Where the output goes.
+    pub output_prefix: S3Uri,
     /// Carried through to the result event untouched.
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub metadata: Value,
@@ -71,19 +40,6 @@ fn poison<T>(reason: impl Into<String>) -> Result<T, Poison> {
     Err(Poison {
         reason: reason.into(),
     })
-}
-
-/// vinscan's own job message as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JobMessage {
-    job_id: String,
-    pipeline: String,
-    sources: Vec<String>,
-    #[serde(default)]
-    output_prefix: Option<String>,
-    #[serde(default)]
-    metadata: Value,
 }
 
 /// Turns a payload into jobs. S3 events for objects that were not created (deletions, test
@@ -113,6 +69,32 @@ pub fn classify(payload: &[u8], routes: &Routes) -> Result<Vec<Job>, Poison> {
     poison("neither a vinscan job (no \"job_id\") nor an S3 event notification (no \"Records\")")
 }
 
+/// A job message's source as an object reference: a key is required, and a version id wins over
+/// an ETag when both are given (it names the version exactly).
+fn source_object(spec: &SourceSpec) -> Result<ObjectRef, String> {
+    let (uri, version) = match spec {
+        SourceSpec::Uri(uri) => (uri, None),
+        SourceSpec::Versioned(v) => {
+            let version = match (&v.version_id, &v.etag) {
+                (Some(id), _) if !id.is_empty() => Some(ObjectVersion::VersionId(id.clone())),
+                (_, Some(etag)) if !etag.is_empty() => {
+                    Some(ObjectVersion::ETag(etag.trim_matches('"').to_owned()))
+                }
+                _ => None,
+            };
+            (&v.uri, version)
+        }
+    };
+    if uri.key().is_empty() {
+        return Err(format!("source {uri} names a bucket but no object key"));
+    }
+    Ok(ObjectRef {
+        bucket: uri.bucket().to_owned(),
+        key: uri.key().to_owned(),
+        version,
+    })
+}
+
 fn valid_id(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
 }
@@ -137,20 +119,11 @@ fn job_message(value: Value, routes: &Routes) -> Result<Job, Poison> {
             m.sources.len()
         ));
     }
-    let sources = m
-        .sources
-        .iter()
-        .map(|s| ObjectRef::parse_uri(s))
-        .collect::<Result<Vec<_>, _>>();
-    let sources = match sources {
+    let sources = match m.sources.iter().map(source_object).collect::<Result<Vec<_>, _>>() {
         Ok(s) => s,
         Err(e) => return poison(e),
     };
-    let output_prefix = match m.output_prefix {
-        Some(p) if p.starts_with("s3://") && p.len() > 5 => p.trim_end_matches('/').to_owned(),
-        Some(p) => return poison(format!("output_prefix {p:?} is not an s3:// URI")),
-        None => routes.default_output().to_owned(),
-    };
+    let output_prefix = m.output_prefix.unwrap_or_else(|| routes.default_output().clone());
     if serde_json::to_vec(&m.metadata).map_or(0, |v| v.len()) > 16 * 1024 {
         return poison("metadata larger than 16 KiB");
     }
@@ -193,12 +166,16 @@ fn s3_event(value: &Value, routes: &Routes) -> Result<Vec<Job>, Poison> {
             Ok(_) => return poison(format!("record {i}: empty bucket or key")),
             Err(e) => return poison(format!("record {i}: {e}")),
         };
-        let version = r
-            .pointer("/s3/object/versionId")
-            .or_else(|| r.pointer("/s3/object/eTag"))
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned);
+        let field = |name: &str| {
+            r.pointer(&format!("/s3/object/{name}"))
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .map(|v| v.trim_matches('"').to_owned())
+        };
+        // the event's exact version: its version id in a versioned bucket, else its ETag
+        let version = field("versionId")
+            .map(ObjectVersion::VersionId)
+            .or_else(|| field("eTag").map(ObjectVersion::ETag));
         let Some(route) = routes.route(bucket, &key) else {
             return poison(format!("record {i}: no route for s3://{bucket}/{key}"));
         };
@@ -211,10 +188,7 @@ fn s3_event(value: &Value, routes: &Routes) -> Result<Vec<Job>, Poison> {
             .pointer("/s3/object/sequencer")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        let job_id = format!(
-            "s3-{}",
-            &crate::keys::object_identity(&object, &route.pipeline)[..24]
-        );
+        let job_id = format!("s3-{}", &object.identity(&route.pipeline)[..24]);
         let job_id = if sequencer.is_empty() {
             job_id
         } else {
@@ -244,17 +218,17 @@ mod tests {
                     bucket: "uploads".into(),
                     prefix: "invoices/".into(),
                     pipeline: "invoice".into(),
-                    output_prefix: "s3://results/invoices".into(),
+                    output_prefix: "s3://results/invoices".parse().expect("uri"),
                 },
                 Route {
                     bucket: "uploads".into(),
                     prefix: "".into(),
                     pipeline: "receipt".into(),
-                    output_prefix: "s3://results/other".into(),
+                    output_prefix: "s3://results/other".parse().expect("uri"),
                 },
             ],
             ["invoice", "receipt", "id-card"],
-            "s3://results/jobs".into(),
+            "s3://results/jobs".parse().expect("uri"),
         )
         .expect("routes")
     }
@@ -276,18 +250,19 @@ mod tests {
     #[test]
     fn job_messages() {
         let j = check(
-            r#"{"job_id":"j-1","pipeline":"id-card","sources":["s3://in/a/front.jpg","s3://in/a/back.jpg"],"metadata":{"customer":7}}"#,
+            r#"{"job_id":"j-1","pipeline":"id-card","sources":["s3://src/a/front.jpg","s3://src/a/back.jpg"],"metadata":{"customer":7}}"#,
             Ok(1),
         );
         assert_eq!(j[0].sources[1].key, "a/back.jpg");
-        assert_eq!(j[0].output_prefix, "s3://results/jobs");
+        assert_eq!(j[0].output_prefix.to_string(), "s3://results/jobs");
+        assert_eq!(j[0].sources[0].version, None);
         assert_eq!(j[0].metadata, json!({"customer": 7}));
         check(
-            r#"{"job_id":"j-1","pipeline":"nope","sources":["s3://in/a.jpg"]}"#,
+            r#"{"job_id":"j-1","pipeline":"nope","sources":["s3://src/a.jpg"]}"#,
             Err("unknown pipeline"),
         );
         check(
-            r#"{"job_id":"j 1","pipeline":"receipt","sources":["s3://in/a.jpg"]}"#,
+            r#"{"job_id":"j 1","pipeline":"receipt","sources":["s3://src/a.jpg"]}"#,
             Err("job_id"),
         );
         check(
@@ -296,15 +271,37 @@ mod tests {
         );
         check(
             r#"{"job_id":"j","pipeline":"receipt","sources":["/etc/passwd"]}"#,
-            Err("not an s3:// URI"),
+            Err("not an s3://"),
         );
         check(
-            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://in/a.jpg"],"extra":1}"#,
+            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://src/a.jpg"],"extra":1}"#,
             Err("unknown field"),
         );
         check(
-            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://in/a.jpg"],"output_prefix":"file:///tmp"}"#,
-            Err("output_prefix"),
+            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://src/a.jpg"],"output_prefix":"file:///tmp"}"#,
+            Err("not an s3://"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://src/a.jpg"],"output_prefix":"s3://Results/x"}"#,
+            Err("lowercase"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://src"]}"#,
+            Err("no object key"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":[{"uri":"s3://src/a.jpg","versoin_id":"v"}]}"#,
+            Err("unknown field"),
+        );
+        // a source pinned to a version: the version id wins over the ETag
+        let j = check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":[{"uri":"s3://src/a.jpg","etag":"\"e1\""},{"uri":"s3://src/b.jpg","version_id":"v7","etag":"e2"}]}"#,
+            Ok(1),
+        );
+        assert_eq!(j[0].sources[0].version, Some(ObjectVersion::ETag("e1".into())));
+        assert_eq!(
+            j[0].sources[1].version,
+            Some(ObjectVersion::VersionId("v7".into()))
         );
     }
 
@@ -320,10 +317,16 @@ mod tests {
         let jobs = check(&event.to_string(), Ok(2));
         assert_eq!(jobs[0].sources[0].key, "invoices/hoá đơn 01.jpg");
         assert_eq!(jobs[0].pipeline, "invoice");
-        assert_eq!(jobs[0].sources[0].version.as_deref(), Some("abc"));
+        assert_eq!(
+            jobs[0].sources[0].version,
+            Some(ObjectVersion::ETag("abc".into()))
+        );
         assert_eq!(jobs[1].sources[0].key, "scan+1.png");
         assert_eq!(jobs[1].pipeline, "receipt");
-        assert_eq!(jobs[1].sources[0].version.as_deref(), Some("v2"));
+        assert_eq!(
+            jobs[1].sources[0].version,
+            Some(ObjectVersion::VersionId("v2".into()))
+        );
         // the same record always yields the same job id
         assert_eq!(check(&event.to_string(), Ok(2))[0].job_id, jobs[0].job_id);
     }
@@ -367,7 +370,7 @@ mod tests {
         ) {
             let _ = classify(&bytes, &routes());
             let seeds = [
-                r#"{"job_id":"j-1","pipeline":"id-card","sources":["s3://in/a/front.jpg"],"metadata":{"k":[1,2]}}"#,
+                r#"{"job_id":"j-1","pipeline":"id-card","sources":["s3://src/a/front.jpg"],"metadata":{"k":[1,2]}}"#,
                 r#"{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"uploads"},"object":{"key":"invoices/a%20b.jpg","eTag":"e"}}}]}"#,
                 r#"{"Event":"s3:TestEvent"}"#,
             ];
@@ -377,7 +380,7 @@ mod tests {
             if let Ok(jobs) = classify(&m, &routes()) {
                 for j in jobs {
                     proptest::prop_assert!(!j.job_id.is_empty() && !j.sources.is_empty());
-                    proptest::prop_assert!(j.output_prefix.starts_with("s3://"));
+                    proptest::prop_assert!(j.output_prefix.to_string().starts_with("s3://"));
                     proptest::prop_assert!(j.sources.iter().all(|s| !s.bucket.is_empty() && !s.key.is_empty()));
                 }
             }

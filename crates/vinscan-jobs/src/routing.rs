@@ -1,24 +1,25 @@
 //! Routing rules for S3 uploads: the first rule whose bucket matches and whose prefix starts
 //! the key names the pipeline and the output prefix. Validated without IO.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use vinscan_storage::S3Uri;
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub bucket: String,
     #[serde(default)]
     pub prefix: String,
     pub pipeline: String,
-    /// `s3://bucket/prefix` the outputs go under.
-    pub output_prefix: String,
+    /// Where the outputs go.
+    pub output_prefix: S3Uri,
 }
 
 #[derive(Debug, Clone)]
 pub struct Routes {
     routes: Vec<Route>,
     pipelines: Vec<String>,
-    default_output: String,
+    default_output: S3Uri,
 }
 
 impl Routes {
@@ -27,13 +28,9 @@ impl Routes {
     pub fn new<S: AsRef<str>>(
         routes: Vec<Route>,
         pipelines: impl IntoIterator<Item = S>,
-        default_output: String,
+        default_output: S3Uri,
     ) -> Result<Self, String> {
         let pipelines: Vec<String> = pipelines.into_iter().map(|p| p.as_ref().to_owned()).collect();
-        let s3 = |p: &str| p.starts_with("s3://") && p.len() > 5 && !p[5..].starts_with('/');
-        if !s3(&default_output) {
-            return Err(format!("default output {default_output:?} is not an s3:// URI"));
-        }
         for (i, r) in routes.iter().enumerate() {
             if r.bucket.is_empty() {
                 return Err(format!("route {i}: empty bucket"));
@@ -41,24 +38,11 @@ impl Routes {
             if !pipelines.contains(&r.pipeline) {
                 return Err(format!("route {i}: unknown pipeline {:?}", r.pipeline));
             }
-            if !s3(&r.output_prefix) {
-                return Err(format!(
-                    "route {i}: output_prefix {:?} is not an s3:// URI",
-                    r.output_prefix
-                ));
-            }
         }
-        let routes = routes
-            .into_iter()
-            .map(|r| Route {
-                output_prefix: r.output_prefix.trim_end_matches('/').to_owned(),
-                ..r
-            })
-            .collect();
         Ok(Self {
             routes,
             pipelines,
-            default_output: default_output.trim_end_matches('/').to_owned(),
+            default_output,
         })
     }
 
@@ -72,7 +56,7 @@ impl Routes {
         self.pipelines.iter().any(|p| p == name)
     }
 
-    pub fn default_output(&self) -> &str {
+    pub fn default_output(&self) -> &S3Uri {
         &self.default_output
     }
 }
@@ -83,15 +67,20 @@ mod tests {
 
     #[test]
     fn refuses_bad_rules() {
-        let r = |pipeline: &str, out: &str| Route {
-            bucket: "b".into(),
+        let uri = |s: &str| s.parse::<S3Uri>().expect("uri");
+        let r = |pipeline: &str, bucket: &str| Route {
+            bucket: bucket.into(),
             prefix: String::new(),
             pipeline: pipeline.into(),
-            output_prefix: out.into(),
+            output_prefix: uri("s3://out/x"),
         };
-        assert!(Routes::new(vec![r("invoice", "s3://o/x")], ["invoice"], "s3://o/d".into()).is_ok());
-        assert!(Routes::new(vec![r("nope", "s3://o/x")], ["invoice"], "s3://o/d".into()).is_err());
-        assert!(Routes::new(vec![r("invoice", "/tmp/x")], ["invoice"], "s3://o/d".into()).is_err());
-        assert!(Routes::new(vec![], ["invoice"], "s3:///d".into()).is_err());
+        let routes = |r: Route| Routes::new(vec![r], ["invoice"], uri("s3://out/d"));
+        assert!(routes(r("invoice", "b")).is_ok());
+        assert!(routes(r("nope", "b")).is_err());
+        assert!(routes(r("invoice", "")).is_err());
+        // invalid output prefixes cannot even be written down: S3Uri refuses them
+        let toml: Result<Route, _> =
+            toml::from_str("bucket = \"b\"\npipeline = \"invoice\"\noutput_prefix = \"/tmp/x\"");
+        assert!(toml.is_err());
     }
 }

@@ -2,19 +2,21 @@
 //!
 //! Every delivered message is registered in its partition's [`PartitionOffsets`] before it is
 //! handed out; [`JobConsumer::finish`] marks it done and commits the partition's new
-//! contiguous position (asynchronously; a final synchronous commit happens on revocation and
-//! on close). Each assignment of a partition gets a new epoch: work started under an earlier
-//! assignment cannot move the offsets of a later one, it is simply redelivered.
+//! contiguous position. Commits from `finish` and from the revocation callback are
+//! asynchronous: the callback runs inside `recv`'s poll, on an async thread, which must never
+//! wait for the broker. The one synchronous commit is [`JobConsumer::close`], which callers run
+//! off the async threads. Each assignment of a partition gets a new epoch: work started under
+//! an earlier assignment cannot move the offsets of a later one, it is simply redelivered.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::offsets::PartitionOffsets;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use vinscan_jobs::offsets::PartitionOffsets;
 
 use crate::{KafkaError, KafkaSettings};
 
@@ -24,7 +26,9 @@ pub struct DeliveryId {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
-    epoch: u64,
+    /// The assignment of the partition the message was handed out under: a finish from an
+    /// earlier assignment moves nothing.
+    pub epoch: u64,
 }
 
 /// One consumed message, copied out of librdkafka's buffers.
@@ -113,7 +117,11 @@ impl ConsumerContext for TrackingContext {
             return;
         };
         // Commit what is finished before the partitions go; unfinished work of revoked
-        // partitions may still complete, but it can no longer move their offsets.
+        // partitions may still complete, but it can no longer move their offsets. Asynchronous:
+        // this runs inside `recv`'s poll on an async thread (Quickwit's kafka source notes the
+        // same hazard). The request goes out before the member rejoins, on the same coordinator
+        // connection; should it be lost, the new owner redoes finished work, which rewrites the
+        // same output objects (at least once).
         let mut tracker = lock(&self.tracker);
         let mut tpl = TopicPartitionList::new();
         for e in revoked.elements() {
@@ -132,7 +140,7 @@ impl ConsumerContext for TrackingContext {
         }
         drop(tracker);
         if tpl.count() > 0
-            && let Err(e) = consumer.commit(&tpl, CommitMode::Sync)
+            && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
         {
             tracing::warn!(error = %e, "commit on revocation failed; the work will be redelivered");
         }
@@ -274,10 +282,17 @@ impl JobConsumer {
         Some(next)
     }
 
-    /// Gives up a delivery without committing it (shutdown, revoked partition): it will be
-    /// redelivered to whoever owns the partition next.
-    pub fn abandon(&self, _id: &DeliveryId) {
+    /// Gives up a delivery without committing it (shutdown, a job that cannot finish in this
+    /// process): its offset stays unfinished, so nothing at or after it in the partition is
+    /// committed by this member, and it is redelivered to whoever owns the partition next.
+    pub fn abandon(&self, id: &DeliveryId) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let tracker = lock(&self.tracker);
+        let current = tracker
+            .partitions
+            .get(&(id.topic.clone(), id.partition))
+            .is_some_and(|p| p.epoch == id.epoch);
+        tracing::debug!(topic = %id.topic, partition = id.partition, offset = id.offset, current, "delivery abandoned");
     }
 
     /// Deliveries handed out and neither finished nor abandoned.
@@ -313,7 +328,7 @@ impl JobConsumer {
         r.map_err(|e| KafkaError::from_rdkafka(&e, if paused { "pause" } else { "resume" }))
     }
 
-    /// Commits every owned partition's position and waits for the broker (shutdown).
+    /// Blocking: commits every owned partition's position and waits for the broker.
     pub fn commit_sync(&self) -> Result<(), KafkaError> {
         let tpl = lock(&self.tracker).positions();
         if tpl.count() == 0 {
@@ -369,7 +384,8 @@ impl JobConsumer {
         Ok(lag)
     }
 
-    /// Leaves the group after committing what is finished.
+    /// Blocking: commits what is finished, waits for the broker, and leaves the group. Call it
+    /// off the async threads (`spawn_blocking`).
     pub fn close(&self) -> Result<(), KafkaError> {
         let r = self.commit_sync();
         self.consumer.unsubscribe();

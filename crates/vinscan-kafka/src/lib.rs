@@ -5,7 +5,8 @@
 //!   commits what is done when partitions are revoked;
 //! - [`Publisher`]: a producer for result events and dead-letter records that
 //!   reports delivery only once the broker acknowledged it;
-//! - [`admin`]: topic creation and offset inspection, for `vinscan enqueue`, readiness and tests.
+//! - [`admin`]: topic creation and offset inspection, for `vinscan enqueue`, readiness and tests;
+//! - [`PartitionOffsets`]: the pure per-partition bookkeeping behind the commits.
 //!
 //! Architecture invariant: this is the only crate that names rdkafka; it moves bytes and
 //! offsets and knows nothing of documents, models or stores. Its types are plain data.
@@ -13,10 +14,12 @@
 pub mod admin;
 mod consumer;
 mod error;
+mod offsets;
 mod producer;
 mod settings;
 
 pub use consumer::{Delivery, DeliveryId, JobConsumer};
 pub use error::{KafkaError, KafkaErrorKind};
+pub use offsets::PartitionOffsets;
 pub use producer::Publisher;
-pub use settings::KafkaSettings;
+pub use settings::{KafkaSettings, MaskedProperties, is_secret};

@@ -6,7 +6,8 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 
 /// Connection and group settings shared by the consumer, the producer and the admin client.
-#[derive(Debug, Clone)]
+/// `Debug` masks the values of secret properties ([`is_secret`]).
+#[derive(Clone)]
 pub struct KafkaSettings {
     /// `host:port[,host:port…]`.
     pub brokers: String,
@@ -19,8 +20,54 @@ pub struct KafkaSettings {
     /// keeps polling during inference, so this only trips when the process is stuck.
     pub max_poll_interval: Duration,
     /// Any other librdkafka property (`security.protocol`, `sasl.*`, `partition.assignment.strategy`, …).
-    /// Secrets in here are never logged.
+    /// Secret values (passwords, keys) are masked by `Debug`; vinscan never logs them otherwise.
     pub properties: BTreeMap<String, String>,
+}
+
+/// Whether a librdkafka property holds a secret (librdkafka's CONFIGURATION.md marks these
+/// `sensitive`): `sasl.password`, `ssl.key.password`, `ssl.keystore.password`,
+/// `ssl.key.pem`, `sasl.oauthbearer.client.secret`, `sasl.oauthbearer.config`, and anything
+/// else naming a password, secret, private key or token.
+pub fn is_secret(property: &str) -> bool {
+    let p = property.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "key.pem",
+        "oauthbearer.config",
+        "token",
+        "private",
+    ]
+    .iter()
+    .any(|s| p.contains(s))
+}
+
+/// A property map whose `Debug` shows secret values as `***`.
+pub struct MaskedProperties<'a>(pub &'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for MaskedProperties<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(
+                self.0
+                    .iter()
+                    .map(|(k, v)| (k, if is_secret(k) { "***" } else { v.as_str() })),
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for KafkaSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSettings")
+            .field("brokers", &self.brokers)
+            .field("group_id", &self.group_id)
+            .field("client_id", &self.client_id)
+            .field("session_timeout", &self.session_timeout)
+            .field("max_poll_interval", &self.max_poll_interval)
+            .field("properties", &MaskedProperties(&self.properties))
+            .finish()
+    }
 }
 
 impl KafkaSettings {
@@ -82,5 +129,29 @@ impl KafkaSettings {
 
     pub(crate) fn admin(&self) -> ClientConfig {
         self.base()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_masks_secrets() {
+        let mut s = KafkaSettings::new("k:9092", "g");
+        for (k, v) in [
+            ("sasl.password", "hunter2"),
+            ("ssl.key.password", "pem-pass"),
+            ("sasl.oauthbearer.client.secret", "cs"),
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.username", "vinscan"),
+        ] {
+            s.properties.insert(k.into(), v.into());
+        }
+        let shown = format!("{s:?}");
+        for secret in ["hunter2", "pem-pass", "\"cs\""] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("SASL_SSL") && shown.contains("vinscan"), "{shown}");
     }
 }

@@ -9,7 +9,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::LlamaModel;
@@ -21,14 +20,10 @@ use llguidance::toktrie::{TokEnv, TokTrie, TokenId, TokenizerEnv};
 use vinscan_core::hash::sha256_file;
 use vinscan_core::{Error, ErrorKind, ModelInfo, Result};
 
+use crate::health::Health;
 use crate::scheduler::Scheduler;
+use crate::session::{MAX_PARALLEL, N_BATCH, Session};
 use crate::{Command, LlamaConfig, read_projector_meta};
-
-/// Tokens per image chunk are decoded in batches of this size.
-pub(crate) const N_BATCH: u32 = 2048;
-
-/// The most pages one context decodes together.
-pub(crate) const MAX_PARALLEL: u32 = 64;
 
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 
@@ -61,15 +56,23 @@ fn file_name(p: &Path) -> String {
     p.display().to_string()
 }
 
-/// Thread body: load, report readiness, serve.
+/// Thread body: load, report readiness, serve. However the thread ends other than by its
+/// command channel closing (a panic, a load failure after readiness), `health` says so, and
+/// every caller from then on gets `Unavailable`.
 pub(crate) fn run(
     config: LlamaConfig,
     ready: mpsc::SyncSender<Result<ModelInfo>>,
     commands: mpsc::Receiver<Command>,
+    health: Arc<Health>,
 ) {
-    let loaded = catch_unwind(AssertUnwindSafe(|| serve(&config, &ready, &commands)));
-    if loaded.is_err() {
-        let _ = ready.send(Err(Error::new(ErrorKind::Internal, "the model thread panicked")));
+    let ended = health.watch_thread();
+    let loaded = catch_unwind(AssertUnwindSafe(|| serve(&config, &ready, &commands, &health)));
+    match loaded {
+        Ok(()) => ended.clean(),
+        Err(_) => {
+            health.fail("the model thread panicked");
+            let _ = ready.send(Err(Error::new(ErrorKind::Internal, "the model thread panicked")));
+        }
     }
 }
 
@@ -77,6 +80,7 @@ fn serve(
     config: &LlamaConfig,
     ready: &mpsc::SyncSender<Result<ModelInfo>>,
     commands: &mpsc::Receiver<Command>,
+    health: &Health,
 ) {
     let mut engine = match Engine::load(config) {
         Ok(e) => e,
@@ -103,22 +107,18 @@ fn serve(
     let mut scheduler = Scheduler::new(config);
     let result = catch_unwind(AssertUnwindSafe(|| scheduler.run(&mut session, &model, commands)));
     if result.is_err() {
-        tracing::error!("llama.cpp generation panicked: failing the requests in flight");
-        scheduler.fail_all(|| Error::new(ErrorKind::Internal, "llama.cpp generation panicked"));
+        // the context may be in any state: this thread serves nothing more. Not the pages'
+        // fault as far as anyone can tell, so they fail as `Unavailable`, not as their own error.
+        let why = "llama.cpp generation panicked; the model thread has stopped";
+        tracing::error!("{why}: failing the requests in flight");
+        health.fail(why);
+        scheduler.fail_all(|| Error::new(ErrorKind::Unavailable, why));
     }
 }
 
 struct Engine {
     info: ModelInfo,
     model: Option<LlamaModel>,
-}
-
-/// Per-thread state that borrows the model.
-pub(crate) struct Session<'m> {
-    pub(crate) ctx: LlamaContext<'m>,
-    pub(crate) mtmd: MtmdContext,
-    pub(crate) factory: Arc<ParserFactory>,
-    pub(crate) n_vocab: i32,
 }
 
 impl Engine {
@@ -260,43 +260,4 @@ impl TokenizerEnv for CanonicalTokEnv {
     fn tokenize_is_canonical(&self) -> bool {
         true
     }
-}
-
-/// The schema with llguidance options: compact JSON (no free whitespace between tokens: a model
-/// could otherwise emit blanks until `max_tokens`) and no `\u` escapes (text comes out as UTF-8).
-pub(crate) fn compact_json_grammar(schema: &serde_json::Value) -> serde_json::Value {
-    let mut schema = schema.clone();
-    if let Some(map) = schema.as_object_mut() {
-        map.insert(
-            "x-guidance".to_owned(),
-            serde_json::json!({
-                "whitespace_flexible": false,
-                "item_separator": ",",
-                "key_separator": ":",
-                "json_allowed_escapes": "nrbtf\"\\",
-            }),
-        );
-    }
-    schema
-}
-
-/// ChatML as Vintern's template writes it; mtmd replaces the marker with `<img>`, one embedding
-/// chunk per tile and the thumbnail, then `</img>`.
-pub(crate) fn chatml_prompt(system: &str, user: &str) -> String {
-    let (prefix, rest) = chatml_parts(system, user);
-    prefix + &rest
-}
-
-/// The prompt in two parts: the prefix every page of a pipeline shares (system message and the
-/// user turn's opening), whose KV cells are computed once and shared, and the rest from the image
-/// marker on. They split before the marker, at a special-token boundary, so tokenising them
-/// apart gives the same tokens as tokenising the whole.
-pub(crate) fn chatml_parts(system: &str, user: &str) -> (String, String) {
-    (
-        format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"),
-        format!(
-            "{}\n{user}<|im_end|>\n<|im_start|>assistant\n",
-            mtmd_default_marker()
-        ),
-    )
 }

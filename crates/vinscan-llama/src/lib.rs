@@ -11,12 +11,17 @@
 pub mod convert;
 mod engine;
 mod files;
+mod health;
+mod page;
+mod prompt;
+mod sampling;
 mod scheduler;
+mod session;
 pub mod trace;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 
 use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, Result, VisionModel};
@@ -52,7 +57,7 @@ impl LlamaConfig {
             model,
             mmproj,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-            ctx_size: 12288,
+            ctx_size: vinscan_core::model::DEFAULT_CTX_SIZE,
             gpu_layers: 0,
             model_sha256: None,
             mmproj_sha256: None,
@@ -72,6 +77,7 @@ pub struct LlamaVisionModel {
     info: ModelInfo,
     commands: Mutex<Option<mpsc::Sender<Command>>>,
     thread: Option<JoinHandle<()>>,
+    health: Arc<health::Health>,
 }
 
 /// The environment variable OpenMP reads for its wait policy. ggml's OpenMP threads spin
@@ -100,9 +106,11 @@ impl LlamaVisionModel {
         }
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let (tx, rx) = mpsc::channel();
+        let health = Arc::new(health::Health::default());
+        let thread_health = health.clone();
         let thread = std::thread::Builder::new()
             .name("vinscan-llama".into())
-            .spawn(move || engine::run(config, ready_tx, rx))
+            .spawn(move || engine::run(config, ready_tx, rx, thread_health))
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start the model thread: {e}")))?;
         let info = match ready_rx.recv() {
             Ok(Ok(info)) => info,
@@ -122,6 +130,7 @@ impl LlamaVisionModel {
             info,
             commands: Mutex::new(Some(tx)),
             thread: Some(thread),
+            health,
         })
     }
 }
@@ -132,21 +141,29 @@ impl VisionModel for LlamaVisionModel {
     }
 
     fn generate(&self, request: GenerateRequest) -> Result<Generation> {
+        self.health.check()?;
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         {
             let guard = self
                 .commands
                 .lock()
-                .map_err(|_| Error::new(ErrorKind::Internal, "model command channel poisoned"))?;
+                .map_err(|_| Error::new(ErrorKind::Unavailable, "model command channel poisoned"))?;
             let tx = guard
                 .as_ref()
-                .ok_or_else(|| Error::new(ErrorKind::Internal, "model is shut down"))?;
+                .ok_or_else(|| Error::new(ErrorKind::Unavailable, "model is shut down"))?;
             tx.send(Command::Generate(Box::new(request), reply_tx))
-                .map_err(|_| Error::new(ErrorKind::Internal, "the model thread has stopped"))?;
+                .map_err(|_| Error::new(ErrorKind::Unavailable, "the model thread has stopped"))?;
         }
-        reply_rx
-            .recv()
-            .map_err(|_| Error::new(ErrorKind::Internal, "the model thread stopped during generation"))?
+        reply_rx.recv().map_err(|_| {
+            Error::new(
+                ErrorKind::Unavailable,
+                "the model thread stopped during generation",
+            )
+        })?
+    }
+
+    fn health(&self) -> Result<()> {
+        self.health.check()
     }
 }
 
@@ -158,5 +175,70 @@ impl Drop for LlamaVisionModel {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_without_thread() -> (LlamaVisionModel, mpsc::Receiver<Command>) {
+        let (tx, rx) = mpsc::channel();
+        let info = ModelInfo {
+            name: None,
+            model_file: "m.gguf".into(),
+            model_sha256: String::new(),
+            mmproj_file: "p.gguf".into(),
+            mmproj_sha256: String::new(),
+            max_tiles: 6,
+            image_size: 448,
+            system_info: String::new(),
+        };
+        let model = LlamaVisionModel {
+            info,
+            commands: Mutex::new(Some(tx)),
+            thread: None,
+            health: Arc::default(),
+        };
+        (model, rx)
+    }
+
+    fn request() -> GenerateRequest {
+        GenerateRequest {
+            system_prompt: String::new(),
+            user_prompt: String::new(),
+            width: 1,
+            height: 1,
+            rgb: vec![0; 3],
+            expected_images: 1,
+            output_schema: Arc::new(serde_json::json!({})),
+            max_tokens: 1,
+            repeat_penalty: 1.0,
+            repeat_last_n: 0,
+            cancel: vinscan_core::Cancellation::new(),
+        }
+    }
+
+    /// Regression: a model thread that ended made every later page an `Internal` error, which
+    /// the daemon dead-letters; the engine being gone is `Unavailable`, and health says so.
+    #[test]
+    fn a_stopped_model_thread_is_unavailable_not_internal() {
+        let (model, rx) = model_without_thread();
+        assert!(model.health().is_ok());
+        drop(rx);
+        let kind = model.generate(request()).map(|_| ()).map_err(|e| e.kind());
+        assert_eq!(kind, Err(ErrorKind::Unavailable));
+
+        let (model, rx) = model_without_thread();
+        model.health.fail("llama.cpp generation panicked");
+        assert_eq!(model.health().map_err(|e| e.kind()), Err(ErrorKind::Unavailable));
+        assert_eq!(
+            model.generate(request()).map(|_| ()).map_err(|e| e.kind()),
+            Err(ErrorKind::Unavailable)
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "nothing is sent to a thread known to be gone"
+        );
     }
 }

@@ -15,17 +15,16 @@ use std::time::Instant;
 use llama_cpp_2::DecodeError;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::mtmd::{MtmdBitmap, MtmdInputChunkType, MtmdInputChunks, MtmdInputText};
 use llama_cpp_2::token::LlamaToken;
 use llguidance::Matcher;
 use llguidance::api::TopLevelGrammar;
-use llguidance::toktrie::SimpleVob;
-use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelTimings, Result, StopReason};
+use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelTimings, StopReason};
 
-use crate::engine::{MAX_PARALLEL, N_BATCH, Session, chatml_parts, chatml_prompt, compact_json_grammar};
+use crate::page::{Active, Reply, accept, internal, ms, next_token};
+use crate::prompt::{Prepared, compact_json_grammar, prepare};
+use crate::sampling::{Penalty, Policy};
+use crate::session::{MAX_PARALLEL, N_BATCH, Session};
 use crate::{Command, LlamaConfig};
-
-type Reply = mpsc::SyncSender<Result<Generation>>;
 
 /// KV cells kept free for llama.cpp's slot search when pages are admitted.
 const KV_SLACK: u32 = 512;
@@ -36,14 +35,6 @@ const KV_SLACK: u32 = 512;
 /// to the head of the queue and starts again.
 const OUTPUT_RESERVE: u32 = 1024;
 
-fn internal(what: &str, e: impl std::fmt::Display) -> Error {
-    Error::new(ErrorKind::Internal, format!("{what}: {e}"))
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
-}
-
 /// A request tokenised and waiting for a sequence slot.
 struct Waiting {
     request: Box<GenerateRequest>,
@@ -51,122 +42,6 @@ struct Waiting {
     since: Instant,
     restarts: u32,
     prepared: Option<Prepared>,
-}
-
-struct Prepared {
-    /// The shared prefix and its tokens, when prefix reuse is on.
-    prefix: Option<(MtmdInputChunks, Vec<LlamaToken>)>,
-    rest: MtmdInputChunks,
-    prompt_tokens: u32,
-    image_tokens: u32,
-    images: u32,
-}
-
-/// llama.cpp's repetition penalty over the last `last_n` output tokens.
-struct Penalty {
-    value: f32,
-    last_n: usize,
-    history: VecDeque<u32>,
-    counts: Vec<u16>,
-}
-
-impl Penalty {
-    fn new(value: f32, last_n: u32, n_vocab: usize) -> Self {
-        let on = value > 1.0 && last_n > 0;
-        Self {
-            value,
-            last_n: last_n as usize,
-            history: VecDeque::new(),
-            counts: if on { vec![0; n_vocab] } else { Vec::new() },
-        }
-    }
-
-    fn push(&mut self, token: u32) {
-        if self.counts.is_empty() || token as usize >= self.counts.len() {
-            return;
-        }
-        if self.history.len() == self.last_n
-            && let Some(old) = self.history.pop_front()
-        {
-            self.counts[old as usize] = self.counts[old as usize].saturating_sub(1);
-        }
-        self.history.push_back(token);
-        self.counts[token as usize] = self.counts[token as usize].saturating_add(1);
-    }
-
-    fn apply(&self, token: usize, logit: f32) -> f32 {
-        match self.counts.get(token) {
-            Some(c) if *c > 0 => {
-                if logit <= 0.0 {
-                    logit * self.value
-                } else {
-                    logit / self.value
-                }
-            }
-            _ => logit,
-        }
-    }
-}
-
-/// Greedy choice among the tokens the grammar allows (the first of equal logits, as llama.cpp's
-/// greedy sampler picks).
-fn pick(logits: &[f32], mask: &SimpleVob, penalty: &Penalty) -> Option<u32> {
-    let mut best: Option<(u32, f32)> = None;
-    mask.iter_set_entries(|t| {
-        let Some(&raw) = logits.get(t) else { return };
-        let l = penalty.apply(t, raw);
-        if best.is_none_or(|(_, b)| l > b) {
-            best = Some((t as u32, l));
-        }
-    });
-    best.map(|(t, _)| t)
-}
-
-/// How tokens are chosen and fed.
-#[derive(Clone, Copy)]
-struct Policy {
-    fast_forward: bool,
-    /// Forced tokens fed per page per step, so a step's batch stays within `N_BATCH`.
-    forced_cap: usize,
-}
-
-/// One page being decoded.
-struct Active {
-    seq: i32,
-    reply: Reply,
-    /// Kept so a preempted page can start again.
-    request: Box<GenerateRequest>,
-    since: Instant,
-    /// Admission order: the highest is preempted first.
-    admitted: u64,
-    restarts: u32,
-    /// Positions whose cells belong to the shared prefix sequence.
-    shared: u32,
-    matcher: Matcher,
-    penalty: Penalty,
-    n_past: i32,
-    budget: u32,
-    /// KV cells this page was admitted with beyond the shared prefix.
-    reserve: u32,
-    /// Tokens to feed at the next step: the sampled one and those the grammar forced after it.
-    pending: Vec<LlamaToken>,
-    /// Where this page's logits are in the last batch.
-    logits: i32,
-    out: Vec<u8>,
-    generated: u32,
-    steps: u32,
-    forced: u32,
-    peak: u32,
-    prompt_tokens: u32,
-    image_tokens: u32,
-    images: u32,
-    reused: u32,
-    queue_ms: f64,
-    encode_prefill_ms: f64,
-    gen_started: Instant,
-    sample_ms: f64,
-    /// This page's token-weighted share of its steps' decode time.
-    step_share_ms: f64,
 }
 
 pub(crate) struct Scheduler {
@@ -236,9 +111,35 @@ impl Scheduler {
                     Err(TryRecvError::Disconnected) => open = false,
                 }
             }
+            self.drop_cancelled(s);
             self.admit(s, model);
             if !self.active.is_empty() {
                 self.step(s, model);
+            }
+        }
+    }
+
+    /// Answers `Cancelled` to every page whose caller raised its cancellation, waiting or in
+    /// flight, and frees what they held: checked before every step, so a cancelled page stops
+    /// within one step (a vision encode under way is not interrupted).
+    fn drop_cancelled(&mut self, s: &mut Session<'_>) {
+        let cancelled = |r: &GenerateRequest| r.cancel.is_cancelled();
+        let err = || Error::new(ErrorKind::Cancelled, "generation cancelled by the caller");
+        let (gone, kept): (Vec<Waiting>, Vec<Waiting>) =
+            self.waiting.drain(..).partition(|w| cancelled(&w.request));
+        self.waiting = kept.into();
+        for w in gone {
+            let _ = w.reply.send(Err(err()));
+        }
+        let mut i = 0;
+        while i < self.active.len() {
+            if cancelled(&self.active[i].request) {
+                let a = self.active.swap_remove(i);
+                self.release(s, a.seq);
+                tracing::debug!(seq = a.seq, generated = a.generated, "page cancelled");
+                let _ = a.reply.send(Err(err()));
+            } else {
+                i += 1;
             }
         }
     }
@@ -386,7 +287,7 @@ impl Scheduler {
         };
         let started = Instant::now();
         let queue_ms = (started - since).as_secs_f64() * 1e3;
-        let grammar = TopLevelGrammar::from_json_schema(compact_json_grammar(&request.grammar));
+        let grammar = TopLevelGrammar::from_json_schema(compact_json_grammar(&request.output_schema));
         let parser = match s.factory.create_parser(grammar) {
             Ok(p) => p,
             Err(e) => {
@@ -599,192 +500,5 @@ impl Scheduler {
             "page done"
         );
         let _ = a.reply.send(result);
-    }
-}
-
-impl Active {
-    /// Cells this page holds beyond the shared prefix, counting its queued tokens.
-    fn own_cells(&self) -> u32 {
-        (self.n_past as u32).saturating_sub(self.shared) + self.pending.len() as u32
-    }
-}
-
-/// Samples `a`'s next token from its logits and queues it, with the tokens the grammar
-/// forces after it. `Some` when the page is done.
-fn next_token(
-    policy: Policy,
-    s: &Session<'_>,
-    model: &LlamaModel,
-    a: &mut Active,
-) -> Result<Option<StopReason>> {
-    let t = Instant::now();
-    let logits = s.ctx.get_logits_ith(a.logits);
-    let mask = a
-        .matcher
-        .compute_mask_or_eos()
-        .map_err(|e| internal("grammar", e))?;
-    let token = pick(logits, &mask, &a.penalty)
-        .ok_or_else(|| Error::new(ErrorKind::InvalidOutput, "the grammar allows no further token"))?;
-    a.steps += 1;
-    let stop = accept(policy, model, a, Some(token))?;
-    a.sample_ms += ms(t);
-    Ok(stop)
-}
-
-/// Queues `token` (sampled; `None` at the start of the output) and the tokens the grammar forces
-/// after it.
-fn accept(
-    policy: Policy,
-    model: &LlamaModel,
-    a: &mut Active,
-    token: Option<u32>,
-) -> Result<Option<StopReason>> {
-    let vocab = model.vocab();
-    a.pending.clear();
-    let feed = |a: &mut Active, t: u32| {
-        a.penalty.push(t);
-        a.out
-            .extend(vocab.token_to_piece(LlamaToken(t as i32), false, None));
-        a.pending.push(LlamaToken(t as i32));
-        a.generated += 1;
-    };
-    if let Some(token) = token {
-        if vocab.is_eog(LlamaToken(token as i32)) {
-            return Ok(Some(StopReason::EndOfOutput));
-        }
-        a.matcher
-            .consume_token(token)
-            .map_err(|e| internal("grammar", e))?;
-        feed(a, token);
-    }
-    if policy.fast_forward && a.generated < a.budget && !a.matcher.is_stopped() {
-        let forced = a.matcher.compute_ff_tokens();
-        let take = forced
-            .len()
-            .min((a.budget - a.generated) as usize)
-            .min(policy.forced_cap);
-        if take > 0 {
-            a.matcher
-                .consume_tokens(&forced[..take])
-                .map_err(|e| internal("grammar", e))?;
-            for &t in &forced[..take] {
-                feed(a, t);
-            }
-            a.forced += take as u32;
-        }
-    }
-    if a.matcher.is_error() {
-        return Err(internal("grammar", a.matcher.get_error().unwrap_or_default()));
-    }
-    // the grammar is complete and allows nothing more: no step to sample the end token
-    if a.matcher.is_stopped() {
-        return Ok(Some(StopReason::EndOfOutput));
-    }
-    if a.generated >= a.budget {
-        return Ok(Some(StopReason::MaxTokens));
-    }
-    Ok(None)
-}
-
-/// Tokenises a page's prompt: the shared prefix apart when `reuse_prefix`.
-fn prepare(s: &Session<'_>, req: &GenerateRequest, reuse_prefix: bool) -> Result<Prepared> {
-    let bitmap = MtmdBitmap::from_image_data(req.width, req.height, &req.rgb)
-        .map_err(|e| internal("image bitmap", e))?;
-    let (prefix_text, rest_text) = if reuse_prefix {
-        let (p, r) = chatml_parts(&req.system_prompt, &req.user_prompt);
-        (Some(p), r)
-    } else {
-        (None, chatml_prompt(&req.system_prompt, &req.user_prompt))
-    };
-    let prefix = match prefix_text {
-        Some(text) => {
-            let chunks = s
-                .mtmd
-                .tokenize(
-                    MtmdInputText {
-                        text,
-                        add_special: true,
-                        parse_special: true,
-                    },
-                    &[],
-                )
-                .map_err(|e| internal("mtmd tokenize", e))?;
-            let mut tokens = Vec::new();
-            for i in 0..chunks.len() {
-                if let Some(t) = chunks.get(i).as_ref().and_then(|c| c.text_tokens()) {
-                    tokens.extend_from_slice(t);
-                }
-            }
-            Some((chunks, tokens))
-        }
-        None => None,
-    };
-    let rest = s
-        .mtmd
-        .tokenize(
-            MtmdInputText {
-                text: rest_text,
-                add_special: prefix.is_none(),
-                parse_special: true,
-            },
-            &[&bitmap],
-        )
-        .map_err(|e| internal("mtmd tokenize", e))?;
-    let (mut images, mut image_tokens) = (0u32, 0u32);
-    for i in 0..rest.len() {
-        if let Some(c) = rest.get(i)
-            && c.chunk_type() == MtmdInputChunkType::Image
-        {
-            images += 1;
-            image_tokens += c.n_tokens() as u32;
-        }
-    }
-    let prompt_tokens = (rest.total_tokens() + prefix.as_ref().map_or(0, |(_, t)| t.len())) as u32;
-    Ok(Prepared {
-        prefix,
-        rest,
-        prompt_tokens,
-        image_tokens,
-        images,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn penalty_divides_positive_and_multiplies_negative_logits_of_recent_tokens() {
-        let mut p = Penalty::new(2.0, 2, 10);
-        p.push(3);
-        p.push(4);
-        assert_eq!(p.apply(3, 4.0), 2.0);
-        assert_eq!(p.apply(4, -1.0), -2.0);
-        assert_eq!(p.apply(5, 4.0), 4.0);
-        p.push(5); // 3 leaves the window of 2
-        assert_eq!(p.apply(3, 4.0), 4.0);
-        assert_eq!(p.apply(5, 4.0), 2.0);
-    }
-
-    #[test]
-    fn penalty_of_one_is_off() {
-        let mut p = Penalty::new(1.0, 64, 10);
-        p.push(3);
-        assert_eq!(p.apply(3, 4.0), 4.0);
-    }
-
-    #[test]
-    fn pick_takes_the_best_allowed_token_and_the_first_of_ties() {
-        let logits = [5.0, 1.0, 3.0, 3.0, 9.0];
-        let mut mask = SimpleVob::alloc(5);
-        for t in [1, 2, 3] {
-            mask.allow_token(t);
-        }
-        let none = Penalty::new(1.0, 0, 5);
-        assert_eq!(pick(&logits, &mask, &none), Some(2));
-        let mut p = Penalty::new(2.0, 4, 5);
-        p.push(2);
-        assert_eq!(pick(&logits, &mask, &p), Some(3));
-        assert_eq!(pick(&logits, &SimpleVob::alloc(5), &none), None);
     }
 }

@@ -144,7 +144,7 @@ impl Tracer {
 
     /// The prompt text generation uses (ChatML, image marker first in the user turn).
     pub fn chat_prompt(system: &str, user: &str) -> String {
-        crate::engine::chatml_prompt(system, user)
+        crate::prompt::chatml_prompt(system, user)
     }
 
     fn tokenize(&self, text: &str, rgb: &[u8], width: u32, height: u32) -> Result<Chunks> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
 use vinscan_core::tiling::tile_page;
-use vinscan_core::{GenerateRequest, StopReason, VisionModel};
+use vinscan_core::{Cancellation, ErrorKind, GenerateRequest, StopReason, VisionModel};
 use vinscan_llama::{LlamaConfig, LlamaVisionModel, read_projector_meta};
 
 fn model_dir() -> PathBuf {
@@ -69,10 +69,11 @@ fn request(width: u32, height: u32, schema: Value, max_tokens: u32) -> GenerateR
         height: h,
         rgb: tiled.image.into_raw(),
         expected_images: tiled.grid.images(),
-        grammar: Arc::new(schema),
+        output_schema: Arc::new(schema),
         max_tokens,
         repeat_penalty: 1.1,
         repeat_last_n: 64,
+        cancel: Cancellation::new(),
     }
 }
 
@@ -267,4 +268,50 @@ fn pages_outgrowing_the_cells_are_restarted_not_failed() {
     }
     let restarts: u32 = out.iter().flatten().map(|g| g.restarts).sum();
     assert!(restarts >= 1, "the second page should have been restarted");
+}
+
+/// A long generation: one free string of exactly 6,000 characters.
+fn long_schema() -> Value {
+    json!({
+        "type": "object", "additionalProperties": false, "required": ["text"],
+        "properties": {"text": {"type": "string", "minLength": 6000, "maxLength": 6000}}
+    })
+}
+
+/// Cancellation reaches the scheduler: a page cancelled before it starts is answered at once, a
+/// page cancelled while it decodes stops at its next step, and the engine serves on.
+#[test]
+fn a_cancelled_page_stops_at_its_next_step() {
+    let m = model();
+    let before = request(448, 448, long_schema(), 7000);
+    before.cancel.cancel();
+    let kind = m.generate(before).map(|_| ()).map_err(|e| e.kind());
+    assert_eq!(kind, Err(ErrorKind::Cancelled));
+
+    let during = request(448, 448, long_schema(), 7000);
+    let cancel = during.cancel.clone();
+    let raiser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        cancel.cancel();
+        std::time::Instant::now()
+    });
+    let result = m.generate(during);
+    let answered = std::time::Instant::now();
+    let raised = raiser.join().expect("raiser");
+    assert_eq!(
+        result.map(|_| ()).map_err(|e| e.kind()),
+        Err(ErrorKind::Cancelled)
+    );
+    assert!(
+        answered.duration_since(raised) < std::time::Duration::from_secs(2),
+        "{:?}",
+        answered.duration_since(raised)
+    );
+
+    // the engine is still healthy and serves the next page
+    assert!(m.health().is_ok());
+    let g = m
+        .generate(request(448, 448, bounded_schema(), 256))
+        .expect("next page");
+    assert_eq!(g.stop, StopReason::EndOfOutput);
 }

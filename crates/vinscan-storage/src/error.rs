@@ -10,9 +10,14 @@ pub enum StorageErrorKind {
     InvalidKey,
     /// Credentials or permissions refuse the request.
     Denied,
+    /// The object no longer has the version the caller asked for: overwritten since its ETag
+    /// was taken (HTTP 412), an unknown version id (`NoSuchVersion`), or a store that keeps no
+    /// versions. Retrying cannot help; the newer version has jobs of its own.
+    Superseded,
     /// Throttling, timeouts, connection failures, 5xx: retrying may succeed.
     Transient,
-    /// Anything else the store refused.
+    /// Anything else the store refused (an unknown 4xx, a request it cannot serve): retrying
+    /// the same request cannot help.
     Other,
 }
 
@@ -42,7 +47,9 @@ impl StorageError {
         let kind = match e.kind() {
             K::NotFound => StorageErrorKind::NotFound,
             K::PermissionDenied => StorageErrorKind::Denied,
-            K::Interrupted | K::TimedOut | K::WouldBlock => StorageErrorKind::Transient,
+            K::Interrupted | K::TimedOut | K::WouldBlock | K::ResourceBusy | K::StorageFull => {
+                StorageErrorKind::Transient
+            }
             _ => StorageErrorKind::Other,
         };
         Self::new(kind, format!("{what}: {e}"))

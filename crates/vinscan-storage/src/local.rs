@@ -8,7 +8,7 @@ use std::time::UNIX_EPOCH;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::{Object, ObjectMeta, ObjectStore, StorageError, StorageErrorKind, check_key};
+use crate::{Object, ObjectMeta, ObjectStore, ObjectVersion, StorageError, StorageErrorKind, check_key_with};
 
 /// Temporary files start with this; listings skip them.
 const TMP_PREFIX: &str = ".vinscan-tmp-";
@@ -24,7 +24,7 @@ impl LocalStore {
     }
 
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
-        check_key(key)?;
+        check_key_with(key, cfg!(unix))?;
         Ok(self.root.join(key))
     }
 }
@@ -57,6 +57,23 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| StorageError::new(StorageErrorKind::Other, format!("storage task failed: {e}")))?
 }
 
+/// A directory keeps one version of each file: an ETag is compared with the file's, and a
+/// version id can never be served.
+fn check_version(key: &str, meta: &ObjectMeta, version: Option<&ObjectVersion>) -> Result<(), StorageError> {
+    match version {
+        None => Ok(()),
+        Some(ObjectVersion::ETag(want)) if *want == meta.etag => Ok(()),
+        Some(ObjectVersion::ETag(want)) => Err(StorageError::new(
+            StorageErrorKind::Superseded,
+            format!("{key}: changed since ETag {want} (now {})", meta.etag),
+        )),
+        Some(ObjectVersion::VersionId(v)) => Err(StorageError::new(
+            StorageErrorKind::Superseded,
+            format!("{key}: a local directory keeps no versions (asked for version {v})"),
+        )),
+    }
+}
+
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 #[async_trait]
@@ -71,11 +88,18 @@ impl ObjectStore for LocalStore {
         blocking(move || meta_of(&key, &path)).await
     }
 
-    async fn get(&self, key: &str, max_bytes: u64) -> Result<Object, StorageError> {
+    async fn get(
+        &self,
+        key: &str,
+        max_bytes: u64,
+        version: Option<&ObjectVersion>,
+    ) -> Result<Object, StorageError> {
         let path = self.path(key)?;
         let key = key.to_owned();
+        let version = version.cloned();
         blocking(move || {
             let meta = meta_of(&key, &path)?;
+            check_version(&key, &meta, version.as_ref())?;
             if meta.size > max_bytes {
                 return Err(StorageError::new(
                     StorageErrorKind::TooLarge,
@@ -91,6 +115,10 @@ impl ObjectStore for LocalStore {
                     StorageErrorKind::TooLarge,
                     format!("{key}: grew past the limit while read"),
                 ));
+            }
+            // replaced while read: the bytes may be the new file's
+            if version.is_some() {
+                check_version(&key, &meta_of(&key, &path)?, version.as_ref())?;
             }
             Ok(Object {
                 meta: ObjectMeta {

@@ -5,40 +5,37 @@ use std::sync::Arc;
 
 #[cfg(feature = "s3")]
 use crate::S3Store;
-use crate::{LocalStore, ObjectStore, S3Config, StorageError, StorageErrorKind};
+use crate::{LocalStore, ObjectStore, S3Config, S3Uri, StorageError, StorageErrorKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Location {
     Local(PathBuf),
-    S3 { bucket: String, prefix: String },
+    S3(S3Uri),
 }
 
 impl Location {
-    /// `s3://bucket[/prefix]` or a filesystem path.
+    /// `s3://bucket[/prefix]` (checked as [`S3Uri`] checks it) or a filesystem path.
     pub fn parse(s: &str) -> Result<Self, StorageError> {
-        if let Some(rest) = s.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            let valid = (3..=63).contains(&bucket.len())
-                && bucket
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
-            if !valid {
-                return Err(StorageError::new(
-                    StorageErrorKind::InvalidKey,
-                    format!("{s}: invalid bucket name {bucket:?}"),
-                ));
-            }
-            Ok(Self::S3 {
-                bucket: bucket.to_owned(),
-                prefix: prefix.trim_end_matches('/').to_owned(),
-            })
+        if s.starts_with("s3://") {
+            s.parse()
+                .map(Self::S3)
+                .map_err(|e| StorageError::new(StorageErrorKind::InvalidKey, e.to_string()))
         } else {
             Ok(Self::Local(PathBuf::from(s)))
         }
     }
 
+    /// As [`parse`](Self::parse), for a command-line argument that may not be UTF-8 (a local
+    /// path's bytes are kept as they are).
+    pub fn parse_os(s: &std::ffi::OsStr) -> Result<Self, StorageError> {
+        match s.to_str() {
+            Some(text) => Self::parse(text),
+            None => Ok(Self::Local(PathBuf::from(s))),
+        }
+    }
+
     pub fn is_s3(&self) -> bool {
-        matches!(self, Self::S3 { .. })
+        matches!(self, Self::S3(_))
     }
 }
 
@@ -46,8 +43,7 @@ impl std::fmt::Display for Location {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Local(p) => write!(f, "{}", p.display()),
-            Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            Self::S3(uri) => write!(f, "{uri}"),
         }
     }
 }
@@ -61,9 +57,9 @@ pub fn open_location(
     match location {
         Location::Local(dir) => Ok((Arc::new(LocalStore::new(dir.clone())), String::new())),
         #[cfg(feature = "s3")]
-        Location::S3 { bucket, prefix } => Ok((Arc::new(S3Store::new(s3, bucket)?), prefix.clone())),
+        Location::S3(uri) => Ok((Arc::new(S3Store::new(s3, uri.bucket())?), uri.key().to_owned())),
         #[cfg(not(feature = "s3"))]
-        Location::S3 { .. } => {
+        Location::S3(_) => {
             let _ = s3;
             Err(StorageError::new(
                 StorageErrorKind::Other,
@@ -79,20 +75,12 @@ mod tests {
 
     #[test]
     fn parses_locations() {
+        let s3 = |s: &str| Location::S3(s.parse().expect("uri"));
         assert_eq!(
             Location::parse("s3://scans/2024/03/").expect("s3"),
-            Location::S3 {
-                bucket: "scans".into(),
-                prefix: "2024/03".into()
-            }
+            s3("s3://scans/2024/03")
         );
-        assert_eq!(
-            Location::parse("s3://scans").expect("s3"),
-            Location::S3 {
-                bucket: "scans".into(),
-                prefix: String::new()
-            }
-        );
+        assert_eq!(Location::parse("s3://scans").expect("s3"), s3("s3://scans"));
         assert_eq!(
             Location::parse("./in").expect("local"),
             Location::Local("./in".into())

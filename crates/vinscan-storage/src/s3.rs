@@ -11,7 +11,9 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::{Bytes, BytesMut};
 
-use crate::{Object, ObjectMeta, ObjectStore, S3Config, StorageError, StorageErrorKind, check_key};
+use crate::{
+    Object, ObjectMeta, ObjectStore, ObjectVersion, S3Config, StorageError, StorageErrorKind, check_key,
+};
 
 /// AWS's standard credential chain, built on first use (building it is async and may read
 /// files), then cached by the SDK's identity cache.
@@ -50,14 +52,17 @@ impl ProvideCredentials for StandardChain {
     }
 }
 
+/// One S3 service: one SDK client (one connection pool, one credential cache) for every
+/// bucket in it. [`S3Client::bucket`] hands out stores that share it, so naming many buckets
+/// costs nothing per bucket.
 #[derive(Debug, Clone)]
-pub struct S3Store {
+pub struct S3Client {
     client: aws_sdk_s3::Client,
-    bucket: String,
 }
 
-impl S3Store {
-    pub fn new(config: &S3Config, bucket: &str) -> Result<Self, StorageError> {
+impl S3Client {
+    /// Builds the client; no request is made until a store is used.
+    pub fn new(config: &S3Config) -> Result<Self, StorageError> {
         let mut b = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(config.region.clone()))
@@ -87,8 +92,35 @@ impl S3Store {
         }
         Ok(Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
-            bucket: bucket.to_owned(),
         })
+    }
+
+    /// The store for `bucket`, sharing this client.
+    pub fn bucket(&self, bucket: &str) -> S3Store {
+        S3Store {
+            client: self.client.clone(),
+            bucket: bucket.to_owned(),
+        }
+    }
+}
+
+impl crate::BucketStores for S3Client {
+    fn bucket(&self, bucket: &str) -> std::sync::Arc<dyn ObjectStore> {
+        std::sync::Arc::new(S3Client::bucket(self, bucket))
+    }
+}
+
+/// One bucket of an S3-compatible service as an [`ObjectStore`].
+#[derive(Debug, Clone)]
+pub struct S3Store {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3Store {
+    /// A store with a client of its own; use [`S3Client::bucket`] when several buckets are read.
+    pub fn new(config: &S3Config, bucket: &str) -> Result<Self, StorageError> {
+        Ok(S3Client::new(config)?.bucket(bucket))
     }
 
     pub fn bucket(&self) -> &str {
@@ -117,15 +149,7 @@ fn map_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
         }
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
-            match (status, e.code()) {
-                (404, _) | (_, Some("NoSuchKey" | "NoSuchBucket" | "NotFound")) => StorageErrorKind::NotFound,
-                (401 | 403, _) => StorageErrorKind::Denied,
-                (429 | 500 | 502 | 503 | 504, _)
-                | (_, Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable")) => {
-                    StorageErrorKind::Transient
-                }
-                _ => StorageErrorKind::Other,
-            }
+            service_error_kind(status, e.code())
         }
         _ => StorageErrorKind::Other,
     };
@@ -142,8 +166,84 @@ fn map_err<E: ProvideErrorMetadata + std::error::Error + 'static>(
     StorageError::new(kind, format!("{what}: {detail}"))
 }
 
+/// An S3 error response as a kind (S3 API Reference, "Error responses"). Decided on the status
+/// and code, never on the message. Unknown 4xx are the request's fault and permanent; every 5xx,
+/// 429 and the throttling codes are transient.
+fn service_error_kind(status: u16, code: Option<&str>) -> StorageErrorKind {
+    match (status, code) {
+        (_, Some("NoSuchVersion")) | (412, _) | (_, Some("PreconditionFailed")) => {
+            StorageErrorKind::Superseded
+        }
+        (404, _) | (_, Some("NoSuchKey" | "NoSuchBucket" | "NotFound")) => StorageErrorKind::NotFound,
+        (401 | 403, _) => StorageErrorKind::Denied,
+        (429 | 500..=599, _)
+        | (_, Some("SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" | "Throttling")) => {
+            StorageErrorKind::Transient
+        }
+        _ => StorageErrorKind::Other,
+    }
+}
+
 fn etag(s: Option<&str>) -> String {
     s.unwrap_or_default().trim_matches('"').to_owned()
+}
+
+impl S3Store {
+    async fn head_version(
+        &self,
+        key: &str,
+        version: Option<&ObjectVersion>,
+    ) -> Result<ObjectMeta, StorageError> {
+        check_key(key)?;
+        let what = format!("s3://{}/{key}", self.bucket);
+        let mut request = self.client.head_object().bucket(&self.bucket).key(key);
+        match version {
+            Some(ObjectVersion::VersionId(v)) => request = request.version_id(v),
+            Some(ObjectVersion::ETag(e)) => request = request.if_match(quoted(e)),
+            None => {}
+        }
+        let r = request.send().await.map_err(|e| map_err(e, &what))?;
+        let meta = ObjectMeta {
+            key: key.to_owned(),
+            size: u64::try_from(r.content_length().unwrap_or(0)).unwrap_or(0),
+            etag: etag(r.e_tag()),
+        };
+        confirm_version(&what, version, &meta.etag, r.version_id())?;
+        Ok(meta)
+    }
+}
+
+fn quoted(etag: &str) -> String {
+    format!("\"{etag}\"")
+}
+
+/// Some S3-compatible servers ignore `If-Match` on reads, or version ids altogether (s3s-fs
+/// 0.14 does both): the response itself must show the version asked for, else the bytes may be
+/// another version's.
+fn confirm_version(
+    what: &str,
+    version: Option<&ObjectVersion>,
+    etag: &str,
+    version_id: Option<&str>,
+) -> Result<(), StorageError> {
+    let superseded = |why: String| {
+        Err(StorageError::new(
+            StorageErrorKind::Superseded,
+            format!("{what}: {why}"),
+        ))
+    };
+    match version {
+        None => Ok(()),
+        Some(ObjectVersion::ETag(want)) if want == etag => Ok(()),
+        Some(ObjectVersion::ETag(want)) => superseded(format!("changed since ETag {want} (now {etag})")),
+        Some(ObjectVersion::VersionId(want)) => match version_id {
+            Some(got) if got == want => Ok(()),
+            Some(got) => superseded(format!("version {got} served for version {want}")),
+            None => superseded(format!(
+                "the store did not confirm version {want} (it keeps no versions)"
+            )),
+        },
+    }
 }
 
 #[async_trait]
@@ -153,26 +253,27 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
-        check_key(key)?;
-        let what = format!("s3://{}/{key}", self.bucket);
-        let r = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| map_err(e, &what))?;
-        Ok(ObjectMeta {
-            key: key.to_owned(),
-            size: u64::try_from(r.content_length().unwrap_or(0)).unwrap_or(0),
-            etag: etag(r.e_tag()),
-        })
+        self.head_version(key, None).await
     }
 
-    async fn get(&self, key: &str, max_bytes: u64) -> Result<Object, StorageError> {
+    async fn get(
+        &self,
+        key: &str,
+        max_bytes: u64,
+        version: Option<&ObjectVersion>,
+    ) -> Result<Object, StorageError> {
         let what = format!("s3://{}/{key}", self.bucket);
-        let meta = self.head(key).await?;
+        let meta = match self.head_version(key, version).await {
+            // HEAD has no body to say NoSuchVersion: the key exists, the version does not
+            Err(e)
+                if e.kind == StorageErrorKind::NotFound
+                    && matches!(version, Some(ObjectVersion::VersionId(_))) =>
+            {
+                self.head_version(key, None).await?;
+                return Err(StorageError::new(StorageErrorKind::Superseded, e.message));
+            }
+            other => other?,
+        };
         if meta.size > max_bytes {
             return Err(StorageError::new(
                 StorageErrorKind::TooLarge,
@@ -182,15 +283,15 @@ impl ObjectStore for S3Store {
                 ),
             ));
         }
-        let r = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| map_err(e, &what))?;
+        let mut request = self.client.get_object().bucket(&self.bucket).key(key);
+        match version {
+            Some(ObjectVersion::VersionId(v)) => request = request.version_id(v),
+            Some(ObjectVersion::ETag(e)) => request = request.if_match(quoted(e)),
+            None => {}
+        }
+        let r = request.send().await.map_err(|e| map_err(e, &what))?;
         let etag = etag(r.e_tag());
+        confirm_version(&what, version, &etag, r.version_id())?;
         let mut body = r.body;
         let mut buf = BytesMut::with_capacity(usize::try_from(meta.size).unwrap_or(0));
         while let Some(chunk) = body.try_next().await.map_err(|e| {
@@ -283,5 +384,57 @@ impl ObjectStore for S3Store {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_errors_map_by_status_and_code() {
+        use StorageErrorKind as K;
+        let check = |status: u16, code: Option<&str>, want: K| {
+            assert_eq!(service_error_kind(status, code), want, "{status} {code:?}");
+        };
+        check(404, Some("NoSuchKey"), K::NotFound);
+        check(404, Some("NoSuchBucket"), K::NotFound);
+        check(404, Some("NoSuchVersion"), K::Superseded);
+        check(412, Some("PreconditionFailed"), K::Superseded);
+        check(403, Some("AccessDenied"), K::Denied);
+        check(403, Some("SignatureDoesNotMatch"), K::Denied);
+        check(503, Some("SlowDown"), K::Transient);
+        check(500, Some("InternalError"), K::Transient);
+        check(507, None, K::Transient);
+        check(429, None, K::Transient);
+        check(400, Some("RequestTimeout"), K::Transient);
+        // unknown 4xx: the request's fault, retrying cannot help
+        check(400, Some("InvalidArgument"), K::Other);
+        check(400, Some("InvalidBucketName"), K::Other);
+        check(405, Some("MethodNotAllowed"), K::Other);
+    }
+
+    #[test]
+    fn a_response_must_show_the_version_asked_for() {
+        let etag = |e: &str| ObjectVersion::ETag(e.into());
+        let id = |v: &str| ObjectVersion::VersionId(v.into());
+        let kind = |v: Option<&ObjectVersion>, etag: &str, vid: Option<&str>| {
+            confirm_version("s3://b/k", v, etag, vid).err().map(|e| e.kind)
+        };
+        assert_eq!(kind(None, "e1", None), None);
+        assert_eq!(kind(Some(&etag("e1")), "e1", None), None);
+        assert_eq!(
+            kind(Some(&etag("e1")), "e2", None),
+            Some(StorageErrorKind::Superseded)
+        );
+        assert_eq!(kind(Some(&id("v1")), "e", Some("v1")), None);
+        assert_eq!(
+            kind(Some(&id("v1")), "e", Some("v2")),
+            Some(StorageErrorKind::Superseded)
+        );
+        assert_eq!(
+            kind(Some(&id("v1")), "e", None),
+            Some(StorageErrorKind::Superseded)
+        );
     }
 }

@@ -1,0 +1,229 @@
+//! What `batch` reads: every file under a local folder, or every object under an S3 prefix,
+//! each with the name it has in the manifest and the name its outputs get.
+//!
+//! Local folders are not buckets: files are read by path, whatever bytes their names hold (not
+//! UTF-8, backslashes), symlinks to files are followed, and the key rules of S3 do not apply.
+//! Hidden entries (a name starting with `.`) are left out. Output names are the relative path
+//! in Unicode NFC ([`OutputNames`]), made unique when two inputs would share one.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use unicode_normalization::UnicodeNormalization;
+use vinscan_core::hash::sha256_hex;
+use vinscan_core::{Error, ErrorKind, Format};
+use vinscan_storage::{ObjectStore, ObjectVersion};
+
+/// Where an input's bytes are.
+pub enum InputPlace {
+    File(PathBuf),
+    Object {
+        store: Arc<dyn ObjectStore>,
+        key: String,
+    },
+}
+
+/// One input of a batch run.
+pub struct Input {
+    /// How the manifest and the records name it: the relative path (lossy UTF-8 for a local
+    /// name that is not UTF-8), or `s3://bucket/key`.
+    pub source: String,
+    /// The output name (relative, NFC, unique in the run); pages go to `<name>.pNNNN.json`.
+    pub output_name: String,
+    /// Whether its extension says it is a scan; others are read only to check their content.
+    pub scan_extension: bool,
+    pub place: InputPlace,
+}
+
+impl Input {
+    /// The input's bytes, refused before reading when larger than `max_bytes`.
+    pub async fn read(&self, max_bytes: u64) -> Result<Vec<u8>, Error> {
+        match &self.place {
+            InputPlace::File(path) => crate::local::read_file(path, max_bytes),
+            InputPlace::Object { store, key } => store
+                .get(key, max_bytes, None::<&ObjectVersion>)
+                .await
+                .map(|o| o.bytes.to_vec())
+                .map_err(vinscan_daemon::errors::pipeline_error),
+        }
+    }
+}
+
+/// Why an input that is not a scan by its extension is not one by its content either.
+pub fn not_a_scan(bytes: &[u8]) -> Option<Error> {
+    Format::sniff(bytes).is_none().then(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            "neither its name nor its content is a JPEG, PNG, TIFF, WebP, BMP or PDF",
+        )
+    })
+}
+
+/// Allocates output names: NFC, and unique within a run. The first input to want a name gets
+/// it; a later one (two folders' same file name for `extract`, an NFC and an NFD twin, two
+/// names that are the same once made UTF-8) gets `<name>~<8 hex of its own identity>`.
+/// Inputs are allocated in sorted order, so a run's names are the same in the next run.
+#[derive(Debug, Default)]
+pub struct OutputNames {
+    used: HashSet<String>,
+}
+
+impl OutputNames {
+    /// The output name for `wanted`; `identity` tells this input from others that want it.
+    pub fn claim(&mut self, wanted: &str, identity: &[u8]) -> String {
+        let nfc: String = wanted.nfc().collect();
+        if self.used.insert(nfc.clone()) {
+            return nfc;
+        }
+        let tag = &sha256_hex(identity)[..8];
+        let mut n = 0;
+        loop {
+            let candidate = if n == 0 {
+                format!("{nfc}~{tag}")
+            } else {
+                format!("{nfc}~{tag}-{n}")
+            };
+            if self.used.insert(candidate.clone()) {
+                return candidate;
+            }
+            n += 1;
+        }
+    }
+}
+
+fn hidden(name: &std::ffi::OsStr) -> bool {
+    name.as_encoded_bytes().first() == Some(&b'.')
+}
+
+/// Every non-hidden file under `root` (following symlinks to files and folders, each folder
+/// once), sorted by path bytes.
+pub fn walk_local(root: &Path) -> Result<Vec<PathBuf>, Error> {
+    let mut files = Vec::new();
+    let mut seen_dirs = HashSet::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        // a symlink loop would otherwise walk forever
+        let real = std::fs::canonicalize(&dir).map_err(|e| Error::from_io(&e, dir.display()))?;
+        if !seen_dirs.insert(real) {
+            continue;
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::from_io(&e, dir.display()))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::from_io(&e, dir.display()))?;
+            if hidden(&entry.file_name()) {
+                continue;
+            }
+            let path = entry.path();
+            // metadata follows symlinks: a link to a file is a file
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => stack.push(path),
+                Ok(m) if m.is_file() => files.push(path),
+                // a dangling link or a special file: listed, and its read fails with the reason
+                _ => files.push(path),
+            }
+        }
+    }
+    files.sort_by(|a, b| {
+        a.as_os_str()
+            .as_encoded_bytes()
+            .cmp(b.as_os_str().as_encoded_bytes())
+    });
+    Ok(files)
+}
+
+/// The inputs of a local source: a single file, or every file under a folder.
+pub fn local_inputs(root: &Path) -> Result<Vec<Input>, Error> {
+    let (base, files) = if std::fs::metadata(root)
+        .map_err(|e| Error::from_io(&e, root.display()))?
+        .is_file()
+    {
+        let base = root.parent().map(Path::to_path_buf).unwrap_or_default();
+        (base, vec![root.to_path_buf()])
+    } else {
+        (root.to_path_buf(), walk_local(root)?)
+    };
+    let mut names = OutputNames::default();
+    Ok(files
+        .into_iter()
+        .map(|path| {
+            let relative = path.strip_prefix(&base).unwrap_or(&path);
+            let source = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            let output_name = names.claim(&source, relative.as_os_str().as_encoded_bytes());
+            Input {
+                scan_extension: Format::has_scan_extension(&source),
+                source,
+                output_name,
+                place: InputPlace::File(path),
+            }
+        })
+        .collect())
+}
+
+/// The inputs of an S3 source: every non-hidden object under `prefix` (a folder: `in` does not
+/// pick up `inbox/…`).
+pub async fn s3_inputs(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Vec<Input>, Error> {
+    let prefix = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}/")
+    };
+    let listed = store
+        .list(&prefix)
+        .await
+        .map_err(vinscan_daemon::errors::pipeline_error)?;
+    let mut names = OutputNames::default();
+    Ok(listed
+        .into_iter()
+        .filter_map(|m| {
+            let relative = m.key.strip_prefix(&prefix).unwrap_or(&m.key).to_owned();
+            if relative.split('/').any(|s| s.starts_with('.')) {
+                return None;
+            }
+            Some(Input {
+                source: format!("{}/{}", store.uri(), m.key),
+                output_name: names.claim(&relative, m.key.as_bytes()),
+                scan_extension: Format::has_scan_extension(&relative),
+                place: InputPlace::Object {
+                    store: store.clone(),
+                    key: m.key,
+                },
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_names_are_nfc_and_unique() {
+        let mut names = OutputNames::default();
+        assert_eq!(names.claim("a/ảnh chụp.jpg", b"1"), "a/ảnh chụp.jpg");
+        // the NFD twin of the same name, a second file: same letters, made unique
+        let twin = names.claim("a/a\u{0309}nh chu\u{0323}p.jpg", b"2");
+        assert!(
+            twin.starts_with("a/ảnh chụp.jpg~") && twin.len() == "a/ảnh chụp.jpg~".len() + 8,
+            "{twin}"
+        );
+        assert_eq!(names.claim("b/scan.jpg", b"3"), "b/scan.jpg");
+        assert_ne!(names.claim("a/ảnh chụp.jpg", b"4"), twin);
+    }
+
+    #[test]
+    fn content_decides_when_the_name_does_not() {
+        assert!(not_a_scan(b"\xFF\xD8\xFF\xE0rest").is_none());
+        assert!(not_a_scan(b"%PDF-1.7").is_none());
+        assert_eq!(
+            not_a_scan(b"hello").map(|e| e.kind()),
+            Some(ErrorKind::Unsupported)
+        );
+        assert!(Format::has_scan_extension("x/Photo.JFIF"));
+        assert!(!Format::has_scan_extension("notes.txt"));
+    }
+}

@@ -1,0 +1,50 @@
+//! PDF pages through pdfium, bound the first time a PDF arrives: the reason it is missing
+//! becomes the error of that document, not of the run.
+
+#[cfg(feature = "pdf")]
+use std::sync::OnceLock;
+
+#[cfg(not(feature = "pdf"))]
+use vinscan_core::{Error, ErrorKind};
+use vinscan_core::{Limits, PdfRenderer, RenderedPage};
+
+/// A [`PdfRenderer`] that binds `libpdfium.so` on first use.
+#[derive(Default)]
+pub struct LazyPdf {
+    #[cfg(feature = "pdf")]
+    inner: OnceLock<Result<vinscan_pdfium::PdfiumRenderer, vinscan_core::Error>>,
+}
+
+impl LazyPdf {
+    #[cfg(feature = "pdf")]
+    fn renderer(&self) -> vinscan_core::Result<&dyn PdfRenderer> {
+        match self.inner.get_or_init(vinscan_pdfium::PdfiumRenderer::load) {
+            Ok(r) => Ok(r),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    #[cfg(not(feature = "pdf"))]
+    fn renderer(&self) -> vinscan_core::Result<&dyn PdfRenderer> {
+        Err(Error::new(
+            ErrorKind::Config,
+            "this vinscan was built without the `pdf` feature",
+        ))
+    }
+}
+
+impl PdfRenderer for LazyPdf {
+    fn page_count(&self, pdf: &[u8]) -> vinscan_core::Result<u32> {
+        self.renderer()?.page_count(pdf)
+    }
+
+    fn render_page(
+        &self,
+        pdf: &[u8],
+        index: u32,
+        dpi: f32,
+        limits: &Limits,
+    ) -> vinscan_core::Result<RenderedPage> {
+        self.renderer()?.render_page(pdf, index, dpi, limits)
+    }
+}

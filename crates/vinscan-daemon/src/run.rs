@@ -1,0 +1,210 @@
+//! The daemon's loop: take messages while fewer than `max_in_flight` are in progress (beyond
+//! that the source is paused, but still polled, so the member stays in its group), give each a
+//! task with a [`DeliveryGuard`], and probe readiness. On a stop — a signal, or a fault that
+//! needs a restart — take no more messages, give the work in flight the grace period, then
+//! cancel inference in flight, abandon what is left, commit and leave the group off the async
+//! threads, and report how the daemon ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use vinscan_storage::StorageErrorKind;
+
+use crate::daemon::{Daemon, Stop};
+use crate::guard::DeliveryGuard;
+use crate::handler::{Handled, handle};
+use crate::ports::JobSource;
+use crate::readiness::Check;
+
+/// How long cancelled work may take to notice before its task is dropped (its delivery is
+/// abandoned either way), and how long closing the source and flushing the publisher may take.
+const AFTER_GRACE: Duration = Duration::from_secs(3);
+
+/// How the daemon ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped on request: exit 0.
+    Stopped,
+    /// Stopped because it could not make progress: exit non-zero so it is restarted.
+    Fault(String),
+}
+
+/// Runs the daemon over `source` until it stops; see the module docs.
+pub async fn run(daemon: Arc<Daemon>, source: Arc<dyn JobSource>) -> Exit {
+    let probes = tokio::spawn(probe_readiness(daemon.clone(), source.clone()));
+    let mut tasks = JoinSet::new();
+    consume(&daemon, &source, &mut tasks).await;
+    drain(&daemon, &source, &mut tasks).await;
+    probes.abort();
+    close(&daemon, &source).await;
+    match daemon.stop_state() {
+        Stop::Fault(why) => Exit::Fault(why),
+        Stop::No | Stop::Requested => Exit::Stopped,
+    }
+}
+
+fn set_paused(daemon: &Daemon, source: &dyn JobSource, paused: bool) {
+    match source.set_paused(paused) {
+        Ok(()) => {
+            daemon.metrics.paused.set(i64::from(paused));
+            tracing::debug!(paused, "consumption paused or resumed");
+        }
+        Err(e) => tracing::warn!(error = %e, paused, "pause or resume failed"),
+    }
+}
+
+async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut JoinSet<()>) {
+    let max = daemon.config.daemon.max_in_flight;
+    let mut paused = false;
+    loop {
+        tokio::select! {
+            biased;
+            () = daemon.stopped() => return,
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Err(e) = joined
+                    && e.is_panic()
+                {
+                    // its guard abandoned the message; this process cannot be trusted to redo it
+                    daemon.fault(&format!("a job task panicked: {e}"));
+                }
+                if paused && tasks.len() < max {
+                    set_paused(daemon, source.as_ref(), false);
+                    paused = false;
+                }
+            }
+            r = source.recv() => match r {
+                Ok(d) => {
+                    daemon.metrics.messages.inc();
+                    let guard = DeliveryGuard::new(source.clone(), daemon.metrics.clone(), d.id.clone());
+                    let worker = daemon.clone();
+                    tasks.spawn(async move {
+                        match handle(&worker, &d).await {
+                            Handled::Finished => guard.finish(),
+                            Handled::Abandoned => guard.abandon(),
+                        }
+                    });
+                    if tasks.len() >= max && !paused {
+                        set_paused(daemon, source.as_ref(), true);
+                        paused = true;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            },
+        }
+        daemon.metrics.in_flight.set(tasks.len() as i64);
+    }
+}
+
+/// After a stop: no new work; the work in flight gets the grace period, then is cancelled.
+async fn drain(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut JoinSet<()>) {
+    let grace = daemon.config.shutdown_grace();
+    tracing::info!(in_flight = tasks.len(), grace_s = grace.as_secs(), stop = ?daemon.stop_state(), "stopping");
+    daemon.readiness.stop();
+    set_paused(daemon, source.as_ref(), true);
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                None => return,
+                Some(Err(e)) if e.is_panic() => daemon.fault(&format!("a job task panicked: {e}")),
+                Some(_) => {}
+            },
+            // keep serving the source (rebalances); a prefetched message that still arrives is
+            // abandoned (its guard drops) for redelivery
+            r = source.recv() => if let Ok(d) = r {
+                drop(DeliveryGuard::new(source.clone(), daemon.metrics.clone(), d.id));
+            },
+            () = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    tracing::warn!(
+        in_flight = tasks.len(),
+        "grace period over: cancelling and abandoning unfinished work"
+    );
+    daemon.cancel.cancel();
+    let settle = tokio::time::sleep(AFTER_GRACE);
+    tokio::pin!(settle);
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => if joined.is_none() { return },
+            () = &mut settle => break,
+        }
+    }
+    // dropping a task drops its guard: the delivery is abandoned
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Commits and leaves the group, and flushes the publisher: blocking calls, off the async
+/// threads, each bounded.
+async fn close(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>) {
+    let s = source.clone();
+    match tokio::time::timeout(AFTER_GRACE * 3, tokio::task::spawn_blocking(move || s.close())).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "final commit failed; finished work since the last commit will be redone")
+        }
+        _ => {
+            tracing::warn!("leaving the group timed out; finished work since the last commit will be redone")
+        }
+    }
+    let p = daemon.publisher.clone();
+    match tokio::time::timeout(
+        AFTER_GRACE * 2,
+        tokio::task::spawn_blocking(move || p.flush(AFTER_GRACE)),
+    )
+    .await
+    {
+        Ok(Ok(Ok(()))) => {}
+        _ => tracing::warn!("flushing the publisher failed or timed out"),
+    }
+    tracing::info!("stopped");
+}
+
+/// Every two seconds: does the model's engine serve, does the broker answer (and how far behind
+/// is the group), does the default output bucket answer. A model that is gone stops the daemon.
+async fn probe_readiness(daemon: Arc<Daemon>, source: Arc<dyn JobSource>) {
+    let bucket = daemon.config.daemon.default_output.bucket().to_owned();
+    loop {
+        match daemon.model.health() {
+            Ok(()) => {
+                daemon.readiness.set(Check::Model, true);
+            }
+            Err(e) => {
+                daemon.readiness.set(Check::Model, false);
+                daemon.fault(&format!("the model is unavailable: {e}"));
+            }
+        }
+        let s = source.clone();
+        let broker = tokio::task::spawn_blocking(move || s.probe(Duration::from_secs(3))).await;
+        let broker_ok = match broker {
+            Ok(Ok(lag)) => {
+                daemon.metrics.consumer_lag.set(lag);
+                true
+            }
+            Ok(Err(e)) => {
+                if daemon.readiness.get(Check::Broker) {
+                    tracing::warn!(error = %e, "broker not answering");
+                }
+                false
+            }
+            Err(_) => false,
+        };
+        daemon.readiness.set(Check::Broker, broker_ok);
+        let store = daemon.stores.bucket(&bucket);
+        let store_ok =
+            match tokio::time::timeout(Duration::from_secs(5), store.head("vinscan-readyz-probe")).await {
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => e.kind == StorageErrorKind::NotFound,
+                Err(_) => false,
+            };
+        if daemon.readiness.set(Check::Store, store_ok) && !store_ok {
+            tracing::warn!(bucket = %bucket, "output bucket not answering");
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}

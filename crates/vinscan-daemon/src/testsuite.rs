@@ -1,0 +1,551 @@
+//! In-memory fakes of every port (feature `testsuite`), with injected faults, so each delivery
+//! rule is a unit test of milliseconds: a job source with contiguous per-partition commits, a
+//! publisher with the broker's record-size limit, and a scripted model that answers under the
+//! schema, dies, fails or runs until cancelled. Stores are `vinscan_storage::MemoryBuckets`.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io::Cursor;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use vinscan_core::{
+    Error, ErrorKind, GenerateRequest, Generation, ModelInfo, ModelTimings, StopReason, VisionModel,
+};
+
+use crate::ports::{Delivery, DeliveryId, JobSource, PortError, PortErrorKind, Publisher};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug, Default)]
+struct SourceState {
+    queue: VecDeque<Delivery>,
+    next_offset: HashMap<(String, i32), i64>,
+    finished: Vec<DeliveryId>,
+    abandoned: Vec<DeliveryId>,
+    /// Deliveries handed out and not yet finished or abandoned, at most, over the run.
+    peak_in_flight: usize,
+    in_flight: usize,
+    paused: bool,
+    closed: bool,
+}
+
+/// A job source over a queue of messages: pausing stops deliveries, and a partition's commit
+/// position is the first offset not finished (so an abandoned or unfinished message holds back
+/// everything after it, as Kafka's contiguous commits do).
+#[derive(Debug, Default)]
+pub struct VecJobSource {
+    state: Mutex<SourceState>,
+    wake: tokio::sync::Notify,
+}
+
+impl VecJobSource {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Queues a message on `topic`/`partition` at the partition's next offset; returns its id.
+    pub fn push(&self, topic: &str, partition: i32, key: Option<&str>, payload: &[u8]) -> DeliveryId {
+        let mut s = lock(&self.state);
+        let next = s.next_offset.entry((topic.to_owned(), partition)).or_insert(0);
+        let id = DeliveryId {
+            topic: topic.to_owned(),
+            partition,
+            offset: *next,
+            token: 1,
+        };
+        *next += 1;
+        s.queue.push_back(Delivery {
+            id: id.clone(),
+            key: key.map(|k| k.as_bytes().to_vec()),
+            payload: payload.to_vec(),
+            timestamp_ms: Some(1_764_522_314_000),
+        });
+        drop(s);
+        self.wake.notify_waiters();
+        id
+    }
+
+    pub fn finished(&self) -> Vec<DeliveryId> {
+        lock(&self.state).finished.clone()
+    }
+
+    pub fn abandoned(&self) -> Vec<DeliveryId> {
+        lock(&self.state).abandoned.clone()
+    }
+
+    /// Messages finished or abandoned so far.
+    pub fn settled(&self) -> usize {
+        let s = lock(&self.state);
+        s.finished.len() + s.abandoned.len()
+    }
+
+    /// Messages not yet handed out.
+    pub fn queued(&self) -> usize {
+        lock(&self.state).queue.len()
+    }
+
+    /// The most messages in progress at once.
+    pub fn peak_in_flight(&self) -> usize {
+        lock(&self.state).peak_in_flight
+    }
+
+    pub fn is_closed(&self) -> bool {
+        lock(&self.state).closed
+    }
+
+    /// The commit position of a partition: the first offset whose message is not finished.
+    pub fn committed(&self, topic: &str, partition: i32) -> i64 {
+        let s = lock(&self.state);
+        let done: BTreeSet<i64> = s
+            .finished
+            .iter()
+            .filter(|d| d.topic == topic && d.partition == partition)
+            .map(|d| d.offset)
+            .collect();
+        let mut next = 0;
+        while done.contains(&next) {
+            next += 1;
+        }
+        next
+    }
+
+    /// Waits until `n` messages are settled; false after `timeout`.
+    pub async fn wait_settled(&self, n: usize, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.settled() < n {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+}
+
+#[async_trait]
+impl JobSource for VecJobSource {
+    async fn recv(&self) -> Result<Delivery, PortError> {
+        loop {
+            let notified = self.wake.notified();
+            {
+                let mut s = lock(&self.state);
+                if !s.paused
+                    && let Some(d) = s.queue.pop_front()
+                {
+                    s.in_flight += 1;
+                    s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
+                    return Ok(d);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn finish(&self, id: &DeliveryId) {
+        let mut s = lock(&self.state);
+        s.in_flight = s.in_flight.saturating_sub(1);
+        s.finished.push(id.clone());
+    }
+
+    fn abandon(&self, id: &DeliveryId) {
+        let mut s = lock(&self.state);
+        s.in_flight = s.in_flight.saturating_sub(1);
+        s.abandoned.push(id.clone());
+    }
+
+    fn set_paused(&self, paused: bool) -> Result<(), PortError> {
+        lock(&self.state).paused = paused;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    fn probe(&self, _timeout: Duration) -> Result<i64, PortError> {
+        Ok(lock(&self.state).queue.len() as i64)
+    }
+
+    fn close(&self) -> Result<(), PortError> {
+        lock(&self.state).closed = true;
+        Ok(())
+    }
+}
+
+/// One record a publisher sent.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+impl Sent {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.payload).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Debug)]
+struct PublisherState {
+    sent: Vec<Sent>,
+    /// (topic, kind, times): the next `times` sends to `topic` fail with `kind`.
+    faults: Vec<(String, PortErrorKind, u32)>,
+    max_record_bytes: usize,
+    /// Topics whose sends panic (a bug in the code around a send).
+    panics: Vec<String>,
+}
+
+/// A publisher that keeps what it is sent, refuses records over the broker's size limit as
+/// Kafka does (`MessageSizeTooLarge`, not retryable), and fails on request.
+#[derive(Debug)]
+pub struct ScriptedPublisher {
+    state: Mutex<PublisherState>,
+}
+
+impl Default for ScriptedPublisher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ScriptedPublisher {
+    /// Kafka's default `message.max.bytes`: 1,000,000 bytes.
+    pub fn new() -> Self {
+        Self {
+            state: Mutex::new(PublisherState {
+                sent: Vec::new(),
+                faults: Vec::new(),
+                max_record_bytes: 1_000_000,
+                panics: Vec::new(),
+            }),
+        }
+    }
+
+    /// The next `times` sends to `topic` fail with `kind`.
+    pub fn fail(&self, topic: &str, kind: PortErrorKind, times: u32) {
+        lock(&self.state).faults.push((topic.to_owned(), kind, times));
+    }
+
+    /// Every send to `topic` panics, as a bug in the task around it would.
+    pub fn panic_on(&self, topic: &str) {
+        lock(&self.state).panics.push(topic.to_owned());
+    }
+
+    /// Every record sent to `topic`, as JSON.
+    pub fn records(&self, topic: &str) -> Vec<Value> {
+        lock(&self.state)
+            .sent
+            .iter()
+            .filter(|s| s.topic == topic)
+            .map(Sent::json)
+            .collect()
+    }
+
+    pub fn sent(&self) -> Vec<Sent> {
+        lock(&self.state).sent.clone()
+    }
+}
+
+#[async_trait]
+impl Publisher for ScriptedPublisher {
+    async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), PortError> {
+        let mut s = lock(&self.state);
+        if s.panics.iter().any(|t| t == topic) {
+            drop(s);
+            panic!("scripted panic sending to {topic}");
+        }
+        if payload.len() > s.max_record_bytes {
+            return Err(PortError::new(
+                PortErrorKind::Fatal,
+                format!(
+                    "produce to {topic}: Message production error: MessageSizeTooLarge ({} bytes)",
+                    payload.len()
+                ),
+            ));
+        }
+        if let Some(f) = s.faults.iter_mut().find(|f| f.0 == topic && f.2 > 0) {
+            f.2 -= 1;
+            return Err(PortError::new(
+                f.1,
+                format!("produce to {topic}: injected failure"),
+            ));
+        }
+        s.sent.push(Sent {
+            topic: topic.to_owned(),
+            key: key.to_owned(),
+            payload: payload.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn flush(&self, _timeout: Duration) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+/// What a [`ScriptedModel`] does with a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Answers every page with the schema's smallest valid instance.
+    Answer,
+    /// Answers `n` pages, then its engine is gone: every later page and health check is
+    /// `Unavailable` (a model thread that panicked).
+    DiesAfter(u32),
+    /// Runs until the request is cancelled, then answers `Cancelled` (a long generation).
+    RunsUntilCancelled,
+    /// Fails the next `n` pages with `kind`, then answers.
+    Fails(ErrorKind, u32),
+}
+
+#[derive(Debug)]
+struct ModelState {
+    behaviour: Behaviour,
+    pages: u32,
+    dead: bool,
+}
+
+/// A vision model that answers under the request's schema, scripted to fail.
+#[derive(Debug)]
+pub struct ScriptedModel {
+    info: ModelInfo,
+    state: Mutex<ModelState>,
+}
+
+impl ScriptedModel {
+    pub fn new(behaviour: Behaviour) -> Self {
+        Self {
+            info: ModelInfo {
+                name: Some("scripted".into()),
+                model_file: "scripted.gguf".into(),
+                model_sha256: "0".repeat(64),
+                mmproj_file: "scripted-mmproj.gguf".into(),
+                mmproj_sha256: "0".repeat(64),
+                max_tiles: 6,
+                image_size: 448,
+                system_info: String::new(),
+            },
+            state: Mutex::new(ModelState {
+                behaviour,
+                pages: 0,
+                dead: false,
+            }),
+        }
+    }
+
+    /// Pages answered so far.
+    pub fn pages(&self) -> u32 {
+        lock(&self.state).pages
+    }
+
+    fn answer(&self, request: &GenerateRequest) -> Generation {
+        Generation {
+            text: smallest_instance(&request.output_schema).to_string(),
+            stop: StopReason::EndOfOutput,
+            prompt_tokens: 100,
+            image_tokens: 64 * request.expected_images,
+            images: request.expected_images,
+            generated_tokens: 10,
+            model_steps: 5,
+            forced_tokens: 5,
+            reused_prompt_tokens: 0,
+            peak_batch_pages: 1,
+            restarts: 0,
+            timings: ModelTimings::default(),
+        }
+    }
+}
+
+impl VisionModel for ScriptedModel {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn generate(&self, request: GenerateRequest) -> vinscan_core::Result<Generation> {
+        let behaviour = {
+            let mut s = lock(&self.state);
+            if s.dead {
+                return Err(Error::new(ErrorKind::Unavailable, "the model thread has stopped"));
+            }
+            match s.behaviour.clone() {
+                Behaviour::DiesAfter(n) if s.pages >= n => {
+                    s.dead = true;
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        "llama.cpp generation panicked",
+                    ));
+                }
+                Behaviour::Fails(kind, n) if n > 0 => {
+                    s.behaviour = Behaviour::Fails(kind, n - 1);
+                    return Err(Error::new(kind, "scripted failure"));
+                }
+                other => other,
+            }
+        };
+        if behaviour == Behaviour::RunsUntilCancelled {
+            while !request.cancel.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            return Err(Error::new(
+                ErrorKind::Cancelled,
+                "generation cancelled by the caller",
+            ));
+        }
+        lock(&self.state).pages += 1;
+        Ok(self.answer(&request))
+    }
+
+    fn health(&self) -> vinscan_core::Result<()> {
+        if lock(&self.state).dead {
+            Err(Error::new(ErrorKind::Unavailable, "the model thread has stopped"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// The smallest instance of a (bounded, vinscan-style) JSON Schema: `null` where allowed, else
+/// empty strings and arrays, the minimum number, the first enum value, required properties only.
+pub fn smallest_instance(schema: &Value) -> Value {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
+        return first.clone();
+    }
+    let types: Vec<&str> = match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec!["object"],
+    };
+    if types.contains(&"null") {
+        return Value::Null;
+    }
+    match types.first().copied().unwrap_or("object") {
+        "string" => {
+            Value::String("x".repeat(schema.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize))
+        }
+        "integer" | "number" => schema.get("minimum").cloned().unwrap_or(Value::from(0)),
+        "boolean" => Value::Bool(false),
+        "array" => Value::Array(Vec::new()),
+        _ => {
+            let mut out = serde_json::Map::new();
+            let props = schema.get("properties");
+            for name in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let sub = props.and_then(|p| p.get(name)).cloned().unwrap_or(Value::Null);
+                out.insert(name.to_owned(), smallest_instance(&sub));
+            }
+            Value::Object(out)
+        }
+    }
+}
+
+/// A small PNG scan (`width` × `height`, grey with a dark band), as an upload would be.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |_, y| {
+        if y % 16 < 4 {
+            image::Rgb([20, 20, 30])
+        } else {
+            image::Rgb([240, 240, 236])
+        }
+    });
+    let mut out = Cursor::new(Vec::new());
+    // encoding an in-memory RGB image into a Vec cannot fail
+    let _ = img.write_to(&mut out, image::ImageFormat::Png);
+    out.into_inner()
+}
+
+/// The handle tests use to reach every fake behind a [`crate::Daemon`].
+pub struct Fakes {
+    pub source: Arc<VecJobSource>,
+    pub publisher: Arc<ScriptedPublisher>,
+    pub stores: vinscan_storage::MemoryBuckets,
+    pub model: Arc<ScriptedModel>,
+}
+
+/// A serve configuration for tests: topics `jobs`, `results`, `dlq`; default output
+/// `s3://out/results`; a route for `s3://uploads/scans/…` to `receipt`; retries in
+/// milliseconds. `daemon_overrides` are `[daemon]` settings in TOML that replace the defaults.
+pub fn config(daemon_overrides: &str) -> crate::ServeConfig {
+    let base = r#"
+[kafka]
+brokers = "memory"
+topics = ["jobs"]
+results_topic = "results"
+dead_letter_topic = "dlq"
+
+[daemon]
+default_output = "s3://out/results"
+max_in_flight = 3
+retry_budget_s = 1
+retry_initial_ms = 1
+retry_max_delay_ms = 5
+shutdown_grace_s = 1
+listen = "127.0.0.1:0"
+
+[[routes]]
+bucket = "uploads"
+prefix = "scans/"
+pipeline = "receipt"
+output_prefix = "s3://out/uploads"
+"#;
+    let parse = |text: &str| -> toml::Table {
+        match toml::from_str(text) {
+            Ok(t) => t,
+            Err(e) => panic!("test config: {e}"),
+        }
+    };
+    let mut table = parse(base);
+    if let Some(toml::Value::Table(daemon)) = table.get_mut("daemon") {
+        daemon.extend(parse(daemon_overrides));
+    }
+    match crate::ServeConfig::parse(&table.to_string(), &std::collections::BTreeMap::new()) {
+        Ok(c) => c,
+        Err(e) => panic!("test config: {e}"),
+    }
+}
+
+/// A daemon over fresh fakes, with the shipped pipelines and `behaviour` for the model.
+pub fn daemon(config: crate::ServeConfig, behaviour: Behaviour) -> (Arc<crate::Daemon>, Fakes) {
+    let catalog = match vinscan_core::Catalog::embedded() {
+        Ok(c) => c,
+        Err(e) => panic!("embedded catalog: {e}"),
+    };
+    let names: Vec<String> = catalog.pipelines().map(|p| p.name.clone()).collect();
+    let routes = match vinscan_jobs::routing::Routes::new(
+        config.routes.clone(),
+        &names,
+        config.daemon.default_output.clone(),
+    ) {
+        Ok(r) => r,
+        Err(e) => panic!("routes: {e}"),
+    };
+    let fakes = Fakes {
+        source: Arc::new(VecJobSource::new()),
+        publisher: Arc::new(ScriptedPublisher::new()),
+        stores: vinscan_storage::MemoryBuckets::new(),
+        model: Arc::new(ScriptedModel::new(behaviour)),
+    };
+    let metrics = Arc::new(crate::Metrics::new());
+    let readiness = Arc::new(crate::Readiness::new(metrics.ready.clone()));
+    let daemon = crate::Daemon::new(
+        config,
+        routes,
+        catalog,
+        Arc::new(vinscan_core::Extractor::new(None)),
+        fakes.model.clone(),
+        Arc::new(fakes.stores.clone()),
+        fakes.publisher.clone(),
+        metrics,
+        readiness,
+    );
+    (Arc::new(daemon), fakes)
+}

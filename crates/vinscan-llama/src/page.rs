@@ -1,0 +1,146 @@
+//! One page being decoded: its state between steps, and how its next tokens are chosen and
+//! queued under its grammar.
+
+use std::time::Instant;
+
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use llguidance::Matcher;
+use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, Result, StopReason};
+
+use crate::sampling::{Penalty, Policy, pick};
+use crate::session::Session;
+
+/// Where a page's answer goes.
+pub(crate) type Reply = std::sync::mpsc::SyncSender<Result<Generation>>;
+
+pub(crate) fn internal(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Internal, format!("{what}: {e}"))
+}
+
+pub(crate) fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// One page being decoded.
+pub(crate) struct Active {
+    pub(crate) seq: i32,
+    pub(crate) reply: Reply,
+    /// Kept so a preempted page can start again.
+    pub(crate) request: Box<GenerateRequest>,
+    pub(crate) since: Instant,
+    /// Admission order: the highest is preempted first.
+    pub(crate) admitted: u64,
+    pub(crate) restarts: u32,
+    /// Positions whose cells belong to the shared prefix sequence.
+    pub(crate) shared: u32,
+    pub(crate) matcher: Matcher,
+    pub(crate) penalty: Penalty,
+    pub(crate) n_past: i32,
+    pub(crate) budget: u32,
+    /// KV cells this page was admitted with beyond the shared prefix.
+    pub(crate) reserve: u32,
+    /// Tokens to feed at the next step: the sampled one and those the grammar forced after it.
+    pub(crate) pending: Vec<LlamaToken>,
+    /// Where this page's logits are in the last batch.
+    pub(crate) logits: i32,
+    pub(crate) out: Vec<u8>,
+    pub(crate) generated: u32,
+    pub(crate) steps: u32,
+    pub(crate) forced: u32,
+    pub(crate) peak: u32,
+    pub(crate) prompt_tokens: u32,
+    pub(crate) image_tokens: u32,
+    pub(crate) images: u32,
+    pub(crate) reused: u32,
+    pub(crate) queue_ms: f64,
+    pub(crate) encode_prefill_ms: f64,
+    pub(crate) gen_started: Instant,
+    pub(crate) sample_ms: f64,
+    /// This page's token-weighted share of its steps' decode time.
+    pub(crate) step_share_ms: f64,
+}
+
+impl Active {
+    /// Cells this page holds beyond the shared prefix, counting its queued tokens.
+    pub(crate) fn own_cells(&self) -> u32 {
+        (self.n_past as u32).saturating_sub(self.shared) + self.pending.len() as u32
+    }
+}
+
+/// Samples `a`'s next token from its logits and queues it, with the tokens the grammar
+/// forces after it. `Some` when the page is done.
+pub(crate) fn next_token(
+    policy: Policy,
+    s: &Session<'_>,
+    model: &LlamaModel,
+    a: &mut Active,
+) -> Result<Option<StopReason>> {
+    let t = Instant::now();
+    let logits = s.ctx.get_logits_ith(a.logits);
+    let mask = a
+        .matcher
+        .compute_mask_or_eos()
+        .map_err(|e| internal("grammar", e))?;
+    let token = pick(logits, &mask, &a.penalty)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidOutput, "the grammar allows no further token"))?;
+    a.steps += 1;
+    let stop = accept(policy, model, a, Some(token))?;
+    a.sample_ms += ms(t);
+    Ok(stop)
+}
+
+/// Queues `token` (sampled; `None` at the start of the output) and the tokens the grammar forces
+/// after it.
+pub(crate) fn accept(
+    policy: Policy,
+    model: &LlamaModel,
+    a: &mut Active,
+    token: Option<u32>,
+) -> Result<Option<StopReason>> {
+    let vocab = model.vocab();
+    a.pending.clear();
+    let feed = |a: &mut Active, t: u32| {
+        a.penalty.push(t);
+        a.out
+            .extend(vocab.token_to_piece(LlamaToken(t as i32), false, None));
+        a.pending.push(LlamaToken(t as i32));
+        a.generated += 1;
+    };
+    if let Some(token) = token {
+        if vocab.is_eog(LlamaToken(token as i32)) {
+            return Ok(Some(StopReason::EndOfOutput));
+        }
+        a.matcher
+            .consume_token(token)
+            .map_err(|e| internal("grammar", e))?;
+        feed(a, token);
+    }
+    if policy.fast_forward && a.generated < a.budget && !a.matcher.is_stopped() {
+        let forced = a.matcher.compute_ff_tokens();
+        let take = forced
+            .len()
+            .min((a.budget - a.generated) as usize)
+            .min(policy.forced_cap);
+        if take > 0 {
+            a.matcher
+                .consume_tokens(&forced[..take])
+                .map_err(|e| internal("grammar", e))?;
+            for &t in &forced[..take] {
+                feed(a, t);
+            }
+            a.forced += take as u32;
+        }
+    }
+    if a.matcher.is_error() {
+        return Err(internal("grammar", a.matcher.get_error().unwrap_or_default()));
+    }
+    // the grammar is complete and allows nothing more: no step to sample the end token
+    if a.matcher.is_stopped() {
+        return Ok(Some(StopReason::EndOfOutput));
+    }
+    if a.generated >= a.budget {
+        return Ok(Some(StopReason::MaxTokens));
+    }
+    Ok(None)
+}
