@@ -13,11 +13,11 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
+use vinscan_convert::fidelity::{TraceConfig, Tracer};
 use vinscan_core::document::{Document, Format, PdfRenderer};
 use vinscan_core::extract::{page_request, parse_and_validate, tile_range};
 use vinscan_core::tiling::tile_page;
 use vinscan_core::{Pipeline, StopReason, VisionModel};
-use vinscan_llama::trace::{TraceConfig, Tracer};
 use vinscan_llama::{
     LlamaConfig, LlamaVisionModel, ProjectorMeta, read_projector_meta, vision_flops_per_tile,
 };

@@ -8,11 +8,10 @@
 //! Architecture invariant: this is the only crate that names llama.cpp; it knows nothing about
 //! documents, pipelines or where outputs go.
 
-pub mod convert;
 mod engine;
 mod files;
 mod scheduler;
-pub mod trace;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -22,6 +21,7 @@ use std::thread::JoinHandle;
 use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, Result, VisionModel};
 
 pub use files::{ProjectorMeta, read_projector_meta, vision_flops_per_tile};
+pub use tools::quantize;
 
 /// How to load the model.
 #[derive(Debug, Clone)]
