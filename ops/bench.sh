@@ -2,16 +2,17 @@
 # ops/bench.sh: the benchmark by one command, on a clean clone.
 #   1. installs what the peers need (cmake etc., Tesseract 5 with `vie`, the reference venv with
 #      torch + transformers, matplotlib);
-#   2. builds vinscan (release, with what the bench runs: llama.cpp and pdfium, not Kafka or S3) while
-#      the installs run beside it, then llama.cpp's `llama-mtmd-cli`: its one source file from the
+#   2. builds vinscan and vinscan-bench (release, with what the bench runs: llama.cpp and pdfium, not
+#      Kafka or S3) while the installs run beside it, then llama.cpp's `llama-mtmd-cli`: its one source file from the
 #      llama.cpp that llama-cpp-sys-2 vendors, linked against the static libraries of that
 #      crate's build, so the peer runs the very kernels vinscan runs;
 #   3. generates the full-size random-weight Vintern-1B checkpoint and converts it with
 #      `vinscan model convert`: the q8_0 model (q8_0 LLM and projector), which every peer runs,
 #      and the f16 and bf16 projectors (f32 too with VINSCAN_BENCH_F32=1), which are probed;
-#   4. makes the pages, runs `vinscan bench`, rewrites docs/BENCHMARKS.md and draws
+#   4. makes the pages, runs `vinscan-bench` (which measures vinscan through the product's own
+#      extraction call), rewrites docs/BENCHMARKS.md and docs/bench/report.json and draws
 #      docs/bench/time-per-page.png.
-# Environment: VINSCAN_THREADS (default: all cores), VINSCAN_BENCH_* (see `vinscan bench --help`).
+# Environment: VINSCAN_THREADS (default: all cores), VINSCAN_BENCH_* (see `vinscan-bench --help`).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -22,11 +23,12 @@ clean=false
 say() { echo "== ops/bench.sh $(( $(date +%s) - start )) s: $*" >&2; }
 
 bash ops/setup.sh
-# vinscan is built with what the bench runs (llama.cpp, pdfium), not Kafka's vendored librdkafka
-# nor the AWS SDK and aws-lc (the `kafka` and `s3` features);
+# vinscan (for `vinscan model convert`) is built with what the bench runs (llama.cpp, pdfium), not
+# Kafka's vendored librdkafka nor the AWS SDK and aws-lc (the `kafka` and `s3` features), so that
+# it and vinscan-bench (llama.cpp and pdfium only) share one llama.cpp build;
 # the build starts now and the installs below run beside it
 export OMP_WAIT_POLICY=PASSIVE
-build() { cargo build --release --quiet -p vinscan-cli --no-default-features --features llama,pdf "$@"; }
+build() { cargo build --release --quiet -p vinscan-cli -p vinscan-bench --no-default-features --features vinscan-cli/llama,vinscan-cli/pdf "$@"; }
 build &
 build_pid=$!
 if ! command -v tesseract >/dev/null 2>&1 || ! tesseract --list-langs 2>/dev/null | grep -qx vie \
@@ -51,7 +53,8 @@ if [ ! -f "$models/checkpoint/model.safetensors" ]; then
 fi
 wait "$build_pid"
 vinscan=$root/target/release/vinscan
-say "vinscan built, checkpoint ready"
+bench=$root/target/release/vinscan-bench
+say "vinscan and vinscan-bench built, checkpoint ready"
 
 # llama-mtmd-cli: only mtmd-cli.cpp is compiled (seconds); it links the static llama.cpp
 # libraries of the build above (llama-cpp-sys-2's OUT_DIR), so both peers run the same kernels
@@ -91,11 +94,11 @@ say "models ready in $models"
 # the other projectors (f16 in $models/q8_0, bf16, f32) are probed on one page each
 pages=$root/target/bench/pages
 "$ref/bin/python" ops/bench/make_pages.py "$pages" "$root/../shared/data/sroie-sample/images" 150
-"$vinscan" bench --pages "$pages" --model "$models/q8_0-mmproj/model.gguf" --mmproj "$models/q8_0-mmproj/mmproj.gguf" \
+"$bench" --pages "$pages" --model "$models/q8_0-mmproj/model.gguf" --mmproj "$models/q8_0-mmproj/mmproj.gguf" \
   "${probes[@]}" --mtmd-cli "$mtmd_cli" \
   --python "$ref/bin/python" --checkpoint "$models/checkpoint" --tesseract "$(command -v tesseract)" \
-  --threads "$threads" --report docs/BENCHMARKS.md --work-dir target/bench \
+  --threads "$threads" --report docs/BENCHMARKS.md --report-json docs/bench/report.json --work-dir target/bench \
   --setup-s "$(( $(date +%s) - start ))" $([ "$clean" = true ] && echo --clean-clone)
 mkdir -p docs/bench
-"$ref/bin/python" ops/bench/plot.py target/bench/report.json docs/bench/time-per-page.png
-say "docs/BENCHMARKS.md and docs/bench/time-per-page.png written"
+"$ref/bin/python" ops/bench/plot.py docs/bench/report.json docs/bench/time-per-page.png
+say "docs/BENCHMARKS.md, docs/bench/report.json and docs/bench/time-per-page.png written"

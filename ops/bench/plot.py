@@ -1,5 +1,5 @@
-"""docs/bench/time-per-page.png from target/bench/report.json: median seconds per page against
-the number of images the encoder sees, for vinscan and each peer."""
+"""docs/bench/time-per-page.png from docs/bench/report.json (vinscan-bench's report, format 2):
+median seconds per page against the number of images the encoder sees, for vinscan and each peer."""
 import json
 import sys
 
@@ -17,8 +17,11 @@ def median(xs):
 
 def main():
     report, out = json.load(open(sys.argv[1])), sys.argv[2]
+    if report.get("format") != 2:
+        sys.exit(f"{sys.argv[1]}: report format {report.get('format')}, this plot reads format 2")
+    settings = report["settings"]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    real, free = report.get("real_tokens", "?"), report["tokens"]
+    real, free = settings["real_tokens"], settings["tokens"]
     pts = {f"vinscan (warm), schema, ≤{real} tokens": [],
            f"llama-mtmd-cli compute, schema, ≤{real} tokens": [],
            f"llama-mtmd-cli wall (with load), schema": [],
@@ -34,14 +37,13 @@ def main():
         pts[keys[0]].append((n, median([r["total"] for r in p["vinscan"]]) / 1e3))
         pts[keys[1]].append((n, median([r["compute"] for r in p["mtmd"]]) / 1e3))
         pts[keys[2]].append((n, median([r["wall"] for r in p["mtmd"]]) / 1e3))
-    for p in report.get("parity", []):
+    for p in report["parity"]:
         n = p["unit"]["images"]
         pts[keys[3]].append((n, median([r["total"] for r in p["vinscan"]]) / 1e3))
         pts[keys[4]].append((n, median([r["compute"] for r in p["mtmd"]]) / 1e3))
-    for t in report.get("transformers", []):
-        if "page" in t:
-            pts[keys[5]].append((by_name[t["page"]], t["result"]["total_ms"] / 1e3))
-    for t in report.get("tesseract", []):
+    for t in (report["transformers"] or {}).get("pages", []):
+        pts[keys[5]].append((by_name[t["page"]], t["result"]["total_ms"] / 1e3))
+    for t in report["tesseract"] or []:
         pts[keys[6]].append((by_name[t["page"]], t["ms"] / 1e3))
     markers = ["o", "s", "^", "v", "<", "D", "x"]
     for (label, xy), m in zip(pts.items(), markers):
@@ -50,9 +52,9 @@ def main():
             ax.plot([x for x, _ in xy], [y for _, y in xy], marker=m, linestyle="-" if len(xy) > 1 else "", label=label)
     ax.set_xlabel("images per page (tiles + thumbnail)")
     ax.set_ylabel("seconds per page")
-    projector = report.get("mmproj_type", "f16")
+    projector = report["files"]["mmproj_type"]
     ax.set_title(
-        f"Time per page, {report['machine']['cores']} cores, {report['threads']} threads per peer\n"
+        f"Time per page, {report['machine']['cores']} cores, {settings['threads']} threads per peer\n"
         f"q8_0 LLM, {projector} projector"
     )
     ax.grid(alpha=0.3)

@@ -1,4 +1,4 @@
-"""The reference Python peer of `vinscan bench`: transformers' InternVL model with the benchmark's
+"""The reference Python peer of `vinscan-bench`: transformers' InternVL model with the benchmark's
 checkpoint (Vintern-1B's config, random weights) on CPU, run the way the Vintern model card runs
 it: InternVL's dynamic tiling (Pillow bicubic, 448 px tiles, a thumbnail), ImageNet
 normalisation, the ChatML prompt with <img><IMG_CONTEXT>*256 per tile</img>, greedy generation.

@@ -64,10 +64,6 @@ pub enum Command {
     },
     /// List and check the pipelines and their schemas.
     Pipelines(PipelinesArgs),
-    /// Benchmark vinscan against llama-mtmd-cli, transformers and Tesseract; writes
-    /// docs/BENCHMARKS.md (ops/bench.sh builds the peers and the models, then runs this).
-    #[cfg(feature = "llama")]
-    Bench(Box<BenchArgs>),
     /// Run the daemon: consume job messages and S3 upload events from Kafka, write outputs to S3.
     #[cfg(feature = "kafka")]
     Serve(ServeArgs),
@@ -275,101 +271,4 @@ pub struct PipelinesArgs {
     /// Print the pipelines as JSON.
     #[arg(long)]
     pub json: bool,
-}
-
-#[cfg(feature = "llama")]
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    /// Folder of pages: images and PDFs (every PDF page is a page).
-    #[arg(long, env = "VINSCAN_BENCH_PAGES")]
-    pub pages: PathBuf,
-    /// The q8_0 LLM GGUF.
-    #[arg(long, env = "VINSCAN_MODEL")]
-    pub model: PathBuf,
-    /// The projector GGUF every peer runs (its weight type is read from the file).
-    #[arg(long, env = "VINSCAN_MMPROJ")]
-    pub mmproj: PathBuf,
-    /// Other projectors of the same checkpoint (f16, bf16, f32, …), each measured in a fresh
-    /// process on the smallest page: encode + prefill time and peak RSS. Their weight types are
-    /// read from the files.
-    #[arg(
-        long = "probe-mmproj",
-        env = "VINSCAN_BENCH_PROBE_MMPROJ",
-        value_delimiter = ','
-    )]
-    pub probe_mmproj: Vec<PathBuf>,
-    /// Seconds the calling command spent before the bench (installs, builds, models), counted in
-    /// the one-command goal (`ops/bench.sh` passes it).
-    #[arg(long, env = "VINSCAN_BENCH_SETUP_S")]
-    pub setup_s: Option<f64>,
-    /// That setup started from a clean clone (nothing built, no models), so the one-command
-    /// goal can be judged; otherwise it is only reported.
-    #[arg(long, env = "VINSCAN_BENCH_CLEAN_CLONE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
-    pub clean_clone: bool,
-    /// llama.cpp's `llama-mtmd-cli`, built from the same llama.cpp source.
-    #[arg(long, env = "VINSCAN_BENCH_MTMD_CLI")]
-    pub mtmd_cli: PathBuf,
-    /// Python with torch and transformers (the reference venv), for the transformers peer.
-    #[arg(long, env = "VINSCAN_BENCH_PYTHON")]
-    pub python: Option<PathBuf>,
-    /// The Hugging Face checkpoint the GGUF pair was converted from.
-    #[arg(long, env = "VINSCAN_BENCH_CHECKPOINT")]
-    pub checkpoint: Option<PathBuf>,
-    /// The transformers peer's script.
-    #[arg(
-        long,
-        env = "VINSCAN_BENCH_PEER_SCRIPT",
-        default_value = "ops/bench/transformers_peer.py"
-    )]
-    pub peer_script: PathBuf,
-    /// Pages the transformers peer runs (the first N).
-    #[arg(long, env = "VINSCAN_BENCH_TRANSFORMERS_PAGES", default_value_t = 1)]
-    pub transformers_pages: usize,
-    /// Tesseract 5 with the `vie` language data.
-    #[arg(long, env = "VINSCAN_BENCH_TESSERACT")]
-    pub tesseract: Option<PathBuf>,
-    /// Output tokens of the engine-parity runs (one free JSON string, nothing forced), for
-    /// every peer, transformers included.
-    #[arg(long, env = "VINSCAN_BENCH_TOKENS", default_value_t = 64)]
-    pub tokens: u32,
-    /// Output cap on the pipeline's real schema: the per-page, aggregate and memory runs
-    /// decode the pipeline's schema with this many tokens at most, for every peer.
-    #[arg(long, env = "VINSCAN_BENCH_REAL_TOKENS", default_value_t = 256)]
-    pub real_tokens: u32,
-    /// A/B repetitions (each peer once per repetition, the order alternating) of a single-tile
-    /// image page.
-    #[arg(long, env = "VINSCAN_BENCH_REPS", default_value_t = 3)]
-    pub reps: u32,
-    /// A/B repetitions of every other page (larger pages, PDF pages).
-    #[arg(long, env = "VINSCAN_BENCH_REPS_LARGE", default_value_t = 1)]
-    pub reps_large: u32,
-    /// Pages in flight in the aggregate run.
-    #[arg(long, env = "VINSCAN_PARALLEL", default_value_t = 4)]
-    pub parallel: u32,
-    /// CPU threads for every peer.
-    #[arg(long, env = "VINSCAN_THREADS", default_value_t = 2)]
-    pub threads: u32,
-    #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = DEFAULT_CTX_SIZE)]
-    pub ctx_size: u32,
-    /// Pipeline whose prompts (and real schema) the benchmark uses.
-    #[arg(long, env = "VINSCAN_PIPELINE", default_value = "receipt")]
-    pub pipeline: String,
-    /// Scratch folder; report.json lands here.
-    #[arg(long, env = "VINSCAN_BENCH_WORK", default_value = "target/bench")]
-    pub work_dir: PathBuf,
-    /// The Markdown report to (re)write.
-    #[arg(long, env = "VINSCAN_BENCH_REPORT", default_value = "docs/BENCHMARKS.md")]
-    pub report: PathBuf,
-    /// Internal: load the model, extract the smallest page once, print peak RSS as JSON, exit
-    /// (the benchmark runs itself this way for a memory figure of a fresh process).
-    #[arg(long, hide = true)]
-    pub rss_probe: bool,
-    /// Only the aggregate run (every page through one loaded model, `--parallel` in flight),
-    /// printed as one JSON line; no peers, no report. For comparing `--parallel` settings.
-    #[arg(long, env = "VINSCAN_BENCH_AGGREGATE_ONLY")]
-    pub aggregate_only: bool,
-    /// Measure nothing: rewrite the Markdown report from WORK_DIR/report.json (after a change
-    /// to the report's wording).
-    #[arg(long, env = "VINSCAN_BENCH_REWRITE_REPORT")]
-    pub rewrite_report: bool,
 }

@@ -3,13 +3,9 @@
 //! Exit codes: 0 success; 1 some inputs failed (see the manifest / stderr); 2 usage or
 //! configuration error.
 
-#[cfg(feature = "llama")]
-mod bench_report;
 mod catalog;
 mod cli;
 mod cmd_batch;
-#[cfg(feature = "llama")]
-mod cmd_bench;
 #[cfg(feature = "llama")]
 mod cmd_convert;
 #[cfg(feature = "kafka")]
@@ -49,8 +45,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Batch(args) => cmd_batch::run(&cli.global, args),
         cli::Command::Model { command } => cmd_model::run(command),
         cli::Command::Pipelines(args) => cmd_pipelines::run(&cli.global, args),
-        #[cfg(feature = "llama")]
-        cli::Command::Bench(args) => cmd_bench::run(&cli.global, *args),
         #[cfg(feature = "kafka")]
         cli::Command::Serve(args) => cmd_serve::run(&cli.global, args),
         #[cfg(feature = "kafka")]

@@ -20,6 +20,47 @@ fn s3() -> S3Config {
     c
 }
 
+/// Two scans, a text file and a 2 MB object over the test pipeline's limit.
+async fn put_inputs(store: &S3Store) {
+    store.create_bucket().await.expect("bucket");
+    store
+        .put(
+            "in/a/hoá đơn 1.jpg",
+            Bytes::from(encode(&scan(900, 1300, 1), ImageFormat::Jpeg)),
+            "image/jpeg",
+        )
+        .await
+        .expect("put");
+    store
+        .put(
+            "in/b.png",
+            Bytes::from(encode(&scan(1600, 600, 2), ImageFormat::Png)),
+            "image/png",
+        )
+        .await
+        .expect("put");
+    store
+        .put("in/readme.txt", Bytes::from_static(b"not a scan"), "text/plain")
+        .await
+        .expect("put");
+    // 2 MB of noise: over the limit set below, refused before download
+    store
+        .put("in/big.jpg", Bytes::from(vec![0xFFu8; 2 << 20]), "image/jpeg")
+        .await
+        .expect("put");
+}
+
+/// The JSON summary a run prints last.
+fn summary_of(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .expect("summary"),
+    )
+    .expect("json")
+}
+
 #[test]
 fn batch_from_s3_to_s3_is_resumable() {
     let config = s3();
@@ -29,34 +70,7 @@ fn batch_from_s3_to_s3_is_resumable() {
         .expect("rt");
     let bucket = format!("batch-{}", std::process::id());
     let store = S3Store::new(&config, &bucket).expect("client");
-    rt.block_on(async {
-        store.create_bucket().await.expect("bucket");
-        store
-            .put(
-                "in/a/hoá đơn 1.jpg",
-                Bytes::from(encode(&scan(900, 1300, 1), ImageFormat::Jpeg)),
-                "image/jpeg",
-            )
-            .await
-            .expect("put");
-        store
-            .put(
-                "in/b.png",
-                Bytes::from(encode(&scan(1600, 600, 2), ImageFormat::Png)),
-                "image/png",
-            )
-            .await
-            .expect("put");
-        store
-            .put("in/readme.txt", Bytes::from_static(b"not a scan"), "text/plain")
-            .await
-            .expect("put");
-        // 2 MB of noise: over the limit set below, refused before download
-        store
-            .put("in/big.jpg", Bytes::from(vec![0xFFu8; 2 << 20]), "image/jpeg")
-            .await
-            .expect("put");
-    });
+    rt.block_on(put_inputs(&store));
     let tmp = tempfile::tempdir().expect("tmp");
     // a pipeline directory whose receipt pipeline accepts at most 1 MB
     let pipelines = tmp.path().join("pipelines");
@@ -93,20 +107,15 @@ fn batch_from_s3_to_s3_is_resumable() {
         Some(1),
         "big.jpg fails, so the exit code is 1"
     );
-    let summary: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&first.stdout)
-            .lines()
-            .last()
-            .expect("summary"),
-    )
-    .expect("json");
+    let summary = summary_of(&first);
     assert_eq!(
         (
             summary["inputs"].as_u64(),
             summary["processed"].as_u64(),
-            summary["failed"].as_u64()
+            summary["failed"].as_u64(),
+            summary["unsupported"].as_u64()
         ),
-        (Some(3), Some(2), Some(1)),
+        (Some(4), Some(2), Some(1), Some(1)),
         "{summary}"
     );
 
@@ -117,7 +126,7 @@ fn batch_from_s3_to_s3_is_resumable() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("json"))
         .collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 4, "every object found is in the manifest");
     let big = lines
         .iter()
         .find(|l| l["source"].as_str().is_some_and(|s| s.ends_with("in/big.jpg")))
@@ -147,14 +156,7 @@ fn batch_from_s3_to_s3_is_resumable() {
     let (passed, failed, report) = validate(&local_copies);
     assert_eq!((passed, failed), (2, 0), "{report}");
 
-    let second = batch(tmp.path());
-    let summary: serde_json::Value = serde_json::from_str(
-        String::from_utf8_lossy(&second.stdout)
-            .lines()
-            .last()
-            .expect("summary"),
-    )
-    .expect("json");
+    let summary = summary_of(&batch(tmp.path()));
     assert_eq!(
         (summary["skipped"].as_u64(), summary["processed"].as_u64()),
         (Some(2), Some(0)),

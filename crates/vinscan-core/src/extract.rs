@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::document::{Document, Format, PdfRenderer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{Cancellation, GenerateRequest, StopReason, VisionModel};
+use crate::model::{Cancellation, GenerateRequest, Generation, ModelInfo, StopReason, VisionModel};
 use crate::pipeline::Pipeline;
 use crate::record::{
     GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, TilesProvenance, Timings,
@@ -144,13 +144,7 @@ impl Extractor {
             pipeline_sha256: pipeline.sha256.clone(),
             schema_id: schema.id().to_owned(),
             schema_sha256: schema.sha256().to_owned(),
-            model: ModelProvenance {
-                name: info.name.clone(),
-                file: info.model_file.clone(),
-                sha256: info.model_sha256.clone(),
-                mmproj_file: info.mmproj_file.clone(),
-                mmproj_sha256: info.mmproj_sha256.clone(),
-            },
+            model: model_provenance(info),
             vinscan_version: VERSION.to_owned(),
             image: ImageProvenance {
                 width: page.image.width(),
@@ -166,21 +160,7 @@ impl Extractor {
                 max_tiles_requested: pipeline.max_tiles,
                 max_tiles_used,
             },
-            generation: GenerationProvenance {
-                prompt_tokens: generation.prompt_tokens,
-                image_tokens: generation.image_tokens,
-                generated_tokens: generation.generated_tokens,
-                max_tokens: pipeline.max_tokens,
-                model_steps: generation.model_steps,
-                forced_tokens: generation.forced_tokens,
-                reused_prompt_tokens: generation.reused_prompt_tokens,
-                peak_batch_pages: generation.peak_batch_pages,
-                stop: match generation.stop {
-                    StopReason::EndOfOutput => "end_of_output",
-                    StopReason::MaxTokens => "max_tokens",
-                }
-                .to_owned(),
-            },
+            generation: generation_provenance(&generation, pipeline.max_tokens),
             normalised,
             timings_ms: timings,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
@@ -193,6 +173,34 @@ impl Extractor {
             data,
             provenance,
         })
+    }
+}
+
+fn model_provenance(info: &ModelInfo) -> ModelProvenance {
+    ModelProvenance {
+        name: info.name.clone(),
+        file: info.model_file.clone(),
+        sha256: info.model_sha256.clone(),
+        mmproj_file: info.mmproj_file.clone(),
+        mmproj_sha256: info.mmproj_sha256.clone(),
+    }
+}
+
+fn generation_provenance(generation: &Generation, max_tokens: u32) -> GenerationProvenance {
+    GenerationProvenance {
+        prompt_tokens: generation.prompt_tokens,
+        image_tokens: generation.image_tokens,
+        generated_tokens: generation.generated_tokens,
+        max_tokens,
+        model_steps: generation.model_steps,
+        forced_tokens: generation.forced_tokens,
+        reused_prompt_tokens: generation.reused_prompt_tokens,
+        peak_batch_pages: generation.peak_batch_pages,
+        stop: match generation.stop {
+            StopReason::EndOfOutput => "end_of_output",
+            StopReason::MaxTokens => "max_tokens",
+        }
+        .to_owned(),
     }
 }
 

@@ -70,7 +70,7 @@ pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
         projector_type,
         image_size,
         max_tiles,
-        weight_type: u32_of("general.file_type").and_then(crate::convert::file_type_name),
+        weight_type: u32_of("general.file_type").and_then(crate::tools::file_type_name),
     })
 }
 

@@ -8,7 +8,6 @@
 //! Architecture invariant: this is the only crate that names llama.cpp; it knows nothing about
 //! documents, pipelines or where outputs go.
 
-pub mod convert;
 mod engine;
 mod files;
 mod health;
@@ -17,7 +16,7 @@ mod prompt;
 mod sampling;
 mod scheduler;
 mod session;
-pub mod trace;
+pub mod tools;
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -27,6 +26,7 @@ use std::thread::JoinHandle;
 use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, Result, VisionModel};
 
 pub use files::{ProjectorMeta, read_projector_meta, vision_flops_per_tile};
+pub use tools::quantize;
 
 /// How to load the model.
 #[derive(Debug, Clone)]

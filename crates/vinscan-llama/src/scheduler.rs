@@ -261,6 +261,35 @@ impl Scheduler {
         self.free.push(seq);
     }
 
+    /// Puts the shared prompt prefix's KV cells into `seq`: computed once into the prefix
+    /// sequence when it changes, then copied. Returns (positions filled, tokens reused from an
+    /// earlier page, positions shared).
+    fn share_prefix(
+        &mut self,
+        s: &mut Session<'_>,
+        p: &Prepared,
+        seq: i32,
+    ) -> vinscan_core::Result<(i32, u32, u32)> {
+        let Some((chunks, tokens)) = &p.prefix else {
+            return Ok((0, 0, 0));
+        };
+        let mut reused = 0;
+        if *tokens != self.prefix {
+            let _ = s.ctx.clear_kv_cache_seq(Some(self.prefix_seq as u32), None, None);
+            self.prefix.clear();
+            chunks
+                .eval_chunks(&mut s.mtmd, &mut s.ctx, 0, self.prefix_seq, N_BATCH as i32, false)
+                .map_err(|e| internal("prompt prefix prefill", e))?;
+            self.prefix = tokens.clone();
+        } else {
+            reused = tokens.len() as u32;
+        }
+        s.ctx
+            .copy_kv_cache_seq(self.prefix_seq, seq, None, None)
+            .map_err(|e| internal("prompt prefix copy", e))?;
+        Ok((tokens.len() as i32, reused, tokens.len() as u32))
+    }
+
     /// Encodes the page and prefills its prompt into `seq`, then samples its first token.
     /// `Ok(None)`: the page finished at once and was answered.
     fn start(
@@ -300,29 +329,11 @@ impl Scheduler {
                 ));
             }
         };
-        let mut n_past = 0;
-        let mut reused = 0;
-        let mut shared = 0;
-        if let Some((chunks, tokens)) = &p.prefix {
-            if *tokens != self.prefix {
-                let _ = s.ctx.clear_kv_cache_seq(Some(self.prefix_seq as u32), None, None);
-                self.prefix.clear();
-                if let Err(e) =
-                    chunks.eval_chunks(&mut s.mtmd, &mut s.ctx, 0, self.prefix_seq, N_BATCH as i32, false)
-                {
-                    return Err((reply, internal("prompt prefix prefill", e)));
-                }
-                self.prefix = tokens.clone();
-            } else {
-                reused = tokens.len() as u32;
-            }
-            if let Err(e) = s.ctx.copy_kv_cache_seq(self.prefix_seq, seq, None, None) {
-                return Err((reply, internal("prompt prefix copy", e)));
-            }
-            n_past = tokens.len() as i32;
-            shared = tokens.len() as u32;
-        }
-        n_past = match p
+        let (n_past, reused, shared) = match self.share_prefix(s, &p, seq) {
+            Ok(positions) => positions,
+            Err(e) => return Err((reply, e)),
+        };
+        let n_past = match p
             .rest
             .eval_chunks(&mut s.mtmd, &mut s.ctx, n_past, seq, N_BATCH as i32, true)
         {

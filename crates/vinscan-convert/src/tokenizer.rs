@@ -53,25 +53,15 @@ fn chat_template(dir: &Path, config: &Value) -> Result<Option<String>, ConvertEr
     Ok(None)
 }
 
-pub fn read(dir: &Path, n_vocab: usize, model_config: &Value) -> Result<Tokenizer, ConvertError> {
-    let path = dir.join("tokenizer.json");
-    if !path.is_file() {
-        return Err(ConvertError::Invalid(format!(
-            "{}: missing (vinscan reads the fast tokenizer's tokenizer.json)",
-            path.display()
-        )));
-    }
-    let tok = read_json(&path)?;
-    let model = tok
-        .get("model")
-        .ok_or_else(|| ConvertError::Invalid(format!("{}: no model", path.display())))?;
-    let kind = model.get("type").and_then(Value::as_str).unwrap_or("(none)");
-    if kind != "BPE" {
-        return Err(ConvertError::Unsupported(format!(
-            "{}: tokenizer model {kind}; Qwen2 uses byte-level BPE",
-            path.display()
-        )));
-    }
+/// The token list padded to `n_vocab` rows (`[PAD{i}]`) and each token's type: the BPE
+/// vocabulary NORMAL, added special tokens CONTROL, other added tokens USER_DEFINED, padding
+/// UNUSED. `path` names tokenizer.json in errors.
+fn vocabulary(
+    path: &Path,
+    tok: &Value,
+    model: &Value,
+    n_vocab: usize,
+) -> Result<(Vec<String>, Vec<i32>), ConvertError> {
     let mut tokens: Vec<Option<String>> = vec![None; n_vocab];
     let mut types = vec![UNUSED; n_vocab];
     let mut place = |id: u64, text: &str, ty: i32| -> Result<(), ConvertError> {
@@ -110,12 +100,17 @@ pub fn read(dir: &Path, n_vocab: usize, model_config: &Value) -> Result<Tokenize
         let special = added.get("special").and_then(Value::as_bool).unwrap_or(false);
         place(id, text, if special { CONTROL } else { USER_DEFINED })?;
     }
-    let tokens: Vec<String> = tokens
+    let tokens = tokens
         .into_iter()
         .enumerate()
         .map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]")))
         .collect();
-    let merges: Vec<String> = model
+    Ok((tokens, types))
+}
+
+/// The BPE merges, written `a b` whether the file has strings or pairs.
+fn merges(model: &Value) -> Vec<String> {
+    model
         .get("merges")
         .and_then(Value::as_array)
         .into_iter()
@@ -129,7 +124,31 @@ pub fn read(dir: &Path, n_vocab: usize, model_config: &Value) -> Result<Tokenize
             }
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// The checkpoint's tokenizer as GGUF metadata for an LLM of `n_vocab` embedding rows.
+pub fn read(dir: &Path, n_vocab: usize, model_config: &Value) -> Result<Tokenizer, ConvertError> {
+    let path = dir.join("tokenizer.json");
+    if !path.is_file() {
+        return Err(ConvertError::Invalid(format!(
+            "{}: missing (vinscan reads the fast tokenizer's tokenizer.json)",
+            path.display()
+        )));
+    }
+    let tok = read_json(&path)?;
+    let model = tok
+        .get("model")
+        .ok_or_else(|| ConvertError::Invalid(format!("{}: no model", path.display())))?;
+    let kind = model.get("type").and_then(Value::as_str).unwrap_or("(none)");
+    if kind != "BPE" {
+        return Err(ConvertError::Unsupported(format!(
+            "{}: tokenizer model {kind}; Qwen2 uses byte-level BPE",
+            path.display()
+        )));
+    }
+    let (tokens, types) = vocabulary(&path, &tok, model, n_vocab)?;
+    let merges = merges(model);
 
     let config_path = dir.join("tokenizer_config.json");
     let config = if config_path.is_file() {
@@ -191,4 +210,29 @@ pub fn read(dir: &Path, n_vocab: usize, model_config: &Value) -> Result<Tokenize
         metadata.push(("tokenizer.chat_template", Kv::Str(t)));
     }
     Ok(Tokenizer { metadata })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_vocabulary_is_padded_and_typed() {
+        let tok = json!({
+            "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": ["a b", ["b", "a"]]},
+            "added_tokens": [{"id": 2, "content": "<|im_end|>", "special": true},
+                {"id": 3, "content": "<img>", "special": false}]
+        });
+        let (tokens, types) =
+            vocabulary(Path::new("tokenizer.json"), &tok, &tok["model"], 5).expect("vocabulary");
+        assert_eq!(tokens, ["a", "b", "<|im_end|>", "<img>", "[PAD4]"]);
+        assert_eq!(types, [NORMAL, NORMAL, CONTROL, USER_DEFINED, UNUSED]);
+        assert_eq!(merges(&tok["model"]), ["a b", "b a"]);
+        let e = vocabulary(Path::new("tokenizer.json"), &tok, &tok["model"], 3)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("has id 3 but the model has 3 embedding rows"), "{e}");
+    }
 }

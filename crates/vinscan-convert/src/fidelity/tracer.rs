@@ -1,4 +1,4 @@
-//! Fidelity tracing: what llama.cpp computes for one page — the prompt's token ids, the
+//! The tracer: what llama.cpp computes for one page — the prompt's token ids, the
 //! projected vision embeddings of each image chunk, next-token logits along a teacher-forced
 //! continuation and a greedy continuation — so that the parity tests can hold them against the
 //! reference implementation (docs/FIDELITY.md).
@@ -77,8 +77,7 @@ impl Chunks {
 
 impl Tracer {
     pub fn load(config: &TraceConfig) -> Result<Self> {
-        crate::logs_to_tracing();
-        crate::engine::backend()?;
+        vinscan_llama::tools::init_backend()?;
         let model_path = c_path(&config.model)?;
         let mmproj_path = c_path(&config.mmproj)?;
         let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
@@ -139,12 +138,12 @@ impl Tracer {
 
     /// mtmd's marker: where the image goes in a prompt.
     pub fn marker() -> &'static str {
-        llama_cpp_2::mtmd::mtmd_default_marker()
+        vinscan_llama::tools::image_marker()
     }
 
     /// The prompt text generation uses (ChatML, image marker first in the user turn).
     pub fn chat_prompt(system: &str, user: &str) -> String {
-        crate::prompt::chatml_prompt(system, user)
+        vinscan_llama::tools::chat_prompt(system, user)
     }
 
     fn tokenize(&self, text: &str, rgb: &[u8], width: u32, height: u32) -> Result<Chunks> {
