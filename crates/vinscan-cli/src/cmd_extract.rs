@@ -6,47 +6,16 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use vinscan_core::hash::sha256_hex;
-use vinscan_core::{Cancellation, Error, ErrorKind, Extractor, PageRecord, Pipeline};
+use vinscan_batch::inputs::OutputNames;
+use vinscan_batch::local::{read_file, write_atomic};
+use vinscan_batch::process_document;
+use vinscan_batch::resume::page_path;
+use vinscan_core::{Error, ErrorKind, Extractor};
 
 use crate::cli::{ExtractArgs, GlobalArgs};
-use crate::inputs::OutputNames;
-use crate::local::{read_file, write_atomic};
 use crate::model_files::ModelFiles;
 use crate::model_load::LazyModel;
-use crate::output::page_path;
 use crate::pdf::LazyPdf;
-
-/// Runs every page of one document through the pipeline, handing each record to `sink`.
-/// Returns the page count; stops at the first failing page. The outer error is for the whole
-/// run (the model cannot load, or its engine is gone); the inner one is this document's.
-pub fn process_document(
-    extractor: &Extractor,
-    model: &LazyModel,
-    pipeline: &Pipeline,
-    bytes: Vec<u8>,
-    source: &str,
-    mut sink: impl FnMut(PageRecord) -> vinscan_core::Result<()>,
-) -> anyhow::Result<Result<u32, Error>> {
-    let sha = sha256_hex(&bytes);
-    let doc = match extractor.open(source, bytes, pipeline) {
-        Ok(d) => d,
-        Err(e) => return Ok(Err(e)),
-    };
-    // A model that cannot load is a configuration error for the whole run, not this input.
-    let vision = model.get()?;
-    let never = Cancellation::new();
-    for page in extractor.extract_document(vision, &doc, &sha, pipeline, &never) {
-        let outcome = page.and_then(&mut sink);
-        match outcome {
-            Ok(()) => {}
-            // every later input would fail the same way: stop the run
-            Err(e) if e.kind() == ErrorKind::Unavailable => anyhow::bail!("{e}"),
-            Err(e) => return Ok(Err(e)),
-        }
-    }
-    Ok(Ok(doc.page_count()))
-}
 
 fn json<T: serde::Serialize>(value: &T, pretty: bool) -> vinscan_core::Result<Vec<u8>> {
     let r = if pretty {

@@ -15,11 +15,8 @@ mod cmd_model;
 mod cmd_pipelines;
 #[cfg(feature = "kafka")]
 mod cmd_serve;
-mod inputs;
-mod local;
 mod model_files;
 mod model_load;
-mod output;
 mod pdf;
 
 use std::process::ExitCode;

@@ -40,10 +40,6 @@ impl LazyModel {
         }
     }
 
-    pub fn files(&self) -> &ModelFiles {
-        &self.files
-    }
-
     pub fn is_loaded(&self) -> bool {
         self.model.get().is_some()
     }
@@ -62,6 +58,21 @@ impl LazyModel {
         }
         let loaded = load_model(&self.files, self.settings)?;
         Ok(self.model.get_or_init(|| loaded).as_ref())
+    }
+}
+
+impl vinscan_batch::ModelOnDemand for LazyModel {
+    fn model(&self) -> Result<&dyn VisionModel, vinscan_core::Error> {
+        self.get()
+            .map_err(|e| vinscan_core::Error::new(vinscan_core::ErrorKind::Config, format!("{e:#}")))
+    }
+
+    fn loaded(&self) -> bool {
+        self.is_loaded()
+    }
+
+    fn files_sha256(&self) -> (&str, &str) {
+        (&self.files.model_sha256, &self.files.mmproj_sha256)
     }
 }
 

@@ -15,9 +15,9 @@ use vinscan_jobs::{Job, JobTimings, ObjectRef};
 use vinscan_storage::ObjectVersion;
 
 use crate::daemon::Daemon;
-use crate::errors::pipeline_error;
 use crate::metrics::Stage;
 use crate::output::{JobOutput, SourceSummary, now_rfc3339};
+use vinscan_jobs::kinds::pipeline_error;
 
 /// What a finished job produced.
 #[derive(Debug)]

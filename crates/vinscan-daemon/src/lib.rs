@@ -17,7 +17,6 @@
 
 pub mod config;
 mod daemon;
-pub mod errors;
 mod guard;
 pub mod handler;
 mod job;

@@ -1,5 +1,6 @@
-//! Storage failures as the pipeline's error kinds: the one mapping the daemon and `batch` use,
-//! so that what is retried and what is dead-lettered is decided in one place.
+//! Storage failures as the pipeline's error kinds, the vocabulary of a dead letter's and a
+//! manifest's `error.kind`: the one mapping the daemon and `batch` use, so that what is retried
+//! and what is dead-lettered is decided in one place.
 
 use vinscan_core::{Error, ErrorKind};
 use vinscan_storage::{StorageError, StorageErrorKind};

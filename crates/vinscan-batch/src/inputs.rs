@@ -45,7 +45,7 @@ impl Input {
                 .get(key, max_bytes, None::<&ObjectVersion>)
                 .await
                 .map(|o| o.bytes.to_vec())
-                .map_err(vinscan_daemon::errors::pipeline_error),
+                .map_err(vinscan_jobs::kinds::pipeline_error),
         }
     }
 }
@@ -175,7 +175,7 @@ pub async fn s3_inputs(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Vec<
     let listed = store
         .list(&prefix)
         .await
-        .map_err(vinscan_daemon::errors::pipeline_error)?;
+        .map_err(vinscan_jobs::kinds::pipeline_error)?;
     let mut names = OutputNames::default();
     Ok(listed
         .into_iter()

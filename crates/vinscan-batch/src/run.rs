@@ -1,0 +1,289 @@
+//! A batch run: every input to its manifest line — read, skip when its outputs exist and
+//! match, extract and write its pages, or say why not (failed, unsupported) — `parallel`
+//! inputs at a time, so their pages decode together in the model and one input's IO overlaps
+//! the others' inference.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use serde::Serialize;
+use vinscan_core::{Error, ErrorKind, Extractor, PageRecord, Pipeline};
+use vinscan_jobs::kinds::pipeline_error;
+use vinscan_storage::{ObjectStore, join_key};
+
+use crate::ModelOnDemand;
+use crate::document::process_document;
+use crate::inputs::{Input, not_a_scan};
+use crate::resume::{Expected, matches, page_name};
+
+/// One line of `manifest.jsonl`.
+#[derive(Debug, Serialize)]
+pub struct ManifestEntry<'a> {
+    pub source: &'a str,
+    /// `ok`, `skipped` (outputs exist and match), `failed` or `unsupported` (not a scan).
+    pub status: &'static str,
+    pub pages: u32,
+    pub outputs: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ManifestError>,
+    pub elapsed_ms: u64,
+}
+
+/// Why an input failed or is unsupported: the pipeline's error kind and message.
+#[derive(Debug, Serialize)]
+pub struct ManifestError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// The counts a run ends with (printed as JSON by `vinscan batch`).
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub inputs: usize,
+    pub processed: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub unsupported: usize,
+    pub pages_written: u32,
+    pub model_loaded: bool,
+    pub manifest: String,
+    pub elapsed_ms: u64,
+}
+
+/// How a run shows its progress (the binary's progress bar).
+pub trait Progress: Sync {
+    /// Work on `source` begins.
+    fn start(&self, source: &str);
+    /// An input is done.
+    fn done(&self);
+    /// Runs `log` so that its output does not garble the progress display.
+    fn log(&self, log: &mut dyn FnMut());
+}
+
+#[derive(Default)]
+struct Counts {
+    processed: AtomicUsize,
+    skipped: AtomicUsize,
+    failed: AtomicUsize,
+    unsupported: AtomicUsize,
+    pages_written: AtomicU32,
+}
+
+/// status, pages, outputs, error
+type Outcome = (&'static str, u32, Vec<String>, Option<Error>);
+
+/// What every worker of a run shares.
+pub struct Batch<'a> {
+    pub rt: tokio::runtime::Runtime,
+    pub out: Arc<dyn ObjectStore>,
+    /// Key prefix of the outputs in `out`.
+    pub out_prefix: String,
+    /// How an output key is shown (a local path, or `s3://bucket/key`).
+    pub out_name: &'a (dyn Fn(&str) -> String + Sync),
+    pub extractor: Extractor,
+    pub model: &'a dyn ModelOnDemand,
+    pub pipeline: Arc<Pipeline>,
+    /// Process inputs even when their outputs exist and match.
+    pub force: bool,
+    pub progress: &'a dyn Progress,
+    counts: Counts,
+}
+
+impl<'a> Batch<'a> {
+    #[allow(clippy::too_many_arguments)] // the run's settings, each named where it is built
+    pub fn new(
+        rt: tokio::runtime::Runtime,
+        out: Arc<dyn ObjectStore>,
+        out_prefix: String,
+        out_name: &'a (dyn Fn(&str) -> String + Sync),
+        extractor: Extractor,
+        model: &'a dyn ModelOnDemand,
+        pipeline: Arc<Pipeline>,
+        force: bool,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        Self {
+            rt,
+            out,
+            out_prefix,
+            out_name,
+            extractor,
+            model,
+            pipeline,
+            force,
+            progress,
+            counts: Counts::default(),
+        }
+    }
+
+    fn page_key(&self, input: &Input, page: u32) -> String {
+        join_key(&self.out_prefix, &page_name(&input.output_name, page))
+    }
+
+    fn read_record(&self, key: &str) -> Option<PageRecord> {
+        let o = self.rt.block_on(self.out.get(key, 64 << 20, None)).ok()?;
+        serde_json::from_slice(&o.bytes).ok()
+    }
+
+    /// Output names of an input whose pages all exist and match; `None` to process it.
+    fn reusable(&self, input: &Input, expected: &Expected<'_>) -> Option<Vec<String>> {
+        let first_key = self.page_key(input, 1);
+        let first = self.read_record(&first_key).filter(|r| matches(r, expected))?;
+        let mut names = vec![(self.out_name)(&first_key)];
+        for page in 2..=first.provenance.page_count {
+            let key = self.page_key(input, page);
+            self.read_record(&key).filter(|r| matches(r, expected))?;
+            names.push((self.out_name)(&key));
+        }
+        Some(names)
+    }
+
+    fn failed(&self, input: &Input, e: Error, pages: u32, outputs: Vec<String>) -> Outcome {
+        self.counts.failed.fetch_add(1, Ordering::Relaxed);
+        self.progress.log(&mut || {
+            tracing::error!(source = %input.source, kind = %e.kind(), error = %e, "input failed");
+        });
+        ("failed", pages, outputs, Some(e))
+    }
+
+    fn unsupported(&self, why: Error) -> Outcome {
+        self.counts.unsupported.fetch_add(1, Ordering::Relaxed);
+        ("unsupported", 0, Vec::new(), Some(why))
+    }
+
+    /// One input to its manifest entry. `Err` only for what stops the whole run (the model
+    /// cannot load or is gone, an output cannot be written).
+    pub fn one_input<'i>(&self, input: &'i Input) -> Result<ManifestEntry<'i>, Error> {
+        let t = Instant::now();
+        self.progress.start(&input.source);
+        let read = self.rt.block_on(input.read(self.pipeline.limits.max_bytes));
+        let (status, pages, outputs, error) = match read {
+            Err(e) if !input.scan_extension && e.kind() == ErrorKind::TooLarge => {
+                self.unsupported(e.context("not a scan by its name, and too large to read for its content"))
+            }
+            Err(e) => self.failed(input, e.context(&input.source), 0, Vec::new()),
+            Ok(bytes) => match (!input.scan_extension).then(|| not_a_scan(&bytes)).flatten() {
+                Some(why) => self.unsupported(why),
+                None => self.scan(input, bytes)?,
+            },
+        };
+        Ok(ManifestEntry {
+            source: &input.source,
+            status,
+            pages,
+            outputs,
+            error: error.map(|e| ManifestError {
+                kind: e.kind(),
+                message: e.message().to_owned(),
+            }),
+            elapsed_ms: t.elapsed().as_millis() as u64,
+        })
+    }
+
+    fn scan(&self, input: &Input, bytes: Vec<u8>) -> Result<Outcome, Error> {
+        let sha = vinscan_core::hash::sha256_hex(&bytes);
+        let (model_sha256, mmproj_sha256) = self.model.files_sha256();
+        let expected = Expected {
+            source_sha256: &sha,
+            pipeline_sha256: &self.pipeline.sha256,
+            schema_sha256: self.pipeline.schema.sha256(),
+            model_sha256,
+            mmproj_sha256,
+        };
+        if !self.force
+            && let Some(existing) = self.reusable(input, &expected)
+        {
+            self.counts.skipped.fetch_add(1, Ordering::Relaxed);
+            return Ok(("skipped", existing.len() as u32, existing, None));
+        }
+        let mut outputs = Vec::new();
+        let result = process_document(
+            &self.extractor,
+            self.model,
+            &self.pipeline,
+            bytes,
+            &input.source,
+            |record| {
+                let key = self.page_key(input, record.page);
+                let json = serde_json::to_vec_pretty(&record)
+                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+                self.rt
+                    .block_on(self.out.put(&key, Bytes::from(json), "application/json"))
+                    .map_err(pipeline_error)?;
+                outputs.push((self.out_name)(&key));
+                Ok(())
+            },
+        )?;
+        self.counts
+            .pages_written
+            .fetch_add(outputs.len() as u32, Ordering::Relaxed);
+        Ok(match result {
+            Ok(pages) => {
+                self.counts.processed.fetch_add(1, Ordering::Relaxed);
+                ("ok", pages, outputs, None)
+            }
+            Err(e) => {
+                let pages = outputs.len() as u32;
+                self.failed(input, e, pages, outputs)
+            }
+        })
+    }
+
+    /// Every input, `parallel` at a time; the manifest is checkpointed every 20 inputs and
+    /// written whole at the end. Returns the run's summary.
+    pub fn run(&self, inputs: &[Input], parallel: usize, started: Instant) -> Result<Summary, Error> {
+        let manifest_key = join_key(&self.out_prefix, "manifest.jsonl");
+        let manifest = Mutex::new(Vec::<u8>::new());
+        let next = AtomicUsize::new(0);
+        let done = AtomicUsize::new(0);
+        let write = |bytes: Vec<u8>| {
+            self.rt
+                .block_on(
+                    self.out
+                        .put(&manifest_key, Bytes::from(bytes), "application/x-ndjson"),
+                )
+                .map_err(|e| pipeline_error(e).context("writing the manifest"))
+        };
+        let worker = || -> Result<(), Error> {
+            while let Some(input) = inputs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let entry = self.one_input(input)?;
+                let line =
+                    serde_json::to_vec(&entry).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+                let mut m = manifest.lock().unwrap_or_else(|p| p.into_inner());
+                m.extend_from_slice(&line);
+                m.push(b'\n');
+                // checkpoint now and then, so an interrupted run leaves a record
+                if done.fetch_add(1, Ordering::Relaxed) % 20 == 19 {
+                    write(m.clone())?;
+                }
+                drop(m);
+                self.progress.done();
+            }
+            Ok(())
+        };
+        let workers = parallel.clamp(1, inputs.len().max(1));
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers).map(|_| scope.spawn(worker)).collect();
+            for h in handles {
+                h.join()
+                    .map_err(|_| Error::new(ErrorKind::Internal, "a batch worker panicked"))??;
+            }
+            Ok::<_, Error>(())
+        })?;
+        write(manifest.into_inner().unwrap_or_else(|p| p.into_inner()))?;
+        let c = &self.counts;
+        Ok(Summary {
+            inputs: inputs.len(),
+            processed: c.processed.load(Ordering::Relaxed),
+            skipped: c.skipped.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            unsupported: c.unsupported.load(Ordering::Relaxed),
+            pages_written: c.pages_written.load(Ordering::Relaxed),
+            model_loaded: self.model.loaded(),
+            manifest: (self.out_name)(&manifest_key),
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
