@@ -5,8 +5,12 @@
 //! and owns every handle; [`LlamaVisionModel`] forwards requests to it over a channel and waits
 //! for the reply (the shape of text-embeddings-inference's backends).
 //!
-//! Architecture invariant: this is the only crate that names llama.cpp; it knows nothing about
-//! documents, pipelines or where outputs go.
+//! [`tools`] holds what tools off the serving path need from llama.cpp (its quantiser, the
+//! file-type names, the prompt text): `vinscan-convert` calls them.
+//!
+//! Architecture invariant: inference only. It is the crate that names llama.cpp (the other is
+//! `vinscan-convert`'s `trace` feature, a fidelity tool); it knows nothing about documents,
+//! pipelines or where outputs go.
 
 mod engine;
 mod files;
