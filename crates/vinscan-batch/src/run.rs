@@ -154,7 +154,7 @@ impl<'a> Batch<'a> {
     }
 
     /// One input to its manifest entry. `Err` only for what stops the whole run (the model
-    /// cannot load or is gone, an output cannot be written).
+    /// cannot load or its engine is gone); an output that cannot be written fails its input.
     pub fn one_input<'i>(&self, input: &'i Input) -> Result<ManifestEntry<'i>, Error> {
         let t = Instant::now();
         self.progress.start(&input.source);
@@ -192,6 +192,10 @@ impl<'a> Batch<'a> {
             model_sha256,
             mmproj_sha256,
         };
+        // an output name the output store cannot hold fails the input before any inference
+        if let Err(e) = self.out.check_key(&self.page_key(input, 1)) {
+            return Ok(self.failed(input, pipeline_error(e).context(&input.source), 0, Vec::new()));
+        }
         if !self.force
             && let Some(existing) = self.reusable(input, &expected)
         {

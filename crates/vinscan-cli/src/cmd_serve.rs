@@ -116,5 +116,10 @@ async fn serve(
         metrics,
         readiness,
     ));
-    Ok(vinscan_daemon::serve(daemon, source).await)
+    let exit = vinscan_daemon::serve(daemon, source.clone()).await;
+    // The daemon has already committed and left the group (off the async threads); dropping
+    // the consumer here would close it again inside librdkafka's destructor, blocking this
+    // thread. The process exits right after, so it is left to the exit.
+    std::mem::forget(source);
+    Ok(exit)
 }

@@ -10,9 +10,9 @@
 //!   output and no dead letter;
 //! - a message that is not a job gets a dead-letter record (`poison`) carrying a bounded copy
 //!   of it;
-//! - a failure that is not the job's fault — the engine is gone (`Unavailable`), the broker
-//!   refuses a record for good — leaves the message undone (never dead-lettered) and stops the
-//!   daemon, which exits non-zero so it is restarted and the message redelivered;
+//! - a failure of this process rather than of the job — the engine is gone (`Unavailable`),
+//!   the broker refuses a record for good — leaves the message undone (never dead-lettered)
+//!   and stops the daemon, which exits non-zero so it is restarted and the message redelivered;
 //! - a message whose work the shutdown interrupts is left undone, for redelivery.
 //!
 //! A message is finished only when every one of its records is on the broker.

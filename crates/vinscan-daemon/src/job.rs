@@ -69,8 +69,9 @@ pub(crate) fn backoff(daemon: &Daemon) -> impl Iterator<Item = Duration> {
 /// Runs `job` until it is done, fails for good, exhausts its retry budget or the daemon stops.
 pub async fn run_with_retries(daemon: &Arc<Daemon>, job: &Job) -> Ended {
     tracing::info!(job_id = %job.job_id, sources = job.sources.len(), "job started");
-    let first = Instant::now();
     let first_at = now_rfc3339();
+    // the budget runs from the first failure: a long extraction does not use it up
+    let mut first_failure: Option<Instant> = None;
     let mut delays = backoff(daemon);
     let mut attempts = 0u32;
     let mut cache = None;
@@ -85,7 +86,8 @@ pub async fn run_with_retries(daemon: &Arc<Daemon>, job: &Job) -> Ended {
             return Ended::Abandoned;
         }
         let delay = delays.next().unwrap_or(Duration::from_secs(1));
-        if first.elapsed() + delay > daemon.config.retry_budget() {
+        let failing_for = first_failure.get_or_insert_with(Instant::now).elapsed();
+        if failing_for + delay > daemon.config.retry_budget() {
             return Ended::Failed(e, attempts, first_at);
         }
         daemon.metrics.retry(e.kind().as_str());
@@ -105,7 +107,7 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
     };
     let t = Instant::now();
     let prefix = &job.output_prefix;
-    let key = job_output_key(prefix.key(), &job.pipeline, &x.objects);
+    let key = job_output_key(prefix.prefix(), &job.pipeline, &x.objects);
     let output = JobOutput {
         job_id: job.job_id.clone(),
         pipeline: job.pipeline.clone(),

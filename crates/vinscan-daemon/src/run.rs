@@ -19,7 +19,7 @@ use crate::readiness::Check;
 
 /// How long cancelled work may take to notice before its task is dropped (its delivery is
 /// abandoned either way), and how long closing the source and flushing the publisher may take.
-const AFTER_GRACE: Duration = Duration::from_secs(3);
+const AFTER_GRACE: Duration = Duration::from_secs(2);
 
 /// How the daemon ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,9 @@ async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut 
                         paused = true;
                     }
                 }
+                // refused for good (not authorised for the topic or group): no message will
+                // ever come; stop loudly instead of polling forever while looking ready
+                Err(e) if !e.is_retryable() => daemon.fault(&format!("the broker refuses to deliver: {e}")),
                 Err(e) => {
                     tracing::warn!(error = %e, "consume error");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -115,8 +118,9 @@ async fn drain(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut Jo
             },
             // keep serving the source (rebalances); a prefetched message that still arrives is
             // abandoned (its guard drops) for redelivery
-            r = source.recv() => if let Ok(d) = r {
-                drop(DeliveryGuard::new(source.clone(), daemon.metrics.clone(), d.id));
+            r = source.recv() => match r {
+                Ok(d) => drop(DeliveryGuard::new(source.clone(), daemon.metrics.clone(), d.id)),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             },
             () = tokio::time::sleep_until(deadline) => break,
         }
@@ -143,7 +147,7 @@ async fn drain(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut Jo
 /// threads, each bounded.
 async fn close(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>) {
     let s = source.clone();
-    match tokio::time::timeout(AFTER_GRACE * 3, tokio::task::spawn_blocking(move || s.close())).await {
+    match tokio::time::timeout(AFTER_GRACE * 2, tokio::task::spawn_blocking(move || s.close())).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => {
             tracing::warn!(error = %e, "final commit failed; finished work since the last commit will be redone")
@@ -154,7 +158,7 @@ async fn close(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>) {
     }
     let p = daemon.publisher.clone();
     match tokio::time::timeout(
-        AFTER_GRACE * 2,
+        AFTER_GRACE,
         tokio::task::spawn_blocking(move || p.flush(AFTER_GRACE)),
     )
     .await

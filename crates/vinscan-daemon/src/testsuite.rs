@@ -22,6 +22,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 #[derive(Debug, Default)]
 struct SourceState {
+    /// Every message pushed, for redelivery after a restart.
+    log: Vec<Delivery>,
     queue: VecDeque<Delivery>,
     next_offset: HashMap<(String, i32), i64>,
     finished: Vec<DeliveryId>,
@@ -58,15 +60,49 @@ impl VecJobSource {
             token: 1,
         };
         *next += 1;
-        s.queue.push_back(Delivery {
+        let d = Delivery {
             id: id.clone(),
             key: key.map(|k| k.as_bytes().to_vec()),
             payload: payload.to_vec(),
             timestamp_ms: Some(1_764_522_314_000),
-        });
+        };
+        s.log.push(d.clone());
+        s.queue.push_back(d);
         drop(s);
         self.wake.notify_waiters();
         id
+    }
+
+    /// A new member after a restart: every message from each partition's commit position on is
+    /// delivered again, in order (as Kafka redelivers from the committed offset); nothing is
+    /// paused or closed.
+    pub fn restart(&self) {
+        let partitions: BTreeSet<(String, i32)> = lock(&self.state)
+            .log
+            .iter()
+            .map(|d| (d.id.topic.clone(), d.id.partition))
+            .collect();
+        let committed: HashMap<(String, i32), i64> = partitions
+            .into_iter()
+            .map(|(t, p)| {
+                let c = self.committed(&t, p);
+                ((t, p), c)
+            })
+            .collect();
+        let mut s = lock(&self.state);
+        let redeliver: VecDeque<Delivery> = s
+            .log
+            .iter()
+            .filter(|d| d.id.offset >= committed[&(d.id.topic.clone(), d.id.partition)])
+            .cloned()
+            .collect();
+        s.queue = redeliver;
+        s.abandoned.clear();
+        s.in_flight = 0;
+        s.paused = false;
+        s.closed = false;
+        drop(s);
+        self.wake.notify_waiters();
     }
 
     pub fn finished(&self) -> Vec<DeliveryId> {
@@ -304,6 +340,8 @@ struct ModelState {
     behaviour: Behaviour,
     pages: u32,
     dead: bool,
+    /// A page was running when its cancellation was raised.
+    saw_cancel: bool,
 }
 
 /// A vision model that answers under the request's schema, scripted to fail.
@@ -330,6 +368,7 @@ impl ScriptedModel {
                 behaviour,
                 pages: 0,
                 dead: false,
+                saw_cancel: false,
             }),
         }
     }
@@ -337,6 +376,11 @@ impl ScriptedModel {
     /// Pages answered so far.
     pub fn pages(&self) -> u32 {
         lock(&self.state).pages
+    }
+
+    /// Whether a running page saw its cancellation raised.
+    pub fn saw_cancel(&self) -> bool {
+        lock(&self.state).saw_cancel
     }
 
     fn answer(&self, request: &GenerateRequest) -> Generation {
@@ -387,6 +431,7 @@ impl VisionModel for ScriptedModel {
             while !request.cancel.is_cancelled() {
                 std::thread::sleep(Duration::from_millis(5));
             }
+            lock(&self.state).saw_cancel = true;
             return Err(Error::new(
                 ErrorKind::Cancelled,
                 "generation cancelled by the caller",
@@ -513,8 +558,25 @@ output_prefix = "s3://out/uploads"
     }
 }
 
+/// Fresh fakes, the model scripted with `behaviour`.
+pub fn fakes(behaviour: Behaviour) -> Fakes {
+    Fakes {
+        source: Arc::new(VecJobSource::new()),
+        publisher: Arc::new(ScriptedPublisher::new()),
+        stores: vinscan_storage::MemoryBuckets::new(),
+        model: Arc::new(ScriptedModel::new(behaviour)),
+    }
+}
+
 /// A daemon over fresh fakes, with the shipped pipelines and `behaviour` for the model.
 pub fn daemon(config: crate::ServeConfig, behaviour: Behaviour) -> (Arc<crate::Daemon>, Fakes) {
+    let f = fakes(behaviour);
+    (daemon_over(config, &f), f)
+}
+
+/// A daemon over these fakes (a restarted process shares the broker, the stores and, here,
+/// the publisher's record of what was sent).
+pub fn daemon_over(config: crate::ServeConfig, fakes: &Fakes) -> Arc<crate::Daemon> {
     let catalog = match vinscan_core::Catalog::embedded() {
         Ok(c) => c,
         Err(e) => panic!("embedded catalog: {e}"),
@@ -527,12 +589,6 @@ pub fn daemon(config: crate::ServeConfig, behaviour: Behaviour) -> (Arc<crate::D
     ) {
         Ok(r) => r,
         Err(e) => panic!("routes: {e}"),
-    };
-    let fakes = Fakes {
-        source: Arc::new(VecJobSource::new()),
-        publisher: Arc::new(ScriptedPublisher::new()),
-        stores: vinscan_storage::MemoryBuckets::new(),
-        model: Arc::new(ScriptedModel::new(behaviour)),
     };
     let metrics = Arc::new(crate::Metrics::new());
     let readiness = Arc::new(crate::Readiness::new(metrics.ready.clone()));
@@ -547,5 +603,5 @@ pub fn daemon(config: crate::ServeConfig, behaviour: Behaviour) -> (Arc<crate::D
         metrics,
         readiness,
     );
-    (Arc::new(daemon), fakes)
+    Arc::new(daemon)
 }

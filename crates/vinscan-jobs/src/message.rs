@@ -88,6 +88,8 @@ fn source_object(spec: &SourceSpec) -> Result<ObjectRef, String> {
     if uri.key().is_empty() {
         return Err(format!("source {uri} names a bucket but no object key"));
     }
+    // the key is read as written: one no store can hold (`a//b`, `a/`, `..`) is refused here
+    vinscan_storage::check_key(uri.key()).map_err(|e| format!("source {uri}: {e}"))?;
     Ok(ObjectRef {
         bucket: uri.bucket().to_owned(),
         key: uri.key().to_owned(),
@@ -124,6 +126,9 @@ fn job_message(value: Value, routes: &Routes) -> Result<Job, Poison> {
         Err(e) => return poison(e),
     };
     let output_prefix = m.output_prefix.unwrap_or_else(|| routes.default_output().clone());
+    if !(m.metadata.is_null() || m.metadata.is_object()) {
+        return poison("metadata must be a JSON object");
+    }
     if serde_json::to_vec(&m.metadata).map_or(0, |v| v.len()) > 16 * 1024 {
         return poison("metadata larger than 16 KiB");
     }
@@ -288,6 +293,14 @@ mod tests {
         check(
             r#"{"job_id":"j","pipeline":"receipt","sources":["s3://src"]}"#,
             Err("no object key"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://src//x.png"]}"#,
+            Err("absolute"),
+        );
+        check(
+            r#"{"job_id":"j","pipeline":"receipt","sources":["s3://src/a.jpg"],"metadata":[1]}"#,
+            Err("metadata must be a JSON object"),
         );
         check(
             r#"{"job_id":"j","pipeline":"receipt","sources":[{"uri":"s3://src/a.jpg","versoin_id":"v"}]}"#,

@@ -112,6 +112,15 @@ impl ClientContext for TrackingContext {
 }
 
 impl ConsumerContext for TrackingContext {
+    /// Asynchronous commits report here: a refused one (the member's generation is stale after
+    /// a rebalance, the broker away) loses nothing, the work after the last commit that held
+    /// is redone, but it must be visible.
+    fn commit_callback(&self, result: rdkafka::error::KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, partitions = offsets.count(), "offset commit refused; finished work since the last commit will be redone");
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;

@@ -45,4 +45,27 @@ impl KafkaError {
         };
         Self::new(kind, format!("{what}: {e}"))
     }
+
+    /// A failed produce: as [`from_rdkafka`](Self::from_rdkafka), and also fatal where the
+    /// broker refuses the record itself, which resending cannot change (the topic does not
+    /// exist or is invalid, a policy or the record format is refused).
+    pub(crate) fn from_produce(e: &rdkafka::error::KafkaError, what: &str) -> Self {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        let mut err = Self::from_rdkafka(e, what);
+        if matches!(
+            e.rdkafka_error_code(),
+            Some(
+                C::UnknownTopicOrPartition
+                    | C::UnknownTopic
+                    | C::InvalidTopic
+                    | C::PolicyViolation
+                    | C::InvalidRecord
+                    | C::MessageBatchTooLarge
+                    | C::InvalidMessage
+            )
+        ) {
+            err.kind = KafkaErrorKind::Fatal;
+        }
+        err
+    }
 }

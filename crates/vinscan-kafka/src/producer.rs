@@ -46,7 +46,7 @@ impl Publisher {
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(h);
         match self.producer.send(record, Duration::from_secs(5)).await {
             Ok(delivery) => Ok((delivery.partition, delivery.offset)),
-            Err((e, _)) => Err(KafkaError::from_rdkafka(&e, &format!("produce to {topic}"))),
+            Err((e, _)) => Err(KafkaError::from_produce(&e, &format!("produce to {topic}"))),
         }
     }
 

@@ -106,13 +106,21 @@ fn serve(
     }
     let mut scheduler = Scheduler::new(config);
     let result = catch_unwind(AssertUnwindSafe(|| scheduler.run(&mut session, &model, commands)));
-    if result.is_err() {
-        // the context may be in any state: this thread serves nothing more. Not the pages'
-        // fault as far as anyone can tell, so they fail as `Unavailable`, not as their own error.
-        let why = "llama.cpp generation panicked; the model thread has stopped";
-        tracing::error!("{why}: failing the requests in flight");
-        health.fail(why);
-        scheduler.fail_all(|| Error::new(ErrorKind::Unavailable, why));
+    let why = match result {
+        Ok(Ok(())) => return,
+        Ok(Err(why)) => why,
+        // the context may be in any state: this thread serves nothing more
+        Err(_) => "llama.cpp generation panicked".to_owned(),
+    };
+    // Not the pages' fault as far as anyone can tell, so they fail as `Unavailable`, not as
+    // their own error; requests already queued are answered too, and later ones are refused
+    // by the health check before they are sent.
+    let why = format!("{why}; the model thread has stopped");
+    tracing::error!(reason = %why, "failing the requests in flight");
+    health.fail(&why);
+    scheduler.fail_all(|| Error::new(ErrorKind::Unavailable, why.clone()));
+    while let Ok(Command::Generate(_, reply)) = commands.try_recv() {
+        let _ = reply.send(Err(Error::new(ErrorKind::Unavailable, why.clone())));
     }
 }
 

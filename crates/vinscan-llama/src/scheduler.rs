@@ -86,22 +86,24 @@ impl Scheduler {
         }
     }
 
-    /// Serves until the command channel closes and the work in hand is done.
+    /// Serves until the command channel closes and the work in hand is done. `Err` when the
+    /// engine cannot go on (a `llama_decode` failure that is no page's fault): the pages in that
+    /// step have been answered `Unavailable`, the rest are the caller's to answer.
     pub(crate) fn run(
         &mut self,
         s: &mut Session<'_>,
         model: &LlamaModel,
         commands: &mpsc::Receiver<Command>,
-    ) {
+    ) -> std::result::Result<(), String> {
         let mut open = true;
         loop {
             if self.active.is_empty() && self.waiting.is_empty() {
                 if !open {
-                    return;
+                    return Ok(());
                 }
                 match commands.recv() {
                     Ok(c) => self.enqueue(c),
-                    Err(_) => return,
+                    Err(_) => return Ok(()),
                 }
             }
             while open {
@@ -114,7 +116,7 @@ impl Scheduler {
             self.drop_cancelled(s);
             self.admit(s, model);
             if !self.active.is_empty() {
-                self.step(s, model);
+                self.step(s, model)?;
             }
         }
     }
@@ -198,6 +200,16 @@ impl Scheduler {
         let n_ctx = s.ctx.n_ctx();
         while self.active.len() < self.parallel {
             let Some(w) = self.waiting.front_mut() else { break };
+            if w.request.cancel.is_cancelled() {
+                // raised while earlier pages were admitted: no vision encode for it
+                if let Some(w) = self.waiting.pop_front() {
+                    let _ = w.reply.send(Err(Error::new(
+                        ErrorKind::Cancelled,
+                        "generation cancelled by the caller",
+                    )));
+                }
+                continue;
+            }
             if w.prepared.is_none() {
                 match prepare(s, &w.request, self.reuse_prefix) {
                     Ok(p) => w.prepared = Some(p),
@@ -399,7 +411,8 @@ impl Scheduler {
     }
 
     /// One `llama_decode` for the queued tokens of every page in flight, then a token each.
-    fn step(&mut self, s: &mut Session<'_>, model: &LlamaModel) {
+    /// `Err` when `llama_decode` fails for no page's fault: the engine is broken.
+    fn step(&mut self, s: &mut Session<'_>, model: &LlamaModel) -> std::result::Result<(), String> {
         let n_ctx = s.ctx.n_ctx();
         while self.active.len() > 1 && self.cells_next_step() + KV_SLACK / 2 > n_ctx {
             self.preempt_newest(s);
@@ -426,9 +439,20 @@ impl Scheduler {
                 Err(DecodeError::NoKvCacheSlot) if self.active.len() > 1 => {
                     // fragmented cells: make room and try the step again
                     self.preempt_newest(s);
-                    return;
+                    return Ok(());
                 }
-                Err(e) => Err(internal("decode", e)),
+                // one page that cannot fit the context is that page's failure
+                Err(e @ DecodeError::NoKvCacheSlot) => Err(internal("decode", e)),
+                // anything else (a compute or backend error) is the engine's, not the pages'
+                Err(e) => {
+                    let why = format!("llama_decode failed: {e}");
+                    tracing::error!(error = %why, pages = self.active.len(), "the engine cannot go on");
+                    for a in std::mem::take(&mut self.active) {
+                        self.release(s, a.seq);
+                        let _ = a.reply.send(Err(Error::new(ErrorKind::Unavailable, why.clone())));
+                    }
+                    return Err(why);
+                }
             },
         };
         if let Err(e) = decoded {
@@ -437,7 +461,7 @@ impl Scheduler {
                 self.release(s, a.seq);
                 let _ = a.reply.send(Err(e.clone()));
             }
-            return;
+            return Ok(());
         }
         let decode_ms = ms(decode_started);
         let sample_started = Instant::now();
@@ -472,6 +496,7 @@ impl Scheduler {
             sample_ms = ms(sample_started),
             "model step"
         );
+        Ok(())
     }
 
     fn finish(&mut self, s: &mut Session<'_>, a: Active, stop: StopReason) {

@@ -39,7 +39,8 @@ pub use uri::{S3Uri, S3UriError};
 pub struct ObjectMeta {
     pub key: String,
     pub size: u64,
-    /// Entity tag (quotes removed): the MD5 for simple S3 uploads, a content hash for local files.
+    /// Entity tag (quotes removed): the MD5 for simple S3 uploads, a content hash for local files;
+    /// it changes whenever the bytes do.
     pub etag: String,
 }
 
@@ -95,6 +96,11 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError>;
     /// Removes an object; removing a missing object succeeds.
     async fn delete(&self, key: &str) -> Result<(), StorageError>;
+    /// Whether this store can hold `key` ([`check_key`]'s rules; a local directory on Unix also
+    /// takes backslashes): what a caller checks before doing work whose result goes there.
+    fn check_key(&self, key: &str) -> Result<(), StorageError> {
+        check_key(key)
+    }
 }
 
 /// The stores of one service by bucket name: one client (connections, credentials) shared by

@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -29,7 +28,7 @@ impl LocalStore {
     }
 }
 
-fn meta_of(key: &str, path: &Path) -> Result<ObjectMeta, StorageError> {
+fn file_size(path: &Path) -> Result<u64, StorageError> {
     let m = std::fs::metadata(path).map_err(|e| StorageError::io(&e, path.display()))?;
     if !m.is_file() {
         return Err(StorageError::new(
@@ -37,16 +36,26 @@ fn meta_of(key: &str, path: &Path) -> Result<ObjectMeta, StorageError> {
             format!("{}: not a file", path.display()),
         ));
     }
-    let mtime = m
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos());
+    Ok(m.len())
+}
+
+/// Size and tag of a file (reads it: the tag is its content's hash).
+fn meta_of(key: &str, path: &Path) -> Result<ObjectMeta, StorageError> {
+    file_size(path)?;
+    let bytes = std::fs::read(path).map_err(|e| StorageError::io(&e, path.display()))?;
     Ok(ObjectMeta {
         key: key.to_owned(),
-        size: m.len(),
-        etag: format!("{:x}-{mtime:x}", m.len()),
+        size: bytes.len() as u64,
+        etag: content_etag(&bytes),
     })
+}
+
+/// A file's entity tag: the sha256 of its bytes (32 hex digits), as S3 tags a simple upload by
+/// its MD5: the same bytes have the same tag, and any overwrite that changes them changes it,
+/// whatever the file system's timestamps can tell apart.
+fn content_etag(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(bytes)[..16])
 }
 
 async fn blocking<T: Send + 'static>(
@@ -98,15 +107,11 @@ impl ObjectStore for LocalStore {
         let key = key.to_owned();
         let version = version.cloned();
         blocking(move || {
-            let meta = meta_of(&key, &path)?;
-            check_version(&key, &meta, version.as_ref())?;
-            if meta.size > max_bytes {
+            let size = file_size(&path)?;
+            if size > max_bytes {
                 return Err(StorageError::new(
                     StorageErrorKind::TooLarge,
-                    format!(
-                        "{key}: {} bytes exceeds the limit of {max_bytes} bytes",
-                        meta.size
-                    ),
+                    format!("{key}: {size} bytes exceeds the limit of {max_bytes} bytes"),
                 ));
             }
             let bytes = std::fs::read(&path).map_err(|e| StorageError::io(&e, path.display()))?;
@@ -116,15 +121,15 @@ impl ObjectStore for LocalStore {
                     format!("{key}: grew past the limit while read"),
                 ));
             }
-            // replaced while read: the bytes may be the new file's
-            if version.is_some() {
-                check_version(&key, &meta_of(&key, &path)?, version.as_ref())?;
-            }
+            // the tag of the bytes read: whatever was written meanwhile, these are checked
+            let meta = ObjectMeta {
+                key: key.clone(),
+                size: bytes.len() as u64,
+                etag: content_etag(&bytes),
+            };
+            check_version(&key, &meta, version.as_ref())?;
             Ok(Object {
-                meta: ObjectMeta {
-                    size: bytes.len() as u64,
-                    ..meta
-                },
+                meta,
                 bytes: Bytes::from(bytes),
             })
         })
@@ -200,6 +205,10 @@ impl ObjectStore for LocalStore {
             Ok(out)
         })
         .await
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), StorageError> {
+        check_key_with(key, cfg!(unix))
     }
 
     async fn delete(&self, key: &str) -> Result<(), StorageError> {

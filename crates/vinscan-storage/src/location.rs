@@ -57,7 +57,7 @@ pub fn open_location(
     match location {
         Location::Local(dir) => Ok((Arc::new(LocalStore::new(dir.clone())), String::new())),
         #[cfg(feature = "s3")]
-        Location::S3(uri) => Ok((Arc::new(S3Store::new(s3, uri.bucket())?), uri.key().to_owned())),
+        Location::S3(uri) => Ok((Arc::new(S3Store::new(s3, uri.bucket())?), uri.prefix().to_owned())),
         #[cfg(not(feature = "s3"))]
         Location::S3(_) => {
             let _ = s3;
@@ -76,10 +76,10 @@ mod tests {
     #[test]
     fn parses_locations() {
         let s3 = |s: &str| Location::S3(s.parse().expect("uri"));
-        assert_eq!(
-            Location::parse("s3://scans/2024/03/").expect("s3"),
-            s3("s3://scans/2024/03")
-        );
+        let dir = Location::parse("s3://scans/2024/03/").expect("s3");
+        assert_eq!(dir, s3("s3://scans/2024/03/"));
+        let Location::S3(uri) = &dir else { panic!("{dir:?}") };
+        assert_eq!(uri.prefix(), "2024/03");
         assert_eq!(Location::parse("s3://scans").expect("s3"), s3("s3://scans"));
         assert_eq!(
             Location::parse("./in").expect("local"),

@@ -264,9 +264,10 @@ impl ObjectStore for S3Store {
     ) -> Result<Object, StorageError> {
         let what = format!("s3://{}/{key}", self.bucket);
         let meta = match self.head_version(key, version).await {
-            // HEAD has no body to say NoSuchVersion: the key exists, the version does not
+            // HEAD has no body to say NoSuchVersion: a version id the key does not have comes back
+            // as 404, or as 400/405 (a malformed id, a delete marker)
             Err(e)
-                if e.kind == StorageErrorKind::NotFound
+                if matches!(e.kind, StorageErrorKind::NotFound | StorageErrorKind::Other)
                     && matches!(version, Some(ObjectVersion::VersionId(_))) =>
             {
                 self.head_version(key, None).await?;

@@ -5,7 +5,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// An S3 location: a bucket and a key (an object's key, or a prefix without its trailing `/`).
+/// An S3 location: a bucket and a key — an object's key, kept exactly as written, or a prefix
+/// ([`prefix`](Self::prefix) drops its surrounding `/`).
 ///
 /// Bucket names follow AWS's rules for general-purpose buckets (S3 User Guide, "Bucket naming
 /// rules"): 3–63 characters of lowercase letters, digits, `-` and `.`, starting and ending with a
@@ -35,7 +36,7 @@ impl S3Uri {
         })?;
         Ok(Self {
             bucket: bucket.to_owned(),
-            key: key.trim_matches('/').to_owned(),
+            key: key.to_owned(),
         })
     }
 
@@ -43,9 +44,14 @@ impl S3Uri {
         &self.bucket
     }
 
-    /// The key or prefix, without leading or trailing `/` (empty for the whole bucket).
+    /// The key exactly as written after `s3://bucket/` (an object's key may hold any `/`).
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// The key as a prefix: without leading or trailing `/` (empty for the whole bucket).
+    pub fn prefix(&self) -> &str {
+        self.key.trim_matches('/')
     }
 
     /// The object `key` of this location's bucket (a key from a listing, already under the
@@ -61,7 +67,7 @@ impl S3Uri {
     pub fn join(&self, rest: &str) -> Self {
         Self {
             bucket: self.bucket.clone(),
-            key: crate::join_key(&self.key, rest.trim_start_matches('/')),
+            key: crate::join_key(self.prefix(), rest.trim_start_matches('/')),
         }
     }
 }
@@ -106,7 +112,7 @@ impl FromStr for S3Uri {
         check_bucket(bucket).map_err(|reason| err(&reason))?;
         Ok(Self {
             bucket: bucket.to_owned(),
-            key: key.trim_matches('/').to_owned(),
+            key: key.to_owned(),
         })
     }
 }
@@ -141,8 +147,8 @@ mod tests {
 
     fn check(input: &str, expected: Result<(&str, &str), &str>) {
         match (input.parse::<S3Uri>(), expected) {
-            (Ok(u), Ok((bucket, key))) => {
-                assert_eq!((u.bucket(), u.key()), (bucket, key), "{input}");
+            (Ok(u), Ok((bucket, prefix))) => {
+                assert_eq!((u.bucket(), u.prefix()), (bucket, prefix), "{input}");
                 // what it prints parses back to itself
                 assert_eq!(u.to_string().parse::<S3Uri>().as_ref(), Ok(&u));
             }
@@ -174,6 +180,16 @@ mod tests {
         check(&format!("s3://{}", "a".repeat(64)), Err("3 to 63"));
     }
 
+    /// Regression: keys were trimmed of slashes, so `s3://b//x.png` read `x.png`, another object.
+    #[test]
+    fn object_keys_are_kept_as_written() {
+        let u: S3Uri = "s3://src//x.png".parse().expect("uri");
+        assert_eq!((u.key(), u.prefix()), ("/x.png", "x.png"));
+        let dir: S3Uri = "s3://src/a/".parse().expect("uri");
+        assert_eq!((dir.key(), dir.prefix()), ("a/", "a"));
+        assert_eq!(dir.to_string(), "s3://src/a/");
+    }
+
     #[test]
     fn joins_and_round_trips_through_serde() {
         let u: S3Uri = "s3://out/results/".parse().expect("uri");
@@ -181,7 +197,7 @@ mod tests {
         let bucket: S3Uri = "s3://out".parse().expect("uri");
         assert_eq!(bucket.join("/x").to_string(), "s3://out/x");
         let json = serde_json_like(&u);
-        assert_eq!(json, "s3://out/results");
+        assert_eq!(json, "s3://out/results/");
         assert!(S3Uri::try_from("s3://UP/x".to_owned()).is_err());
     }
 
