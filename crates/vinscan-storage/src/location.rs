@@ -78,7 +78,9 @@ mod tests {
         let s3 = |s: &str| Location::S3(s.parse().expect("uri"));
         let dir = Location::parse("s3://scans/2024/03/").expect("s3");
         assert_eq!(dir, s3("s3://scans/2024/03/"));
-        let Location::S3(uri) = &dir else { panic!("{dir:?}") };
+        let Location::S3(uri) = &dir else {
+            panic!("{dir:?}")
+        };
         assert_eq!(uri.prefix(), "2024/03");
         assert_eq!(Location::parse("s3://scans").expect("s3"), s3("s3://scans"));
         assert_eq!(
