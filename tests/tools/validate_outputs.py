@@ -4,7 +4,8 @@
 usage: validate_outputs.py REPO_ROOT FILE...
 Each FILE is JSON Lines or a single JSON object (a page record, or a daemon job output whose
 `pages` are page records). Every record's `data` must
-validate against the schema file its `schema` field names (a path relative to REPO_ROOT).
+validate against the schema file its `schema` field names (a path relative to REPO_ROOT), and
+its `checks` must be one result per declared check with a JSON Pointer that resolves in `data`.
 Prints one line per failure and a closing 'N passed, M failed'; exits 1 on any failure.
 """
 import json
@@ -28,6 +29,38 @@ def records(path):
     return out
 
 
+STATUSES = {"pass", "fail", "warn", "skipped"}
+
+
+def resolve(doc, pointer):
+    """RFC 6901: the value at `pointer` in `doc`, or raise KeyError/IndexError."""
+    if pointer == "":
+        return doc
+    for token in pointer[1:].split("/"):
+        token = token.replace("~1", "/").replace("~0", "~")
+        doc = doc[int(token)] if isinstance(doc, list) else doc[token]
+    return doc
+
+
+def check_problems(rec):
+    problems = []
+    checks = rec.get("checks")
+    if not isinstance(checks, list) or not isinstance(rec.get("corrections"), list):
+        return ["checks or corrections is not an array"]
+    for c in checks:
+        if set(c) != {"pointer", "check", "status", "detail"} or c["status"] not in STATUSES:
+            problems.append(f"malformed check result {c}")
+            continue
+        try:
+            resolve(rec["data"], c["pointer"])
+        except (KeyError, IndexError, ValueError, TypeError):
+            problems.append(f"check {c['check']} points at {c['pointer']!r}, not in data")
+    for c in rec["corrections"]:
+        if resolve(rec["data"], c["pointer"]) != c["kept"]:
+            problems.append(f"correction at {c['pointer']} is not what data holds")
+    return problems
+
+
 def main():
     root, files = sys.argv[1], sys.argv[2:]
     validators, passed, failed = {}, 0, 0
@@ -39,11 +72,12 @@ def main():
                     schema = json.load(f)
                 Draft202012Validator.check_schema(schema)
                 validators[schema_path] = Draft202012Validator(schema)
-            errors = list(validators[schema_path].iter_errors(rec["data"]))
-            keys = {"source", "page", "pipeline", "schema", "data", "provenance"}
+            errors = [e.message for e in validators[schema_path].iter_errors(rec["data"])]
+            errors += check_problems(rec)
+            keys = {"source", "page", "pipeline", "schema", "data", "checks", "corrections", "provenance"}
             if errors or set(rec) != keys:
                 failed += 1
-                why = errors[0].message if errors else f"record keys {sorted(rec)}"
+                why = errors[0] if errors else f"record keys {sorted(rec)}"
                 print(f"FAIL {rec.get('source')} page {rec.get('page')}: {why}")
             else:
                 passed += 1

@@ -68,6 +68,16 @@ fn inputs(dir: &std::path::Path) -> (Vec<PathBuf>, usize) {
     (files, pages)
 }
 
+/// The checks each pipeline's schema declares: every record carries at least one result of each.
+fn declared_checks(pipeline: &str) -> &'static [&'static str] {
+    match pipeline {
+        "invoice" => &["invoice-totals", "invoice-series", "date", "mst", "vat-rate"],
+        "id-card" => &["card-dates", "cccd", "date", "mrz"],
+        "receipt" => &["date"],
+        _ => &[],
+    }
+}
+
 fn check_pipeline(pipeline: &str) {
     let tmp = tempfile::tempdir().expect("tmp");
     let (files, pages) = inputs(tmp.path());
@@ -92,6 +102,18 @@ fn check_pipeline(pipeline: &str) {
         let expected = tiles["cols"].as_u64().unwrap_or(0) * tiles["rows"].as_u64().unwrap_or(0)
             + u64::from(tiles["thumbnail"].as_bool().unwrap_or(false));
         assert_eq!(tiles["images"].as_u64(), Some(expected), "{line}");
+        let names: Vec<&str> = v["checks"]
+            .as_array()
+            .expect("checks is an array")
+            .iter()
+            .filter_map(|c| c["check"].as_str())
+            .collect();
+        for check in declared_checks(pipeline) {
+            assert!(names.contains(check), "no {check} result in {line}");
+        }
+        if declared_checks(pipeline).is_empty() {
+            assert!(names.is_empty(), "{pipeline} declares no checks: {line}");
+        }
     }
     let jsonl = tmp.path().join(format!("{pipeline}.jsonl"));
     std::fs::write(&jsonl, &stdout).expect("write jsonl");

@@ -92,7 +92,10 @@ impl Catalog {
         )
     }
 
-    fn build(schema_files: Vec<(String, Vec<u8>)>, pipeline_files: Vec<(String, Vec<u8>)>) -> Result<Self> {
+    pub(crate) fn build(
+        schema_files: Vec<(String, Vec<u8>)>,
+        pipeline_files: Vec<(String, Vec<u8>)>,
+    ) -> Result<Self> {
         let config = |m: String| Error::new(ErrorKind::Config, m);
         let mut schemas = BTreeMap::new();
         for (path, bytes) in schema_files {

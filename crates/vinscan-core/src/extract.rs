@@ -119,8 +119,13 @@ impl Extractor {
         }
 
         let t = Instant::now();
-        let (data, normalised) =
+        let (mut data, normalised) =
             parse_and_validate(pipeline, &generation.text, generation.stop).map_err(|e| e.context(what()))?;
+        let checked = run_checks(
+            pipeline,
+            &mut data,
+            vinscan_schema::today_in_vietnam(chrono::Utc::now()),
+        );
         let validate_ms = ms(t);
 
         let schema = &pipeline.schema;
@@ -171,6 +176,8 @@ impl Extractor {
             pipeline: pipeline.name.clone(),
             schema: schema.path().to_owned(),
             data,
+            checks: checked.checks,
+            corrections: checked.corrections,
             provenance,
         })
     }
@@ -245,6 +252,38 @@ fn format_name(f: Format) -> &'static str {
     }
 }
 
+/// Runs the schema's declared checks on validated `data`, applying the corrections they make
+/// only if the corrected data still conforms to the schema (otherwise `data` is left as it was,
+/// the corrections are dropped, and a `warn` result at the root says so).
+pub fn run_checks(
+    pipeline: &Pipeline,
+    data: &mut Value,
+    today: chrono::NaiveDate,
+) -> vinscan_schema::CheckOutcome {
+    let schema = &pipeline.schema;
+    let mut corrected = data.clone();
+    let mut outcome = schema.checks().run(&mut corrected, today);
+    if outcome.corrections.is_empty() {
+        return outcome;
+    }
+    if schema.violations(&corrected).is_empty() {
+        *data = corrected;
+    } else {
+        let sources: Vec<String> = outcome.corrections.drain(..).map(|c| c.pointer).collect();
+        outcome.checks.push(vinscan_schema::CheckResult {
+            pointer: String::new(),
+            check: "corrections".to_owned(),
+            status: vinscan_schema::CheckStatus::Warn,
+            detail: format!(
+                "corrections of {} not applied: the corrected data does not conform to {}",
+                sources.join(", "),
+                schema.path()
+            ),
+        });
+    }
+    outcome
+}
+
 /// Parses the model's text, normalises it and validates it against the pipeline's schema.
 /// Normalisation is kept only if the normalised value still validates.
 pub fn parse_and_validate(pipeline: &Pipeline, text: &str, stop: StopReason) -> Result<(Value, Vec<String>)> {
@@ -279,4 +318,82 @@ pub fn parse_and_validate(pipeline: &Pipeline, text: &str, stop: StopReason) -> 
             list.join("; ")
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::catalog::Catalog;
+
+    const ZONE: &str =
+        "IDVNM0999939080001099993908<<<\n9903137M2403133VNM<<<<<<<<<<<9\nNGUYEN<<VAN<AN<<<<<<<<<<<<<<<<";
+
+    fn today() -> chrono::NaiveDate {
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 30).expect("valid")
+    }
+
+    fn card(date_of_birth: &str) -> Value {
+        json!({
+            "side": "back", "document_type": "CCCD_CHIP", "id_number": "001099993908",
+            "full_name": "NGUYỄN VĂN AN", "date_of_birth": date_of_birth, "sex": "Nam",
+            "nationality": "Việt Nam", "place_of_origin": null, "place_of_residence": null,
+            "date_of_expiry": "2024-03-13", "personal_identification": null,
+            "date_of_issue": "2021-04-01", "issued_by": null, "mrz": ZONE
+        })
+    }
+
+    #[test]
+    fn the_id_card_pipeline_corrects_a_misread_birth_date_from_the_mrz() {
+        let pipeline = Catalog::embedded()
+            .expect("catalog")
+            .pipeline("id-card")
+            .expect("id-card");
+        let mut data = card("1999-08-13");
+        assert!(pipeline.schema.violations(&data).is_empty());
+        let outcome = run_checks(&pipeline, &mut data, today());
+        assert_eq!(data["date_of_birth"], json!("1999-03-13"));
+        assert_eq!(outcome.corrections.len(), 1);
+        assert!(pipeline.schema.violations(&data).is_empty());
+        let failed: Vec<&str> = outcome
+            .checks
+            .iter()
+            .filter(|c| c.status == vinscan_schema::CheckStatus::Fail)
+            .map(|c| c.pointer.as_str())
+            .collect();
+        assert!(failed.is_empty(), "{:?}", outcome.checks);
+    }
+
+    #[test]
+    fn a_correction_that_breaks_the_schema_is_not_applied() {
+        // A user's schema that keeps birth dates as printed (dd/mm/yyyy): the MRZ's ISO date
+        // would not conform, so the printed value stays and a warning says why.
+        let schema = json!({
+            "$schema": vinscan_schema::DRAFT_2020_12,
+            "type": "object", "additionalProperties": false, "required": ["date_of_birth", "mrz"],
+            "properties": {
+                "date_of_birth": {"type": "string", "maxLength": 10, "pattern": "^[0-9]{2}/[0-9]{2}/[0-9]{4}$"},
+                "mrz": {"type": "string", "maxLength": 100,
+                        "x-vinscan-check": {"check": "mrz", "date_of_birth": "1/date_of_birth"}}
+            }
+        });
+        let pipeline = "name = \"card\"\nschema = \"card.json\"\nprompt = \"read\"\n";
+        let catalog = Catalog::build(
+            vec![("schemas/card.json".into(), schema.to_string().into_bytes())],
+            vec![("pipelines/card.toml".into(), pipeline.as_bytes().to_vec())],
+        )
+        .expect("catalog");
+        let pipeline = catalog.pipeline("card").expect("card");
+        let mut data = json!({"date_of_birth": "13/08/1999", "mrz": ZONE});
+        let outcome = run_checks(&pipeline, &mut data, today());
+        assert_eq!(data["date_of_birth"], json!("13/08/1999"), "left as printed");
+        assert!(outcome.corrections.is_empty());
+        let last = outcome.checks.last().expect("a result");
+        assert_eq!(
+            (last.check.as_str(), last.status),
+            ("corrections", vinscan_schema::CheckStatus::Warn)
+        );
+        assert!(last.detail.contains("/date_of_birth"), "{}", last.detail);
+    }
 }

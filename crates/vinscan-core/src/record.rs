@@ -2,8 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use vinscan_schema::{CheckResult, Correction};
 
-/// One JSON object per page: `{"source", "page", "pipeline", "schema", "data", "provenance"}`.
+/// One JSON object per page:
+/// `{"source", "page", "pipeline", "schema", "data", "checks", "corrections", "provenance"}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageRecord {
     /// Where the document came from (a path or an object URL).
@@ -14,6 +16,15 @@ pub struct PageRecord {
     /// Repository-relative path of the schema `data` conforms to.
     pub schema: String,
     pub data: Value,
+    /// The outcome of every check the schema declares (`x-vinscan-check`), in declaration
+    /// order: `{pointer, check, status: pass|fail|warn|skipped, detail}`, `pointer` a JSON
+    /// Pointer into `data`.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    /// Values in `data` a check replaced (`{pointer, printed, kept, source}`): an MRZ whose
+    /// check digits pass overrides a printed ID number or date that disagrees with it.
+    #[serde(default)]
+    pub corrections: Vec<Correction>,
     pub provenance: Provenance,
 }
 

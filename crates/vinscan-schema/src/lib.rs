@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 pub use bounds::check_bounds;
 pub use normalise::{Normaliser, normalise_value};
+pub use vinscan_checks::{
+    CHECK_KEYWORD, CheckOutcome, CheckPlan, CheckResult, Correction, Status as CheckStatus, today_in_vietnam,
+};
 
 /// The meta-schema every vinscan schema must declare.
 pub const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
@@ -34,6 +37,9 @@ pub enum SchemaError {
     Draft { path: String },
     #[error("{path}: not a valid JSON Schema 2020-12 document: {message}")]
     Invalid { path: String, message: String },
+    /// Every problem with the schema's `x-vinscan-check` declarations, one per line.
+    #[error("{path}: x-vinscan-check declarations refused:\n{}", problems.join("\n"))]
+    Checks { path: String, problems: Vec<String> },
     #[error("{path}: {pointer}: {message}")]
     Unbounded {
         path: String,
@@ -69,6 +75,7 @@ pub struct Schema {
     document: Value,
     grammar: Value,
     validator: jsonschema::Validator,
+    checks: CheckPlan,
 }
 
 impl fmt::Debug for Schema {
@@ -107,6 +114,10 @@ impl Schema {
             pointer,
             message,
         })?;
+        let checks = CheckPlan::from_schema(&document).map_err(|errors| SchemaError::Checks {
+            path: path.to_owned(),
+            problems: errors.iter().map(ToString::to_string).collect(),
+        })?;
         let id = document
             .get("$id")
             .and_then(Value::as_str)
@@ -120,6 +131,7 @@ impl Schema {
             document,
             grammar,
             validator,
+            checks,
         })
     }
 
@@ -158,6 +170,11 @@ impl Schema {
                 message: e.to_string(),
             })
             .collect()
+    }
+
+    /// The checks the schema declares with `x-vinscan-check` (see [`vinscan_checks`]).
+    pub fn checks(&self) -> &CheckPlan {
+        &self.checks
     }
 
     /// Normalises `instance` in place by the schema's `x-vinscan-normalise` annotations,
@@ -264,5 +281,61 @@ mod tests {
     fn refuses_invalid_json() {
         let e = Schema::from_bytes("schemas/x.json", b"{").expect_err("must fail");
         assert!(e.to_string().contains("schemas/x.json"), "{e}");
+    }
+
+    #[test]
+    fn refuses_bad_check_declarations_listing_each() {
+        let mut v = bounded();
+        v["properties"]["name"]["x-vinscan-check"] = json!("luhn");
+        v["properties"]["date"]["x-vinscan-check"] = json!({"check": "date", "when": "0"});
+        let e = schema(v).expect_err("refused");
+        let text = e.to_string();
+        assert!(
+            matches!(e, SchemaError::Checks { ref problems, .. } if problems.len() == 2),
+            "{text}"
+        );
+        assert!(
+            text.contains("/properties/name/x-vinscan-check: unknown check \"luhn\""),
+            "{text}"
+        );
+        assert!(
+            text.contains("/properties/date/x-vinscan-check: date takes no argument \"when\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn declared_checks_are_kept_and_left_out_of_the_grammar() {
+        let mut v = bounded();
+        v["properties"]["date"]["x-vinscan-check"] = json!("date");
+        let s = schema(v).expect("loads");
+        assert_eq!(s.checks().len(), 1);
+        assert!(s.grammar()["properties"]["date"].get("x-vinscan-check").is_none());
+    }
+
+    #[test]
+    fn patterns_are_enforced_by_the_validator() {
+        let mut v = bounded();
+        v["properties"]["name"]["pattern"] = json!("^(?:[0-9]{10}(?:-[0-9]{3})?|[0-9]{12})$");
+        v["properties"]["name"]["maxLength"] = json!(20);
+        let s = schema(v).expect("loads");
+        for ok in ["0100233488", "0314409058-002", "001099012345"] {
+            assert!(
+                s.violations(&json!({"name": ok, "date": null})).is_empty(),
+                "{ok}"
+            );
+        }
+        for bad in [
+            "01002334",
+            "0314409058002",
+            "MST 0100233488",
+            "０１００２３３４８８",
+        ] {
+            assert_eq!(
+                s.violations(&json!({"name": bad, "date": null})).len(),
+                1,
+                "{bad}"
+            );
+        }
     }
 }

@@ -1,0 +1,590 @@
+//! `x-vinscan-check` declarations: read from a schema, validated without IO, and run on a
+//! record.
+//!
+//! A declaration sits on any schema reached from the root through `properties` and `items`,
+//! and applies to every instance at that place (every element of an array). It is a check
+//! name, an object `{"check": NAME, ARGUMENT: POINTER, …}`, or an array of those. Arguments
+//! are Relative JSON Pointers (draft-bhutton-relative-json-pointer-00, without the `#` form)
+//! from the instance the declaration sits on: `0` is that instance, `0/sex` its member `sex`,
+//! `2/issue_date` the member `issue_date` two levels up. `value`, the thing checked, defaults
+//! to `0`.
+//!
+//! | check | arguments (optional ones in brackets) |
+//! |---|---|
+//! | `mst` | [value] |
+//! | `cccd` | [value], [sex], [date_of_birth] |
+//! | `mrz` | [value], [id_number], [date_of_birth], [sex], [date_of_expiry], [full_name] |
+//! | `date` | [value] |
+//! | `card-dates` | [date_of_birth], [date_of_issue], [date_of_expiry] |
+//! | `invoice-series` | [value], [form], [issue_date] |
+//! | `vat-rate` | [value], [issue_date] |
+//! | `line-amount` | quantity, unit_price, amount |
+//! | `invoice-totals` | items, [subtotal], [vat_rate], [vat_amount], [total], [item_amount], [item_vat_rate] |
+//!
+//! `item_amount` and `item_vat_rate` are JSON Pointers inside one element of `items`
+//! (defaults `/amount` and `/vat_rate`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::NaiveDate;
+use serde_json::Value;
+
+use crate::cccd::{self, Sex};
+use crate::{CHECK_KEYWORD, CheckOutcome, CheckResult, Status, card, invoice, iso_date, mrz, mst};
+
+/// One problem with a schema's check declarations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclarationError {
+    /// JSON Pointer into the schema document of the declaration at fault.
+    pub pointer: String,
+    pub message: String,
+}
+
+impl fmt::Display for DeclarationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.pointer, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Mst,
+    Cccd,
+    Mrz,
+    Date,
+    CardDates,
+    InvoiceSeries,
+    VatRate,
+    LineAmount,
+    InvoiceTotals,
+}
+
+impl Kind {
+    const ALL: [Kind; 9] = [
+        Kind::Mst,
+        Kind::Cccd,
+        Kind::Mrz,
+        Kind::Date,
+        Kind::CardDates,
+        Kind::InvoiceSeries,
+        Kind::VatRate,
+        Kind::LineAmount,
+        Kind::InvoiceTotals,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mst => "mst",
+            Kind::Cccd => "cccd",
+            Kind::Mrz => "mrz",
+            Kind::Date => "date",
+            Kind::CardDates => "card-dates",
+            Kind::InvoiceSeries => "invoice-series",
+            Kind::VatRate => "vat-rate",
+            Kind::LineAmount => "line-amount",
+            Kind::InvoiceTotals => "invoice-totals",
+        }
+    }
+
+    /// (required, optional) argument names.
+    fn arguments(self) -> (&'static [&'static str], &'static [&'static str]) {
+        match self {
+            Kind::Mst | Kind::Date => (&[], &["value"]),
+            Kind::Cccd => (&[], &["value", "sex", "date_of_birth"]),
+            Kind::Mrz => (
+                &[],
+                &[
+                    "value",
+                    "id_number",
+                    "date_of_birth",
+                    "sex",
+                    "date_of_expiry",
+                    "full_name",
+                ],
+            ),
+            Kind::CardDates => (&[], &["date_of_birth", "date_of_issue", "date_of_expiry"]),
+            Kind::InvoiceSeries => (&[], &["value", "form", "issue_date"]),
+            Kind::VatRate => (&[], &["value", "issue_date"]),
+            Kind::LineAmount => (&["quantity", "unit_price", "amount"], &[]),
+            Kind::InvoiceTotals => (
+                &["items"],
+                &[
+                    "subtotal",
+                    "vat_rate",
+                    "vat_amount",
+                    "total",
+                    "item_amount",
+                    "item_vat_rate",
+                ],
+            ),
+        }
+    }
+}
+
+/// One step from the record's root to where a declaration sits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Member(String),
+    EveryItem,
+}
+
+/// A Relative JSON Pointer: go up `up` levels, then follow `tokens` (unescaped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Relative {
+    up: usize,
+    tokens: Vec<String>,
+}
+
+fn parse_tokens(pointer: &str) -> Option<Vec<String>> {
+    if pointer.is_empty() {
+        return Some(Vec::new());
+    }
+    let rest = pointer.strip_prefix('/')?;
+    Some(
+        rest.split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+    )
+}
+
+fn parse_relative(s: &str) -> Option<Relative> {
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || (digits > 1 && s.starts_with('0')) {
+        return None;
+    }
+    Some(Relative {
+        up: s[..digits].parse().ok()?,
+        tokens: parse_tokens(&s[digits..])?,
+    })
+}
+
+fn pointer_of(tokens: &[String]) -> String {
+    tokens
+        .iter()
+        .map(|t| format!("/{}", t.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+struct Declaration {
+    kind: Kind,
+    location: Vec<Step>,
+    arguments: BTreeMap<&'static str, Relative>,
+    /// `item_amount`, `item_vat_rate`: pointers inside one element of `items`.
+    inner: BTreeMap<&'static str, Vec<String>>,
+}
+
+/// The checks a schema declares, ready to run on records of that schema.
+#[derive(Debug, Clone, Default)]
+pub struct CheckPlan {
+    declarations: Vec<Declaration>,
+}
+
+impl CheckPlan {
+    /// Reads every `x-vinscan-check` in `schema`. Every problem is reported at once, each at
+    /// its JSON Pointer in the schema: an unknown check, an unknown or missing argument, an
+    /// argument that is not a Relative JSON Pointer or climbs above the root, a declaration
+    /// no instance reaches (one not under `properties`/`items` from the root).
+    pub fn from_schema(schema: &Value) -> Result<Self, Vec<DeclarationError>> {
+        let mut plan = Self::default();
+        let mut errors = Vec::new();
+        let mut reached = Vec::new();
+        collect(
+            schema,
+            "",
+            &mut Vec::new(),
+            &mut plan.declarations,
+            &mut errors,
+            &mut reached,
+        );
+        let mut everywhere = Vec::new();
+        find_keyword(schema, "", &mut everywhere);
+        for at in everywhere.into_iter().filter(|p| !reached.contains(p)) {
+            errors.push(DeclarationError {
+                pointer: at,
+                message: format!(
+                    "{CHECK_KEYWORD} is not under properties/items from the root, so no value reaches it"
+                ),
+            });
+        }
+        if errors.is_empty() { Ok(plan) } else { Err(errors) }
+    }
+
+    /// How many declarations the schema holds.
+    pub fn len(&self) -> usize {
+        self.declarations.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.declarations.is_empty()
+    }
+
+    /// Runs every check on `record` (the `data` of one record), then applies the corrections
+    /// they made to it. `today` decides which dates lie in the future (see
+    /// [`crate::today_in_vietnam`]). Results come in declaration order, then instance order.
+    pub fn run(&self, record: &mut Value, today: NaiveDate) -> CheckOutcome {
+        let mut out = CheckOutcome::default();
+        for declaration in &self.declarations {
+            for at in instances(record, &declaration.location) {
+                run_one(declaration, record, &at, today, &mut out);
+            }
+        }
+        for correction in &out.corrections {
+            if let Some(slot) = record.pointer_mut(&correction.pointer) {
+                *slot = correction.kept.clone();
+            }
+        }
+        out
+    }
+}
+
+fn collect(
+    schema: &Value,
+    pointer: &str,
+    location: &mut Vec<Step>,
+    found: &mut Vec<Declaration>,
+    errors: &mut Vec<DeclarationError>,
+    reached: &mut Vec<String>,
+) {
+    let Some(map) = schema.as_object() else { return };
+    if let Some(decl) = map.get(CHECK_KEYWORD) {
+        let at = format!("{pointer}/{CHECK_KEYWORD}");
+        reached.push(at.clone());
+        let items: Vec<(String, &Value)> = match decl {
+            Value::Array(list) => list
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("{at}/{i}"), d))
+                .collect(),
+            one => vec![(at, one)],
+        };
+        for (at, d) in items {
+            match declaration(d, location) {
+                Ok(d) => found.push(d),
+                Err(message) => errors.push(DeclarationError { pointer: at, message }),
+            }
+        }
+    }
+    if let Some(Value::Object(props)) = map.get("properties") {
+        for (name, sub) in props {
+            location.push(Step::Member(name.clone()));
+            let p = format!(
+                "{pointer}/properties/{}",
+                name.replace('~', "~0").replace('/', "~1")
+            );
+            collect(sub, &p, location, found, errors, reached);
+            location.pop();
+        }
+    }
+    if let Some(items) = map.get("items").filter(|i| i.is_object()) {
+        location.push(Step::EveryItem);
+        collect(
+            items,
+            &format!("{pointer}/items"),
+            location,
+            found,
+            errors,
+            reached,
+        );
+        location.pop();
+    }
+}
+
+fn find_keyword(schema: &Value, pointer: &str, out: &mut Vec<String>) {
+    match schema {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let p = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
+                if k == CHECK_KEYWORD {
+                    out.push(p);
+                } else if k != "enum" && k != "const" {
+                    find_keyword(v, &p, out);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                find_keyword(v, &format!("{pointer}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn declaration(d: &Value, location: &[Step]) -> Result<Declaration, String> {
+    let (name, args) = match d {
+        Value::String(name) => (name.as_str(), serde_json::Map::new()),
+        Value::Object(map) => {
+            let name = map
+                .get("check")
+                .and_then(Value::as_str)
+                .ok_or("an object declaration needs \"check\": NAME")?;
+            let mut args = map.clone();
+            args.remove("check");
+            (name, args)
+        }
+        _ => {
+            return Err(
+                "a declaration is a check name, an object with \"check\", or an array of those".into(),
+            );
+        }
+    };
+    let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+    let kind = Kind::ALL
+        .into_iter()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| format!("unknown check {name:?} (known: {})", known.join(", ")))?;
+    let (required, optional) = kind.arguments();
+    let mut problems = Vec::new();
+    for missing in required.iter().filter(|r| !args.contains_key(**r)) {
+        problems.push(format!("{name} needs argument {missing:?}"));
+    }
+    let mut arguments = BTreeMap::new();
+    let mut inner = BTreeMap::new();
+    for (arg, value) in &args {
+        let Some(arg) = required
+            .iter()
+            .chain(optional)
+            .find(|a| **a == arg.as_str())
+            .copied()
+        else {
+            problems.push(format!(
+                "{name} takes no argument {arg:?} (it takes {})",
+                [required, optional].concat().join(", ")
+            ));
+            continue;
+        };
+        let Some(text) = value.as_str() else {
+            problems.push(format!("argument {arg:?} must be a string pointer"));
+            continue;
+        };
+        if arg.starts_with("item_") {
+            match parse_tokens(text) {
+                Some(tokens) => {
+                    inner.insert(arg, tokens);
+                }
+                None => problems.push(format!("argument {arg:?}: {text:?} is not a JSON Pointer")),
+            }
+            continue;
+        }
+        match parse_relative(text) {
+            Some(r) if r.up > location.len() => {
+                problems.push(format!(
+                    "argument {arg:?}: {text:?} climbs above the record's root"
+                ));
+            }
+            Some(r) => {
+                arguments.insert(arg, r);
+            }
+            None => problems.push(format!(
+                "argument {arg:?}: {text:?} is not a Relative JSON Pointer"
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    if optional.contains(&"value") {
+        arguments.entry("value").or_insert(Relative {
+            up: 0,
+            tokens: Vec::new(),
+        });
+    }
+    Ok(Declaration {
+        kind,
+        location: location.to_vec(),
+        arguments,
+        inner,
+    })
+}
+
+/// Every concrete instance path (unescaped tokens) that `location` names in `record`.
+fn instances(record: &Value, location: &[Step]) -> Vec<Vec<String>> {
+    let mut paths = vec![(Vec::new(), record)];
+    for step in location {
+        let mut next = Vec::new();
+        for (path, value) in paths {
+            match (step, value) {
+                (Step::Member(name), Value::Object(map)) => {
+                    if let Some(v) = map.get(name) {
+                        let mut p = path.clone();
+                        p.push(name.clone());
+                        next.push((p, v));
+                    }
+                }
+                (Step::EveryItem, Value::Array(items)) => {
+                    for (i, v) in items.iter().enumerate() {
+                        let mut p = path.clone();
+                        p.push(i.to_string());
+                        next.push((p, v));
+                    }
+                }
+                _ => {}
+            }
+        }
+        paths = next;
+    }
+    paths.into_iter().map(|(p, _)| p).collect()
+}
+
+/// Resolved arguments of one declaration at one instance.
+struct Args<'a> {
+    record: &'a Value,
+    at: &'a [String],
+    declaration: &'a Declaration,
+}
+
+impl<'a> Args<'a> {
+    fn pointer(&self, arg: &str) -> Option<String> {
+        let r = self.declaration.arguments.get(arg)?;
+        let mut tokens = self.at[..self.at.len() - r.up].to_vec();
+        tokens.extend(r.tokens.iter().cloned());
+        Some(pointer_of(&tokens))
+    }
+
+    fn value(&self, arg: &str) -> Option<&'a Value> {
+        self.record.pointer(&self.pointer(arg)?)
+    }
+
+    fn str(&self, arg: &str) -> Option<&'a str> {
+        self.value(arg).and_then(Value::as_str)
+    }
+
+    fn date(&self, arg: &str) -> Option<NaiveDate> {
+        self.value(arg).and_then(iso_date)
+    }
+
+    fn field(&self, arg: &str) -> Option<(String, &'a Value)> {
+        let p = self.pointer(arg)?;
+        Some((p.clone(), self.record.pointer(&p)?))
+    }
+}
+
+fn run_one(d: &Declaration, record: &Value, at: &[String], today: NaiveDate, out: &mut CheckOutcome) {
+    let args = Args {
+        record,
+        at,
+        declaration: d,
+    };
+    let name = d.kind.name();
+    let here = pointer_of(at);
+    let subject = args.pointer("value").unwrap_or_else(|| here.clone());
+    let needs_text = matches!(
+        d.kind,
+        Kind::Mst | Kind::Cccd | Kind::Mrz | Kind::InvoiceSeries | Kind::VatRate
+    );
+    let text = match args.value("value") {
+        _ if !needs_text => "",
+        None | Some(Value::Null) => {
+            out.checks
+                .push(CheckResult::new(&subject, name, Status::Skipped, "not read"));
+            return;
+        }
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => {
+            out.checks
+                .push(CheckResult::new(&subject, name, Status::Fail, "not a string"));
+            return;
+        }
+    };
+    let (pointer, (status, detail)) = match d.kind {
+        Kind::Mst => (subject, mst::check(text)),
+        Kind::Cccd => {
+            let verdict = cccd::check(
+                text,
+                args.str("sex").and_then(Sex::parse),
+                args.date("date_of_birth"),
+            );
+            (subject, verdict)
+        }
+        Kind::InvoiceSeries => (
+            subject,
+            invoice::check_series(text, args.str("form"), args.date("issue_date")),
+        ),
+        Kind::VatRate => (subject, invoice::check_vat_rate(text, args.date("issue_date"))),
+        Kind::Date => match args.value("value") {
+            None | Some(Value::Null) => (subject, (Status::Skipped, "not read".to_owned())),
+            Some(v) => (subject, card::check_date(v, today)),
+        },
+        Kind::CardDates => {
+            let verdict = card::check_card_dates(
+                args.value("date_of_birth"),
+                args.value("date_of_issue"),
+                args.value("date_of_expiry"),
+                today,
+            );
+            (here, verdict)
+        }
+        Kind::LineAmount => {
+            let verdict = invoice::check_line(
+                invoice::number(args.value("quantity")),
+                invoice::number(args.value("unit_price")),
+                invoice::number(args.value("amount")),
+            );
+            (args.pointer("amount").unwrap_or(here), verdict)
+        }
+        Kind::Mrz => {
+            let fields =
+                ["id_number", "date_of_birth", "sex", "date_of_expiry", "full_name"].map(|f| args.field(f));
+            let borrow = |i: usize| fields[i].as_ref().map(|(p, v)| (p.as_str(), *v));
+            let printed = mrz::Printed {
+                id_number: borrow(0),
+                date_of_birth: borrow(1),
+                sex: borrow(2),
+                date_of_expiry: borrow(3),
+                full_name: borrow(4),
+            };
+            let found = mrz::check(&subject, text, &printed, today);
+            out.checks.extend(found.checks);
+            out.corrections.extend(found.corrections);
+            return;
+        }
+        Kind::InvoiceTotals => return totals(&args, d, &here, out),
+    };
+    out.checks.push(CheckResult::new(&pointer, name, status, detail));
+}
+
+fn totals(args: &Args<'_>, d: &Declaration, here: &str, out: &mut CheckOutcome) {
+    let default_amount = ["amount".to_owned()];
+    let default_rate = ["vat_rate".to_owned()];
+    let amount_at = d
+        .inner
+        .get("item_amount")
+        .map_or(&default_amount[..], Vec::as_slice);
+    let rate_at = d
+        .inner
+        .get("item_vat_rate")
+        .map_or(&default_rate[..], Vec::as_slice);
+    let items: &[Value] = args
+        .value("items")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let t = invoice::Totals {
+        line_amounts: items
+            .iter()
+            .map(|i| i.pointer(&pointer_of(amount_at)).and_then(Value::as_f64))
+            .collect(),
+        line_rates: items
+            .iter()
+            .map(|i| i.pointer(&pointer_of(rate_at)).and_then(Value::as_str))
+            .collect(),
+        subtotal: invoice::number(args.value("subtotal")),
+        vat_rate: args.str("vat_rate"),
+        vat_amount: invoice::number(args.value("vat_amount")),
+        total: invoice::number(args.value("total")),
+    };
+    for (part, status, detail) in invoice::check_totals(&t) {
+        let arg = match part {
+            invoice::TotalsPart::Subtotal => "subtotal",
+            invoice::TotalsPart::VatAmount => "vat_amount",
+            invoice::TotalsPart::Total => "total",
+        };
+        let pointer = args.pointer(arg).unwrap_or_else(|| here.to_owned());
+        out.checks
+            .push(CheckResult::new(&pointer, "invoice-totals", status, detail));
+    }
+}
+
+#[cfg(test)]
+mod tests;
