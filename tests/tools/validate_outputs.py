@@ -55,6 +55,11 @@ def check_problems(rec):
             resolve(rec["data"], c["pointer"])
         except (KeyError, IndexError, ValueError, TypeError):
             problems.append(f"check {c['check']} points at {c['pointer']!r}, not in data")
+    review = rec.get("review")
+    if not isinstance(review, dict) or set(review) != {"needed", "reasons"}:
+        problems.append(f"malformed review {review}")
+    elif review["needed"] != bool(review["reasons"]):
+        problems.append("review.needed disagrees with its reasons")
     for c in rec["corrections"]:
         if resolve(rec["data"], c["pointer"]) != c["kept"]:
             problems.append(f"correction at {c['pointer']} is not what data holds")
@@ -74,7 +79,7 @@ def main():
                 validators[schema_path] = Draft202012Validator(schema)
             errors = [e.message for e in validators[schema_path].iter_errors(rec["data"])]
             errors += check_problems(rec)
-            keys = {"source", "page", "pipeline", "schema", "data", "checks", "corrections", "provenance"}
+            keys = {"source", "page", "pipeline", "schema", "data", "checks", "corrections", "review", "provenance"}
             if errors or set(rec) != keys:
                 failed += 1
                 why = errors[0] if errors else f"record keys {sorted(rec)}"

@@ -26,6 +26,8 @@ pub struct ManifestEntry<'a> {
     pub status: &'static str,
     pub pages: u32,
     pub outputs: Vec<String>,
+    /// Pages whose record needs review (the pipeline's `[review]` rules).
+    pub review_pages: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ManifestError>,
     pub elapsed_ms: u64,
@@ -47,6 +49,8 @@ pub struct Summary {
     pub failed: usize,
     pub unsupported: usize,
     pub pages_written: u32,
+    /// Page records, written or reused, that need review.
+    pub pages_needing_review: u32,
     pub model_loaded: bool,
     pub manifest: String,
     pub elapsed_ms: u64,
@@ -69,10 +73,29 @@ struct Counts {
     failed: AtomicUsize,
     unsupported: AtomicUsize,
     pages_written: AtomicU32,
+    pages_needing_review: AtomicU32,
 }
 
-/// status, pages, outputs, error
-type Outcome = (&'static str, u32, Vec<String>, Option<Error>);
+/// How one input ended, before it becomes a manifest entry.
+struct Outcome {
+    status: &'static str,
+    pages: u32,
+    outputs: Vec<String>,
+    review_pages: u32,
+    error: Option<Error>,
+}
+
+impl Outcome {
+    fn new(status: &'static str, pages: u32, outputs: Vec<String>, error: Option<Error>) -> Self {
+        Self {
+            status,
+            pages,
+            outputs,
+            review_pages: 0,
+            error,
+        }
+    }
+}
 
 /// What every worker of a run shares.
 pub struct Batch<'a> {
@@ -127,17 +150,20 @@ impl<'a> Batch<'a> {
         serde_json::from_slice(&o.bytes).ok()
     }
 
-    /// Output names of an input whose pages all exist and match; `None` to process it.
-    fn reusable(&self, input: &Input, expected: &Expected<'_>) -> Option<Vec<String>> {
+    /// Output names of an input whose pages all exist and match, and how many of them need
+    /// review; `None` to process it.
+    fn reusable(&self, input: &Input, expected: &Expected<'_>) -> Option<(Vec<String>, u32)> {
         let first_key = self.page_key(input, 1);
         let first = self.read_record(&first_key).filter(|r| matches(r, expected))?;
         let mut names = vec![(self.out_name)(&first_key)];
+        let mut review = u32::from(first.review.needed);
         for page in 2..=first.provenance.page_count {
             let key = self.page_key(input, page);
-            self.read_record(&key).filter(|r| matches(r, expected))?;
+            let record = self.read_record(&key).filter(|r| matches(r, expected))?;
+            review += u32::from(record.review.needed);
             names.push((self.out_name)(&key));
         }
-        Some(names)
+        Some((names, review))
     }
 
     fn failed(&self, input: &Input, e: Error, pages: u32, outputs: Vec<String>) -> Outcome {
@@ -145,12 +171,12 @@ impl<'a> Batch<'a> {
         self.progress.log(&mut || {
             tracing::error!(source = %input.source, kind = %e.kind(), error = %e, "input failed");
         });
-        ("failed", pages, outputs, Some(e))
+        Outcome::new("failed", pages, outputs, Some(e))
     }
 
     fn unsupported(&self, why: Error) -> Outcome {
         self.counts.unsupported.fetch_add(1, Ordering::Relaxed);
-        ("unsupported", 0, Vec::new(), Some(why))
+        Outcome::new("unsupported", 0, Vec::new(), Some(why))
     }
 
     /// One input to its manifest entry. `Err` only for what stops the whole run (the model
@@ -159,7 +185,7 @@ impl<'a> Batch<'a> {
         let t = Instant::now();
         self.progress.start(&input.source);
         let read = self.rt.block_on(input.read(self.pipeline.limits.max_bytes));
-        let (status, pages, outputs, error) = match read {
+        let outcome = match read {
             Err(e) if !input.scan_extension && e.kind() == ErrorKind::TooLarge => {
                 self.unsupported(e.context("not a scan by its name, and too large to read for its content"))
             }
@@ -169,12 +195,16 @@ impl<'a> Batch<'a> {
                 None => self.scan(input, bytes)?,
             },
         };
+        self.counts
+            .pages_needing_review
+            .fetch_add(outcome.review_pages, Ordering::Relaxed);
         Ok(ManifestEntry {
             source: &input.source,
-            status,
-            pages,
-            outputs,
-            error: error.map(|e| ManifestError {
+            status: outcome.status,
+            pages: outcome.pages,
+            outputs: outcome.outputs,
+            review_pages: outcome.review_pages,
+            error: outcome.error.map(|e| ManifestError {
                 kind: e.kind(),
                 message: e.message().to_owned(),
             }),
@@ -197,12 +227,17 @@ impl<'a> Batch<'a> {
             return Ok(self.failed(input, pipeline_error(e).context(&input.source), 0, Vec::new()));
         }
         if !self.force
-            && let Some(existing) = self.reusable(input, &expected)
+            && let Some((existing, review_pages)) = self.reusable(input, &expected)
         {
             self.counts.skipped.fetch_add(1, Ordering::Relaxed);
-            return Ok(("skipped", existing.len() as u32, existing, None));
+            let pages = existing.len() as u32;
+            return Ok(Outcome {
+                review_pages,
+                ..Outcome::new("skipped", pages, existing, None)
+            });
         }
         let mut outputs = Vec::new();
+        let mut review_pages = 0;
         let result = process_document(
             &self.extractor,
             self.model,
@@ -211,6 +246,7 @@ impl<'a> Batch<'a> {
             &input.source,
             |record| {
                 let key = self.page_key(input, record.page);
+                review_pages += u32::from(record.review.needed);
                 let json = serde_json::to_vec_pretty(&record)
                     .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
                 self.rt
@@ -223,15 +259,19 @@ impl<'a> Batch<'a> {
         self.counts
             .pages_written
             .fetch_add(outputs.len() as u32, Ordering::Relaxed);
-        Ok(match result {
+        let outcome = match result {
             Ok(pages) => {
                 self.counts.processed.fetch_add(1, Ordering::Relaxed);
-                ("ok", pages, outputs, None)
+                Outcome::new("ok", pages, outputs, None)
             }
             Err(e) => {
                 let pages = outputs.len() as u32;
                 self.failed(input, e, pages, outputs)
             }
+        };
+        Ok(Outcome {
+            review_pages,
+            ..outcome
         })
     }
 
@@ -285,6 +325,7 @@ impl<'a> Batch<'a> {
             failed: c.failed.load(Ordering::Relaxed),
             unsupported: c.unsupported.load(Ordering::Relaxed),
             pages_written: c.pages_written.load(Ordering::Relaxed),
+            pages_needing_review: c.pages_needing_review.load(Ordering::Relaxed),
             model_loaded: self.model.loaded(),
             manifest: (self.out_name)(&manifest_key),
             elapsed_ms: started.elapsed().as_millis() as u64,

@@ -60,6 +60,19 @@ enum Kind {
     InvoiceTotals,
 }
 
+/// The name of every check a schema can declare.
+pub const CHECK_NAMES: [&str; 9] = [
+    "mst",
+    "cccd",
+    "mrz",
+    "date",
+    "card-dates",
+    "invoice-series",
+    "vat-rate",
+    "line-amount",
+    "invoice-totals",
+];
+
 impl Kind {
     const ALL: [Kind; 9] = [
         Kind::Mst,
@@ -74,17 +87,7 @@ impl Kind {
     ];
 
     fn name(self) -> &'static str {
-        match self {
-            Kind::Mst => "mst",
-            Kind::Cccd => "cccd",
-            Kind::Mrz => "mrz",
-            Kind::Date => "date",
-            Kind::CardDates => "card-dates",
-            Kind::InvoiceSeries => "invoice-series",
-            Kind::VatRate => "vat-rate",
-            Kind::LineAmount => "line-amount",
-            Kind::InvoiceTotals => "invoice-totals",
-        }
+        CHECK_NAMES[self as usize]
     }
 
     /// (required, optional) argument names.

@@ -22,7 +22,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use declare::{CheckPlan, DeclarationError};
+pub use declare::{CHECK_NAMES, CheckPlan, DeclarationError};
 
 /// The schema keyword that declares checks: a check name (`"mst"`), an object
 /// `{"check": NAME, ARGUMENT: RELATIVE_POINTER, …}`, or an array of those. See

@@ -76,6 +76,18 @@ fn sroie_receipts_all_succeed_and_second_run_does_no_model_work() {
     assert_eq!(outputs.len(), 40);
     let (passed, failed, report) = validate(&outputs);
     assert_eq!((passed, failed), (40, 0), "{report}");
+    // the review count agrees three ways: records, manifest, summary
+    let needing_review = outputs
+        .iter()
+        .filter(|p| {
+            let record: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(p).expect("read output")).expect("json");
+            record["review"]["needed"] == true
+        })
+        .count() as u64;
+    let in_manifest: u64 = m.iter().filter_map(|e| e["review_pages"].as_u64()).sum();
+    assert_eq!(in_manifest, needing_review, "{m:?}");
+    assert_eq!(s["pages_needing_review"].as_u64(), Some(needing_review), "{s}");
 
     let second = run(vinscan(tmp.path())
         .arg("batch")
@@ -98,6 +110,11 @@ fn sroie_receipts_all_succeed_and_second_run_does_no_model_work() {
         "a run with nothing to do must not load the model"
     );
     assert!(manifest(&out_dir).iter().all(|e| e["status"] == "skipped"));
+    assert_eq!(
+        s["pages_needing_review"].as_u64(),
+        Some(needing_review),
+        "reused outputs keep their review verdicts: {s}"
+    );
 }
 
 #[test]

@@ -176,6 +176,7 @@ impl Extractor {
             pipeline: pipeline.name.clone(),
             schema: schema.path().to_owned(),
             data,
+            review: pipeline.review.decide(&checked),
             checks: checked.checks,
             corrections: checked.corrections,
             provenance,

@@ -16,6 +16,7 @@ pub mod model;
 pub mod pipeline;
 mod raster;
 pub mod record;
+pub mod review;
 mod tiff_pages;
 pub mod tiling;
 
@@ -32,3 +33,4 @@ pub use model::{
 };
 pub use pipeline::Pipeline;
 pub use record::PageRecord;
+pub use review::{Review, ReviewRules};

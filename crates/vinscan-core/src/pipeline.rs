@@ -7,6 +7,7 @@ use serde::Deserialize;
 use vinscan_schema::Schema;
 
 use crate::limits::Limits;
+use crate::review::ReviewRules;
 use crate::tiling::MAX_TILES_LIMIT;
 
 /// Vintern's own system prompt (its chat template's default system message).
@@ -32,6 +33,9 @@ pub struct PipelineFile {
     pub pdf: PdfSection,
     #[serde(default)]
     pub limits: Limits,
+    /// Which records need a person (see [`ReviewRules`]).
+    #[serde(default)]
+    pub review: ReviewRules,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -92,6 +96,7 @@ pub struct Pipeline {
     pub repeat_last_n: u32,
     pub pdf_dpi: f32,
     pub limits: Limits,
+    pub review: ReviewRules,
     /// sha256 of the pipeline file.
     pub sha256: String,
 }
@@ -168,6 +173,7 @@ impl PipelineFile {
             )));
         }
         self.limits.validate().map_err(invalid)?;
+        self.review.validate().map_err(invalid)?;
         let schema = resolve_schema(&self.schema).ok_or_else(|| {
             invalid(format!(
                 "schema {:?} not found in the schemas directory",
@@ -189,6 +195,7 @@ impl PipelineFile {
             repeat_last_n: g.repeat_last_n,
             pdf_dpi: self.pdf.dpi,
             limits: self.limits,
+            review: self.review,
             sha256,
         })
     }

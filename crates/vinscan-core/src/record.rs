@@ -4,8 +4,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vinscan_schema::{CheckResult, Correction};
 
+use crate::review::Review;
+
 /// One JSON object per page:
-/// `{"source", "page", "pipeline", "schema", "data", "checks", "corrections", "provenance"}`.
+/// `{"source", "page", "pipeline", "schema", "data", "checks", "corrections", "review",
+/// "provenance"}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageRecord {
     /// Where the document came from (a path or an object URL).
@@ -25,6 +28,9 @@ pub struct PageRecord {
     /// check digits pass overrides a printed ID number or date that disagrees with it.
     #[serde(default)]
     pub corrections: Vec<Correction>,
+    /// Whether a person should look at this record, and why (the pipeline's `[review]` rules).
+    #[serde(default)]
+    pub review: Review,
     pub provenance: Provenance,
 }
 

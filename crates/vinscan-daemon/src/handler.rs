@@ -155,6 +155,7 @@ fn event(job: &Job, status: JobStatus, attempts: u32) -> ResultEvent {
         pipeline: job.pipeline.clone(),
         output: None,
         pages: None,
+        review: None,
         error: None,
         sources: job.sources.iter().map(|s| s.uri()).collect(),
         attempts,
@@ -172,6 +173,10 @@ async fn record_job(daemon: &Daemon, d: &Delivery, job: &Job, ended: Ended) -> R
             let mut ev = event(job, JobStatus::Ok, attempts);
             ev.output = Some(out.output.clone());
             ev.pages = Some(out.pages);
+            ev.review = Some(vinscan_jobs::ReviewVerdict {
+                needed: out.review_pages > 0,
+                pages: out.review_pages,
+            });
             ev.timings_ms = Some(out.timings);
             publish_json(daemon, results, &job.job_id, &ev).await?;
             daemon.metrics.outcome(Outcome::Ok);

@@ -25,6 +25,8 @@ pub struct Written {
     /// `s3://…` of the output object.
     pub output: String,
     pub pages: u32,
+    /// Pages whose record needs review.
+    pub review_pages: u32,
     pub timings: JobTimings,
 }
 
@@ -140,6 +142,7 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
     Ok(Written {
         output: format!("s3://{}/{key}", prefix.bucket()),
         pages: x.pages.len() as u32,
+        review_pages: x.pages.iter().filter(|p| p.review.needed).count() as u32,
         timings: JobTimings {
             fetch_ms: x.fetch_ms,
             extract_ms: x.extract_ms,

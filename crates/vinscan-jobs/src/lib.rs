@@ -23,5 +23,5 @@ pub use message::{Job, Poison, classify};
 pub use object::ObjectRef;
 pub use wire::{
     DeadLetter, ErrorInfo, Excerpt, JobMessage, JobStatus, JobTimings, OriginalMessage, ResultEvent,
-    SourceSpec, VersionedSource,
+    ReviewVerdict, SourceSpec, VersionedSource,
 };

@@ -83,6 +83,16 @@ pub struct ErrorInfo {
     pub message: String,
 }
 
+/// A job output's review verdict in its result event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewVerdict {
+    /// Some page record of the output needs review.
+    pub needed: bool,
+    /// How many page records need review.
+    pub pages: u32,
+}
+
 /// Milliseconds spent in each stage of a job.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobTimings {
@@ -106,6 +116,10 @@ pub struct ResultEvent {
     /// Pages extracted (status `ok`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pages: Option<u32>,
+    /// Whether the output needs a person (status `ok`): the pipeline's review rules applied to
+    /// every page record of the output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<ReviewVerdict>,
     /// Why the job failed (`dead_lettered`) or which source changed (`superseded`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,

@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 use vinscan_jobs::{
-    DeadLetter, ErrorInfo, JobMessage, JobStatus, JobTimings, OriginalMessage, ResultEvent, SourceSpec,
-    VersionedSource,
+    DeadLetter, ErrorInfo, JobMessage, JobStatus, JobTimings, OriginalMessage, ResultEvent, ReviewVerdict,
+    SourceSpec, VersionedSource,
 };
 
 fn schema(name: &str) -> jsonschema::Validator {
@@ -75,6 +75,10 @@ fn result(status: JobStatus) -> ResultEvent {
         pipeline: "receipt".into(),
         output: ok.then(|| "s3://out/results/receipt/0123456789abcdef/r01.jpg.json".into()),
         pages: ok.then_some(2),
+        review: ok.then_some(ReviewVerdict {
+            needed: true,
+            pages: 1,
+        }),
         error: (!ok).then(|| ErrorInfo {
             kind: if status == JobStatus::Superseded {
                 "superseded"

@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 pub use bounds::check_bounds;
 pub use normalise::{Normaliser, normalise_value};
 pub use vinscan_checks::{
-    CHECK_KEYWORD, CheckOutcome, CheckPlan, CheckResult, Correction, Status as CheckStatus, today_in_vietnam,
+    CHECK_KEYWORD, CHECK_NAMES, CheckOutcome, CheckPlan, CheckResult, Correction, Status as CheckStatus,
+    today_in_vietnam,
 };
 
 /// The meta-schema every vinscan schema must declare.

@@ -332,10 +332,14 @@ output_prefix = "s3://{out}/uploads"
         std::fs::create_dir_all(&dir).expect("mkdir");
         let mut files = Vec::new();
         let mut pages = 0;
+        let mut review_pages = std::collections::BTreeMap::new();
         for (n, key) in listed.iter().enumerate() {
             let o = rt.block_on(out.get(key, 64 << 20, None)).expect("get output");
             let doc: Value = serde_json::from_slice(&o.bytes).expect("output JSON");
-            pages += doc["pages"].as_array().map_or(0, Vec::len);
+            let records = doc["pages"].as_array().map_or(&[][..], Vec::as_slice);
+            pages += records.len();
+            let needing = records.iter().filter(|p| p["review"]["needed"] == true).count();
+            review_pages.insert(key.clone(), needing as u64);
             let path = dir.join(format!("{n}.json"));
             std::fs::write(&path, &o.bytes).expect("write");
             files.push(path);
@@ -355,6 +359,13 @@ output_prefix = "s3://{out}/uploads"
             for r in mine {
                 assert_eq!(r["status"], "ok", "{r}");
                 assert_eq!(r["output"], format!("s3://{}/{key}", self.output));
+                let needing = review_pages.get(key).copied();
+                assert_eq!(
+                    r["review"]["pages"].as_u64(),
+                    needing,
+                    "review verdict of {job}: {r}"
+                );
+                assert_eq!(r["review"]["needed"], needing.is_some_and(|n| n > 0), "{r}");
             }
         }
         let card = results
