@@ -42,8 +42,29 @@ def resolve(doc, pointer):
     return doc
 
 
+def leaves(doc, pointer=""):
+    """JSON Pointers of every leaf of `doc` (a scalar, an empty object or an empty array)."""
+    if isinstance(doc, dict) and doc:
+        for k, v in doc.items():
+            yield from leaves(v, pointer + "/" + k.replace("~", "~0").replace("/", "~1"))
+    elif isinstance(doc, list) and doc:
+        for i, v in enumerate(doc):
+            yield from leaves(v, f"{pointer}/{i}")
+    else:
+        yield pointer
+
+
 def check_problems(rec):
     problems = []
+    confidence = rec.get("confidence")
+    if not isinstance(confidence, dict) or not confidence:
+        problems.append("no confidence per field")
+    else:
+        missing = set(leaves(rec["data"])) ^ set(confidence)
+        if missing:
+            problems.append(f"confidence keys differ from the leaves of data: {sorted(missing)[:5]}")
+        if any(not (isinstance(c, (int, float)) and 0 <= c <= 1) for c in confidence.values()):
+            problems.append("a confidence outside [0, 1]")
     checks = rec.get("checks")
     if not isinstance(checks, list) or not isinstance(rec.get("corrections"), list):
         return ["checks or corrections is not an array"]
@@ -79,7 +100,8 @@ def main():
                 validators[schema_path] = Draft202012Validator(schema)
             errors = [e.message for e in validators[schema_path].iter_errors(rec["data"])]
             errors += check_problems(rec)
-            keys = {"source", "page", "pipeline", "schema", "data", "checks", "corrections", "review", "provenance"}
+            keys = {"source", "page", "pipeline", "schema", "data", "confidence", "checks", "corrections", "review",
+                    "provenance"}
             if errors or set(rec) != keys:
                 failed += 1
                 why = errors[0] if errors else f"record keys {sorted(rec)}"

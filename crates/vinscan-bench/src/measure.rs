@@ -130,6 +130,7 @@ struct Stages {
     encode_prefill: f64,
     generate: f64,
     sample: f64,
+    confidence: f64,
     validation: Validation,
 }
 
@@ -142,6 +143,7 @@ impl Stages {
             encode_prefill: t.encode_prefill,
             generate: t.generate,
             sample: t.sample,
+            confidence: t.confidence,
             validation: Validation {
                 ms: t.validate,
                 valid: true,
@@ -168,6 +170,7 @@ impl Stages {
             encode_prefill: g.timings.encode_prefill_ms,
             generate: g.timings.generate_ms,
             sample: g.timings.sample_ms,
+            confidence: g.timings.confidence_ms,
             validation: Validation {
                 ms: ms_between(returned_at, ended),
                 valid: false,
@@ -219,6 +222,7 @@ pub fn vinscan_page(
         generate: stages.generate,
         steps_ms: g.timings.step_share_ms,
         sample: stages.sample,
+        confidence: Some(stages.confidence),
         total: ms_between(t0, ended),
         prompt_tokens: g.prompt_tokens,
         generated: g.generated_tokens,
@@ -296,12 +300,14 @@ mod tests {
                 reused_prompt_tokens: 0,
                 peak_batch_pages: 1,
                 restarts: 0,
+                tokens: Vec::new(),
                 timings: ModelTimings {
                     encode_prefill_ms: 3.0,
                     generate_ms: 2.0,
                     sample_ms: 0.5,
                     step_share_ms: 1.5,
                     queue_ms: 0.0,
+                    confidence_ms: 0.0,
                 },
             })
         }

@@ -157,6 +157,10 @@ pub struct VinscanRun {
     pub steps_ms: f64,
     /// Of `generate`, sampling and the grammar.
     pub sample: f64,
+    /// Of `sample`, the chosen tokens' probabilities for per-field confidence (absent in
+    /// reports made before vinscan computed them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
     /// The whole page, file read included.
     pub total: f64,
     pub prompt_tokens: u32,

@@ -121,6 +121,7 @@ impl Extractor {
         let t = Instant::now();
         let (mut data, normalised) =
             parse_and_validate(pipeline, &generation.text, generation.stop).map_err(|e| e.context(what()))?;
+        let confidence = crate::confidence::field_confidence(&generation.text, &generation.tokens);
         let checked = run_checks(
             pipeline,
             &mut data,
@@ -136,6 +137,7 @@ impl Extractor {
             generate: generation.timings.generate_ms,
             sample: generation.timings.sample_ms,
             queue: generation.timings.queue_ms,
+            confidence: generation.timings.confidence_ms,
             validate: validate_ms,
             total: ms(started),
         };
@@ -175,8 +177,9 @@ impl Extractor {
             page: page_no,
             pipeline: pipeline.name.clone(),
             schema: schema.path().to_owned(),
+            review: pipeline.review.decide(&checked, &confidence),
+            confidence,
             data,
-            review: pipeline.review.decide(&checked),
             checks: checked.checks,
             corrections: checked.corrections,
             provenance,

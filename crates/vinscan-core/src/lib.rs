@@ -7,6 +7,7 @@
 //! data, so everything here builds and tests in seconds.
 
 pub mod catalog;
+pub mod confidence;
 pub mod document;
 pub mod error;
 pub mod extract;
@@ -24,6 +25,7 @@ pub mod tiling;
 mod testutil;
 
 pub use catalog::Catalog;
+pub use confidence::OutputToken;
 pub use document::{Document, Format, Page, PdfRenderer, RenderedPage};
 pub use error::{Error, ErrorKind, Result};
 pub use extract::{Extractor, VERSION};

@@ -110,6 +110,8 @@ pub struct ModelTimings {
     pub step_share_ms: f64,
     /// Waiting for a free sequence slot before any work on this page began.
     pub queue_ms: f64,
+    /// Of `sample_ms`, computing the chosen tokens' probabilities for per-field confidence.
+    pub confidence_ms: f64,
 }
 
 /// The model's answer for one page.
@@ -135,6 +137,10 @@ pub struct Generation {
     pub peak_batch_pages: u32,
     /// Times the page was stopped to free KV cells for others and started again.
     pub restarts: u32,
+    /// Every output token in order: where its bytes end in `text` and the probability the
+    /// model gave it under the grammar (`None` when forced). Empty when the model does not
+    /// report them; then records carry no confidence.
+    pub tokens: Vec<crate::confidence::OutputToken>,
     pub timings: ModelTimings,
 }
 

@@ -1,5 +1,7 @@
 //! The output of one page: the extraction and where it came from.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vinscan_schema::{CheckResult, Correction};
@@ -7,8 +9,8 @@ use vinscan_schema::{CheckResult, Correction};
 use crate::review::Review;
 
 /// One JSON object per page:
-/// `{"source", "page", "pipeline", "schema", "data", "checks", "corrections", "review",
-/// "provenance"}`.
+/// `{"source", "page", "pipeline", "schema", "data", "confidence", "checks", "corrections",
+/// "review", "provenance"}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PageRecord {
     /// Where the document came from (a path or an object URL).
@@ -19,6 +21,11 @@ pub struct PageRecord {
     /// Repository-relative path of the schema `data` conforms to.
     pub schema: String,
     pub data: Value,
+    /// Every leaf of `data`, keyed by JSON Pointer: the confidence in [0, 1] the model's token
+    /// probabilities give it (`vinscan_core::confidence` says how). Empty when the model
+    /// reports no probabilities.
+    #[serde(default)]
+    pub confidence: BTreeMap<String, f64>,
     /// The outcome of every check the schema declares (`x-vinscan-check`), in declaration
     /// order: `{pointer, check, status: pass|fail|warn|skipped, detail}`, `pointer` a JSON
     /// Pointer into `data`.
@@ -119,6 +126,9 @@ pub struct Timings {
     /// Waiting for a sequence slot in the model.
     #[serde(default)]
     pub queue: f64,
+    /// Of `sample`, computing token probabilities for per-field confidence.
+    #[serde(default)]
+    pub confidence: f64,
     pub validate: f64,
     pub total: f64,
 }

@@ -1,9 +1,12 @@
-//! Review routing: which records need a person, decided from their checks by the pipeline's
-//! `[review]` rules, with the reasons a reviewer starts from.
+//! Review routing: which records need a person, decided from their checks and field
+//! confidences by the pipeline's `[review]` rules, with the reasons a reviewer starts from.
 //!
 //! A failed check needs review by default, a warning does not, and a value a check corrected
-//! does (someone should see that the printed value was replaced). Review never fails an
+//! does (someone should see that the printed value was replaced). A confidence threshold is
+//! off unless the pipeline sets one. Review never fails an
 //! extraction: exit codes and `failed` stay for errors.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use vinscan_schema::{CHECK_NAMES, CheckOutcome, CheckStatus};
@@ -45,7 +48,7 @@ impl CheckSelection {
 }
 
 /// A pipeline's `[review]` section.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReviewRules {
     /// Checks whose `fail` needs review (default `"any"`).
@@ -54,6 +57,8 @@ pub struct ReviewRules {
     pub warned_checks: CheckSelection,
     /// Whether a value a check replaced needs review (default `true`).
     pub corrections: bool,
+    /// A field whose confidence is below this needs review (default: none).
+    pub min_confidence: Option<f64>,
 }
 
 impl Default for ReviewRules {
@@ -62,6 +67,7 @@ impl Default for ReviewRules {
             failed_checks: CheckSelection::Keyword(SelectionKeyword::Any),
             warned_checks: CheckSelection::Keyword(SelectionKeyword::None),
             corrections: true,
+            min_confidence: None,
         }
     }
 }
@@ -69,6 +75,11 @@ impl Default for ReviewRules {
 impl ReviewRules {
     /// Refuses check names no schema can declare (a typo would silently never match).
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(m) = self.min_confidence
+            && !(0.0..=1.0).contains(&m)
+        {
+            return Err(format!("review.min_confidence must be within 0..=1, got {m}"));
+        }
         let unknown: Vec<&str> = [&self.failed_checks, &self.warned_checks]
             .into_iter()
             .flat_map(CheckSelection::unknown_names)
@@ -83,9 +94,21 @@ impl ReviewRules {
         }
     }
 
-    /// The verdict on one record's checks.
-    pub fn decide(&self, outcome: &CheckOutcome) -> Review {
+    /// The verdict on one record's checks and field confidences (JSON Pointer → [0, 1]).
+    pub fn decide(&self, outcome: &CheckOutcome, confidence: &BTreeMap<String, f64>) -> Review {
         let mut reasons = Vec::new();
+        if let Some(min) = self.min_confidence {
+            reasons.extend(
+                confidence
+                    .iter()
+                    .filter(|(_, c)| **c < min)
+                    .map(|(pointer, _)| ReviewReason {
+                        kind: ReasonKind::LowConfidence,
+                        pointer: pointer.clone(),
+                        check: "confidence".to_owned(),
+                    }),
+            );
+        }
         for c in &outcome.checks {
             let kind = match c.status {
                 CheckStatus::Fail if self.failed_checks.selects(&c.check) => ReasonKind::CheckFailed,
@@ -125,7 +148,8 @@ pub struct ReviewReason {
     pub kind: ReasonKind,
     /// JSON Pointer into the record's `data`.
     pub pointer: String,
-    /// The check that raised it (for a correction, the check whose evidence was used).
+    /// The check that raised it (for a correction, the check whose evidence was used;
+    /// `confidence` for a low confidence).
     pub check: String,
 }
 
@@ -135,6 +159,8 @@ pub enum ReasonKind {
     CheckFailed,
     CheckWarned,
     Corrected,
+    /// The field's confidence is below `min_confidence`.
+    LowConfidence,
 }
 
 #[cfg(test)]
@@ -173,7 +199,7 @@ mod tests {
     }
 
     fn verdict(r: &ReviewRules, o: &CheckOutcome) -> (bool, Vec<(ReasonKind, String)>) {
-        let v = r.decide(o);
+        let v = r.decide(o, &BTreeMap::new());
         (
             v.needed,
             v.reasons.into_iter().map(|r| (r.kind, r.pointer)).collect(),
@@ -225,6 +251,28 @@ mod tests {
             verdict(&ReviewRules::default(), &CheckOutcome::default()),
             (false, vec![])
         );
+    }
+
+    #[test]
+    fn fields_below_the_confidence_threshold_need_review() {
+        let confidence: BTreeMap<String, f64> =
+            [("/a".into(), 0.95), ("/b".into(), 0.42), ("/c/0".into(), 0.7)]
+                .into_iter()
+                .collect();
+        let r = rules("min_confidence = 0.8");
+        let v = r.decide(&CheckOutcome::default(), &confidence);
+        let got: Vec<(ReasonKind, &str)> = v.reasons.iter().map(|r| (r.kind, r.pointer.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (ReasonKind::LowConfidence, "/b"),
+                (ReasonKind::LowConfidence, "/c/0")
+            ]
+        );
+        assert!(v.needed);
+        let off = ReviewRules::default().decide(&CheckOutcome::default(), &confidence);
+        assert!(!off.needed, "no threshold by default");
+        assert!(rules("min_confidence = 1.5").validate().is_err());
     }
 
     #[test]

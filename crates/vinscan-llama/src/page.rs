@@ -6,9 +6,9 @@ use std::time::Instant;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::Matcher;
-use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, Result, StopReason};
+use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, OutputToken, Result, StopReason};
 
-use crate::sampling::{Penalty, Policy, pick};
+use crate::sampling::{Penalty, Policy, pick, probability};
 use crate::session::Session;
 
 /// Where a page's answer goes.
@@ -45,6 +45,8 @@ pub(crate) struct Active {
     /// Where this page's logits are in the last batch.
     pub(crate) logits: i32,
     pub(crate) out: Vec<u8>,
+    /// Every output token's end in `out` and, when sampled, its probability.
+    pub(crate) tokens: Vec<OutputToken>,
     pub(crate) generated: u32,
     pub(crate) steps: u32,
     pub(crate) forced: u32,
@@ -57,6 +59,8 @@ pub(crate) struct Active {
     pub(crate) encode_prefill_ms: f64,
     pub(crate) gen_started: Instant,
     pub(crate) sample_ms: f64,
+    /// Of `sample_ms`, computing the chosen tokens' probabilities.
+    pub(crate) confidence_ms: f64,
     /// This page's token-weighted share of its steps' decode time.
     pub(crate) step_share_ms: f64,
 }
@@ -84,37 +88,44 @@ pub(crate) fn next_token(
         .map_err(|e| internal("grammar", e))?;
     let token = pick(logits, &mask, &a.penalty)
         .ok_or_else(|| Error::new(ErrorKind::InvalidOutput, "the grammar allows no further token"))?;
+    let c = Instant::now();
+    let p = probability(logits, &mask, &a.penalty, token);
+    a.confidence_ms += ms(c);
     a.steps += 1;
-    let stop = accept(policy, model, a, Some(token))?;
+    let stop = accept(policy, model, a, Some((token, p)))?;
     a.sample_ms += ms(t);
     Ok(stop)
 }
 
-/// Queues `token` (sampled; `None` at the start of the output) and the tokens the grammar forces
-/// after it.
+/// Queues `token` (sampled, with its probability; `None` at the start of the output) and the
+/// tokens the grammar forces after it.
 pub(crate) fn accept(
     policy: Policy,
     model: &LlamaModel,
     a: &mut Active,
-    token: Option<u32>,
+    token: Option<(u32, f32)>,
 ) -> Result<Option<StopReason>> {
     let vocab = model.vocab();
     a.pending.clear();
-    let feed = |a: &mut Active, t: u32| {
+    let feed = |a: &mut Active, t: u32, probability: Option<f32>| {
         a.penalty.push(t);
         a.out
             .extend(vocab.token_to_piece(LlamaToken(t as i32), false, None));
+        a.tokens.push(OutputToken {
+            end: a.out.len() as u32,
+            probability,
+        });
         a.pending.push(LlamaToken(t as i32));
         a.generated += 1;
     };
-    if let Some(token) = token {
+    if let Some((token, p)) = token {
         if vocab.is_eog(LlamaToken(token as i32)) {
             return Ok(Some(StopReason::EndOfOutput));
         }
         a.matcher
             .consume_token(token)
             .map_err(|e| internal("grammar", e))?;
-        feed(a, token);
+        feed(a, token, Some(p));
     }
     if policy.fast_forward && a.generated < a.budget && !a.matcher.is_stopped() {
         let forced = a.matcher.compute_ff_tokens();
@@ -127,7 +138,7 @@ pub(crate) fn accept(
                 .consume_tokens(&forced[..take])
                 .map_err(|e| internal("grammar", e))?;
             for &t in &forced[..take] {
-                feed(a, t);
+                feed(a, t, None);
             }
             a.forced += take as u32;
         }

@@ -65,6 +65,23 @@ pub(crate) fn pick(logits: &[f32], mask: &SimpleVob, penalty: &Penalty) -> Optio
     best.map(|(t, _)| t)
 }
 
+/// The probability of `token` under the softmax of the penalised logits of the tokens `mask`
+/// allows: the distribution the greedy choice was made from. `token` must be the greedy choice
+/// (the largest penalised logit), so every term of the sum is at most 1 and none overflows.
+pub(crate) fn probability(logits: &[f32], mask: &SimpleVob, penalty: &Penalty, token: u32) -> f32 {
+    let Some(&raw) = logits.get(token as usize) else {
+        return 0.0;
+    };
+    let chosen = penalty.apply(token as usize, raw);
+    let mut sum = 0.0f64;
+    mask.iter_set_entries(|t| {
+        if let Some(&raw) = logits.get(t) {
+            sum += f64::from(penalty.apply(t, raw) - chosen).exp();
+        }
+    });
+    if sum > 0.0 { (1.0 / sum) as f32 } else { 0.0 }
+}
+
 /// How tokens are chosen and fed.
 #[derive(Clone, Copy)]
 pub(crate) struct Policy {
@@ -95,6 +112,31 @@ mod tests {
         let mut p = Penalty::new(1.0, 64, 10);
         p.push(3);
         assert_eq!(p.apply(3, 4.0), 4.0);
+    }
+
+    #[test]
+    fn probability_is_the_softmax_over_allowed_tokens_only() {
+        let logits = [5.0, 1.0, 3.0, 3.0, 9.0];
+        let mut mask = SimpleVob::alloc(5);
+        for t in [1, 2, 3] {
+            mask.allow_token(t);
+        }
+        let none = Penalty::new(1.0, 0, 5);
+        // tokens 0 and 4 are not allowed: only e^1, e^3, e^3 share the mass
+        let expected = (3.0f64.exp() / (1.0f64.exp() + 2.0 * 3.0f64.exp())) as f32;
+        assert!((probability(&logits, &mask, &none, 2) - expected).abs() < 1e-6);
+        let mut only = SimpleVob::alloc(5);
+        only.allow_token(1);
+        assert_eq!(
+            probability(&logits, &only, &none, 1),
+            1.0,
+            "a forced choice is certain"
+        );
+        // the penalty changes the distribution the choice is made from
+        let mut p = Penalty::new(2.0, 4, 5);
+        p.push(2);
+        let expected = (3.0f64.exp() / (1.0f64.exp() + 1.5f64.exp() + 3.0f64.exp())) as f32;
+        assert!((probability(&logits, &mask, &p, 3) - expected).abs() < 1e-6);
     }
 
     #[test]

@@ -373,6 +373,7 @@ impl Scheduler {
             pending: Vec::new(),
             logits: -1,
             out: Vec::new(),
+            tokens: Vec::new(),
             generated: 0,
             steps: 0,
             forced: 0,
@@ -385,6 +386,7 @@ impl Scheduler {
             encode_prefill_ms: ms(started),
             gen_started: Instant::now(),
             sample_ms: 0.0,
+            confidence_ms: 0.0,
             step_share_ms: 0.0,
         };
         if budget == 0 {
@@ -516,12 +518,14 @@ impl Scheduler {
                 reused_prompt_tokens: a.reused,
                 peak_batch_pages: a.peak,
                 restarts: a.restarts,
+                tokens: a.tokens,
                 timings: ModelTimings {
                     encode_prefill_ms: a.encode_prefill_ms,
                     generate_ms,
                     sample_ms: a.sample_ms,
                     step_share_ms: a.step_share_ms,
                     queue_ms: a.queue_ms,
+                    confidence_ms: a.confidence_ms,
                 },
             });
         tracing::debug!(

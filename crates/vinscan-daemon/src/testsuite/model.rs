@@ -86,6 +86,7 @@ impl ScriptedModel {
             reused_prompt_tokens: 0,
             peak_batch_pages: 1,
             restarts: 0,
+            tokens: Vec::new(),
             timings: ModelTimings::default(),
         }
     }
