@@ -269,6 +269,10 @@ pub struct PullArgs {
 #[derive(Debug, Args)]
 pub struct PipelinesArgs {
     /// Print the pipelines as JSON.
-    #[arg(long)]
+    #[arg(long, env = "VINSCAN_PIPELINES_JSON")]
     pub json: bool,
+    /// Also list, for each pipeline, every default bound applied to its schema where the schema
+    /// sets none (JSON Pointer, keyword, value).
+    #[arg(long, env = "VINSCAN_PIPELINES_CHECK")]
+    pub check: bool,
 }

@@ -1,5 +1,6 @@
-//! `vinscan pipelines`: the pipelines this run would use, checked (schemas compile and are
-//! bounded, pipeline files are valid).
+//! `vinscan pipelines`: the pipelines this run would use, checked (schemas compile and can be
+//! bounded, pipeline files are valid; loading reports every problem at once), and with
+//! `--check` the default bounds applied to each schema.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ pub fn run(global: &GlobalArgs, args: PipelinesArgs) -> anyhow::Result<ExitCode>
                     "tiles": {"min": p.min_tiles, "max": p.max_tiles},
                     "max_tokens": p.max_tokens,
                     "pdf_dpi": p.pdf_dpi,
+                    "schema_defaults_applied": p.schema.applied_defaults(),
                 })
             })
             .collect();
@@ -33,6 +35,25 @@ pub fn run(global: &GlobalArgs, args: PipelinesArgs) -> anyhow::Result<ExitCode>
                 p.max_tiles,
                 p.description
             );
+        }
+        if args.check {
+            for p in catalog.pipelines() {
+                let applied = p.schema.applied_defaults();
+                println!(
+                    "\n{}: {}: {} default bounds applied",
+                    p.name,
+                    p.schema.path(),
+                    applied.len()
+                );
+                for a in applied {
+                    let at = if a.pointer.is_empty() {
+                        "(root)"
+                    } else {
+                        &a.pointer
+                    };
+                    println!("  {at} {} = {}", a.keyword, a.value);
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -140,3 +140,57 @@ fn id_card_pages_validate() {
 fn archive_page_pages_validate() {
     check_pipeline("archive-page");
 }
+
+/// A schema as a user's ERP exports it (no bounds, open objects): `vinscan pipelines --check`
+/// lists every default bound applied, by JSON Pointer, and `extract` decodes under them, the
+/// output valid under the schema as declared.
+#[test]
+fn a_user_written_schema_is_bounded_by_the_pipeline_defaults() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let fixture = repo_root().join("tests/fixtures/user-schemas");
+    let dirs = |c: &mut std::process::Command| {
+        c.arg("--pipelines-dir")
+            .arg(fixture.join("pipelines"))
+            .arg("--schemas-dir")
+            .arg(fixture.join("schemas"));
+    };
+    let mut check = vinscan(tmp.path());
+    check.args(["pipelines", "--check"]);
+    dirs(&mut check);
+    let out = run(&mut check);
+    assert!(out.status.success(), "{:?}", out.status);
+    let listing = String::from_utf8(out.stdout).expect("utf-8");
+    for line in [
+        "po: schemas/po.schema.json: 14 default bounds applied",
+        "  /properties/po_number maxLength = 40",
+        "  /properties/supplier additionalProperties = false",
+        "  /properties/lines maxItems = 3",
+        "  /properties/lines/items/properties/quantity maximum = 1000000000000000",
+        "  /properties/total minimum = ",
+    ] {
+        assert!(listing.contains(line), "{line:?} missing from:\n{listing}");
+    }
+
+    let scan_path = tmp.path().join("po.png");
+    std::fs::write(&scan_path, encode(&scan(900, 1200, 42), ImageFormat::Png)).expect("write");
+    let mut extract = vinscan(tmp.path());
+    extract.arg("extract").arg(&scan_path).args(["--pipeline", "po"]);
+    dirs(&mut extract);
+    let out = run(&mut extract);
+    assert!(out.status.success(), "{:?}", out.status);
+    let jsonl = tmp.path().join("po.jsonl");
+    std::fs::write(&jsonl, &out.stdout).expect("write");
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one record");
+    assert!(
+        record["data"]["lines"].as_array().is_some_and(|l| l.len() <= 3),
+        "{record}"
+    );
+    assert!(
+        record["data"]["po_number"]
+            .as_str()
+            .is_some_and(|s| s.chars().count() <= 40),
+        "{record}"
+    );
+    let (passed, failed, report) = validate_in(&fixture, &[jsonl]);
+    assert_eq!((passed, failed), (1, 0), "{report}");
+}

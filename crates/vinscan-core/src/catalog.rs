@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use vinscan_schema::Schema;
+use vinscan_schema::{BoundDefaults, Schema};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::hash::sha256_hex;
@@ -92,31 +92,54 @@ impl Catalog {
         )
     }
 
+    /// Loads every schema and pipeline, reporting every problem found at once (one per line).
     pub(crate) fn build(
         schema_files: Vec<(String, Vec<u8>)>,
         pipeline_files: Vec<(String, Vec<u8>)>,
     ) -> Result<Self> {
-        let config = |m: String| Error::new(ErrorKind::Config, m);
+        let mut problems = Vec::new();
         let mut schemas = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for (path, bytes) in schema_files {
-            let schema = Schema::from_bytes(&path, &bytes).map_err(|e| config(e.to_string()))?;
-            schemas.insert(path, Arc::new(schema));
+            match Schema::from_bytes(&path, &bytes) {
+                Ok(schema) => {
+                    schemas.insert(path.clone(), Arc::new(schema));
+                }
+                Err(e) => problems.push(e.to_string()),
+            }
+            sources.insert(path, bytes);
         }
+        // a pipeline with its own default bounds gets its own compilation of the schema
+        let resolve = |name: &str, defaults: &BoundDefaults| -> std::result::Result<Arc<Schema>, String> {
+            let key = format!("schemas/{name}");
+            match (schemas.get(&key), sources.get(&key)) {
+                (Some(shared), _) if shared.defaults() == defaults => Ok(Arc::clone(shared)),
+                (Some(_), Some(bytes)) => Schema::from_bytes_with(&key, bytes, defaults)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string()),
+                (None, Some(_)) => Err(format!("schema {name:?} did not load (see its own error)")),
+                _ => Err(format!("schema {name:?} not found in the schemas directory")),
+            }
+        };
         let mut pipelines = BTreeMap::new();
         for (path, bytes) in pipeline_files {
-            let text = String::from_utf8(bytes.clone()).map_err(|_| config(format!("{path}: not UTF-8")))?;
-            let file = PipelineFile::parse(&path, &text).map_err(|e| config(e.to_string()))?;
-            let pipeline = file
-                .validate(&path, sha256_hex(&bytes), |name| {
-                    schemas.get(&format!("schemas/{name}")).cloned()
-                })
-                .map_err(|e| config(e.to_string()))?;
-            if let Some(previous) = pipelines.insert(pipeline.name.clone(), Arc::new(pipeline)) {
-                return Err(config(format!(
-                    "{path}: pipeline name {:?} is used twice",
-                    previous.name
-                )));
+            let Ok(text) = String::from_utf8(bytes.clone()) else {
+                problems.push(format!("{path}: not UTF-8"));
+                continue;
+            };
+            let pipeline = PipelineFile::parse(&path, &text)
+                .and_then(|file| file.validate(&path, sha256_hex(&bytes), resolve));
+            match pipeline {
+                Ok(p) => {
+                    if let Some(previous) = pipelines.insert(p.name.clone(), Arc::new(p)) {
+                        problems.push(format!("{path}: pipeline name {:?} is used twice", previous.name));
+                    }
+                }
+                Err(e) => problems.push(e.to_string()),
             }
+        }
+        if !problems.is_empty() {
+            return Err(Error::new(ErrorKind::Config, problems.join("\n")));
         }
         Ok(Self { schemas, pipelines })
     }
@@ -152,5 +175,69 @@ mod tests {
             assert!(p.schema.path().starts_with("schemas/"));
         }
         assert!(c.pipeline("nope").is_err());
+    }
+
+    fn files(items: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+        items
+            .iter()
+            .map(|(p, t)| (p.to_string(), t.as_bytes().to_vec()))
+            .collect()
+    }
+
+    const OPEN: &str = r#"{"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+        "properties": {"n": {"type": "string"}}}"#;
+
+    #[test]
+    fn a_pipeline_with_its_own_default_bounds_gets_its_own_schema() {
+        let c = Catalog::build(
+            files(&[("schemas/open.json", OPEN)]),
+            files(&[
+                ("pipelines/a.toml", "name = \"a\"\nschema = \"open.json\"\nprompt = \"p\"\n"),
+                (
+                    "pipelines/b.toml",
+                    "name = \"b\"\nschema = \"open.json\"\nprompt = \"p\"\n[schema_defaults]\nmax_string_length = 7\n",
+                ),
+            ]),
+        )
+        .expect("loads");
+        let max = |name: &str| {
+            c.pipeline(name).expect(name).schema.grammar()["properties"]["n"]["maxLength"].clone()
+        };
+        assert_eq!(max("a"), serde_json::json!(200));
+        assert_eq!(max("b"), serde_json::json!(7));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let e = Catalog::build(
+            files(&[(
+                "schemas/bad.json",
+                r#"{"$schema": "https://json-schema.org/draft/2020-12/schema", "properties": {"x": {}}}"#,
+            )]),
+            files(&[
+                (
+                    "pipelines/a.toml",
+                    "name = \"a\"\nschema = \"bad.json\"\nprompt = \"p\"\n",
+                ),
+                (
+                    "pipelines/b.toml",
+                    "name = \"b\"\nschema = \"none.json\"\nprompt = \"p\"\n",
+                ),
+                (
+                    "pipelines/c.toml",
+                    "name = \"c\"\nschema = \"bad.json\"\nprompt = \"\"\n",
+                ),
+            ]),
+        )
+        .expect_err("refused");
+        let text = e.to_string();
+        for expected in [
+            "/properties/x: no `type`",
+            "did not load",
+            "not found",
+            "prompt must not be empty",
+        ] {
+            assert!(text.contains(expected), "{expected:?} missing from {text}");
+        }
     }
 }

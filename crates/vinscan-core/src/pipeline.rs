@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use vinscan_schema::Schema;
+use vinscan_schema::{BoundDefaults, Schema};
 
 use crate::limits::Limits;
 use crate::review::ReviewRules;
@@ -36,6 +36,9 @@ pub struct PipelineFile {
     /// Which records need a person (see [`ReviewRules`]).
     #[serde(default)]
     pub review: ReviewRules,
+    /// Bounds for generation where the schema sets none (see [`BoundDefaults`]).
+    #[serde(default)]
+    pub schema_defaults: BoundDefaults,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -122,12 +125,13 @@ impl PipelineFile {
         })
     }
 
-    /// Checks every field and binds the schema (looked up by `resolve_schema`).
+    /// Checks every field and binds the schema: `resolve_schema` compiles the named schema with
+    /// the pipeline's default bounds, or says why it cannot.
     pub fn validate(
         self,
         path: &str,
         sha256: String,
-        resolve_schema: impl FnOnce(&str) -> Option<Arc<Schema>>,
+        resolve_schema: impl FnOnce(&str, &BoundDefaults) -> Result<Arc<Schema>, String>,
     ) -> Result<Pipeline, PipelineError> {
         let invalid = |message: String| PipelineError::Invalid {
             path: path.to_owned(),
@@ -174,12 +178,10 @@ impl PipelineFile {
         }
         self.limits.validate().map_err(invalid)?;
         self.review.validate().map_err(invalid)?;
-        let schema = resolve_schema(&self.schema).ok_or_else(|| {
-            invalid(format!(
-                "schema {:?} not found in the schemas directory",
-                self.schema
-            ))
-        })?;
+        self.schema_defaults
+            .validate()
+            .map_err(|e| invalid(format!("schema_defaults: {e}")))?;
+        let schema = resolve_schema(&self.schema, &self.schema_defaults).map_err(invalid)?;
         Ok(Pipeline {
             name: self.name,
             description: self.description,
@@ -212,8 +214,10 @@ mod tests {
     }
 
     fn load(text: &str) -> Result<Pipeline, PipelineError> {
-        PipelineFile::parse("pipelines/t.toml", text)?.validate("pipelines/t.toml", String::new(), |n| {
-            (n == "t.json").then(schema)
+        PipelineFile::parse("pipelines/t.toml", text)?.validate("pipelines/t.toml", String::new(), |n, _| {
+            (n == "t.json")
+                .then(schema)
+                .ok_or_else(|| format!("schema {n:?} not found"))
         })
     }
 

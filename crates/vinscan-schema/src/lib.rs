@@ -12,7 +12,7 @@ use std::fmt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-pub use bounds::check_bounds;
+pub use bounds::{AppliedDefault, BoundDefaults, bound, check_bounds};
 pub use normalise::{Normaliser, normalise_value};
 pub use vinscan_checks::{
     CHECK_KEYWORD, CHECK_NAMES, CheckOutcome, CheckPlan, CheckResult, Correction, Status as CheckStatus,
@@ -41,11 +41,11 @@ pub enum SchemaError {
     /// Every problem with the schema's `x-vinscan-check` declarations, one per line.
     #[error("{path}: x-vinscan-check declarations refused:\n{}", problems.join("\n"))]
     Checks { path: String, problems: Vec<String> },
-    #[error("{path}: {pointer}: {message}")]
+    /// Every part of the schema no default bound can make decodable, as (JSON Pointer, reason).
+    #[error("{path}: cannot be bounded for constrained decoding:\n{}", problems.iter().map(|(p, m)| format!("  {p}: {m}")).collect::<Vec<_>>().join("\n"))]
     Unbounded {
         path: String,
-        pointer: String,
-        message: String,
+        problems: Vec<(String, String)>,
     },
 }
 
@@ -77,6 +77,8 @@ pub struct Schema {
     grammar: Value,
     validator: jsonschema::Validator,
     checks: CheckPlan,
+    defaults: BoundDefaults,
+    applied: Vec<AppliedDefault>,
 }
 
 impl fmt::Debug for Schema {
@@ -90,9 +92,17 @@ impl fmt::Debug for Schema {
 }
 
 impl Schema {
-    /// Parses and checks a schema. `path` is how the schema is named in errors and in outputs
-    /// (the repository-relative path, e.g. `schemas/invoice.schema.json`).
+    /// Parses and checks a schema, with the default bounds where it sets none. `path` is how
+    /// the schema is named in errors and in outputs (the repository-relative path, e.g.
+    /// `schemas/invoice.schema.json`).
     pub fn from_bytes(path: &str, bytes: &[u8]) -> Result<Self, SchemaError> {
+        Self::from_bytes_with(path, bytes, &BoundDefaults::default())
+    }
+
+    /// [`from_bytes`](Self::from_bytes) with `defaults` applied where the schema sets no bound
+    /// (see [`bound`]). Decoding and validation use the bounded schema; [`document`](Self::document)
+    /// stays as declared.
+    pub fn from_bytes_with(path: &str, bytes: &[u8], defaults: &BoundDefaults) -> Result<Self, SchemaError> {
         let document: Value = serde_json::from_slice(bytes).map_err(|source| SchemaError::Json {
             path: path.to_owned(),
             source,
@@ -106,14 +116,13 @@ impl Schema {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        let validator = jsonschema::draft202012::new(&document).map_err(|e| SchemaError::Invalid {
+        let (bounded, applied) = bound(&document, defaults).map_err(|problems| SchemaError::Unbounded {
+            path: path.to_owned(),
+            problems,
+        })?;
+        let validator = jsonschema::draft202012::new(&bounded).map_err(|e| SchemaError::Invalid {
             path: path.to_owned(),
             message: e.to_string(),
-        })?;
-        check_bounds(&document).map_err(|(pointer, message)| SchemaError::Unbounded {
-            path: path.to_owned(),
-            pointer,
-            message,
         })?;
         let checks = CheckPlan::from_schema(&document).map_err(|errors| SchemaError::Checks {
             path: path.to_owned(),
@@ -124,7 +133,7 @@ impl Schema {
             .and_then(Value::as_str)
             .map(str::to_owned)
             .unwrap_or_else(|| path.to_owned());
-        let grammar = grammar_view(&document);
+        let grammar = grammar_view(&bounded);
         Ok(Self {
             id,
             path: path.to_owned(),
@@ -133,6 +142,8 @@ impl Schema {
             grammar,
             validator,
             checks,
+            defaults: *defaults,
+            applied,
         })
     }
 
@@ -171,6 +182,16 @@ impl Schema {
                 message: e.to_string(),
             })
             .collect()
+    }
+
+    /// The default bounds this schema was compiled with.
+    pub fn defaults(&self) -> &BoundDefaults {
+        &self.defaults
+    }
+
+    /// Where a default bound was applied because the schema set none, in document order.
+    pub fn applied_defaults(&self) -> &[AppliedDefault] {
+        &self.applied
     }
 
     /// The checks the schema declares with `x-vinscan-check` (see [`vinscan_checks`]).
@@ -269,11 +290,36 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unbounded_string_with_pointer() {
+    fn an_unbounded_string_gets_the_default_and_the_grammar_and_validator_use_it() {
         let mut v = bounded();
         v["properties"]["name"] = json!({"type": "string"});
+        let s = schema(v).expect("loads with a default");
+        let applied: Vec<(&str, &str)> = s
+            .applied_defaults()
+            .iter()
+            .map(|a| (a.pointer.as_str(), a.keyword))
+            .collect();
+        assert_eq!(applied, vec![("/properties/name", "maxLength")]);
+        assert_eq!(s.grammar()["properties"]["name"]["maxLength"], json!(200));
+        assert!(
+            s.document()["properties"]["name"].get("maxLength").is_none(),
+            "declared as written"
+        );
+        let long = "x".repeat(201);
+        assert_eq!(s.violations(&json!({"name": long, "date": null})).len(), 1);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_bounded_listing_every_pointer() {
+        let mut v = bounded();
+        v["properties"]["name"] = json!({});
+        v["properties"]["title"] = json!(true);
         match schema(v) {
-            Err(SchemaError::Unbounded { pointer, .. }) => assert_eq!(pointer, "/properties/name"),
+            Err(e @ SchemaError::Unbounded { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("  /properties/name: no `type`"), "{text}");
+                assert!(text.contains("  /properties/title: `true`"), "{text}");
+            }
             other => panic!("expected Unbounded, got {other:?}"),
         }
     }

@@ -71,9 +71,14 @@ pub fn run(cmd: &mut Command) -> Output {
 
 /// Validates page-record files with Python's jsonschema; returns (passed, failed, report).
 pub fn validate(files: &[PathBuf]) -> (usize, usize, String) {
+    validate_in(&repo_root(), files)
+}
+
+/// [`validate`] with the records' `schema` paths relative to `root`.
+pub fn validate_in(root: &Path, files: &[PathBuf]) -> (usize, usize, String) {
     let out = Command::new(python())
         .arg(repo_root().join("tests/tools/validate_outputs.py"))
-        .arg(repo_root())
+        .arg(root)
         .args(files)
         .output()
         .expect("run validator");
