@@ -4,8 +4,10 @@
 usage: validate_outputs.py REPO_ROOT FILE...
 Each FILE is JSON Lines or a single JSON object (a page record, or a daemon job output whose
 `pages` are page records). Every record's `data` must
-validate against the schema file its `schema` field names (a path relative to REPO_ROOT), and
-its `checks` must be one result per declared check with a JSON Pointer that resolves in `data`.
+validate against the schema file its `schema` field names (a path relative to REPO_ROOT); every
+check result must be well formed with a JSON Pointer that resolves in `data`; every correction
+must be what `data` holds; and `confidence` must cover exactly the leaves of `data` (the tests'
+records all come from llama.cpp, which reports token probabilities).
 Prints one line per failure and a closing 'N passed, M failed'; exits 1 on any failure.
 """
 import json

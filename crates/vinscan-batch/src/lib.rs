@@ -6,6 +6,7 @@
 //! - [`document`]: one document's pages through the pipeline ([`process_document`]).
 //! - [`run`]: a run over many inputs, `parallel` at a time, resumable, with a manifest line per
 //!   input found (ok, skipped, failed, unsupported).
+//! - [`export`]: records flattened into CSV files or an XLSX workbook (`vinscan export`).
 //! - [`local`], [`resume`]: atomic local writes, bounded reads, and whether existing outputs
 //!   still match.
 //!
@@ -13,6 +14,7 @@
 //! [`ModelOnDemand`] (the binary loads llama.cpp on first use), stores through `ObjectStore`.
 
 pub mod document;
+pub mod export;
 pub mod inputs;
 pub mod local;
 pub mod resume;

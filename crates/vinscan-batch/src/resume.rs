@@ -25,9 +25,12 @@ pub struct Expected<'a> {
     pub mmproj_sha256: &'a str,
 }
 
+/// Whether `record` can be reused: made from the same input, pipeline, schema and model files,
+/// and in the current record format (an older record lacks fields a newer vinscan writes).
 pub fn matches(record: &PageRecord, e: &Expected<'_>) -> bool {
     let p = &record.provenance;
-    p.source_sha256 == e.source_sha256
+    p.record_format == vinscan_core::record::RECORD_FORMAT
+        && p.source_sha256 == e.source_sha256
         && p.pipeline_sha256 == e.pipeline_sha256
         && p.schema_sha256 == e.schema_sha256
         && p.model.sha256 == e.model_sha256

@@ -31,7 +31,9 @@ use chrono::NaiveDate;
 use serde_json::Value;
 
 use crate::cccd::{self, Sex};
-use crate::{CHECK_KEYWORD, CheckOutcome, CheckResult, Status, card, invoice, iso_date, mrz, mst};
+use crate::{
+    CHECK_KEYWORD, CheckOutcome, CheckResult, Correction, Status, card, invoice, iso_date, mrz, mst,
+};
 
 /// One problem with a schema's check declarations.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,15 +229,45 @@ impl CheckPlan {
     /// they made to it. `today` decides which dates lie in the future (see
     /// [`crate::today_in_vietnam`]). Results come in declaration order, then instance order.
     pub fn run(&self, record: &mut Value, today: NaiveDate) -> CheckOutcome {
+        self.run_with(record, today, true)
+    }
+
+    /// [`run`](Self::run), with `correct` false when the corrections must not be applied (the
+    /// corrected record would not conform to its schema): each value the MRZ would have
+    /// replaced is then a `fail`, and nothing is corrected.
+    ///
+    /// The MRZ declarations run first and their corrections are applied before the other
+    /// checks read the record, so no result describes a value that is no longer in it.
+    pub fn run_with(&self, record: &mut Value, today: NaiveDate, correct: bool) -> CheckOutcome {
         let mut out = CheckOutcome::default();
-        for declaration in &self.declarations {
+        let (mrz, rest): (Vec<&Declaration>, Vec<&Declaration>) =
+            self.declarations.iter().partition(|d| d.kind == Kind::Mrz);
+        for declaration in mrz {
             for at in instances(record, &declaration.location) {
                 run_one(declaration, record, &at, today, &mut out);
             }
         }
-        for correction in &out.corrections {
-            if let Some(slot) = record.pointer_mut(&correction.pointer) {
-                *slot = correction.kept.clone();
+        if correct {
+            for correction in &out.corrections {
+                if let Some(slot) = record.pointer_mut(&correction.pointer) {
+                    *slot = correction.kept.clone();
+                }
+            }
+        } else {
+            let dropped: Vec<Correction> = out.corrections.drain(..).collect();
+            for c in out.checks.iter_mut() {
+                if c.check == "mrz"
+                    && c.status == Status::Warn
+                    && dropped.iter().any(|d| d.pointer == c.pointer)
+                {
+                    c.status = Status::Fail;
+                    c.detail = "differs from the MRZ, whose check digits pass; the MRZ value was not kept: the corrected record would not conform to its schema".to_owned();
+                }
+            }
+        }
+        for declaration in rest {
+            for at in instances(record, &declaration.location) {
+                run_one(declaration, record, &at, today, &mut out);
             }
         }
         out

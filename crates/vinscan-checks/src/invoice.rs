@@ -185,8 +185,9 @@ pub fn number(v: Option<&Value>) -> Option<f64> {
     v.and_then(Value::as_f64)
 }
 
-/// The series (ký hiệu) of an e-invoice, `[1-6][CK]YY[letter][2 chars]` (Circular 78/2021/
-/// TT-BTC, Art. 4: the form digit, C with or K without the tax authority's code, the year of
+/// The series (ký hiệu) of an e-invoice, `[1-9][CK]YY[letter][2 chars]` (Circular 78/2021/
+/// TT-BTC, Art. 4: the form digit — 1–6 there, more added by Circular 32/2025/TT-BTC, so any
+/// non-zero digit is accepted — C with or K without the tax authority's code, the year of
 /// issue, the invoice type, two characters of the seller's choosing); the form digit may sit
 /// in `form` instead. A pre-2022 series `XX/YYE|T|P` (Circular 39/2014/TT-BTC) is recognised
 /// and flagged when dated after e-invoices became mandatory.
@@ -200,10 +201,16 @@ pub fn check_series(series: &str, form: Option<&str>, issued: Option<NaiveDate>)
         && matches!(kind, b'E' | b'T' | b'P')
     {
         let year = u32::from(y1 - b'0') * 10 + u32::from(y2 - b'0');
+        // under Circular 39/2014 the year is when the series was registered: its invoices
+        // stayed usable in later years, never in earlier ones
         return match issued {
-            Some(d) if d.year() as u32 % 100 != year => (
+            Some(d) if (d.year() as u32 % 100) < year => (
                 Status::Fail,
-                format!("series year {year:02}, issued in {}", d.year()),
+                format!("series year {year:02}, issued earlier, in {}", d.year()),
+            ),
+            Some(d) if (d.year() as u32 % 100) > year && d < ymd(E_INVOICES_MANDATORY) => (
+                Status::Warn,
+                format!("pre-2022 series of 20{year:02} on an invoice of {}", d.year()),
             ),
             Some(d) if d >= ymd(E_INVOICES_MANDATORY) => (
                 Status::Warn,
@@ -229,9 +236,9 @@ pub fn check_series(series: &str, form: Option<&str>, issued: Option<NaiveDate>)
         }
     };
     if let Some(d) = form_digit
-        && !(b'1'..=b'6').contains(&d)
+        && !(b'1'..=b'9').contains(&d)
     {
-        return (Status::Fail, "form digit is not 1–6".into());
+        return (Status::Fail, "form digit is not 1–9".into());
     }
     let [ck, y1, y2, letter, x1, x2] = core else {
         return (Status::Fail, "not a series".into());

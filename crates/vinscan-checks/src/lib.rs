@@ -72,12 +72,16 @@ impl CheckResult {
 pub struct Correction {
     /// JSON Pointer of the value replaced.
     pub pointer: String,
-    /// The value the model read from the printed field (`null` when it read none).
+    /// The value the model read from the printed field (never null: a field not read is not
+    /// corrected).
     pub printed: Value,
     /// The value kept in `data`.
     pub kept: Value,
     /// The check whose evidence was used (`mrz`).
     pub source: String,
+    /// JSON Pointer of that evidence (the MRZ's own value).
+    #[serde(default)]
+    pub evidence: String,
 }
 
 /// Everything the checks of one record found.

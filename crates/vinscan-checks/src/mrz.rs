@@ -13,7 +13,7 @@
 //! is returned as a [`Correction`]. Sex and name are compared only: no check digit covers
 //! them, and the MRZ spells names without diacritics, so it cannot restore a printed name.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use serde_json::Value;
 use unicode_normalization::UnicodeNormalization;
 
@@ -53,6 +53,15 @@ impl Td1 {
             .filter(|c| *c != ' ' && *c != '\r' && *c != '\t')
             .map(|c| c.to_ascii_uppercase())
             .collect();
+        // checked before any slicing by byte index
+        if let Some(bad) = cleaned
+            .chars()
+            .find(|c| !matches!(c, '0'..='9' | 'A'..='Z' | '<' | '\n'))
+        {
+            return Err(format!(
+                "character {bad:?} is not allowed in an MRZ (0-9, A-Z, <)"
+            ));
+        }
         let lines: Vec<&str> = cleaned.split('\n').filter(|l| !l.is_empty()).collect();
         let lines: Vec<&str> = match lines.as_slice() {
             [one] if one.len() == 90 => vec![&one[..30], &one[30..60], &one[60..]],
@@ -62,14 +71,6 @@ impl Td1 {
         if lengths != [30, 30, 30] {
             return Err(format!(
                 "not a TD1 zone: line lengths {lengths:?}, TD1 has 3 lines of 30"
-            ));
-        }
-        if let Some(bad) = cleaned
-            .chars()
-            .find(|c| !matches!(c, '0'..='9' | 'A'..='Z' | '<' | '\n'))
-        {
-            return Err(format!(
-                "character {bad:?} is not allowed in an MRZ (0-9, A-Z, <)"
             ));
         }
         Ok(Self {
@@ -173,12 +174,18 @@ fn yymmdd(s: &str, century: i32) -> Option<NaiveDate> {
     NaiveDate::from_ymd_opt(century + i32::try_from(n(0..2)?).ok()?, n(2..4)?, n(4..6)?)
 }
 
-/// The birth date: the century from the CCCD number when one is known, otherwise the latest
-/// century that puts the date on or before `today`.
-fn birth_date(td1: &Td1, id_number: Option<&str>, today: NaiveDate) -> Option<NaiveDate> {
-    if let Some(number) = id_number.filter(|n| n.len() == 12 && crate::all_digits(n)) {
+/// The birth date. The MRZ holds `YYMMDD` only; its century comes from the personal number in
+/// the MRZ's own optional data (covered by the composite check digit) when there is one,
+/// otherwise from the printed date (so a comparison is on `YYMMDD` and a correction never
+/// changes the century), otherwise the latest century that puts the date on or before `today`
+/// (used only when nothing was printed, and then nothing is corrected).
+fn birth_date(td1: &Td1, printed: Option<NaiveDate>, today: NaiveDate) -> Option<NaiveDate> {
+    if let Some(number) = td1.personal_number() {
         let (_, year) = cccd::decode(number);
         return yymmdd(td1.birth(), year - year % 100);
+    }
+    if let Some(p) = printed {
+        return yymmdd(td1.birth(), p.year() - p.year().rem_euclid(100));
     }
     yymmdd(td1.birth(), 2000)
         .filter(|d| *d <= today)
@@ -233,17 +240,14 @@ pub fn check(pointer: &str, text: &str, printed: &Printed<'_>, today: NaiveDate)
             format!("check digits fail: {}", failed.join(", ")),
         )
     });
-    let printed_id = printed.id_number.and_then(|(_, v)| v.as_str());
     let mrz_id = td1.personal_number();
+    let printed_birth = printed.date_of_birth.and_then(|(_, v)| iso_date(v));
     if let (Some(field), Some(mrz_id)) = (printed.id_number, mrz_id) {
         compare(&mut out, field, trusted, "ID number", Value::from(mrz_id), |v| {
             v.as_str() == Some(mrz_id)
         });
     }
-    if let (Some(field), Some(birth)) = (
-        printed.date_of_birth,
-        birth_date(&td1, mrz_id.or(printed_id), today),
-    ) {
+    if let (Some(field), Some(birth)) = (printed.date_of_birth, birth_date(&td1, printed_birth, today)) {
         compare(
             &mut out,
             field,
@@ -293,6 +297,9 @@ pub fn check(pointer: &str, text: &str, printed: &Printed<'_>, today: NaiveDate)
             ),
         });
     }
+    for c in &mut out.corrections {
+        c.evidence = pointer.to_owned();
+    }
     out
 }
 
@@ -330,6 +337,7 @@ fn compare(
             printed: value.clone(),
             kept: mrz_value,
             source: "mrz".to_owned(),
+            evidence: String::new(),
         });
     } else {
         out.checks.push(CheckResult::new(

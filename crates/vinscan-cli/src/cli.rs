@@ -64,6 +64,8 @@ pub enum Command {
     },
     /// List and check the pipelines and their schemas.
     Pipelines(PipelinesArgs),
+    /// Flatten a batch's records into a spreadsheet: CSV files or an XLSX workbook.
+    Export(ExportArgs),
     /// Run the daemon: consume job messages and S3 upload events from Kafka, write outputs to S3.
     #[cfg(feature = "kafka")]
     Serve(ServeArgs),
@@ -264,6 +266,25 @@ pub struct PullArgs {
     /// Projector file in the repository.
     #[arg(long, env = "VINSCAN_MMPROJ_FILE", default_value = crate::model_files::DEFAULT_MMPROJ_FILE)]
     pub mmproj_file: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// A batch's output folder: every `*.json` record under it is exported.
+    pub out: PathBuf,
+    /// `csv`: `export.csv` (one row per record) and `export.<array>.csv` per array of objects
+    /// (an invoice's `items`); `xlsx`: one workbook with those tables as sheets.
+    #[arg(long, env = "VINSCAN_EXPORT_FORMAT", value_enum)]
+    pub format: ExportFormat,
+    /// Where to write: the workbook's path (xlsx) or a folder (csv). Default: OUT.
+    #[arg(long, env = "VINSCAN_EXPORT_OUTPUT")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Xlsx,
 }
 
 #[derive(Debug, Args)]

@@ -88,6 +88,7 @@ fn sroie_receipts_all_succeed_and_second_run_does_no_model_work() {
     let in_manifest: u64 = m.iter().filter_map(|e| e["review_pages"].as_u64()).sum();
     assert_eq!(in_manifest, needing_review, "{m:?}");
     assert_eq!(s["pages_needing_review"].as_u64(), Some(needing_review), "{s}");
+    export_opens_in_python(tmp.path(), &out_dir, &outputs);
 
     let second = run(vinscan(tmp.path())
         .arg("batch")
@@ -325,4 +326,63 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 fn by_source_status(m: &[Value], s: &str) -> bool {
     m.iter().any(|e| e["source"] == s && e["status"] == "ok")
+}
+
+/// `vinscan export` of a batch's folder, as CSV and XLSX, read back by Python's `csv` and
+/// `openpyxl`: one row per record, one per line item, the review and confidence columns there.
+fn export_opens_in_python(home: &std::path::Path, out_dir: &std::path::Path, outputs: &[PathBuf]) {
+    let items: usize = outputs
+        .iter()
+        .map(|p| {
+            let record: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(p).expect("read output")).expect("json");
+            record["data"]["items"].as_array().map_or(0, Vec::len)
+        })
+        .sum();
+    let export_dir = home.join("export");
+    for format in ["csv", "xlsx"] {
+        let out = run(vinscan(home)
+            .arg("export")
+            .arg(out_dir)
+            .args(["--format", format, "--output"])
+            .arg(if format == "csv" {
+                export_dir.clone()
+            } else {
+                export_dir.join("receipts.xlsx")
+            }));
+        assert!(out.status.success(), "export --format {format}: {:?}", out.status);
+    }
+    let script = r#"
+import csv, sys, openpyxl
+d = sys.argv[1]
+book = openpyxl.load_workbook(d + "/receipts.xlsx", read_only=True)
+counts = []
+for name in ("records", "items"):
+    rows = list(book[name].iter_rows(values_only=True))
+    with open(f"{d}/export.csv" if name == "records" else f"{d}/export.items.csv", newline="", encoding="utf-8") as f:
+        text_rows = list(csv.reader(f))
+    assert [str(c) for c in rows[0]] == text_rows[0], (rows[0], text_rows[0])
+    assert len(rows) == len(text_rows), (name, len(rows), len(text_rows))
+    counts.append(len(rows) - 1)
+header = list(book["records"].iter_rows(values_only=True))[0]
+for column in ("source", "review_needed", "min_confidence", "total", "total confidence"):
+    assert column in header, (column, header)
+print(counts[0], counts[1])
+"#;
+    let out = std::process::Command::new(python())
+        .args(["-c", script])
+        .arg(&export_dir)
+        .output()
+        .expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!("40 {items}"),
+        "rows per record and per line item"
+    );
 }

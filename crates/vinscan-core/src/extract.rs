@@ -121,7 +121,7 @@ impl Extractor {
         let t = Instant::now();
         let (mut data, normalised) =
             parse_and_validate(pipeline, &generation.text, generation.stop).map_err(|e| e.context(what()))?;
-        let confidence = crate::confidence::field_confidence(&generation.text, &generation.tokens);
+        let mut confidence = crate::confidence::field_confidence(&generation.text, &generation.tokens);
         let checked = run_checks(
             pipeline,
             &mut data,
@@ -142,6 +142,7 @@ impl Extractor {
             total: ms(started),
         };
         let provenance = Provenance {
+            record_format: crate::record::RECORD_FORMAT,
             source: doc.name().to_owned(),
             source_sha256: source_sha256.to_owned(),
             source_format: format_name(doc.format()).to_owned(),
@@ -177,7 +178,10 @@ impl Extractor {
             page: page_no,
             pipeline: pipeline.name.clone(),
             schema: schema.path().to_owned(),
-            review: pipeline.review.decide(&checked, &confidence),
+            review: {
+                carry_confidence(&mut confidence, &checked.corrections);
+                pipeline.review.decide(&checked, &confidence)
+            },
             confidence,
             data,
             checks: checked.checks,
@@ -257,8 +261,9 @@ fn format_name(f: Format) -> &'static str {
 }
 
 /// Runs the schema's declared checks on validated `data`, applying the corrections they make
-/// only if the corrected data still conforms to the schema (otherwise `data` is left as it was,
-/// the corrections are dropped, and a `warn` result at the root says so).
+/// only if the corrected data still conforms to the schema; otherwise `data` is left as it
+/// was, the checks run again without correcting, and each value the MRZ would have replaced
+/// is a `fail` saying why (so review sees it).
 pub fn run_checks(
     pipeline: &Pipeline,
     data: &mut Value,
@@ -266,26 +271,28 @@ pub fn run_checks(
 ) -> vinscan_schema::CheckOutcome {
     let schema = &pipeline.schema;
     let mut corrected = data.clone();
-    let mut outcome = schema.checks().run(&mut corrected, today);
+    let outcome = schema.checks().run(&mut corrected, today);
     if outcome.corrections.is_empty() {
         return outcome;
     }
     if schema.violations(&corrected).is_empty() {
         *data = corrected;
-    } else {
-        let sources: Vec<String> = outcome.corrections.drain(..).map(|c| c.pointer).collect();
-        outcome.checks.push(vinscan_schema::CheckResult {
-            pointer: String::new(),
-            check: "corrections".to_owned(),
-            status: vinscan_schema::CheckStatus::Warn,
-            detail: format!(
-                "corrections of {} not applied: the corrected data does not conform to {}",
-                sources.join(", "),
-                schema.path()
-            ),
-        });
+        return outcome;
     }
-    outcome
+    schema.checks().run_with(data, today, false)
+}
+
+/// A corrected value takes the confidence of the evidence it came from (the MRZ's own value):
+/// the value in `data` is that one, not the one the model read from the printed field.
+fn carry_confidence(
+    confidence: &mut std::collections::BTreeMap<String, f64>,
+    corrections: &[vinscan_schema::Correction],
+) {
+    for c in corrections {
+        if let Some(v) = confidence.get(&c.evidence).copied() {
+            confidence.insert(c.pointer.clone(), v);
+        }
+    }
 }
 
 /// Parses the model's text, normalises it and validates it against the pipeline's schema.
@@ -393,11 +400,15 @@ mod tests {
         let outcome = run_checks(&pipeline, &mut data, today());
         assert_eq!(data["date_of_birth"], json!("13/08/1999"), "left as printed");
         assert!(outcome.corrections.is_empty());
-        let last = outcome.checks.last().expect("a result");
+        let dob = outcome
+            .checks
+            .iter()
+            .find(|c| c.pointer == "/date_of_birth")
+            .expect("a result for the printed date");
         assert_eq!(
-            (last.check.as_str(), last.status),
-            ("corrections", vinscan_schema::CheckStatus::Warn)
+            (dob.check.as_str(), dob.status),
+            ("mrz", vinscan_schema::CheckStatus::Fail)
         );
-        assert!(last.detail.contains("/date_of_birth"), "{}", last.detail);
+        assert!(dob.detail.contains("not kept"), "{}", dob.detail);
     }
 }

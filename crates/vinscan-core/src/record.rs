@@ -41,8 +41,16 @@ pub struct PageRecord {
     pub provenance: Provenance,
 }
 
+/// The shape of the records this vinscan writes, in `provenance.record_format`: 1 (absent in
+/// the record) before per-field confidence, checks and review; 2 with them. `batch` reprocesses
+/// an input whose outputs are in an older format.
+pub const RECORD_FORMAT: u32 = 2;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Provenance {
+    /// [`RECORD_FORMAT`] of the vinscan that wrote the record.
+    #[serde(default = "first_format")]
+    pub record_format: u32,
     pub source: String,
     pub source_sha256: String,
     pub source_format: String,
@@ -131,4 +139,8 @@ pub struct Timings {
     pub confidence: f64,
     pub validate: f64,
     pub total: f64,
+}
+
+fn first_format() -> u32 {
+    1
 }

@@ -190,6 +190,7 @@ mod tests {
                 printed: json!("1999-08-13"),
                 kept: json!("1999-03-13"),
                 source: "mrz".into(),
+                evidence: "/mrz".into(),
             }],
         }
     }

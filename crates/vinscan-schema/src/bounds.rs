@@ -157,6 +157,24 @@ impl Walk<'_> {
                 "no `type`, `enum` or `const`: any JSON value, which cannot be bounded",
             );
         }
+        // Closing an object changes what an `allOf` (or a `$ref` beside `properties`) accepts:
+        // each part would refuse the others' properties. Such parts must be bounded as written.
+        if let Some(Value::Array(parts)) = map.get("allOf")
+            && parts.iter().any(|p| check_bounds(p).is_err())
+        {
+            self.problem(
+                pointer,
+                "`allOf` with a part that is not bounded as written: closing its objects would make the parts refuse each other's properties; bound each part yourself",
+            );
+            return;
+        }
+        if map.contains_key("$ref") && map.contains_key("properties") {
+            self.problem(
+                pointer,
+                "`$ref` beside `properties`: closing either would refuse the other's properties; move them into one schema",
+            );
+            return;
+        }
         if !enumerated {
             for t in &types {
                 self.bound_type(map, pointer, t);
@@ -181,14 +199,33 @@ impl Walk<'_> {
                     self.apply(map, pointer, "maximum", edge(d.number_maximum));
                 }
             }
-            "array" if !map.contains_key("maxItems") => {
-                self.apply(map, pointer, "maxItems", json!(d.max_items));
+            "array" => {
+                if !map.contains_key("items") {
+                    self.problem(
+                        pointer,
+                        "array without `items`: its elements are any JSON value, which cannot be bounded",
+                    );
+                }
+                if !map.contains_key("maxItems") {
+                    self.apply(map, pointer, "maxItems", json!(d.max_items));
+                }
             }
             "object" => {
                 if map.contains_key("patternProperties") {
                     self.problem(
                         pointer,
                         "`patternProperties`: an object with open-ended keys cannot be bounded",
+                    );
+                }
+                let open = !matches!(map.get("additionalProperties"), Some(Value::Bool(false)));
+                let parts = ["anyOf", "oneOf", "allOf", "$ref"]
+                    .iter()
+                    .any(|k| map.contains_key(*k));
+                if open && !parts && !map.contains_key("properties") && !map.contains_key("patternProperties")
+                {
+                    return self.problem(
+                        pointer,
+                        "an object without `properties`: its keys are open-ended, which cannot be bounded",
                     );
                 }
                 match map.get("additionalProperties") {
@@ -328,6 +365,11 @@ mod tests {
             "properties": {
                 "anything": {},
                 "also": true,
+                "free": {"type": "object"},
+                "list": {"type": "array"},
+                "merged": {"allOf": [{"type": "object", "properties": {"a": {"type": "string"}}},
+                                     {"type": "object", "properties": {"b": {"type": "string"}}}]},
+                "beside": {"$ref": "#/$defs/x", "properties": {"c": {"type": "string"}}},
                 "tags": {"type": "object", "additionalProperties": {"type": "string"}},
                 "codes": {"type": "object", "patternProperties": {"^x": {"type": "string"}}},
                 "ok": {"type": "string"}
@@ -340,10 +382,19 @@ mod tests {
             vec![
                 "/properties/anything",
                 "/properties/also",
+                "/properties/free",
+                "/properties/list",
+                "/properties/merged",
+                "/properties/beside",
                 "/properties/tags",
-                "/properties/codes"
+                "/properties/codes",
             ]
         );
+        // an allOf whose parts are bounded as written is fine
+        let bounded_parts = json!({"allOf": [
+            {"type": "object", "additionalProperties": false, "properties": {"a": {"type": "string", "maxLength": 3}}}
+        ]});
+        assert!(bound(&bounded_parts, &BoundDefaults::default()).is_ok());
     }
 
     #[test]

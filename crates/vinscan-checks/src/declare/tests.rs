@@ -99,7 +99,7 @@ fn a_card_is_checked_and_its_misread_birth_date_corrected_from_the_mrz() {
     assert_eq!(plan.len(), 5);
     let mut card = json!({
         "id_number": "001099993908",
-        "date_of_birth": "1999-08-13",
+        "date_of_birth": "1989-03-13",
         "sex": "Nam",
         "date_of_expiry": "2024-03-13",
         "date_of_issue": "2021-04-01",
@@ -115,16 +115,18 @@ fn a_card_is_checked_and_its_misread_birth_date_corrected_from_the_mrz() {
     assert_eq!(
         got,
         vec![
-            ("", "card-dates", Status::Pass),
-            ("/id_number", "cccd", Status::Pass),
-            ("/date_of_birth", "date", Status::Pass),
-            ("/date_of_issue", "date", Status::Pass),
+            // the MRZ first: the others then see the corrected birth date (1989 would fail
+            // the CCCD number's birth year)
             ("/mrz", "mrz", Status::Pass),
             ("/id_number", "mrz", Status::Pass),
             ("/date_of_birth", "mrz", Status::Warn),
             ("/date_of_expiry", "mrz", Status::Pass),
             ("/sex", "mrz", Status::Pass),
             ("/full_name", "mrz", Status::Pass),
+            ("", "card-dates", Status::Pass),
+            ("/id_number", "cccd", Status::Pass),
+            ("/date_of_birth", "date", Status::Pass),
+            ("/date_of_issue", "date", Status::Pass),
         ]
     );
     assert_eq!(out.corrections.len(), 1);
@@ -133,7 +135,8 @@ fn a_card_is_checked_and_its_misread_birth_date_corrected_from_the_mrz() {
         json!("1999-03-13"),
         "the MRZ value is kept in data"
     );
-    assert_eq!(out.corrections[0].printed, json!("1999-08-13"));
+    assert_eq!(out.corrections[0].printed, json!("1989-03-13"));
+    assert_eq!(out.corrections[0].evidence, "/mrz");
 }
 
 #[test]

@@ -388,9 +388,9 @@ fn series() {
         ("AA/22E", None, Some("2022-08-01"), Status::Warn),
         ("1C24TYY", None, Some("2025-01-01"), Status::Fail),
         ("C23TYY", Some("1"), Some("2024-03-01"), Status::Fail),
-        ("7C24TYY", None, Some("2024-03-01"), Status::Fail),
+        ("7C25TYY", None, Some("2025-07-01"), Status::Pass),
         ("0C24TYY", None, None, Status::Fail),
-        ("C24TYY", Some("9"), None, Status::Fail),
+        ("C24TYY", Some("0"), None, Status::Fail),
         ("1A24TYY", None, None, Status::Fail),
         ("1CX4TYY", None, None, Status::Fail),
         ("1C241YY", None, None, Status::Fail),
@@ -398,7 +398,8 @@ fn series() {
         ("1C24TY", None, None, Status::Fail),
         ("11C24TYY", None, None, Status::Fail),
         ("", None, None, Status::Fail),
-        ("AA/19E", None, Some("2020-01-01"), Status::Fail),
+        ("AA/19E", None, Some("2020-01-01"), Status::Warn),
+        ("AA/21E", None, Some("2020-01-01"), Status::Fail),
         ("1C24T-Y", None, None, Status::Fail),
     ];
     for (series, form, day, want) in cases {

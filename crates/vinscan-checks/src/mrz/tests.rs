@@ -162,12 +162,10 @@ fn generated_zones_pass_every_check_digit() {
         assert_eq!(td1.issuing_state(), "VNM");
         assert_eq!(td1.sex(), Sex::parse(sex));
         let birth = birth_date(&td1, None, today()).expect("a birth date");
-        assert_eq!(chrono::Datelike::year(&birth), *year, "{z}: century from today");
-        let birth = birth_date(&td1, Some(number), today()).expect("a birth date");
         assert_eq!(
             chrono::Datelike::year(&birth),
             *year,
-            "{z}: century from the number"
+            "{z}: century from the MRZ's own number"
         );
     }
 }
@@ -350,6 +348,47 @@ fn nothing_is_corrected_when_a_check_digit_fails() {
 fn an_unreadable_zone_fails_alone() {
     let fields = [("/date_of_birth", json!("1999-08-13"))];
     let out = check("/mrz", "IDVNM123", &printed(&fields), today());
+    assert_eq!(statuses(&out), vec![("/mrz", Status::Fail)]);
+}
+
+#[test]
+fn without_a_personal_number_the_century_is_the_printed_one_never_corrected() {
+    // No personal number in the optional data, born 1925-03-13: the MRZ's digits cannot tell
+    // 1925 from 2025, so the printed century is the one compared and kept.
+    let line1 = "IDVNM0999939080<<<<<<<<<<<<<<<";
+    let line2_head = "2503136M4503130VNM<<<<<<<<<<<";
+    let composite = check_digit(&format!(
+        "{}{}{}{}",
+        &line1[5..30],
+        &line2_head[..7],
+        &line2_head[8..15],
+        &line2_head[18..29]
+    ));
+    let zone = format!("{line1}\n{line2_head}{composite}\nNGUYEN<<VAN<AN<<<<<<<<<<<<<<<<");
+    let td1 = Td1::parse(&zone).expect("parses");
+    assert_eq!(td1.personal_number(), None);
+    assert_eq!(td1.failed_check_digits(), Vec::<&str>::new());
+    let fields = [("/date_of_birth", json!("1925-03-13"))];
+    let out = check("/mrz", &zone, &printed(&fields), today());
+    assert_eq!(
+        statuses(&out),
+        vec![("/mrz", Status::Pass), ("/date_of_birth", Status::Pass)]
+    );
+    let fields = [("/date_of_birth", json!("1925-08-13"))];
+    let out = check("/mrz", &zone, &printed(&fields), today());
+    assert_eq!(
+        out.corrections[0].kept,
+        json!("1925-03-13"),
+        "the printed century is kept"
+    );
+}
+
+#[test]
+fn a_zone_of_multibyte_characters_is_refused_not_a_panic() {
+    let zone = format!("{}Ơ{}", "I".repeat(29), "<".repeat(59));
+    assert_eq!(zone.len(), 90);
+    assert!(Td1::parse(&zone).is_err());
+    let out = check("/mrz", &zone, &Printed::default(), today());
     assert_eq!(statuses(&out), vec![("/mrz", Status::Fail)]);
 }
 
