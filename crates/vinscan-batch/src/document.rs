@@ -1,7 +1,9 @@
-//! One document's pages through the pipeline, each record handed to a sink as it is made.
+//! One document through the pipeline: page by page, each record handed to a sink as it is
+//! made ([`process_document`]), or as one document record ([`process_as_document`]).
 
 use vinscan_core::hash::sha256_hex;
-use vinscan_core::{Cancellation, Error, ErrorKind, Extractor, PageRecord, Pipeline};
+use vinscan_core::read_document::DocumentSource;
+use vinscan_core::{Cancellation, DocumentRecord, Error, ErrorKind, Extractor, PageRecord, Pipeline};
 
 use crate::ModelOnDemand;
 
@@ -32,4 +34,33 @@ pub fn process_document(
         }
     }
     Ok(Ok(doc.page_count()))
+}
+
+/// Reads `inputs` (`(source, bytes)`, in order) as the pages of one document, for a pipeline
+/// with `unit = "document"` (or `extract --as-document`). Errors as [`process_document`]: the
+/// outer one stops the whole run, the inner one is this document's.
+pub fn process_as_document(
+    extractor: &Extractor,
+    model: &dyn ModelOnDemand,
+    pipeline: &Pipeline,
+    inputs: Vec<(String, Vec<u8>)>,
+) -> Result<Result<DocumentRecord, Error>, Error> {
+    let mut docs = Vec::with_capacity(inputs.len());
+    for (source, bytes) in inputs {
+        let sha = sha256_hex(&bytes);
+        match extractor.open(&source, bytes, pipeline) {
+            Ok(d) => docs.push((d, sha)),
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let sources: Vec<DocumentSource<'_>> = docs
+        .iter()
+        .map(|(doc, sha256)| DocumentSource { doc, sha256 })
+        .collect();
+    let vision = model.model()?;
+    match extractor.extract_as_document(vision, &sources, pipeline, &Cancellation::new()) {
+        Ok(record) => Ok(Ok(record)),
+        Err(e) if e.kind() == ErrorKind::Unavailable => Err(e),
+        Err(e) => Ok(Err(e)),
+    }
 }

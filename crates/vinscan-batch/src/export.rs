@@ -8,7 +8,52 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use vinscan_core::{Error, ErrorKind, PageRecord};
+use vinscan_core::{DocumentRecord, Error, ErrorKind, PageRecord, Review};
+use vinscan_schema::CheckResult;
+
+/// A record as export reads it: a page record or a document record, with the columns that say
+/// which (`source` and `page`, or `source` and `pages`).
+#[derive(Debug, Clone)]
+pub struct ExportRecord {
+    pub key: Vec<(String, Cell)>,
+    pub pipeline: String,
+    pub data: Value,
+    pub confidence: BTreeMap<String, f64>,
+    pub checks: Vec<CheckResult>,
+    pub review: Review,
+}
+
+impl From<PageRecord> for ExportRecord {
+    fn from(r: PageRecord) -> Self {
+        Self {
+            key: vec![
+                ("source".to_owned(), Cell::Text(r.source)),
+                ("page".to_owned(), Cell::Number(f64::from(r.page))),
+            ],
+            pipeline: r.pipeline,
+            data: r.data,
+            confidence: r.confidence,
+            checks: r.checks,
+            review: r.review,
+        }
+    }
+}
+
+impl From<DocumentRecord> for ExportRecord {
+    fn from(r: DocumentRecord) -> Self {
+        Self {
+            key: vec![
+                ("source".to_owned(), Cell::Text(r.sources.join(" + "))),
+                ("pages".to_owned(), Cell::Number(r.pages.len() as f64)),
+            ],
+            pipeline: r.pipeline,
+            data: r.data,
+            confidence: r.confidence,
+            checks: r.checks,
+            review: r.review,
+        }
+    }
+}
 
 /// One cell.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,14 +165,11 @@ fn flatten<'a>(
 }
 
 /// The tables of `records`: `records` first, then one per array of objects, by path.
-pub fn tables(records: &[PageRecord]) -> Vec<Table> {
+pub fn tables(records: &[ExportRecord]) -> Vec<Table> {
     let mut main = Builder::default();
     let mut arrays: BTreeMap<String, Builder> = BTreeMap::new();
     for r in records {
-        let key = [
-            ("source".to_owned(), Cell::Text(r.source.clone())),
-            ("page".to_owned(), Cell::Number(f64::from(r.page))),
-        ];
+        let key = &r.key;
         let (mut leaves, mut found) = (Vec::new(), Vec::new());
         flatten(&r.data, String::new(), &mut leaves, &mut found);
         let lowest = r.confidence.values().copied().reduce(f64::min);
@@ -183,9 +225,9 @@ pub fn tables(records: &[PageRecord]) -> Vec<Table> {
         .collect()
 }
 
-/// Every page record under `dir` (`*.json`, recursively, in path order). A file that is not a
-/// record is an error naming it.
-pub fn read_records(dir: &Path) -> Result<Vec<PageRecord>, Error> {
+/// Every record under `dir` (`*.json`, recursively, in path order): page records and document
+/// records. A file that is not a record is an error naming it.
+pub fn read_records(dir: &Path) -> Result<Vec<ExportRecord>, Error> {
     let mut files: Vec<PathBuf> = crate::inputs::walk_local(dir)?
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "json"))
@@ -195,12 +237,22 @@ pub fn read_records(dir: &Path) -> Result<Vec<PageRecord>, Error> {
         .iter()
         .map(|p| {
             let bytes = std::fs::read(p).map_err(|e| Error::from_io(&e, p.display()))?;
-            serde_json::from_slice(&bytes).map_err(|e| {
+            let not_a_record = |e: serde_json::Error| {
                 Error::new(
                     ErrorKind::InvalidInput,
                     format!("{}: not a vinscan record: {e}", p.display()),
                 )
-            })
+            };
+            let value: Value = serde_json::from_slice(&bytes).map_err(not_a_record)?;
+            if value.get("sources").is_some() {
+                serde_json::from_value::<DocumentRecord>(value)
+                    .map(ExportRecord::from)
+                    .map_err(not_a_record)
+            } else {
+                serde_json::from_value::<PageRecord>(value)
+                    .map(ExportRecord::from)
+                    .map_err(not_a_record)
+            }
         })
         .collect()
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`inputs`]: what a run reads, each input with the name it has in the manifest and the
 //!   unique NFC name its outputs get; local folders are read as folders, not as buckets.
-//! - [`document`]: one document's pages through the pipeline ([`process_document`]).
+//! - [`document`]: one document's pages through the pipeline, a record per page
+//!   ([`process_document`]) or one for the document ([`process_as_document`]).
 //! - [`run`]: a run over many inputs, `parallel` at a time, resumable, with a manifest line per
 //!   input found (ok, skipped, failed, unsupported).
 //! - [`export`]: records flattened into CSV files or an XLSX workbook (`vinscan export`).
@@ -22,7 +23,7 @@ pub mod run;
 
 use vinscan_core::{Error, VisionModel};
 
-pub use document::process_document;
+pub use document::{process_as_document, process_document};
 pub use run::{Batch, ManifestEntry, Progress, Summary};
 
 /// The model of a run, loaded the first time a page needs it: a run that finds nothing to do

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vinscan_core::PageRecord;
+use vinscan_core::{DocumentRecord, PageRecord};
 
 /// `DIR/<output name>.p0001.json` for page 1.
 pub fn page_path(out_dir: &Path, output_name: &str, page: u32) -> PathBuf {
@@ -13,6 +13,16 @@ pub fn page_path(out_dir: &Path, output_name: &str, page: u32) -> PathBuf {
 /// `<output name>.p0001.json` for page 1.
 pub fn page_name(output_name: &str, page: u32) -> String {
     format!("{output_name}.p{page:04}.json")
+}
+
+/// `DIR/<output name>.json`: a document's one record.
+pub fn document_path(out_dir: &Path, output_name: &str) -> PathBuf {
+    out_dir.join(document_name(output_name))
+}
+
+/// `<output name>.json`: a document's one record.
+pub fn document_name(output_name: &str) -> String {
+    format!("{output_name}.json")
 }
 
 /// What an existing output must have been made from to be reused.
@@ -31,6 +41,18 @@ pub fn matches(record: &PageRecord, e: &Expected<'_>) -> bool {
     let p = &record.provenance;
     p.record_format == vinscan_core::record::RECORD_FORMAT
         && p.source_sha256 == e.source_sha256
+        && p.pipeline_sha256 == e.pipeline_sha256
+        && p.schema_sha256 == e.schema_sha256
+        && p.model.sha256 == e.model_sha256
+        && p.model.mmproj_sha256 == e.mmproj_sha256
+}
+
+/// Whether a document record can be reused: as [`matches`], for a document of one source.
+pub fn matches_document(record: &DocumentRecord, e: &Expected<'_>) -> bool {
+    let p = &record.provenance;
+    p.record_format == vinscan_core::record::RECORD_FORMAT
+        && p.sources.len() == 1
+        && p.sources[0].sha256 == e.source_sha256
         && p.pipeline_sha256 == e.pipeline_sha256
         && p.schema_sha256 == e.schema_sha256
         && p.model.sha256 == e.model_sha256

@@ -9,14 +9,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde::Serialize;
-use vinscan_core::{Error, ErrorKind, Extractor, PageRecord, Pipeline};
+use vinscan_core::{DocumentRecord, Error, ErrorKind, Extractor, PageRecord, Pipeline, Unit};
 use vinscan_jobs::kinds::pipeline_error;
 use vinscan_storage::{ObjectStore, join_key};
 
 use crate::ModelOnDemand;
-use crate::document::process_document;
+use crate::document::{process_as_document, process_document};
 use crate::inputs::{Input, not_a_scan};
-use crate::resume::{Expected, matches, page_name};
+use crate::resume::{Expected, document_name, matches, matches_document, page_name};
 
 /// One line of `manifest.jsonl`.
 #[derive(Debug, Serialize)]
@@ -25,8 +25,12 @@ pub struct ManifestEntry<'a> {
     /// `ok`, `skipped` (outputs exist and match), `failed` or `unsupported` (not a scan).
     pub status: &'static str,
     pub pages: u32,
+    /// Its records: one per page for a page pipeline, the document's one for a document
+    /// pipeline (`OUT/<relative path>.json`).
     pub outputs: Vec<String>,
-    /// Pages whose record needs review (the pipeline's `[review]` rules).
+    /// Whether a record of the input needs review (the pipeline's `[review]` rules).
+    pub review: bool,
+    /// Pages covered by records that need review.
     pub review_pages: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ManifestError>,
@@ -48,8 +52,15 @@ pub struct Summary {
     pub skipped: usize,
     pub failed: usize,
     pub unsupported: usize,
+    /// What one record covers: `page` or `document` (the pipeline's `unit`).
+    pub unit: Unit,
+    /// Records written: pages for a page pipeline, documents for a document pipeline.
+    pub records_written: u32,
+    /// Pages covered by the records written.
     pub pages_written: u32,
-    /// Page records, written or reused, that need review.
+    /// Records, written or reused, that need review.
+    pub records_needing_review: u32,
+    /// Pages covered by records, written or reused, that need review.
     pub pages_needing_review: u32,
     pub model_loaded: bool,
     pub manifest: String,
@@ -72,7 +83,9 @@ struct Counts {
     skipped: AtomicUsize,
     failed: AtomicUsize,
     unsupported: AtomicUsize,
+    records_written: AtomicU32,
     pages_written: AtomicU32,
+    records_needing_review: AtomicU32,
     pages_needing_review: AtomicU32,
 }
 
@@ -81,6 +94,7 @@ struct Outcome {
     status: &'static str,
     pages: u32,
     outputs: Vec<String>,
+    review_records: u32,
     review_pages: u32,
     error: Option<Error>,
 }
@@ -91,6 +105,7 @@ impl Outcome {
             status,
             pages,
             outputs,
+            review_records: 0,
             review_pages: 0,
             error,
         }
@@ -198,11 +213,15 @@ impl<'a> Batch<'a> {
         self.counts
             .pages_needing_review
             .fetch_add(outcome.review_pages, Ordering::Relaxed);
+        self.counts
+            .records_needing_review
+            .fetch_add(outcome.review_records, Ordering::Relaxed);
         Ok(ManifestEntry {
             source: &input.source,
             status: outcome.status,
             pages: outcome.pages,
             outputs: outcome.outputs,
+            review: outcome.review_records > 0,
             review_pages: outcome.review_pages,
             error: outcome.error.map(|e| ManifestError {
                 kind: e.kind(),
@@ -222,6 +241,9 @@ impl<'a> Batch<'a> {
             model_sha256,
             mmproj_sha256,
         };
+        if self.pipeline.unit == Unit::Document {
+            return self.scan_document(input, bytes, &expected);
+        }
         // an output name the output store cannot hold fails the input before any inference
         if let Err(e) = self.out.check_key(&self.page_key(input, 1)) {
             return Ok(self.failed(input, pipeline_error(e).context(&input.source), 0, Vec::new()));
@@ -233,6 +255,7 @@ impl<'a> Batch<'a> {
             let pages = existing.len() as u32;
             return Ok(Outcome {
                 review_pages,
+                review_records: review_pages,
                 ..Outcome::new("skipped", pages, existing, None)
             });
         }
@@ -259,6 +282,9 @@ impl<'a> Batch<'a> {
         self.counts
             .pages_written
             .fetch_add(outputs.len() as u32, Ordering::Relaxed);
+        self.counts
+            .records_written
+            .fetch_add(outputs.len() as u32, Ordering::Relaxed);
         let outcome = match result {
             Ok(pages) => {
                 self.counts.processed.fetch_add(1, Ordering::Relaxed);
@@ -271,7 +297,76 @@ impl<'a> Batch<'a> {
         };
         Ok(Outcome {
             review_pages,
+            review_records: review_pages,
             ..outcome
+        })
+    }
+
+    fn document_key(&self, input: &Input) -> String {
+        join_key(&self.out_prefix, &document_name(&input.output_name))
+    }
+
+    /// A document pipeline's input: one record, `OUT/<output name>.json`, reused when it exists
+    /// and matches.
+    fn scan_document(
+        &self,
+        input: &Input,
+        bytes: Vec<u8>,
+        expected: &Expected<'_>,
+    ) -> Result<Outcome, Error> {
+        let key = self.document_key(input);
+        if let Err(e) = self.out.check_key(&key) {
+            return Ok(self.failed(input, pipeline_error(e).context(&input.source), 0, Vec::new()));
+        }
+        let verdict = |record: &DocumentRecord| {
+            let pages = record.pages.len() as u32;
+            let needed = u32::from(record.review.needed);
+            (pages, needed, needed * pages)
+        };
+        if !self.force
+            && let Some(existing) = self
+                .rt
+                .block_on(self.out.get(&key, 64 << 20, None))
+                .ok()
+                .and_then(|o| serde_json::from_slice::<DocumentRecord>(&o.bytes).ok())
+                .filter(|r| matches_document(r, expected))
+        {
+            self.counts.skipped.fetch_add(1, Ordering::Relaxed);
+            let (pages, review_records, review_pages) = verdict(&existing);
+            return Ok(Outcome {
+                review_records,
+                review_pages,
+                ..Outcome::new("skipped", pages, vec![(self.out_name)(&key)], None)
+            });
+        }
+        let result = process_as_document(
+            &self.extractor,
+            self.model,
+            &self.pipeline,
+            vec![(input.source.clone(), bytes)],
+        )?;
+        let record = match result {
+            Ok(r) => r,
+            Err(e) => return Ok(self.failed(input, e, 0, Vec::new())),
+        };
+        let (pages, review_records, review_pages) = verdict(&record);
+        let written = serde_json::to_vec_pretty(&record)
+            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
+            .and_then(|json| {
+                self.rt
+                    .block_on(self.out.put(&key, Bytes::from(json), "application/json"))
+                    .map_err(pipeline_error)
+            });
+        if let Err(e) = written {
+            return Ok(self.failed(input, e, pages, Vec::new()));
+        }
+        self.counts.processed.fetch_add(1, Ordering::Relaxed);
+        self.counts.records_written.fetch_add(1, Ordering::Relaxed);
+        self.counts.pages_written.fetch_add(pages, Ordering::Relaxed);
+        Ok(Outcome {
+            review_records,
+            review_pages,
+            ..Outcome::new("ok", pages, vec![(self.out_name)(&key)], None)
         })
     }
 
@@ -324,7 +419,10 @@ impl<'a> Batch<'a> {
             skipped: c.skipped.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             unsupported: c.unsupported.load(Ordering::Relaxed),
+            unit: self.pipeline.unit,
+            records_written: c.records_written.load(Ordering::Relaxed),
             pages_written: c.pages_written.load(Ordering::Relaxed),
+            records_needing_review: c.records_needing_review.load(Ordering::Relaxed),
             pages_needing_review: c.pages_needing_review.load(Ordering::Relaxed),
             model_loaded: self.model.loaded(),
             manifest: (self.out_name)(&manifest_key),

@@ -275,6 +275,8 @@ mod tests {
                 mmproj_sha256: String::new(),
                 max_tiles: 6,
                 image_size: 448,
+                tokens_per_image: 256,
+                ctx_size: vinscan_core::model::DEFAULT_CTX_SIZE,
                 system_info: String::new(),
             };
             Self { info, text, stop }

@@ -53,7 +53,8 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Extract JSON from scans: one JSON object per page, as JSON Lines on stdout or files in --out.
+    /// Extract JSON from scans: one JSON object per document (or per page, for a page pipeline),
+    /// as JSON Lines on stdout or files in --out.
     Extract(ExtractArgs),
     /// Process every scan under a folder into --out: resumable, with a manifest.
     Batch(BatchArgs),
@@ -149,10 +150,15 @@ pub struct ExtractArgs {
     /// Pipeline name (see `vinscan pipelines`).
     #[arg(long, short, env = "VINSCAN_PIPELINE")]
     pub pipeline: String,
-    /// Write one `.json` file per page here instead of JSON Lines on stdout: named after the
-    /// input file, made unique when two inputs share a name.
+    /// Write one `.json` file per record here instead of JSON Lines on stdout: named after the
+    /// input file (`NAME.json` per document, `NAME.pNNNN.json` per page), made unique when two
+    /// inputs share a name.
     #[arg(long, env = "VINSCAN_OUT")]
     pub out: Option<PathBuf>,
+    /// Read the files given as the pages of one document, in order (an ID card's front and
+    /// back): one record for them all.
+    #[arg(long, env = "VINSCAN_AS_DOCUMENT")]
+    pub as_document: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -1,16 +1,18 @@
-//! `vinscan extract FILE... --pipeline NAME`: JSON Lines on stdout (one object per page), or one
-//! file per page with `--out`, named after the input file and never overwriting another
-//! input's output.
+//! `vinscan extract FILE... --pipeline NAME`: JSON Lines on stdout, one object per document for
+//! a document pipeline (every page of a file; every file given, with `--as-document`) and one
+//! per page for a page pipeline; or one file per record with `--out`, named after the input
+//! file and never overwriting another input's output.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use vinscan_batch::inputs::OutputNames;
 use vinscan_batch::local::{read_file, write_atomic};
-use vinscan_batch::process_document;
-use vinscan_batch::resume::page_path;
-use vinscan_core::{Error, ErrorKind, Extractor};
+use vinscan_batch::resume::{document_path, page_path};
+use vinscan_batch::{process_as_document, process_document};
+use vinscan_core::{Error, ErrorKind, Extractor, Pipeline, Unit};
 
 use crate::cli::{ExtractArgs, GlobalArgs};
 use crate::model_files::ModelFiles;
@@ -26,56 +28,124 @@ fn json<T: serde::Serialize>(value: &T, pretty: bool) -> vinscan_core::Result<Ve
     r.map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
 }
 
-pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
-    let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
-    let pipeline = catalog.pipeline(&args.pipeline)?;
-    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
-    let model = LazyModel::new(files, args.model.settings());
-    let extractor = Extractor::new(Some(Arc::new(LazyPdf::default())));
-    let stdout = std::io::stdout();
-    let mut names = OutputNames::default();
-    let mut failed = 0usize;
-    for path in &args.files {
+/// Writes one record: a line on stdout, or a file at `path` when `--out` is set.
+fn emit<T: serde::Serialize>(record: &T, path: Option<PathBuf>) -> vinscan_core::Result<()> {
+    match path {
+        Some(path) => write_atomic(&path, &json(record, true)?),
+        None => {
+            let line = json(record, false)?;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&line)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush())
+                .map_err(|e| Error::from_io(&e, "stdout"))
+        }
+    }
+}
+
+struct Run<'a> {
+    extractor: Extractor,
+    model: LazyModel,
+    pipeline: &'a Pipeline,
+    out: Option<&'a Path>,
+    names: OutputNames,
+    failed: usize,
+}
+
+impl Run<'_> {
+    fn claim(&mut self, path: &Path) -> String {
         let source = path.display().to_string();
         let name = path
             .file_name()
             .map_or_else(|| source.clone(), |n| n.to_string_lossy().into_owned());
-        let output_name = names.claim(&name, path.as_os_str().as_encoded_bytes());
-        let bytes = match read_file(path, pipeline.limits.max_bytes) {
+        self.names.claim(&name, path.as_os_str().as_encoded_bytes())
+    }
+
+    fn fail(&mut self, source: &str, e: &Error) {
+        self.failed += 1;
+        tracing::error!(source = %source, kind = %e.kind(), error = %e, "extraction failed");
+    }
+
+    /// `files` as one document: one record.
+    fn document(&mut self, files: &[PathBuf]) -> anyhow::Result<()> {
+        let Some(first) = files.first() else { return Ok(()) };
+        let output_name = self.claim(first);
+        let source = first.display().to_string();
+        let mut inputs = Vec::with_capacity(files.len());
+        for path in files {
+            match read_file(path, self.pipeline.limits.max_bytes) {
+                Ok(b) => inputs.push((path.display().to_string(), b)),
+                Err(e) => {
+                    self.fail(&path.display().to_string(), &e);
+                    return Ok(());
+                }
+            }
+        }
+        let result = process_as_document(&self.extractor, &self.model, self.pipeline, inputs)?;
+        match result.and_then(|record| {
+            let pages = record.pages.len();
+            emit(&record, self.out.map(|d| document_path(d, &output_name)))?;
+            Ok(pages)
+        }) {
+            Ok(pages) => {
+                tracing::info!(source = %source, sources = files.len(), pages, "extracted as one document")
+            }
+            Err(e) => self.fail(&source, &e),
+        }
+        Ok(())
+    }
+
+    /// One record per page of `path`.
+    fn pages(&mut self, path: &Path) -> anyhow::Result<()> {
+        let output_name = self.claim(path);
+        let source = path.display().to_string();
+        let bytes = match read_file(path, self.pipeline.limits.max_bytes) {
             Ok(b) => b,
             Err(e) => {
-                failed += 1;
-                tracing::error!(source = %source, kind = %e.kind(), error = %e, "extraction failed");
-                continue;
+                self.fail(&source, &e);
+                return Ok(());
             }
         };
+        let out = self.out;
         let result = process_document(
-            &extractor,
-            &model,
-            &pipeline,
+            &self.extractor,
+            &self.model,
+            self.pipeline,
             bytes,
             &source,
-            |record| match &args.out {
-                Some(dir) => write_atomic(&page_path(dir, &output_name, record.page), &json(&record, true)?),
-                None => {
-                    let line = json(&record, false)?;
-                    let mut out = stdout.lock();
-                    out.write_all(&line)
-                        .and_then(|()| out.write_all(b"\n"))
-                        .and_then(|()| out.flush())
-                        .map_err(|e| Error::from_io(&e, "stdout"))
-                }
-            },
+            |record| emit(&record, out.map(|d| page_path(d, &output_name, record.page))),
         )?;
         match result {
             Ok(pages) => tracing::info!(source = %source, pages, "extracted"),
-            Err(e) => {
-                failed += 1;
-                tracing::error!(source = %source, kind = %e.kind(), error = %e, "extraction failed");
+            Err(e) => self.fail(&source, &e),
+        }
+        Ok(())
+    }
+}
+
+pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
+    let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
+    let pipeline = catalog.pipeline(&args.pipeline)?;
+    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
+    let mut run = Run {
+        extractor: Extractor::new(Some(Arc::new(LazyPdf::default()))),
+        model: LazyModel::new(files, args.model.settings()),
+        pipeline: &pipeline,
+        out: args.out.as_deref(),
+        names: OutputNames::default(),
+        failed: 0,
+    };
+    if args.as_document {
+        run.document(&args.files)?;
+    } else {
+        for path in &args.files {
+            match pipeline.unit {
+                Unit::Document => run.document(std::slice::from_ref(path))?,
+                Unit::Page => run.pages(path)?,
             }
         }
     }
-    Ok(if failed == 0 {
+    Ok(if run.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

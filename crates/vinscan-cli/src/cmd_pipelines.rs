@@ -17,6 +17,8 @@ pub fn run(global: &GlobalArgs, args: PipelinesArgs) -> anyhow::Result<ExitCode>
                     "description": p.description,
                     "schema": p.schema.path(),
                     "schema_id": p.schema.id(),
+                    "unit": p.unit,
+                    "pages_together": p.pages_together,
                     "tiles": {"min": p.min_tiles, "max": p.max_tiles},
                     "max_tokens": p.max_tokens,
                     "pdf_dpi": p.pdf_dpi,
@@ -27,10 +29,15 @@ pub fn run(global: &GlobalArgs, args: PipelinesArgs) -> anyhow::Result<ExitCode>
         println!("{}", serde_json::to_string_pretty(&list)?);
     } else {
         for p in catalog.pipelines() {
+            let unit = match p.unit {
+                vinscan_core::Unit::Document => format!("document ({} pages a read)", p.pages_together),
+                vinscan_core::Unit::Page => "page".to_owned(),
+            };
             println!(
-                "{:<14} {:<32} tiles {}..{}  {}",
+                "{:<14} {:<32} {:<26} tiles {}..{}  {}",
                 p.name,
                 p.schema.path(),
+                unit,
                 p.min_tiles,
                 p.max_tiles,
                 p.description

@@ -140,9 +140,9 @@ fn batch_from_s3_to_s3_is_resumable() {
         outputs.is_empty(),
         "outputs are keyed relative to the source prefix: {keys:?}"
     );
-    assert!(keys.contains(&"out/run1/a/hoá đơn 1.jpg.p0001.json"), "{keys:?}");
-    assert!(keys.contains(&"out/run1/b.png.p0001.json"), "{keys:?}");
-    let local_copies: Vec<std::path::PathBuf> = ["a/hoá đơn 1.jpg.p0001.json", "b.png.p0001.json"]
+    assert!(keys.contains(&"out/run1/a/hoá đơn 1.jpg.json"), "{keys:?}");
+    assert!(keys.contains(&"out/run1/b.png.json"), "{keys:?}");
+    let local_copies: Vec<std::path::PathBuf> = ["a/hoá đơn 1.jpg.json", "b.png.json"]
         .iter()
         .map(|k| {
             let o = rt

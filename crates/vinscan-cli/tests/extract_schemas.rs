@@ -1,7 +1,8 @@
 //! `vinscan extract` with the real llama.cpp runtime and the tiny test model, over 20 different
-//! scans (PNG, JPEG, a multi-page TIFF, a 3-page PDF, …): every page of every pipeline must
-//! produce one record whose `data` validates against the pipeline's schema under an
-//! independent validator (Python jsonschema).
+//! scans (PNG, JPEG, a multi-page TIFF, a 3-page PDF, …): every file of a document pipeline
+//! (invoice, receipt, id-card) and every page of a page pipeline (archive-page) must produce one
+//! record whose `data` validates against the pipeline's schema under an independent validator
+//! (Python jsonschema).
 
 mod common;
 
@@ -78,7 +79,14 @@ fn declared_checks(pipeline: &str) -> &'static [&'static str] {
     }
 }
 
-fn check_pipeline(pipeline: &str) {
+/// The image count a record's tiles provenance implies, and the count it says the encoder saw.
+fn images(tiles: &serde_json::Value) -> (Option<u64>, Option<u64>) {
+    let expected = tiles["cols"].as_u64().unwrap_or(0) * tiles["rows"].as_u64().unwrap_or(0)
+        + u64::from(tiles["thumbnail"].as_bool().unwrap_or(false));
+    (tiles["images"].as_u64(), Some(expected))
+}
+
+fn check_pipeline(pipeline: &str, per_document: bool) {
     let tmp = tempfile::tempdir().expect("tmp");
     let (files, pages) = inputs(tmp.path());
     assert_eq!(files.len(), 20);
@@ -93,15 +101,34 @@ fn check_pipeline(pipeline: &str) {
     );
     let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), pages, "one JSON object per page");
+    let records = if per_document { files.len() } else { pages };
+    assert_eq!(lines.len(), records, "one JSON object per document, or per page");
+    let mut pages_seen = 0;
     for line in &lines {
         let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
         assert_eq!(v["pipeline"], pipeline);
         assert_eq!(v["schema"], format!("schemas/{pipeline}.schema.json"));
-        let tiles = &v["provenance"]["tiles"];
-        let expected = tiles["cols"].as_u64().unwrap_or(0) * tiles["rows"].as_u64().unwrap_or(0)
-            + u64::from(tiles["thumbnail"].as_bool().unwrap_or(false));
-        assert_eq!(tiles["images"].as_u64(), Some(expected), "{line}");
+        if per_document {
+            // every image read: a page, or a segment of a page too tall or wide for the grid
+            let seen = v["provenance"]["pages"].as_array().expect("provenance.pages");
+            for page in seen {
+                let (said, implied) = images(&page["tiles"]);
+                assert_eq!(said, implied, "{line}");
+            }
+            let pages = v["pages"].as_array().expect("pages");
+            for p in pages {
+                assert!(
+                    seen.iter()
+                        .any(|s| s["source"] == p["source"] && s["page"] == p["page"]),
+                    "{p} was read: {line}"
+                );
+            }
+            pages_seen += pages.len();
+        } else {
+            let (said, implied) = images(&v["provenance"]["tiles"]);
+            assert_eq!(said, implied, "{line}");
+            pages_seen += 1;
+        }
         let names: Vec<&str> = v["checks"]
             .as_array()
             .expect("checks is an array")
@@ -115,30 +142,31 @@ fn check_pipeline(pipeline: &str) {
             assert!(names.is_empty(), "{pipeline} declares no checks: {line}");
         }
     }
+    assert_eq!(pages_seen, pages, "every page of every file was read");
     let jsonl = tmp.path().join(format!("{pipeline}.jsonl"));
     std::fs::write(&jsonl, &stdout).expect("write jsonl");
     let (passed, failed, report) = validate(&[jsonl]);
-    assert_eq!((passed, failed), (pages, 0), "{report}");
+    assert_eq!((passed, failed), (records, 0), "{report}");
 }
 
 #[test]
-fn invoice_pages_validate() {
-    check_pipeline("invoice");
+fn invoice_documents_validate() {
+    check_pipeline("invoice", true);
 }
 
 #[test]
-fn receipt_pages_validate() {
-    check_pipeline("receipt");
+fn receipt_documents_validate() {
+    check_pipeline("receipt", true);
 }
 
 #[test]
-fn id_card_pages_validate() {
-    check_pipeline("id-card");
+fn id_card_documents_validate() {
+    check_pipeline("id-card", true);
 }
 
 #[test]
 fn archive_page_pages_validate() {
-    check_pipeline("archive-page");
+    check_pipeline("archive-page", false);
 }
 
 /// A schema as a user's ERP exports it (no bounds, open objects): `vinscan pipelines --check`

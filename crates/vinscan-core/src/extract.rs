@@ -191,7 +191,7 @@ impl Extractor {
     }
 }
 
-fn model_provenance(info: &ModelInfo) -> ModelProvenance {
+pub(crate) fn model_provenance(info: &ModelInfo) -> ModelProvenance {
     ModelProvenance {
         name: info.name.clone(),
         file: info.model_file.clone(),
@@ -201,7 +201,7 @@ fn model_provenance(info: &ModelInfo) -> ModelProvenance {
     }
 }
 
-fn generation_provenance(generation: &Generation, max_tokens: u32) -> GenerationProvenance {
+pub(crate) fn generation_provenance(generation: &Generation, max_tokens: u32) -> GenerationProvenance {
     GenerationProvenance {
         prompt_tokens: generation.prompt_tokens,
         image_tokens: generation.image_tokens,
@@ -233,14 +233,12 @@ pub fn page_request(
     output_schema: Arc<Value>,
     max_tokens: u32,
 ) -> GenerateRequest {
-    let (width, height) = tiled.image.dimensions();
+    let expected_images = tiled.grid.images();
     GenerateRequest {
         system_prompt: pipeline.system_prompt.clone(),
         user_prompt: pipeline.prompt.clone(),
-        width,
-        height,
-        expected_images: tiled.grid.images(),
-        rgb: tiled.image.into_raw(),
+        images: vec![request_image(tiled)],
+        expected_images,
         output_schema,
         max_tokens,
         repeat_penalty: pipeline.repeat_penalty,
@@ -249,7 +247,17 @@ pub fn page_request(
     }
 }
 
-fn format_name(f: Format) -> &'static str {
+/// A tiled page as the model port carries it.
+pub fn request_image(tiled: TiledPage) -> crate::model::RequestImage {
+    let (width, height) = tiled.image.dimensions();
+    crate::model::RequestImage {
+        width,
+        height,
+        rgb: tiled.image.into_raw(),
+    }
+}
+
+pub(crate) fn format_name(f: Format) -> &'static str {
     match f {
         Format::Jpeg => "jpeg",
         Format::Png => "png",
@@ -284,7 +292,7 @@ pub fn run_checks(
 
 /// A corrected value takes the confidence of the evidence it came from (the MRZ's own value):
 /// the value in `data` is that one, not the one the model read from the printed field.
-fn carry_confidence(
+pub(crate) fn carry_confidence(
     confidence: &mut std::collections::BTreeMap<String, f64>,
     corrections: &[vinscan_schema::Correction],
 ) {

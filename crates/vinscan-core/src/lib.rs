@@ -13,11 +13,14 @@ pub mod error;
 pub mod extract;
 pub mod hash;
 pub mod limits;
+pub mod merge;
 pub mod model;
 pub mod pipeline;
 mod raster;
+pub mod read_document;
 pub mod record;
 pub mod review;
+pub mod segment;
 mod tiff_pages;
 pub mod tiling;
 
@@ -31,8 +34,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use extract::{Extractor, VERSION};
 pub use limits::Limits;
 pub use model::{
-    Cancellation, GenerateRequest, Generation, ModelInfo, ModelTimings, StopReason, VisionModel,
+    Cancellation, GenerateRequest, Generation, ModelInfo, ModelTimings, RequestImage, StopReason, VisionModel,
 };
-pub use pipeline::Pipeline;
-pub use record::PageRecord;
+pub use pipeline::{Pipeline, Unit};
+pub use record::{DocumentRecord, PageRecord, PageRef};
 pub use review::{Review, ReviewRules};

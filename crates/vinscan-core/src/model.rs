@@ -26,21 +26,38 @@ pub struct ModelInfo {
     pub max_tiles: u32,
     /// The vision encoder's input side in pixels.
     pub image_size: u32,
+    /// Embedding tokens the LLM reads per image (tile or thumbnail): InternVL's
+    /// `(image_size / patch_size)² / scale_factor²`, 256 for Vintern's 448 px, 14 px patches and
+    /// 0.5 pixel shuffle (llama.cpp `tools/mtmd/clip.cpp`, `clip_n_output_tokens`).
+    pub tokens_per_image: u32,
+    /// The context window in tokens: every image, the prompt and the output of one request
+    /// must fit in it.
+    pub ctx_size: u32,
     /// llama.cpp's CPU/GPU feature line, e.g. `CPU : SSE3 = 1 | AVX2 = 1 | ...`.
     pub system_info: String,
 }
 
-/// One page for the model: prompts, the page already stretched to its tile grid, the schema.
+/// One page, already stretched to its tile grid, as the model receives it.
 #[derive(Debug, Clone)]
-pub struct GenerateRequest {
-    pub system_prompt: String,
-    /// The task text; the image goes before it.
-    pub user_prompt: String,
+pub struct RequestImage {
     pub width: u32,
     pub height: u32,
     /// Packed RGB, `width * height * 3` bytes.
     pub rgb: Vec<u8>,
-    /// How many images (tiles + thumbnail) the encoder must see for this page.
+}
+
+/// One read for the model: prompts, the pages (one, or the pages of a document read
+/// together, in order), the schema.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    pub system_prompt: String,
+    /// The task text; the pages go before it. With one page the prompt is Vintern's single
+    /// image form (`<image>\n{task}`); with several, InternVL's multi-image form, each page
+    /// introduced by its number (`Image-1: <image>\nImage-2: <image>\n{task}`).
+    pub user_prompt: String,
+    /// At least one.
+    pub images: Vec<RequestImage>,
+    /// How many images (tiles + thumbnails, over all pages) the encoder must see.
     pub expected_images: u32,
     /// JSON Schema the output is constrained to (compiled to a grammar by the engine).
     pub output_schema: Arc<Value>,
@@ -114,7 +131,7 @@ pub struct ModelTimings {
     pub confidence_ms: f64,
 }
 
-/// The model's answer for one page.
+/// The model's answer for one read (a page, or the pages of a document read together).
 #[derive(Debug, Clone, Serialize)]
 pub struct Generation {
     pub text: String,
@@ -147,7 +164,7 @@ pub struct Generation {
 /// A loaded vision-language model. Implementations serialise access internally.
 pub trait VisionModel: Send + Sync {
     fn info(&self) -> &ModelInfo;
-    /// One page's answer. Errors of kind `Unavailable` mean the engine is gone for good (every
+    /// One read's answer. Errors of kind `Unavailable` mean the engine is gone for good (every
     /// later call fails the same way); `Cancelled` that `request.cancel` was raised.
     fn generate(&self, request: GenerateRequest) -> Result<Generation>;
     /// `Ok` while the engine can serve; once it cannot, an `Unavailable` error saying why.

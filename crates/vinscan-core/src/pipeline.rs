@@ -25,6 +25,12 @@ pub struct PipelineFile {
     /// The task text shown to the model after the image.
     pub prompt: String,
     pub system_prompt: Option<String>,
+    /// What one record covers: a page, or a whole document (every page of a file, or every
+    /// source of one job).
+    #[serde(default)]
+    pub unit: Unit,
+    #[serde(default)]
+    pub document: DocumentSection,
     #[serde(default)]
     pub tiles: TilesSection,
     #[serde(default)]
@@ -40,6 +46,35 @@ pub struct PipelineFile {
     #[serde(default)]
     pub schema_defaults: BoundDefaults,
 }
+
+/// What one record covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// One record per page (archive pages: each page stands alone).
+    #[default]
+    Page,
+    /// One record per document: its pages read together (invoices, receipts, ID cards).
+    Document,
+}
+
+/// How a document pipeline reads a document's pages.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DocumentSection {
+    /// The most pages read together in one prompt; a longer document is read in groups of this
+    /// many consecutive pages and the groups' records merged (`vinscan_core::merge`).
+    pub pages_together: u32,
+}
+
+impl Default for DocumentSection {
+    fn default() -> Self {
+        Self { pages_together: 4 }
+    }
+}
+
+/// The most pages a pipeline may read in one prompt.
+pub const MAX_PAGES_TOGETHER: u32 = 16;
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -92,6 +127,9 @@ pub struct Pipeline {
     pub schema: Arc<Schema>,
     pub prompt: String,
     pub system_prompt: String,
+    pub unit: Unit,
+    /// For `unit = "document"`: the most pages read in one prompt.
+    pub pages_together: u32,
     pub min_tiles: u32,
     pub max_tiles: u32,
     pub max_tokens: u32,
@@ -176,12 +214,26 @@ impl PipelineFile {
                 self.pdf.dpi
             )));
         }
+        if !(1..=MAX_PAGES_TOGETHER).contains(&self.document.pages_together) {
+            return Err(invalid(format!(
+                "document.pages_together must be 1..={MAX_PAGES_TOGETHER}, got {}",
+                self.document.pages_together
+            )));
+        }
         self.limits.validate().map_err(invalid)?;
         self.review.validate().map_err(invalid)?;
         self.schema_defaults
             .validate()
             .map_err(|e| invalid(format!("schema_defaults: {e}")))?;
         let schema = resolve_schema(&self.schema, &self.schema_defaults).map_err(invalid)?;
+        let merge_problems = crate::merge::rule_problems(schema.document());
+        if !merge_problems.is_empty() {
+            return Err(invalid(format!(
+                "{}: merge rules refused: {}",
+                schema.path(),
+                merge_problems.join("; ")
+            )));
+        }
         Ok(Pipeline {
             name: self.name,
             description: self.description,
@@ -190,6 +242,8 @@ impl PipelineFile {
             system_prompt: self
                 .system_prompt
                 .unwrap_or_else(|| VINTERN_SYSTEM_PROMPT.to_owned()),
+            unit: self.unit,
+            pages_together: self.document.pages_together,
             min_tiles: min,
             max_tiles: max,
             max_tokens: g.max_tokens,
@@ -226,6 +280,24 @@ mod tests {
         let p = load("name = \"t\"\nschema = \"t.json\"\nprompt = \"Trích xuất\"").expect("valid");
         assert_eq!((p.min_tiles, p.max_tiles), (1, 6));
         assert_eq!(p.system_prompt, VINTERN_SYSTEM_PROMPT);
+    }
+
+    #[test]
+    fn a_document_pipeline_bounds_the_pages_read_together() {
+        let p = load("name = \"t\"\nschema = \"t.json\"\nprompt = \"x\"\nunit = \"document\"\n[document]\npages_together = 2")
+            .expect("valid");
+        assert_eq!((p.unit, p.pages_together), (Unit::Document, 2));
+        let e = load("name = \"t\"\nschema = \"t.json\"\nprompt = \"x\"\n[document]\npages_together = 0")
+            .expect_err("0");
+        assert!(e.to_string().contains("pages_together"), "{e}");
+        let e = load("name = \"t\"\nschema = \"t.json\"\nprompt = \"x\"\nunit = \"file\"").expect_err("unit");
+        assert!(e.to_string().contains("unit"), "{e}");
+        assert_eq!(
+            load("name = \"t\"\nschema = \"t.json\"\nprompt = \"x\"")
+                .expect("valid")
+                .unit,
+            Unit::Page
+        );
     }
 
     #[test]

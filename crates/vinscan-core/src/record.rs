@@ -144,3 +144,110 @@ pub struct Timings {
 fn first_format() -> u32 {
     1
 }
+
+/// One JSON object per document, for a pipeline with `unit = "document"`:
+/// `{"sources", "pages", "pipeline", "schema", "data", "confidence", "checks", "corrections",
+/// "review", "provenance"}`. `data` is what every page of the document says together: read in
+/// one prompt, or in page groups whose partial records were merged by the schema's rules
+/// (`vinscan_core::merge`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentRecord {
+    /// The files or objects the document's pages came from, in reading order.
+    pub sources: Vec<String>,
+    /// Every page of the document in reading order.
+    pub pages: Vec<PageRef>,
+    pub pipeline: String,
+    /// Repository-relative path of the schema `data` conforms to.
+    pub schema: String,
+    pub data: Value,
+    /// As [`PageRecord::confidence`]; a merged value keeps the confidence of the value chosen,
+    /// and a concatenated array element the confidence it had in its page group.
+    #[serde(default)]
+    pub confidence: BTreeMap<String, f64>,
+    /// As [`PageRecord::checks`], run on the merged `data`.
+    #[serde(default)]
+    pub checks: Vec<CheckResult>,
+    #[serde(default)]
+    pub corrections: Vec<Correction>,
+    #[serde(default)]
+    pub review: Review,
+    pub provenance: DocumentProvenance,
+}
+
+/// A page of a document: which source, which page of it (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRef {
+    pub source: String,
+    pub page: u32,
+}
+
+/// Where a document record came from and how it was read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentProvenance {
+    /// [`RECORD_FORMAT`] of the vinscan that wrote the record.
+    pub record_format: u32,
+    pub sources: Vec<SourceProvenance>,
+    pub pipeline: String,
+    pub pipeline_sha256: String,
+    pub schema_id: String,
+    pub schema_sha256: String,
+    pub model: ModelProvenance,
+    pub vinscan_version: String,
+    /// Every image the model read, in reading order: each page, or each segment of a page cut
+    /// for the tile grid.
+    pub pages: Vec<DocumentPage>,
+    /// The reads the document took: one when every page fit in one prompt, else one per page
+    /// group, merged.
+    pub groups: Vec<GroupProvenance>,
+    /// Values on which page groups disagreed, and which was kept (empty with one group).
+    pub disagreements: Vec<crate::merge::Disagreement>,
+    /// JSON Pointers of values the normaliser changed, each into its group's own record.
+    pub normalised: Vec<String>,
+    /// Summed over the groups.
+    pub timings_ms: Timings,
+    /// RFC 3339 time the record was made.
+    pub created_at: String,
+}
+
+/// One source file or object of a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceProvenance {
+    pub source: String,
+    pub sha256: String,
+    pub format: String,
+    pub page_count: u32,
+}
+
+/// One image of a document as the model saw it: a page, or a segment of one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DocumentPage {
+    pub source: String,
+    pub page: u32,
+    /// The part of the page this image is, when the page was too tall or wide for the tile
+    /// grid and was cut into overlapping segments (`vinscan_core::segment`); absent for a whole
+    /// page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<crate::segment::Segment>,
+    /// 1-based number of the page group (read) it was in.
+    pub group: u32,
+    /// Its number in the prompt of that read (`Image-N`), 1-based.
+    pub image_in_prompt: u32,
+    pub image: ImageProvenance,
+    pub tiles: TilesProvenance,
+}
+
+/// One read of a document: the pages read together in one prompt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GroupProvenance {
+    /// 1-based positions in `provenance.pages` (the images read: pages, or segments of one).
+    pub pages: Vec<u32>,
+    /// The tile budget each page of the read had, lowered from the pipeline's so that every
+    /// image, the prompt and the output fit the context.
+    pub max_tiles_per_page: u32,
+    /// The length, in this read's own record, of every array merged by concatenation (by JSON
+    /// Pointer): how many of the document's line items came from these pages.
+    #[serde(default)]
+    pub array_lengths: BTreeMap<String, usize>,
+    pub generation: GenerationProvenance,
+    pub timings_ms: Timings,
+}

@@ -105,6 +105,11 @@ pub struct ModelSection {
 pub struct DaemonSection {
     /// Outputs of job messages without `output_prefix`.
     pub default_output: S3Uri,
+    /// Where the output of a job whose record needs review goes instead (the pipeline's
+    /// `[review]` rules), under the same key it would have had: `s3://bucket/prefix`. Unset,
+    /// every output goes to its job's prefix and only the result event says review is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_output: Option<S3Uri>,
     /// Messages being worked on at once; beyond it the partitions are paused.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
@@ -181,6 +186,7 @@ const OVERRIDABLE: &[(&str, &str, Kind)] = &[
     ("model", "ctx_size", Kind::Integer),
     ("model", "gpu_layers", Kind::Integer),
     ("daemon", "default_output", Kind::Text),
+    ("daemon", "review_output", Kind::Text),
     ("daemon", "max_in_flight", Kind::Integer),
     ("daemon", "max_object_bytes", Kind::Integer),
     ("daemon", "retry_budget_s", Kind::Integer),
@@ -383,7 +389,8 @@ default_output = "s3://out/results"
             &format!(
                 "{MINIMAL}\n[s3]\nendpoint = \"http://s3\"\nregion = \"r\"\npath_style = true\nattempt_timeout_s = 5\n\
                  [model]\nmodel = \"/m\"\nmmproj = \"/p\"\nthreads = 2\nctx_size = 4096\ngpu_layers = 0\n"
-            ),
+            )
+            .replace("[daemon]", "[daemon]\nreview_output = \"s3://out/review\""),
             &env(&[]),
         )
         .expect("valid");

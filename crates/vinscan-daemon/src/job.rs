@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use vinscan_core::hash::sha256_hex;
-use vinscan_core::{Error, ErrorKind, PageRecord, Pipeline};
+use vinscan_core::read_document::DocumentSource;
+use vinscan_core::{DocumentRecord, Error, ErrorKind, PageRecord, Pipeline, Unit};
 use vinscan_jobs::keys::job_output_key;
 use vinscan_jobs::{Job, JobTimings, ObjectRef};
 use vinscan_storage::ObjectVersion;
+use vinscan_storage::S3Uri;
 
 use crate::daemon::Daemon;
 use crate::metrics::Stage;
@@ -47,7 +49,7 @@ pub enum Ended {
 struct Extracted {
     objects: Vec<ObjectRef>,
     per_source: Vec<(String, u32)>,
-    pages: Vec<PageRecord>,
+    records: Records,
     fetch_ms: u64,
     extract_ms: u64,
 }
@@ -108,7 +110,11 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
         None => cache.insert(fetch_and_extract(daemon, job, &pipeline).await?),
     };
     let t = Instant::now();
-    let prefix = &job.output_prefix;
+    let prefix = output_prefix(
+        &job.output_prefix,
+        x.records.review_pages() > 0,
+        daemon.config.daemon.review_output.as_ref(),
+    );
     let key = job_output_key(prefix.prefix(), &job.pipeline, &x.objects);
     let output = JobOutput {
         job_id: job.job_id.clone(),
@@ -125,7 +131,14 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
                 pages: *pages,
             })
             .collect(),
-        pages: x.pages.clone(),
+        pages: match &x.records {
+            Records::Pages(p) => p.clone(),
+            Records::Document(_) => Vec::new(),
+        },
+        document: match &x.records {
+            Records::Pages(_) => None,
+            Records::Document(d) => Some(d.as_ref().clone()),
+        },
         metadata: job.metadata.clone(),
         written_at: now_rfc3339(),
     };
@@ -141,8 +154,8 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
     daemon.metrics.stage(Stage::Write, t.elapsed().as_secs_f64());
     Ok(Written {
         output: format!("s3://{}/{key}", prefix.bucket()),
-        pages: x.pages.len() as u32,
-        review_pages: x.pages.iter().filter(|p| p.review.needed).count() as u32,
+        pages: x.records.pages(),
+        review_pages: x.records.review_pages(),
         timings: JobTimings {
             fetch_ms: x.fetch_ms,
             extract_ms: x.extract_ms,
@@ -150,6 +163,19 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
             total_ms: x.fetch_ms + x.extract_ms + write_ms,
         },
     })
+}
+
+/// Where a job's output goes: under `review_output` when it is set and a record needs review,
+/// else under the job's own prefix.
+fn output_prefix<'a>(
+    job_prefix: &'a S3Uri,
+    review_needed: bool,
+    review_output: Option<&'a S3Uri>,
+) -> &'a S3Uri {
+    match review_output {
+        Some(review) if review_needed => review,
+        _ => job_prefix,
+    }
 }
 
 async fn fetch_and_extract(
@@ -187,32 +213,69 @@ async fn fetch_and_extract(
     // decoding, rendering and inference block: off the async threads
     let t = Instant::now();
     let inputs: Vec<(String, Bytes)> = fetched.iter().map(|(o, b)| (o.uri(), b.clone())).collect();
-    let (pages, per_source) = extract_blocking(daemon, pipeline, inputs).await?;
+    let (records, per_source) = extract_blocking(daemon, pipeline, inputs).await?;
     daemon.metrics.stage(Stage::Extract, t.elapsed().as_secs_f64());
-    for p in &pages {
-        daemon
-            .metrics
-            .generated_tokens
-            .inc_by(u64::from(p.provenance.generation.generated_tokens));
-        daemon
-            .metrics
-            .generate_seconds
-            .inc_by(p.provenance.timings_ms.generate / 1000.0);
-        daemon.metrics.pages.inc();
+    let reads: Vec<(u32, f64)> = match &records {
+        Records::Pages(pages) => pages
+            .iter()
+            .map(|p| {
+                (
+                    p.provenance.generation.generated_tokens,
+                    p.provenance.timings_ms.generate,
+                )
+            })
+            .collect(),
+        Records::Document(d) => d
+            .provenance
+            .groups
+            .iter()
+            .map(|g| (g.generation.generated_tokens, g.timings_ms.generate))
+            .collect(),
+    };
+    for (tokens, generate_ms) in reads {
+        daemon.metrics.generated_tokens.inc_by(u64::from(tokens));
+        daemon.metrics.generate_seconds.inc_by(generate_ms / 1000.0);
     }
+    daemon.metrics.pages.inc_by(u64::from(records.pages()));
     Ok(Extracted {
         objects: fetched.into_iter().map(|(o, _)| o).collect(),
         per_source,
-        pages,
+        records,
         fetch_ms,
         extract_ms: ms(t),
     })
 }
 
-type PagesAndSources = (Vec<PageRecord>, Vec<(String, u32)>);
+/// A job's records: one per page of every source (a page pipeline), or one for all its
+/// sources read as one document (a document pipeline).
+#[derive(Debug, Clone)]
+enum Records {
+    Pages(Vec<PageRecord>),
+    Document(Box<DocumentRecord>),
+}
 
-/// Every page of every source, on a blocking thread; stops at the first failing page, and at
-/// the next decoding step once the daemon's cancellation is raised.
+impl Records {
+    fn pages(&self) -> u32 {
+        match self {
+            Self::Pages(p) => p.len() as u32,
+            Self::Document(d) => d.pages.len() as u32,
+        }
+    }
+
+    /// Pages covered by records that need review.
+    fn review_pages(&self) -> u32 {
+        match self {
+            Self::Pages(p) => p.iter().filter(|p| p.review.needed).count() as u32,
+            Self::Document(d) => u32::from(d.review.needed) * d.pages.len() as u32,
+        }
+    }
+}
+
+type PagesAndSources = (Records, Vec<(String, u32)>);
+
+/// Every page of every source, on a blocking thread: a record per page, stopping at the first
+/// failing page, or for a document pipeline one record for every source read as one document.
+/// Stops at the next decoding step once the daemon's cancellation is raised.
 async fn extract_blocking(
     daemon: &Arc<Daemon>,
     pipeline: &Arc<Pipeline>,
@@ -221,6 +284,29 @@ async fn extract_blocking(
     let daemon = daemon.clone();
     let pipeline = pipeline.clone();
     tokio::task::spawn_blocking(move || {
+        if pipeline.unit == Unit::Document {
+            let mut docs = Vec::with_capacity(inputs.len());
+            for (uri, bytes) in inputs {
+                let bytes = bytes.to_vec();
+                let sha = sha256_hex(&bytes);
+                docs.push((daemon.extractor.open(&uri, bytes, &pipeline)?, sha));
+            }
+            let sources: Vec<DocumentSource<'_>> = docs
+                .iter()
+                .map(|(doc, sha256)| DocumentSource { doc, sha256 })
+                .collect();
+            let record = daemon.extractor.extract_as_document(
+                daemon.model.as_ref(),
+                &sources,
+                &pipeline,
+                &daemon.cancel,
+            )?;
+            let per_source = docs
+                .iter()
+                .map(|(d, sha)| (sha.clone(), d.page_count()))
+                .collect();
+            return Ok((Records::Document(Box::new(record)), per_source));
+        }
         let mut pages = Vec::new();
         let mut per_source = Vec::new();
         for (uri, bytes) in inputs {
@@ -238,8 +324,26 @@ async fn extract_blocking(
             }
             per_source.push((sha, doc.page_count()));
         }
-        Ok((pages, per_source))
+        Ok((Records::Pages(pages), per_source))
     })
     .await
     .map_err(|e| Error::new(ErrorKind::Internal, format!("extraction task: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_outputs_needing_review_go_to_the_review_prefix() {
+        let job: S3Uri = "s3://out/results".parse().expect("uri");
+        let review: S3Uri = "s3://out/review".parse().expect("uri");
+        assert_eq!(output_prefix(&job, true, Some(&review)), &review);
+        assert_eq!(output_prefix(&job, false, Some(&review)), &job);
+        assert_eq!(
+            output_prefix(&job, true, None),
+            &job,
+            "unset: the job's own prefix"
+        );
+    }
 }

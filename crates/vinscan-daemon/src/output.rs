@@ -1,9 +1,10 @@
-//! The output object of one job: every page record of every source, in order, with where each
-//! source came from and which version of it was read.
+//! The output object of one job: every page record of every source, in order (a page
+//! pipeline), or the one record of the document its sources make (a document pipeline), with
+//! where each source came from and which version of it was read.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use vinscan_core::PageRecord;
+use vinscan_core::{DocumentRecord, PageRecord};
 
 /// One source of a job as read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,7 +26,13 @@ pub struct JobOutput {
     /// The `$id` of the schema every page's `data` conforms to.
     pub schema: String,
     pub sources: Vec<SourceSummary>,
+    /// A page pipeline's records, one per page of every source in order (absent for a
+    /// document pipeline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pages: Vec<PageRecord>,
+    /// A document pipeline's one record for all the job's sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<DocumentRecord>,
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub metadata: Value,
     /// RFC 3339, milliseconds, UTC.

@@ -25,6 +25,9 @@ use crate::scheduler::Scheduler;
 use crate::session::{MAX_PARALLEL, N_BATCH, Session};
 use crate::{Command, LlamaConfig, read_projector_meta};
 
+/// The smallest context window the engine makes, whatever is configured.
+const MIN_CTX_SIZE: u32 = 1024;
+
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 
 pub(crate) fn backend() -> Result<&'static LlamaBackend> {
@@ -171,6 +174,8 @@ impl Engine {
             mmproj_sha256,
             max_tiles: meta.max_tiles.min(vinscan_core::tiling::MAX_TILES_LIMIT),
             image_size: meta.image_size,
+            tokens_per_image: meta.tokens_per_image,
+            ctx_size: config.ctx_size.max(MIN_CTX_SIZE),
             system_info: system_info(),
         };
         Ok(Self {
@@ -183,7 +188,7 @@ impl Engine {
         let backend = backend()?;
         let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(config.ctx_size.max(1024)))
+            .with_n_ctx(NonZeroU32::new(config.ctx_size.max(MIN_CTX_SIZE)))
             .with_n_batch(N_BATCH)
             .with_n_ubatch(512)
             .with_n_threads(threads)

@@ -12,6 +12,10 @@ pub struct ProjectorMeta {
     pub image_size: u32,
     /// `clip.vision.preproc_max_tiles`; mtmd assumes 12 when the key is absent.
     pub max_tiles: u32,
+    /// Embedding tokens per image: `(image_size / clip.vision.patch_size)²` patches, pixel
+    /// shuffled by `clip.vision.projector.scale_factor` (2 when absent), as
+    /// `clip_n_output_tokens` computes it for InternVL in llama.cpp's `tools/mtmd/clip.cpp`.
+    pub tokens_per_image: u32,
     /// The weights' type from `general.file_type` (`f16`, `q8_0`, …); `None` when the key is
     /// absent or names a type vinscan does not know.
     pub weight_type: Option<&'static str>,
@@ -66,10 +70,16 @@ pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
         )));
     }
     let max_tiles = u32_of("clip.vision.preproc_max_tiles").unwrap_or(12);
+    let patch = u32_of("clip.vision.patch_size")
+        .filter(|p| *p > 0 && image_size % p == 0)
+        .ok_or_else(|| config("no clip.vision.patch_size dividing the image size".into()))?;
+    let scale = u32_of("clip.vision.projector.scale_factor").unwrap_or(2).max(1);
+    let tokens_per_image = (image_size / patch).pow(2) / (scale * scale);
     Ok(ProjectorMeta {
         projector_type,
         image_size,
         max_tiles,
+        tokens_per_image,
         weight_type: u32_of("general.file_type").and_then(crate::tools::file_type_name),
     })
 }

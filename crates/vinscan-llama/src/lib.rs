@@ -196,6 +196,8 @@ mod tests {
             mmproj_sha256: String::new(),
             max_tiles: 6,
             image_size: 448,
+            tokens_per_image: 256,
+            ctx_size: vinscan_core::model::DEFAULT_CTX_SIZE,
             system_info: String::new(),
         };
         let model = LlamaVisionModel {
@@ -211,9 +213,11 @@ mod tests {
         GenerateRequest {
             system_prompt: String::new(),
             user_prompt: String::new(),
-            width: 1,
-            height: 1,
-            rgb: vec![0; 3],
+            images: vec![vinscan_core::RequestImage {
+                width: 1,
+                height: 1,
+                rgb: vec![0; 3],
+            }],
             expected_images: 1,
             output_schema: Arc::new(serde_json::json!({})),
             max_tokens: 1,

@@ -39,36 +39,48 @@ pub(crate) fn compact_json_grammar(schema: &serde_json::Value) -> serde_json::Va
     schema
 }
 
-/// ChatML as Vintern's template writes it; mtmd replaces the marker with `<img>`, one embedding
-/// chunk per tile and the thumbnail, then `</img>`.
-pub(crate) fn chatml_prompt(system: &str, user: &str) -> String {
-    let (prefix, rest) = chatml_parts(system, user);
+/// ChatML as Vintern's template writes it; mtmd replaces each marker with `<img>`, one
+/// embedding chunk per tile and the thumbnail, then `</img>`.
+pub(crate) fn chatml_prompt(system: &str, user: &str, images: usize) -> String {
+    let (prefix, rest) = chatml_parts(system, user, images);
     prefix + &rest
 }
 
 /// The prompt in two parts: the prefix every page of a pipeline shares (system message and the
-/// user turn's opening), whose KV cells are computed once and shared, and the rest from the image
-/// marker on. They split before the marker, at a special-token boundary, so tokenising them
-/// apart gives the same tokens as tokenising the whole.
-pub(crate) fn chatml_parts(system: &str, user: &str) -> (String, String) {
+/// user turn's opening), whose KV cells are computed once and shared, and the rest from the
+/// first image on. They split at a special-token boundary, so tokenising them apart gives the
+/// same tokens as tokenising the whole. One image is Vintern's single-image form
+/// (`<image>\n{task}`); several are InternVL's multi-image form (`Image-1: <image>\n…`, as
+/// InternVL's `chat` writes `Image-{i}: <image>\n` per image before the question).
+pub(crate) fn chatml_parts(system: &str, user: &str, images: usize) -> (String, String) {
+    let marker = mtmd_default_marker();
+    let pages = if images <= 1 {
+        format!("{marker}\n")
+    } else {
+        (1..=images).map(|i| format!("Image-{i}: {marker}\n")).collect()
+    };
     (
         format!("<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n"),
-        format!(
-            "{}\n{user}<|im_end|>\n<|im_start|>assistant\n",
-            mtmd_default_marker()
-        ),
+        format!("{pages}{user}<|im_end|>\n<|im_start|>assistant\n"),
     )
 }
 
-/// Tokenises a page's prompt: the shared prefix apart when `reuse_prefix`.
+/// Tokenises a request's prompt with its pages' images: the shared prefix apart when
+/// `reuse_prefix`.
 pub(crate) fn prepare(s: &Session<'_>, req: &GenerateRequest, reuse_prefix: bool) -> Result<Prepared> {
-    let bitmap = MtmdBitmap::from_image_data(req.width, req.height, &req.rgb)
-        .map_err(|e| internal("image bitmap", e))?;
+    let bitmaps = req
+        .images
+        .iter()
+        .map(|i| {
+            MtmdBitmap::from_image_data(i.width, i.height, &i.rgb).map_err(|e| internal("image bitmap", e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let n = bitmaps.len();
     let (prefix_text, rest_text) = if reuse_prefix {
-        let (p, r) = chatml_parts(&req.system_prompt, &req.user_prompt);
+        let (p, r) = chatml_parts(&req.system_prompt, &req.user_prompt, n);
         (Some(p), r)
     } else {
-        (None, chatml_prompt(&req.system_prompt, &req.user_prompt))
+        (None, chatml_prompt(&req.system_prompt, &req.user_prompt, n))
     };
     let prefix = match prefix_text {
         Some(text) => {
@@ -101,7 +113,7 @@ pub(crate) fn prepare(s: &Session<'_>, req: &GenerateRequest, reuse_prefix: bool
                 add_special: prefix.is_none(),
                 parse_special: true,
             },
-            &[&bitmap],
+            &bitmaps.iter().collect::<Vec<_>>(),
         )
         .map_err(|e| internal("mtmd tokenize", e))?;
     let (mut images, mut image_tokens) = (0u32, 0u32);

@@ -97,7 +97,7 @@ pub fn init_backend() -> Result<()> {
 /// The prompt text generation feeds llama.cpp for a page: ChatML as Vintern's template writes
 /// it, mtmd's image marker first in the user turn.
 pub fn chat_prompt(system: &str, user: &str) -> String {
-    crate::prompt::chatml_prompt(system, user)
+    crate::prompt::chatml_prompt(system, user, 1)
 }
 
 /// mtmd's marker: where the image goes in a prompt.

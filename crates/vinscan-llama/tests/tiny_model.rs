@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use serde_json::{Value, json};
+use vinscan_core::extract::request_image;
 use vinscan_core::tiling::tile_page;
 use vinscan_core::{Cancellation, ErrorKind, GenerateRequest, StopReason, VisionModel};
 use vinscan_llama::{LlamaConfig, LlamaVisionModel, read_projector_meta};
@@ -61,14 +62,12 @@ fn request(width: u32, height: u32, schema: Value, max_tokens: u32) -> GenerateR
         image::Rgb([(x % 251) as u8, (y % 241) as u8, 128])
     });
     let tiled = tile_page(&page, 1, model().info().max_tiles.min(6)).expect("tile");
-    let (w, h) = tiled.image.dimensions();
+    let expected_images = tiled.grid.images();
     GenerateRequest {
         system_prompt: "Bạn là Vintern.".into(),
         user_prompt: "Trích xuất JSON.".into(),
-        width: w,
-        height: h,
-        rgb: tiled.image.into_raw(),
-        expected_images: tiled.grid.images(),
+        images: vec![request_image(tiled)],
+        expected_images,
         output_schema: Arc::new(schema),
         max_tokens,
         repeat_penalty: 1.1,
@@ -94,8 +93,27 @@ fn projector_metadata_is_read() {
     assert_eq!(meta.projector_type, "internvl");
     assert_eq!(meta.image_size, 448);
     assert_eq!(meta.max_tiles, 12);
+    assert_eq!(meta.tokens_per_image, 256, "32x32 patches, pixel-shuffled by 2");
     // the tiny preset writes its projector in f32 (general.file_type 0)
     assert_eq!(meta.weight_type, Some("f32"));
+}
+
+/// A document's pages read together: every page's tiles and thumbnail reach the encoder, in
+/// one prompt, and the image tokens are as many as the model says per image.
+#[test]
+fn the_pages_of_a_document_are_read_in_one_prompt() {
+    let pages = [(1600, 600), (600, 900), (448, 448)];
+    let mut req = request(pages[0].0, pages[0].1, bounded_schema(), 64);
+    for (w, h) in &pages[1..] {
+        let more = request(*w, *h, bounded_schema(), 64);
+        req.images.extend(more.images);
+        req.expected_images += more.expected_images;
+    }
+    assert_eq!(req.expected_images, 4 + 7 + 1);
+    let g = model().generate(req).expect("generate");
+    assert_eq!(g.images, 12, "every page's images reached the encoder");
+    assert_eq!(g.image_tokens, 12 * model().info().tokens_per_image);
+    assert!(serde_json::from_str::<Value>(&g.text).is_ok(), "{}", g.text);
 }
 
 #[test]

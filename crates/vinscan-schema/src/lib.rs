@@ -54,6 +54,8 @@ pub enum SchemaError {
 pub struct Violation {
     /// JSON pointer into the instance.
     pub instance_path: String,
+    /// The JSON Schema keyword the instance fails (`maxItems`, `pattern`, `required`, …).
+    pub keyword: String,
     pub message: String,
 }
 
@@ -179,6 +181,7 @@ impl Schema {
             .iter_errors(instance)
             .map(|e| Violation {
                 instance_path: e.instance_path().to_string(),
+                keyword: e.kind().keyword().to_owned(),
                 message: e.to_string(),
             })
             .collect()

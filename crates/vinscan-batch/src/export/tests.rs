@@ -38,7 +38,7 @@ fn invoice(source: &str, lines: usize) -> PageRecord {
 
 #[test]
 fn one_row_per_record_and_one_per_line_item() {
-    let t = tables(&[invoice("a.pdf", 2), invoice("b.pdf", 1)]);
+    let t = tables(&[invoice("a.pdf", 2).into(), invoice("b.pdf", 1).into()]);
     let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, vec!["records", "items"]);
     let records = &t[0];
@@ -105,7 +105,7 @@ fn records_without_arrays_give_one_table_and_missing_fields_stay_empty() {
     a.data = json!({"x": 1});
     let mut b = invoice("b.pdf", 0);
     b.data = json!({"y": "v"});
-    let t = tables(&[a, b]);
+    let t = tables(&[a.into(), b.into()]);
     assert_eq!(t.len(), 1);
     let at = |row: usize, col: &str| {
         t[0].rows[row][t[0].columns.iter().position(|c| c == col).expect(col)].clone()
@@ -118,7 +118,7 @@ fn records_without_arrays_give_one_table_and_missing_fields_stay_empty() {
 #[test]
 fn csv_and_xlsx_files_are_written() {
     let dir = tempfile::tempdir().expect("tmp");
-    let t = tables(&[invoice("a,\"quoted\".pdf", 2)]);
+    let t = tables(&[invoice("a,\"quoted\".pdf", 2).into()]);
     let written = write_csv(&t, dir.path(), "export").expect("csv");
     assert_eq!(
         written,

@@ -148,3 +148,102 @@ pub fn multipage_tiff(pages: &[RgbImage]) -> Vec<u8> {
     }
     buf.into_inner()
 }
+
+/// A PDF of A4 pages, each page's lines of ASCII text set in Helvetica from the top (PDF 1.7,
+/// ISO 32000-1: one content stream and the standard font per page, an exact xref table).
+pub fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
+    let escape = |s: &str| s.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)");
+    // objects: 1 catalog, 2 pages, 3 font, then per page: page, content
+    let mut objects: Vec<String> = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        String::new(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+    ];
+    let mut kids = Vec::new();
+    for lines in pages {
+        let page_id = objects.len() + 1;
+        let mut content = String::from("BT /F1 11 Tf 14 TL 56 790 Td\n");
+        for line in lines {
+            content.push_str(&format!("({}) Tj T*\n", escape(line)));
+        }
+        content.push_str("ET\n");
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            page_id + 1
+        ));
+        objects.push(format!(
+            "<< /Length {} >>\nstream\n{content}endstream",
+            content.len()
+        ));
+        kids.push(format!("{page_id} 0 R"));
+    }
+    objects[1] = format!(
+        "<< /Type /Pages /Kids [{}] /Count {} >>",
+        kids.join(" "),
+        pages.len()
+    );
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+/// A synthetic VAT invoice (invented seller, buyer and goods) of `pages` pages whose line
+/// items continue from page to page: the header on page 1, `per_page` items on every page,
+/// the totals on the last.
+pub fn invoice_pdf(pages: usize, per_page: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut n = 0;
+    for p in 0..pages {
+        let mut lines = Vec::new();
+        if p == 0 {
+            lines.extend(
+                [
+                    "HOA DON GIA TRI GIA TANG",
+                    "Mau so: 1   Ky hieu: C26TAA   So: 0000123   Ngay 15 thang 03 nam 2026",
+                    "Don vi ban hang: CONG TY TNHH THU NGHIEM VINSCAN",
+                    "Ma so thue: 0100109106",
+                    "Don vi mua hang: CONG TY CO PHAN MAU SO MOT",
+                    "Ma so thue: 0312345675",
+                    "STT  Ten hang hoa, dich vu      DVT   So luong   Don gia    Thanh tien",
+                ]
+                .map(str::to_owned),
+            );
+        } else {
+            lines.push(format!("(tiep theo trang {p})"));
+        }
+        for _ in 0..per_page {
+            n += 1;
+            lines.push(format!(
+                "{n:>3}  Mat hang thu nghiem so {n:<5}  cai   {:>3}   {:>8}   {:>10}",
+                n,
+                10_000,
+                n * 10_000
+            ));
+        }
+        lines.push(format!("Trang {}/{pages}", p + 1));
+        if p + 1 == pages {
+            let subtotal = n * (n + 1) / 2 * 10_000;
+            lines.push(format!("Cong tien hang: {subtotal}"));
+            lines.push(format!("Thue suat GTGT: 10%   Tien thue GTGT: {}", subtotal / 10));
+            lines.push(format!("Tong cong tien thanh toan: {}", subtotal + subtotal / 10));
+        }
+        out.push(lines);
+    }
+    text_pdf(&out)
+}

@@ -317,7 +317,15 @@ output_prefix = "s3://{out}/uploads"
 
     /// Every expectation; `exact`: also no duplicate result events or dead-letter records.
     pub fn check(&self, exact: bool) {
-        // outputs: exactly the expected keys, and every page valid under its schema
+        let review_pages = self.check_outputs();
+        let results = self.check_results(exact, &review_pages);
+        self.check_dead_letters(exact, results);
+        assert!(self.committed_all(), "offsets not all committed");
+    }
+
+    /// Outputs: exactly the expected keys, each one document record covering every page of its
+    /// job's sources, valid under its schema. Returns the pages needing review per output key.
+    fn check_outputs(&self) -> std::collections::BTreeMap<String, u64> {
         let out = S3Store::new(&self.s3, &self.output).expect("client");
         let rt = rt();
         let listed: BTreeSet<String> = rt
@@ -336,9 +344,26 @@ output_prefix = "s3://{out}/uploads"
         for (n, key) in listed.iter().enumerate() {
             let o = rt.block_on(out.get(key, 64 << 20, None)).expect("get output");
             let doc: Value = serde_json::from_slice(&o.bytes).expect("output JSON");
-            let records = doc["pages"].as_array().map_or(&[][..], Vec::as_slice);
-            pages += records.len();
-            let needing = records.iter().filter(|p| p["review"]["needed"] == true).count();
+            // the receipt pipeline reads a job's sources as one document: one record per job
+            assert!(
+                doc.get("pages").is_none(),
+                "{key}: page records in a document job's output"
+            );
+            let record = &doc["document"];
+            let covered = record["pages"].as_array().map_or(0, Vec::len);
+            let sources: u64 = doc["sources"]
+                .as_array()
+                .map_or(0, |s| s.iter().filter_map(|s| s["pages"].as_u64()).sum());
+            assert_eq!(
+                covered as u64, sources,
+                "{key}: the record covers every page of every source"
+            );
+            pages += covered;
+            let needing = if record["review"]["needed"] == true {
+                covered
+            } else {
+                0
+            };
             review_pages.insert(key.clone(), needing as u64);
             let path = dir.join(format!("{n}.json"));
             std::fs::write(&path, &o.bytes).expect("write");
@@ -346,9 +371,17 @@ output_prefix = "s3://{out}/uploads"
         }
         assert_eq!(pages, self.expected.pages);
         let (passed, failed, report) = common::validate(&files);
-        assert_eq!((passed, failed), (self.expected.pages, 0), "{report}");
+        assert_eq!(
+            (passed, failed),
+            (listed.len(), 0),
+            "one valid document record per output: {report}"
+        );
+        review_pages
+    }
 
-        // result events
+    /// Result events: one `ok` per valid job (exactly one when `exact`) naming its output and
+    /// carrying its review verdict and metadata. Returns how many result events were read.
+    fn check_results(&self, exact: bool, review_pages: &std::collections::BTreeMap<String, u64>) -> usize {
         let results = self.read(&self.results_topic);
         for (job, key) in &self.expected.ok {
             let mine: Vec<&Value> = results.iter().filter(|r| r["job_id"] == job.as_str()).collect();
@@ -376,8 +409,12 @@ output_prefix = "s3://{out}/uploads"
             card["metadata"]["customer"], "ACME",
             "metadata is carried through"
         );
+        results.len()
+    }
 
-        // dead letters: the original message, the kind, a reason, attempts, timestamps
+    /// Dead letters: the original message, the kind, a reason, attempts, timestamps; with
+    /// `exact`, one per bad job and poison message, and `results` result events in all.
+    fn check_dead_letters(&self, exact: bool, results: usize) {
         let dlq = self.read(&self.dlq_topic);
         for (job, kinds) in &self.expected.bad_jobs {
             let mine: Vec<&Value> = dlq.iter().filter(|r| r["job_id"] == job.as_str()).collect();
@@ -425,12 +462,8 @@ output_prefix = "s3://{out}/uploads"
                 dlq.len(),
                 self.expected.bad_jobs.len() + self.expected.poison.len() + self.expected.binary_poison.len()
             );
-            assert_eq!(
-                results.len(),
-                self.expected.ok.len() + self.expected.bad_jobs.len()
-            );
+            assert_eq!(results, self.expected.ok.len() + self.expected.bad_jobs.len());
         }
-        assert!(self.committed_all(), "offsets not all committed");
     }
 }
 

@@ -52,6 +52,8 @@ impl ScriptedModel {
                 mmproj_sha256: "0".repeat(64),
                 max_tiles: 6,
                 image_size: 448,
+                tokens_per_image: 256,
+                ctx_size: vinscan_core::model::DEFAULT_CTX_SIZE,
                 system_info: String::new(),
             },
             state: Mutex::new(ModelState {

@@ -1,0 +1,184 @@
+//! Document scope with the real llama.cpp runtime and the tiny test model: a 2-page invoice PDF,
+//! an ID card's front and back, and a 30-page invoice each give one record, every page seen by
+//! the vision encoder (the image tokens of the read equal its pages' images), `confidence`,
+//! `checks` and `review` present, and `data` valid under Python's jsonschema.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use image::ImageFormat;
+use serde_json::Value;
+
+/// Runs `vinscan extract ARGS`, which must succeed and print exactly one record.
+fn one_record(home: &Path, args: &[&std::ffi::OsStr]) -> Value {
+    let out = run(vinscan(home).arg("extract").args(args));
+    assert!(out.status.success(), "vinscan extract failed: {:?}", out.status);
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one record per document: {stdout}");
+    let record: Value = serde_json::from_str(lines[0]).expect("a JSON record");
+    let jsonl = home.join("record.jsonl");
+    std::fs::write(&jsonl, &stdout).expect("write");
+    let (passed, failed, report) = validate(&[jsonl]);
+    assert_eq!((passed, failed), (1, 0), "{report}");
+    record
+}
+
+/// The record's shape, and every page of every read seen by the encoder: the read's image
+/// tokens are 256 per image of its pages (tiles + thumbnail each).
+fn assert_every_page_seen(record: &Value, pages: usize, groups: usize) {
+    for key in [
+        "sources",
+        "pages",
+        "pipeline",
+        "schema",
+        "data",
+        "confidence",
+        "checks",
+        "review",
+        "provenance",
+    ] {
+        assert!(record.get(key).is_some(), "no {key} in {record}");
+    }
+    assert_eq!(record["pages"].as_array().map(Vec::len), Some(pages), "{record}");
+    assert!(record["confidence"].as_object().is_some_and(|c| !c.is_empty()));
+    assert!(record["review"]["needed"].is_boolean());
+    let p = &record["provenance"];
+    let seen = p["pages"].as_array().expect("provenance.pages");
+    assert_eq!(seen.len(), pages);
+    let reads = p["groups"].as_array().expect("provenance.groups");
+    assert_eq!(reads.len(), groups, "{p}");
+    for (g, read) in reads.iter().enumerate() {
+        let images: u64 = seen
+            .iter()
+            .filter(|pg| pg["group"] == g as u64 + 1)
+            .map(|pg| pg["tiles"]["images"].as_u64().expect("images"))
+            .sum();
+        assert!(images > 0);
+        assert_eq!(
+            read["generation"]["image_tokens"].as_u64(),
+            Some(images * 256),
+            "read {} saw every image of its pages",
+            g + 1
+        );
+    }
+}
+
+#[test]
+fn a_two_page_invoice_pdf_is_one_record() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pdf = tmp.path().join("hoa-don-2-trang.pdf");
+    std::fs::write(&pdf, invoice_pdf(2, 14)).expect("write");
+    let record = one_record(
+        tmp.path(),
+        &[pdf.as_os_str(), "--pipeline".as_ref(), "invoice".as_ref()],
+    );
+    assert_every_page_seen(&record, 2, 1);
+    assert_eq!(
+        record["provenance"]["groups"][0]["pages"],
+        serde_json::json!([1, 2])
+    );
+    let names: Vec<&str> = record["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .filter_map(|c| c["check"].as_str())
+        .collect();
+    for check in ["invoice-totals", "invoice-series", "mst", "vat-rate"] {
+        assert!(names.contains(&check), "no {check} result: {names:?}");
+    }
+
+    // --out: the document's record is one file named after the input
+    let out_dir = tmp.path().join("out");
+    let out = run(vinscan(tmp.path())
+        .arg("extract")
+        .arg(&pdf)
+        .args(["--pipeline", "invoice", "--out"])
+        .arg(&out_dir));
+    assert!(out.status.success());
+    let written: Value = serde_json::from_slice(
+        &std::fs::read(out_dir.join("hoa-don-2-trang.pdf.json")).expect("NAME.json written"),
+    )
+    .expect("json");
+    assert_eq!(written["pages"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn a_card_front_and_back_given_as_one_document_are_one_record() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (front, back) = (tmp.path().join("front.jpg"), tmp.path().join("back.png"));
+    std::fs::write(&front, encode(&scan(1011, 638, 200), ImageFormat::Jpeg)).expect("front");
+    std::fs::write(&back, encode(&scan(1011, 638, 201), ImageFormat::Png)).expect("back");
+    let record = one_record(
+        tmp.path(),
+        &[
+            front.as_os_str(),
+            back.as_os_str(),
+            "--as-document".as_ref(),
+            "--pipeline".as_ref(),
+            "id-card".as_ref(),
+        ],
+    );
+    assert_every_page_seen(&record, 2, 1);
+    let sources: Vec<&str> = record["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(sources.len(), 2);
+    assert!(
+        sources[0].ends_with("front.jpg") && sources[1].ends_with("back.png"),
+        "{sources:?}"
+    );
+    let seen = record["provenance"]["pages"].as_array().expect("pages");
+    assert_eq!(
+        (
+            seen[0]["image_in_prompt"].as_u64(),
+            seen[1]["image_in_prompt"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+}
+
+#[test]
+fn a_thirty_page_invoice_is_read_in_page_groups_and_merged_into_one_record() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pdf = tmp.path().join("hoa-don-30-trang.pdf");
+    std::fs::write(&pdf, invoice_pdf(30, 3)).expect("write");
+    let record = one_record(
+        tmp.path(),
+        &[pdf.as_os_str(), "--pipeline".as_ref(), "invoice".as_ref()],
+    );
+    // the invoice pipeline reads 4 pages together: 8 reads, the last of 2 pages
+    assert_every_page_seen(&record, 30, 8);
+    let reads = record["provenance"]["groups"].as_array().expect("groups");
+    assert_eq!(reads[7]["pages"], serde_json::json!([29, 30]));
+    for read in &reads[..7] {
+        assert_eq!(
+            read["max_tiles_per_page"].as_u64(),
+            Some(4),
+            "four pages in one read get 4 tiles each, not the pipeline's 6: {read}"
+        );
+    }
+    assert_eq!(
+        reads[7]["max_tiles_per_page"].as_u64(),
+        Some(6),
+        "two pages fit at 6"
+    );
+    let from_reads: u64 = reads
+        .iter()
+        .map(|r| {
+            r["array_lengths"]["/items"]
+                .as_u64()
+                .expect("every read's line items counted")
+        })
+        .sum();
+    assert_eq!(
+        record["data"]["items"].as_array().map(|a| a.len() as u64),
+        Some(from_reads),
+        "the line items are every read's, concatenated"
+    );
+}

@@ -1,0 +1,282 @@
+//! Document reads with a scripted model: page groups, merging, sources, segments, budgets.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::catalog::Catalog;
+use crate::confidence::OutputToken;
+use crate::limits::Limits;
+use crate::model::{Generation, ModelTimings, StopReason};
+
+/// Answers each read with the next scripted text, every byte a sampled token of
+/// probability `p`; records what each read was given.
+struct Scripted {
+    info: ModelInfo,
+    answers: Mutex<VecDeque<(String, f32)>>,
+    seen: Mutex<Vec<(usize, u32)>>,
+}
+
+impl Scripted {
+    fn new(answers: &[(Value, f32)], ctx_size: u32) -> Self {
+        Self {
+            info: ModelInfo {
+                name: None,
+                model_file: "m.gguf".into(),
+                model_sha256: String::new(),
+                mmproj_file: "p.gguf".into(),
+                mmproj_sha256: String::new(),
+                max_tiles: 12,
+                image_size: 448,
+                tokens_per_image: 256,
+                ctx_size,
+                system_info: String::new(),
+            },
+            answers: Mutex::new(answers.iter().map(|(v, p)| (v.to_string(), *p)).collect()),
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl VisionModel for Scripted {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn generate(&self, request: GenerateRequest) -> Result<Generation> {
+        let mut seen = self.seen.lock().expect("lock");
+        seen.push((request.images.len(), request.expected_images));
+        let (text, p) = self
+            .answers
+            .lock()
+            .expect("lock")
+            .pop_front()
+            .expect("a scripted answer");
+        let tokens = (1..=text.len())
+            .map(|end| OutputToken {
+                end: end as u32,
+                probability: Some(p),
+            })
+            .collect();
+        Ok(Generation {
+            text,
+            stop: StopReason::EndOfOutput,
+            prompt_tokens: 100,
+            image_tokens: 256 * request.expected_images,
+            images: request.expected_images,
+            generated_tokens: 10,
+            model_steps: 10,
+            forced_tokens: 0,
+            reused_prompt_tokens: 0,
+            peak_batch_pages: 1,
+            restarts: 0,
+            tokens,
+            timings: ModelTimings::default(),
+        })
+    }
+
+    fn health(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn pipeline(pages_together: u32) -> Arc<Pipeline> {
+    let schema = json!({
+        "$schema": vinscan_schema::DRAFT_2020_12,
+        "type": "object", "additionalProperties": false, "required": ["number", "items"],
+        "properties": {
+            "number": {"type": ["string", "null"], "maxLength": 10},
+            "items": {"type": "array", "maxItems": 2, "items": {
+                "type": "object", "additionalProperties": false, "required": ["d"],
+                "properties": {"d": {"type": "string", "maxLength": 5}}}}
+        }
+    });
+    let pipeline = format!(
+        "name = \"doc\"\nschema = \"doc.json\"\nprompt = \"read\"\nunit = \"document\"\nsystem_prompt = \"\"\n[document]\npages_together = {pages_together}\n[generation]\nmax_tokens = 512\n"
+    );
+    Catalog::build(
+        vec![("schemas/doc.json".into(), schema.to_string().into_bytes())],
+        vec![("pipelines/doc.toml".into(), pipeline.into_bytes())],
+    )
+    .expect("catalog")
+    .pipeline("doc")
+    .expect("doc")
+}
+
+fn tiff(pages: u32) -> Document {
+    let spec: Vec<(u32, u32, u8)> = (0..pages).map(|i| (900, 600, 40 + i as u8)).collect();
+    Document::open(
+        "scan.tiff",
+        crate::testutil::multipage_tiff(&spec),
+        &Limits::default(),
+        None,
+    )
+    .expect("tiff opens")
+}
+
+#[test]
+fn a_long_document_is_read_in_page_groups_and_merged_into_one_record() {
+    let doc = tiff(5);
+    let model = Scripted::new(
+        &[
+            (
+                json!({"number": "0000123", "items": [{"d": "a"}, {"d": "b"}]}),
+                0.5,
+            ),
+            (
+                json!({"number": "0000128", "items": [{"d": "c"}, {"d": "d"}]}),
+                0.9,
+            ),
+            (json!({"number": null, "items": [{"d": "e"}]}), 0.99),
+        ],
+        4096,
+    );
+    let source = DocumentSource {
+        doc: &doc,
+        sha256: "ab",
+    };
+    let record = Extractor::default()
+        .extract_as_document(&model, &[source], &pipeline(2), &Cancellation::new())
+        .expect("one record");
+    let seen = model.seen.lock().expect("lock").clone();
+    assert_eq!(
+        seen.iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![2, 2, 1],
+        "pages per read"
+    );
+    assert_eq!(record.pages.len(), 5);
+    assert_eq!(
+        record.data["items"],
+        json!([{"d": "a"}, {"d": "b"}, {"d": "c"}, {"d": "d"}, {"d": "e"}]),
+        "line items from every group in page order, past one read's maxItems"
+    );
+    assert_eq!(
+        record.data["number"],
+        json!("0000128"),
+        "the most confident value"
+    );
+    assert!((record.confidence["/number"] - 0.9).abs() < 1e-6);
+    assert!((record.confidence["/items/4/d"] - 0.99).abs() < 1e-6);
+    let p = &record.provenance;
+    assert_eq!(p.groups.len(), 3);
+    assert_eq!(p.groups[2].pages, vec![5]);
+    assert_eq!(
+        p.groups
+            .iter()
+            .map(|g| g.array_lengths["/items"])
+            .collect::<Vec<_>>(),
+        vec![2, 2, 1],
+        "where the line items came from"
+    );
+    assert_eq!(p.disagreements.len(), 1);
+    assert_eq!(p.disagreements[0].pointer, "/number");
+    assert_eq!(
+        p.pages
+            .iter()
+            .map(|pg| (pg.page, pg.group, pg.image_in_prompt))
+            .collect::<Vec<_>>(),
+        vec![(1, 1, 1), (2, 1, 2), (3, 2, 1), (4, 2, 2), (5, 3, 1)]
+    );
+    let images: u32 = p.pages.iter().map(|pg| pg.tiles.images).sum();
+    assert_eq!(
+        images,
+        seen.iter().map(|s| s.1).sum::<u32>(),
+        "every page's images were sent"
+    );
+    assert!(
+        p.groups[0].max_tiles_per_page < p.groups[2].max_tiles_per_page,
+        "two pages in one prompt get fewer tiles each than one: {:?}",
+        p.groups.iter().map(|g| g.max_tiles_per_page).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_sources_of_one_job_are_one_document() {
+    let (front, back) = (tiff(1), tiff(1));
+    let model = Scripted::new(&[(json!({"number": "1", "items": []}), 0.8)], 12288);
+    let sources = [
+        DocumentSource {
+            doc: &front,
+            sha256: "f",
+        },
+        DocumentSource {
+            doc: &back,
+            sha256: "b",
+        },
+    ];
+    let record = Extractor::default()
+        .extract_as_document(&model, &sources, &pipeline(4), &Cancellation::new())
+        .expect("one record");
+    assert_eq!(model.seen.lock().expect("lock").len(), 1, "one read");
+    assert_eq!(record.sources.len(), 2);
+    assert_eq!(record.provenance.sources.len(), 2);
+    assert!(record.provenance.disagreements.is_empty());
+}
+
+#[test]
+fn a_thermal_receipt_is_read_as_its_overlapping_segments_in_one_prompt() {
+    let receipt = image::RgbImage::from_pixel(576, 9000, image::Rgb([250, 250, 245]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    receipt.write_to(&mut png, image::ImageFormat::Png).expect("png");
+    let doc = Document::open("receipt.png", png.into_inner(), &Limits::default(), None).expect("opens");
+    let model = Scripted::new(&[(json!({"number": "1", "items": []}), 0.8)], 12288);
+    let source = DocumentSource {
+        doc: &doc,
+        sha256: "r",
+    };
+    let record = Extractor::default()
+        .extract_as_document(&model, &[source], &pipeline(4), &Cancellation::new())
+        .expect("one record");
+    assert_eq!(record.pages.len(), 1, "one page");
+    let seen = &record.provenance.pages;
+    assert_eq!(seen.len(), 3, "read as three segments: {seen:?}");
+    assert_eq!(model.seen.lock().expect("lock")[0].0, 3, "in one prompt");
+    for (i, view) in seen.iter().enumerate() {
+        let seg = view.segment.expect("a segment");
+        assert_eq!((seg.width, seg.height), (576, 3456));
+        assert_eq!(
+            (view.tiles.cols, view.tiles.rows),
+            (1, 6),
+            "the grid follows the segment"
+        );
+        assert_eq!(view.image_in_prompt, i as u32 + 1);
+        assert_eq!(
+            (view.image.width, view.image.height),
+            (576, 9000),
+            "the page's own size"
+        );
+    }
+}
+
+#[test]
+fn the_tile_budget_shrinks_with_the_pages_read_together() {
+    let p = pipeline(4);
+    let model = Scripted::new(&[], 12288);
+    // 12288 - 512 output - ("read" 4 bytes + 32 template + 16/page): 11,7xx tokens of images
+    assert_eq!(
+        tiles_per_page(&p, &model.info, 1).expect("fits"),
+        6,
+        "the pipeline's own 6"
+    );
+    assert_eq!(
+        tiles_per_page(&p, &model.info, 4).expect("fits"),
+        6,
+        "11 images a page"
+    );
+    assert_eq!(
+        tiles_per_page(&p, &model.info, 8).expect("fits"),
+        4,
+        "5 images a page"
+    );
+    assert_eq!(
+        tiles_per_page(&p, &model.info, 16).expect("fits"),
+        1,
+        "2 images a page"
+    );
+    let small = Scripted::new(&[], 1024);
+    let e = tiles_per_page(&p, &small.info, 4).expect_err("does not fit");
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("pages_together"), "{e}");
+}
