@@ -24,7 +24,7 @@ pub mod run;
 use vinscan_core::{Error, VisionModel};
 
 pub use document::{process_as_document, process_document};
-pub use run::{Batch, ManifestEntry, Progress, Summary};
+pub use run::{Batch, ManifestEntry, Place, Progress, Summary};
 
 /// The model of a run, loaded the first time a page needs it: a run that finds nothing to do
 /// never loads it.

@@ -18,6 +18,17 @@ use crate::document::{process_as_document, process_document};
 use crate::inputs::{Input, not_a_scan};
 use crate::resume::{Expected, document_name, matches, matches_document, page_name};
 
+/// A place records go: a store, a key prefix in it, and how a key is shown (a local path, or
+/// `s3://bucket/key`).
+pub struct Place<'a> {
+    pub store: Arc<dyn ObjectStore>,
+    pub prefix: String,
+    pub name: &'a (dyn Fn(&str) -> String + Sync),
+}
+
+/// A place borrowed: its store, key prefix and how a key is shown.
+type PlaceRef<'p> = (&'p dyn ObjectStore, &'p str, &'p (dyn Fn(&str) -> String + Sync));
+
 /// One line of `manifest.jsonl`.
 #[derive(Debug, Serialize)]
 pub struct ManifestEntry<'a> {
@@ -120,6 +131,8 @@ pub struct Batch<'a> {
     pub out_prefix: String,
     /// How an output key is shown (a local path, or `s3://bucket/key`).
     pub out_name: &'a (dyn Fn(&str) -> String + Sync),
+    /// Where records that need review go instead of `out`, at the same relative name.
+    pub review_out: Option<Place<'a>>,
     pub extractor: Extractor,
     pub model: &'a dyn ModelOnDemand,
     pub pipeline: Arc<Pipeline>,
@@ -147,6 +160,7 @@ impl<'a> Batch<'a> {
             out,
             out_prefix,
             out_name,
+            review_out: None,
             extractor,
             model,
             pipeline,
@@ -156,27 +170,73 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// Records that need review go to `place` instead of the output, at the same name.
+    pub fn with_review_out(mut self, place: Place<'a>) -> Self {
+        self.review_out = Some(place);
+        self
+    }
+
     fn page_key(&self, input: &Input, page: u32) -> String {
         join_key(&self.out_prefix, &page_name(&input.output_name, page))
     }
 
-    fn read_record(&self, key: &str) -> Option<PageRecord> {
-        let o = self.rt.block_on(self.out.get(key, 64 << 20, None)).ok()?;
-        serde_json::from_slice(&o.bytes).ok()
+    /// The output place, and the review place when one is set.
+    fn places(&self) -> impl Iterator<Item = PlaceRef<'_>> {
+        std::iter::once((self.out.as_ref(), self.out_prefix.as_str(), self.out_name)).chain(
+            self.review_out
+                .iter()
+                .map(|p| (p.store.as_ref(), p.prefix.as_str(), p.name)),
+        )
+    }
+
+    /// The record called `name` (relative to the output), from the output or else the review
+    /// place, with its shown name; `None` when neither holds a readable one.
+    fn find<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<(T, String)> {
+        self.places().find_map(|(store, prefix, shown)| {
+            let key = join_key(prefix, name);
+            let o = self.rt.block_on(store.get(&key, 64 << 20, None)).ok()?;
+            Some((serde_json::from_slice(&o.bytes).ok()?, shown(&key)))
+        })
+    }
+
+    /// Writes the record called `name` to the review place when it needs review and one is
+    /// set, else to the output; removes a copy an earlier run left in the other place (its
+    /// verdict was different). Returns the shown name.
+    fn write(&self, name: &str, needs_review: bool, record: &impl Serialize) -> Result<String, Error> {
+        let json =
+            serde_json::to_vec_pretty(record).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+        let to_review = needs_review && self.review_out.is_some();
+        let mut places = self.places();
+        let (out, review) = (places.next(), places.next());
+        let (target, other) = if to_review { (review, out) } else { (out, review) };
+        let Some((store, prefix, shown)) = target else {
+            return Err(Error::new(ErrorKind::Internal, "no output place"));
+        };
+        let key = join_key(prefix, name);
+        self.rt
+            .block_on(store.put(&key, Bytes::from(json), "application/json"))
+            .map_err(pipeline_error)?;
+        if let Some((other, other_prefix, _)) = other {
+            // best effort: a stale copy is only confusing, never wrong (its record says when)
+            let _ = self.rt.block_on(other.delete(&join_key(other_prefix, name)));
+        }
+        Ok(shown(&key))
     }
 
     /// Output names of an input whose pages all exist and match, and how many of them need
     /// review; `None` to process it.
     fn reusable(&self, input: &Input, expected: &Expected<'_>) -> Option<(Vec<String>, u32)> {
-        let first_key = self.page_key(input, 1);
-        let first = self.read_record(&first_key).filter(|r| matches(r, expected))?;
-        let mut names = vec![(self.out_name)(&first_key)];
+        let (first, first_name) = self
+            .find::<PageRecord>(&page_name(&input.output_name, 1))
+            .filter(|(r, _)| matches(r, expected))?;
+        let mut names = vec![first_name];
         let mut review = u32::from(first.review.needed);
         for page in 2..=first.provenance.page_count {
-            let key = self.page_key(input, page);
-            let record = self.read_record(&key).filter(|r| matches(r, expected))?;
+            let (record, name) = self
+                .find::<PageRecord>(&page_name(&input.output_name, page))
+                .filter(|(r, _)| matches(r, expected))?;
             review += u32::from(record.review.needed);
-            names.push((self.out_name)(&key));
+            names.push(name);
         }
         Some((names, review))
     }
@@ -268,14 +328,9 @@ impl<'a> Batch<'a> {
             bytes,
             &input.source,
             |record| {
-                let key = self.page_key(input, record.page);
                 review_pages += u32::from(record.review.needed);
-                let json = serde_json::to_vec_pretty(&record)
-                    .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-                self.rt
-                    .block_on(self.out.put(&key, Bytes::from(json), "application/json"))
-                    .map_err(pipeline_error)?;
-                outputs.push((self.out_name)(&key));
+                let name = page_name(&input.output_name, record.page);
+                outputs.push(self.write(&name, record.review.needed, &record)?);
                 Ok(())
             },
         )?;
@@ -302,10 +357,6 @@ impl<'a> Batch<'a> {
         })
     }
 
-    fn document_key(&self, input: &Input) -> String {
-        join_key(&self.out_prefix, &document_name(&input.output_name))
-    }
-
     /// A document pipeline's input: one record, `OUT/<output name>.json`, reused when it exists
     /// and matches.
     fn scan_document(
@@ -314,8 +365,8 @@ impl<'a> Batch<'a> {
         bytes: Vec<u8>,
         expected: &Expected<'_>,
     ) -> Result<Outcome, Error> {
-        let key = self.document_key(input);
-        if let Err(e) = self.out.check_key(&key) {
+        let name = document_name(&input.output_name);
+        if let Err(e) = self.out.check_key(&join_key(&self.out_prefix, &name)) {
             return Ok(self.failed(input, pipeline_error(e).context(&input.source), 0, Vec::new()));
         }
         let verdict = |record: &DocumentRecord| {
@@ -324,19 +375,16 @@ impl<'a> Batch<'a> {
             (pages, needed, needed * pages)
         };
         if !self.force
-            && let Some(existing) = self
-                .rt
-                .block_on(self.out.get(&key, 64 << 20, None))
-                .ok()
-                .and_then(|o| serde_json::from_slice::<DocumentRecord>(&o.bytes).ok())
-                .filter(|r| matches_document(r, expected))
+            && let Some((existing, shown)) = self
+                .find::<DocumentRecord>(&name)
+                .filter(|(r, _)| matches_document(r, expected))
         {
             self.counts.skipped.fetch_add(1, Ordering::Relaxed);
             let (pages, review_records, review_pages) = verdict(&existing);
             return Ok(Outcome {
                 review_records,
                 review_pages,
-                ..Outcome::new("skipped", pages, vec![(self.out_name)(&key)], None)
+                ..Outcome::new("skipped", pages, vec![shown], None)
             });
         }
         let result = process_as_document(
@@ -350,23 +398,17 @@ impl<'a> Batch<'a> {
             Err(e) => return Ok(self.failed(input, e, 0, Vec::new())),
         };
         let (pages, review_records, review_pages) = verdict(&record);
-        let written = serde_json::to_vec_pretty(&record)
-            .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
-            .and_then(|json| {
-                self.rt
-                    .block_on(self.out.put(&key, Bytes::from(json), "application/json"))
-                    .map_err(pipeline_error)
-            });
-        if let Err(e) = written {
-            return Ok(self.failed(input, e, pages, Vec::new()));
-        }
+        let shown = match self.write(&name, record.review.needed, &record) {
+            Ok(shown) => shown,
+            Err(e) => return Ok(self.failed(input, e, pages, Vec::new())),
+        };
         self.counts.processed.fetch_add(1, Ordering::Relaxed);
         self.counts.records_written.fetch_add(1, Ordering::Relaxed);
         self.counts.pages_written.fetch_add(pages, Ordering::Relaxed);
         Ok(Outcome {
             review_records,
             review_pages,
-            ..Outcome::new("ok", pages, vec![(self.out_name)(&key)], None)
+            ..Outcome::new("ok", pages, vec![shown], None)
         })
     }
 

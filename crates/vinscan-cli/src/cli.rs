@@ -174,6 +174,10 @@ pub struct BatchArgs {
     /// plus `manifest.jsonl`. S3 settings come from the environment (see README).
     #[arg(long, env = "VINSCAN_OUT")]
     pub out: OsString,
+    /// A folder or `s3://bucket/prefix` where records that need review (the pipeline's
+    /// `[review]` rules) are written instead of --out, at the same relative name.
+    #[arg(long, env = "VINSCAN_REVIEW_OUT")]
+    pub review_out: Option<OsString>,
     /// Process inputs even when their outputs exist and match.
     #[arg(long, env = "VINSCAN_FORCE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub force: bool,

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vinscan_batch::inputs::{Input, local_inputs, s3_inputs};
-use vinscan_batch::{Batch, Progress};
+use vinscan_batch::{Batch, Place, Progress};
 use vinscan_core::Extractor;
 use vinscan_storage::{Location, S3Config};
 
@@ -73,10 +73,29 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         Location::Local(dir) => dir.join(key).display().to_string(),
         Location::S3(_) => format!("{out_uri}/{key}"),
     };
+    let review = match &args.review_out {
+        Some(location) => {
+            let location = Location::parse_os(location)?;
+            let (store, prefix) = vinscan_storage::open_location(&location, &s3)?;
+            if let Location::Local(dir) = &location {
+                std::fs::create_dir_all(dir)?;
+            }
+            Some((location, store, prefix))
+        }
+        None => None,
+    };
+    let review_uri = review
+        .as_ref()
+        .map(|(_, store, _)| store.uri())
+        .unwrap_or_default();
+    let review_name = |key: &str| match review.as_ref().map(|(l, _, _)| l) {
+        Some(Location::Local(dir)) => dir.join(key).display().to_string(),
+        _ => format!("{review_uri}/{key}"),
+    };
     let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
     let model = LazyModel::new(files, args.model.settings());
     let bar = progress_bar(inputs.len(), args.no_progress);
-    let batch = Batch::new(
+    let mut batch = Batch::new(
         rt,
         out,
         out_prefix,
@@ -87,6 +106,13 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         args.force,
         &bar,
     );
+    if let Some((_, store, prefix)) = &review {
+        batch = batch.with_review_out(Place {
+            store: store.clone(),
+            prefix: prefix.clone(),
+            name: &review_name,
+        });
+    }
     let summary = batch.run(&inputs, args.model.parallel as usize, started)?;
     bar.0.finish_and_clear();
     println!("{}", serde_json::to_string(&summary)?);

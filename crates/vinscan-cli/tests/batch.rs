@@ -306,6 +306,87 @@ fn extract_outputs_of_same_named_inputs_do_not_collide() {
     );
 }
 
+/// `--review-out`: records that need review go there, the others to `--out`, at the same
+/// relative names; the manifest points at each; a second run finds both and loads no model.
+#[test]
+fn records_needing_review_go_to_the_review_folder() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for i in 0..4u32 {
+        std::fs::write(
+            src.join(format!("r{i}.jpg")),
+            encode(&scan(360, 640, 40 + i), ImageFormat::Jpeg),
+        )
+        .expect("write");
+    }
+    // a receipt pipeline that wants a person for any field read with less than certainty:
+    // every record with a sampled value needs review
+    let pipelines = tmp.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).expect("mkdir");
+    let receipt = std::fs::read_to_string(repo_root().join("pipelines/receipt.toml")).expect("receipt.toml");
+    std::fs::write(
+        pipelines.join("receipt.toml"),
+        format!("{receipt}\n[review]\nmin_confidence = 1.0\n"),
+    )
+    .expect("write");
+    let (out_dir, review_dir) = (tmp.path().join("out"), tmp.path().join("review"));
+    let batch = || {
+        run(vinscan(tmp.path())
+            .arg("batch")
+            .arg(&src)
+            .args(["--pipeline", "receipt", "--out"])
+            .arg(&out_dir)
+            .arg("--review-out")
+            .arg(&review_dir)
+            .arg("--pipelines-dir")
+            .arg(&pipelines)
+            .arg("--schemas-dir")
+            .arg(repo_root().join("schemas")))
+    };
+    let first = batch();
+    assert!(first.status.success(), "{:?}", first.status);
+    let needs = |p: &PathBuf| {
+        let record: Value = serde_json::from_slice(&std::fs::read(p).expect("read")).expect("json");
+        record["review"]["needed"] == true
+    };
+    let (kept, routed) = (json_outputs(&out_dir), json_outputs(&review_dir));
+    assert_eq!(
+        kept.len() + routed.len(),
+        4,
+        "one record per receipt: {kept:?} {routed:?}"
+    );
+    assert!(!routed.is_empty(), "sampled values are below certainty");
+    assert!(routed.iter().all(needs), "only records needing review are routed");
+    assert!(!kept.iter().any(needs), "no record needing review stays in --out");
+    let s = summary(&first.stdout);
+    assert_eq!(
+        s["records_needing_review"].as_u64(),
+        Some(routed.len() as u64),
+        "{s}"
+    );
+    for e in manifest(&out_dir) {
+        let output = e["outputs"][0].as_str().expect("an output");
+        assert!(Path::new(output).is_file(), "the manifest points at {output}");
+        assert_eq!(
+            output.starts_with(review_dir.to_str().expect("utf-8")),
+            e["review"] == true
+        );
+    }
+
+    let second = batch();
+    let s = summary(&second.stdout);
+    assert_eq!(
+        (s["skipped"].as_u64(), s["processed"].as_u64()),
+        (Some(4), Some(0)),
+        "{s}"
+    );
+    assert_eq!(
+        s["model_loaded"], false,
+        "outputs found in both places are reused"
+    );
+}
+
 /// CRC-32 (ISO-HDLC), as PNG chunks use.
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
