@@ -57,6 +57,12 @@ pub fn process_as_document(
         .iter()
         .map(|(doc, sha256)| DocumentSource { doc, sha256 })
         .collect();
+    // an e-invoice XML needs no model: never load it for one
+    if let [one] = sources.as_slice()
+        && one.doc.format() == vinscan_core::Format::Xml
+    {
+        return Ok(extractor.extract_einvoice(*one, pipeline));
+    }
     let vision = model.model()?;
     match extractor.extract_as_document(vision, &sources, pipeline, &Cancellation::new()) {
         Ok(record) => Ok(Ok(record)),

@@ -126,6 +126,12 @@ impl Run<'_> {
 pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
     let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
     let pipeline = catalog.pipeline(&args.pipeline)?;
+    if args.as_document && pipeline.unit == Unit::Page {
+        anyhow::bail!(
+            "--as-document needs a document pipeline (unit = \"document\"); {} gives one record per page",
+            pipeline.name
+        );
+    }
     let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
     let mut run = Run {
         extractor: Extractor::new(Some(Arc::new(LazyPdf::default()))),

@@ -182,3 +182,80 @@ fn a_thirty_page_invoice_is_read_in_page_groups_and_merged_into_one_record() {
         "the line items are every read's, concatenated"
     );
 }
+
+/// An e-invoice XML (the tax authority's format) is read without the model — given files that
+/// are not models at all, which loading would refuse — with its values exact, every confidence
+/// 1, and the invoice checks run: the correct sample passes them, the one with a wrong MST
+/// check digit and a wrong total fails them and needs review.
+#[test]
+fn an_einvoice_xml_is_one_record_without_the_model() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let not_a_model = tmp.path().join("not-a-model.gguf");
+    std::fs::write(&not_a_model, b"not a GGUF file").expect("write");
+    let fixtures = repo_root().join("tests/fixtures/einvoice");
+    let out = run(vinscan(tmp.path())
+        .env("VINSCAN_MODEL", &not_a_model)
+        .env("VINSCAN_MMPROJ", &not_a_model)
+        .arg("extract")
+        .arg(fixtures.join("hoadon-gtgt.xml"))
+        .arg(fixtures.join("hoadon-gtgt-loi.xml"))
+        .args(["--pipeline", "invoice"]));
+    assert!(out.status.success(), "{:?}", out.status);
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let records: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(records.len(), 2, "{stdout}");
+    let jsonl = tmp.path().join("einvoices.jsonl");
+    std::fs::write(&jsonl, &stdout).expect("write");
+    let (passed, failed, report) = validate(&[jsonl]);
+    assert_eq!((passed, failed), (2, 0), "{report}");
+
+    let good = &records[0];
+    assert_eq!(good["data"]["total"], 550000);
+    assert_eq!(good["data"]["seller"]["tax_code"], "0100109106");
+    assert_eq!(good["data"]["items"].as_array().map(Vec::len), Some(2));
+    assert!(
+        good["confidence"]
+            .as_object()
+            .expect("confidence")
+            .values()
+            .all(|c| c == 1.0),
+        "exact values: {good}"
+    );
+    assert!(
+        good["provenance"].get("model").is_none_or(Value::is_null),
+        "no model read it"
+    );
+    assert_eq!(good["provenance"]["sources"][0]["format"], "xml");
+    let failed_checks = |r: &Value| -> Vec<String> {
+        r["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter(|c| c["status"] == "fail")
+            .map(|c| {
+                format!(
+                    "{} {}",
+                    c["check"].as_str().unwrap_or(""),
+                    c["pointer"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert!(failed_checks(good).is_empty(), "{:?}", failed_checks(good));
+    assert_eq!(good["review"]["needed"], false, "{good}");
+
+    let bad = &records[1];
+    let failures = failed_checks(bad);
+    assert!(
+        failures.iter().any(|f| f == "mst /seller/tax_code"),
+        "{failures:?}"
+    );
+    assert!(
+        failures.iter().any(|f| f.starts_with("invoice-totals")),
+        "{failures:?}"
+    );
+    assert_eq!(bad["review"]["needed"], true);
+}

@@ -20,6 +20,9 @@ pub enum Format {
     WebP,
     Bmp,
     Pdf,
+    /// A Vietnamese e-invoice (the tax authority's XML, root `HDon`): read without the model
+    /// (`vinscan_core::einvoice`).
+    Xml,
 }
 
 impl Format {
@@ -38,6 +41,8 @@ impl Format {
             Some(Self::WebP)
         } else if starts(b"BM") {
             Some(Self::Bmp)
+        } else if crate::einvoice::is_einvoice(bytes) {
+            Some(Self::Xml)
         } else {
             None
         }
@@ -111,7 +116,7 @@ impl Document {
         let format = Format::sniff(&bytes).ok_or_else(|| {
             fail(
                 ErrorKind::Unsupported,
-                "not a JPEG, PNG, TIFF, WebP, BMP or PDF file (unrecognised content)".into(),
+                "not a JPEG, PNG, TIFF, WebP, BMP, PDF or e-invoice XML file (unrecognised content)".into(),
             )
         })?;
         let page_count = match format {
@@ -198,6 +203,10 @@ impl Document {
                 })
             }
             Format::Tiff => crate::tiff_pages::decode_page(&self.bytes, index, limits),
+            Format::Xml => Err(Error::new(
+                ErrorKind::Unsupported,
+                "an e-invoice XML has no page image: read it with a document pipeline on the invoice schema (unit = \"document\", e.g. invoice)",
+            )),
             other => decode_single(&self.bytes, other, limits),
         })();
         let page = page.map_err(|e| e.context(format_args!("{} page {}", self.name, index + 1)))?;
@@ -246,10 +255,10 @@ fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> 
         Format::Png => ImageFormat::Png,
         Format::WebP => ImageFormat::WebP,
         Format::Bmp => ImageFormat::Bmp,
-        Format::Tiff | Format::Pdf => {
+        Format::Tiff | Format::Pdf | Format::Xml => {
             return Err(Error::new(
                 ErrorKind::Internal,
-                "multi-page format routed to single decoder",
+                "a format without a single image routed to the image decoder",
             ));
         }
     };

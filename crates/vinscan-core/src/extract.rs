@@ -265,6 +265,7 @@ pub(crate) fn format_name(f: Format) -> &'static str {
         Format::WebP => "webp",
         Format::Bmp => "bmp",
         Format::Pdf => "pdf",
+        Format::Xml => "xml",
     }
 }
 
@@ -277,13 +278,25 @@ pub fn run_checks(
     data: &mut Value,
     today: chrono::NaiveDate,
 ) -> vinscan_schema::CheckOutcome {
+    run_checks_allowing(pipeline, data, today, |_| false)
+}
+
+/// [`run_checks`] for a record that may break the schema in ways `allowed` accepts (a merged
+/// document's concatenated arrays past `maxItems`): a correction is applied when the corrected
+/// data has no other violation.
+pub fn run_checks_allowing(
+    pipeline: &Pipeline,
+    data: &mut Value,
+    today: chrono::NaiveDate,
+    allowed: impl Fn(&vinscan_schema::Violation) -> bool,
+) -> vinscan_schema::CheckOutcome {
     let schema = &pipeline.schema;
     let mut corrected = data.clone();
     let outcome = schema.checks().run(&mut corrected, today);
     if outcome.corrections.is_empty() {
         return outcome;
     }
-    if schema.violations(&corrected).is_empty() {
+    if schema.violations(&corrected).iter().all(&allowed) {
         *data = corrected;
         return outcome;
     }

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod confidence;
 pub mod document;
+pub mod einvoice;
 pub mod error;
 pub mod extract;
 pub mod hash;

@@ -81,10 +81,13 @@ pub struct Merged {
     pub concatenated: Vec<String>,
 }
 
-/// Every `x-vinscan-merge` in `schema` that is not one of the rules, as
+/// Every `x-vinscan-merge` in `schema` that is not one of the rules, or that sits where the
+/// merge never looks (only the root and subschemas reached from it through `properties` are
+/// merged by rule; inside `items`, `$defs`, `anyOf` and the like a rule would be ignored), as
 /// `"<schema pointer>: <why>"`, for refusing a pipeline at load time.
 pub fn rule_problems(schema: &Value) -> Vec<String> {
-    fn walk(node: &Value, at: &str, out: &mut Vec<String>) {
+    /// `reached`: whether the merge reads this node's rule.
+    fn walk(node: &Value, at: &str, reached: bool, out: &mut Vec<String>) {
         match node {
             Value::Object(map) => {
                 for (k, v) in map {
@@ -94,22 +97,30 @@ pub fn rule_problems(schema: &Value) -> Vec<String> {
                             out.push(format!(
                                 "{here}: {v} is not a merge rule (\"concat\", \"most-confident\" or \"first\")"
                             ));
+                        } else if !reached {
+                            out.push(format!(
+                                "{here}: merge rules apply only to the root and to properties reached through \"properties\" (not inside items, $defs, anyOf or the like)"
+                            ));
+                        }
+                    } else if k == "properties" && reached {
+                        for (name, sub) in v.as_object().into_iter().flatten() {
+                            walk(sub, &format!("{here}/{}", escape(name)), true, out);
                         }
                     } else {
-                        walk(v, &here, out);
+                        walk(v, &here, false, out);
                     }
                 }
             }
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
-                    walk(v, &format!("{at}/{i}"), out);
+                    walk(v, &format!("{at}/{i}"), false, out);
                 }
             }
             _ => {}
         }
     }
     let mut out = Vec::new();
-    walk(schema, "", &mut out);
+    walk(schema, "", true, &mut out);
     out
 }
 
@@ -230,6 +241,10 @@ impl Merger {
                     keys.push(k);
                 }
             }
+        }
+        if keys.is_empty() {
+            // an empty object is a leaf: it keeps the first group's confidence
+            return self.keep(at, present.first().copied());
         }
         let mut out = Map::new();
         for key in keys {
@@ -426,6 +441,26 @@ mod tests {
         let m = merge(&schema, &[a]);
         assert_eq!(m.confidence.len(), 3);
         assert_eq!(m.confidence["/a"], 0.5);
+    }
+
+    #[test]
+    fn rules_where_the_merge_never_looks_are_refused() {
+        let schema = json!({"properties": {
+            "items": {"type": "array", "items": {"properties": {"d": {"x-vinscan-merge": "first"}}}},
+            "x": {"anyOf": [{"x-vinscan-merge": "first"}]},
+            "ok": {"properties": {"deep": {"x-vinscan-merge": "first"}}}
+        }});
+        let problems = rule_problems(&schema);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems.iter().all(|p| p.contains("apply only")), "{problems:?}");
+    }
+
+    #[test]
+    fn an_empty_object_keeps_its_confidence() {
+        let a = part(json!({"seller": {}}), &[("/seller", 0.3)]);
+        let m = merge(&invoice_schema(), std::slice::from_ref(&a));
+        assert_eq!(m.data, a.data);
+        assert_eq!(m.confidence, a.confidence);
     }
 
     #[test]

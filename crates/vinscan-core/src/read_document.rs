@@ -10,8 +10,8 @@
 //! then run once, on the merged record.
 //!
 //! A page too tall or wide for the grid (a thermal receipt) is read as its overlapping
-//! segments ([`crate::segment`]), each an image of its own, cut for the tile budget of a full
-//! read so that any read can follow them. Pages are decoded as the reads need them: at most
+//! segments ([`crate::segment`]), each an image of its own, cut for the tile budget of one
+//! read of the document's pages (all of them when they fit one read). Pages are decoded as the reads need them: at most
 //! one read's pages are held at a time.
 
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use crate::document::{Document, Format};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{
     Extractor, VERSION, carry_confidence, format_name, generation_provenance, model_provenance,
-    parse_and_validate, request_image, run_checks, tile_range,
+    parse_and_validate, request_image, run_checks_allowing, tile_range,
 };
 use crate::merge::{Part, merge};
 use crate::model::{Cancellation, GenerateRequest, ModelInfo, VisionModel};
@@ -123,6 +123,9 @@ impl Extractor {
             .enumerate()
             .flat_map(|(s, src)| (0..src.doc.page_count()).map(move |p| (s, p)))
             .collect();
+        if let Some(einvoice) = einvoice_source(sources)? {
+            return self.extract_einvoice(einvoice, pipeline);
+        }
         if pages.is_empty() {
             return Err(Error::new(
                 ErrorKind::InvalidInput,
@@ -147,7 +150,11 @@ impl Extractor {
                 ErrorKind::InvalidOutput,
                 format!(
                     "{}: the merged record of {} page groups does not conform to {}: {}",
-                    sources[0].doc.name(),
+                    sources
+                        .iter()
+                        .map(|s| s.doc.name())
+                        .collect::<Vec<_>>()
+                        .join(" + "),
                     reads.len(),
                     schema.path(),
                     violations.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
@@ -155,10 +162,11 @@ impl Extractor {
             ));
         }
         let mut confidence = merged.confidence;
-        let checked = run_checks(
+        let checked = run_checks_allowing(
             pipeline,
             &mut data,
             vinscan_schema::today_in_vietnam(chrono::Utc::now()),
+            |v| v.keyword == "maxItems" && merged.concatenated.contains(&v.instance_path),
         );
         carry_confidence(&mut confidence, &checked.corrections);
         let review = pipeline.review.decide(&checked, &confidence);
@@ -178,21 +186,7 @@ impl Extractor {
                 page: p + 1,
             })
             .collect();
-        let mut normalised = Vec::new();
-        let mut groups = Vec::new();
-        let mut page_provenance = Vec::new();
-        for mut r in reads {
-            r.provenance.array_lengths = merged
-                .concatenated
-                .iter()
-                .filter_map(|p| Some((p.clone(), r.part.data.pointer(p)?.as_array()?.len())))
-                .collect();
-            normalised.extend(r.normalised);
-            groups.push(r.provenance);
-            page_provenance.extend(r.pages);
-        }
-        normalised.sort();
-        normalised.dedup();
+        let (groups, page_provenance, normalised) = read_provenance(reads, &merged.concatenated);
         let provenance = DocumentProvenance {
             record_format: crate::record::RECORD_FORMAT,
             sources: sources
@@ -208,7 +202,7 @@ impl Extractor {
             pipeline_sha256: pipeline.sha256.clone(),
             schema_id: schema.id().to_owned(),
             schema_sha256: schema.sha256().to_owned(),
-            model: model_provenance(model.info()),
+            model: Some(model_provenance(model.info())),
             vinscan_version: VERSION.to_owned(),
             pages: page_provenance,
             groups,
@@ -231,6 +225,116 @@ impl Extractor {
         })
     }
 
+    /// An e-invoice XML as its document record, without the model: the values as the XML
+    /// gives them (`crate::einvoice`), normalised where that keeps them valid, every leaf of
+    /// confidence 1, then the schema's checks and the review rules as for any record.
+    ///
+    /// # Errors
+    /// `Unsupported` when the pipeline's schema is not the invoice schema; `InvalidInput` when
+    /// the XML is malformed or a value does not fit the schema (naming the field).
+    pub fn extract_einvoice(
+        &self,
+        source: DocumentSource<'_>,
+        pipeline: &Pipeline,
+    ) -> Result<DocumentRecord> {
+        let started = Instant::now();
+        let name = source.doc.name();
+        let schema = &pipeline.schema;
+        if schema.id() != crate::einvoice::INVOICE_SCHEMA_ID {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{name}: an e-invoice XML maps to the invoice schema ({}); pipeline {} uses {}",
+                    crate::einvoice::INVOICE_SCHEMA_ID,
+                    pipeline.name,
+                    schema.id()
+                ),
+            ));
+        }
+        let parsed = crate::einvoice::invoice_data(source.doc.bytes()).map_err(|e| e.context(name))?;
+        let fits = |v: &serde_json::Value| {
+            schema
+                .violations(v)
+                .into_iter()
+                .filter(|v| v.keyword != "maxItems")
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+        };
+        let mut normalised_data = parsed.clone();
+        let changed = schema.normalise(&mut normalised_data);
+        let (mut data, normalised) = if fits(&normalised_data).is_empty() {
+            (normalised_data, changed)
+        } else {
+            let problems = fits(&parsed);
+            if !problems.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{name}: the e-invoice does not fit {}: {}",
+                        schema.path(),
+                        problems.into_iter().take(5).collect::<Vec<_>>().join("; ")
+                    ),
+                ));
+            }
+            (parsed, Vec::new())
+        };
+        let text = data.to_string();
+        let mut confidence: std::collections::BTreeMap<String, f64> = crate::confidence::leaves(&text)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(pointer, _)| (pointer, 1.0))
+            .collect();
+        let checked = run_checks_allowing(
+            pipeline,
+            &mut data,
+            vinscan_schema::today_in_vietnam(chrono::Utc::now()),
+            |v| v.keyword == "maxItems",
+        );
+        carry_confidence(&mut confidence, &checked.corrections);
+        let review = pipeline.review.decide(&checked, &confidence);
+        let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        let provenance = DocumentProvenance {
+            record_format: crate::record::RECORD_FORMAT,
+            sources: vec![SourceProvenance {
+                source: name.to_owned(),
+                sha256: source.sha256.to_owned(),
+                format: format_name(Format::Xml).to_owned(),
+                page_count: 1,
+            }],
+            pipeline: pipeline.name.clone(),
+            pipeline_sha256: pipeline.sha256.clone(),
+            schema_id: schema.id().to_owned(),
+            schema_sha256: schema.sha256().to_owned(),
+            model: None,
+            vinscan_version: VERSION.to_owned(),
+            pages: Vec::new(),
+            groups: Vec::new(),
+            disagreements: Vec::new(),
+            normalised,
+            timings_ms: Timings {
+                validate: elapsed,
+                total: elapsed,
+                ..Timings::default()
+            },
+            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        Ok(DocumentRecord {
+            sources: vec![name.to_owned()],
+            pages: vec![PageRef {
+                source: name.to_owned(),
+                page: 1,
+            }],
+            pipeline: pipeline.name.clone(),
+            schema: schema.path().to_owned(),
+            data,
+            confidence,
+            checks: checked.checks,
+            corrections: checked.corrections,
+            review,
+            provenance,
+        })
+    }
+
     /// Every page of `pages` (source index, 0-based page) decoded as the reads need it, cut
     /// into segments where the grid cannot follow it, and read `pages_together` images at a time.
     fn read_all(
@@ -242,8 +346,9 @@ impl Extractor {
         cancel: &Cancellation,
     ) -> Result<Vec<GroupRead>> {
         let group_size = pipeline.pages_together.max(1) as usize;
-        // pages are cut for the budget of a full read, so every read can follow its segments
-        let planned = tiles_per_page(pipeline, model.info(), group_size as u32)?;
+        // pages are cut for the budget of a read of this document's pages (a full read, or the
+        // whole of a shorter document), so a read of whole pages can follow its segments
+        let planned = tiles_per_page(pipeline, model.info(), group_size.min(pages.len()) as u32)?;
         let mut reads = Vec::new();
         let mut views: Vec<View> = Vec::with_capacity(group_size);
         let mut first = 0;
@@ -418,6 +523,51 @@ impl Extractor {
             pages,
         })
     }
+}
+
+/// The document's e-invoice XML when it is one; an error when an e-invoice comes with other
+/// sources (it is a document by itself).
+fn einvoice_source<'a>(sources: &[DocumentSource<'a>]) -> Result<Option<DocumentSource<'a>>> {
+    if !sources.iter().any(|s| s.doc.format() == Format::Xml) {
+        return Ok(None);
+    }
+    match sources {
+        [one] => Ok(Some(*one)),
+        _ => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{}: an e-invoice XML is a document by itself and cannot be read with other sources",
+                sources
+                    .iter()
+                    .map(|s| s.doc.name())
+                    .collect::<Vec<_>>()
+                    .join(" + ")
+            ),
+        )),
+    }
+}
+
+/// The reads' provenance in order, each with the lengths of its concatenated arrays; the
+/// images read; and the pointers the normaliser changed (deduplicated).
+fn read_provenance(
+    reads: Vec<GroupRead>,
+    concatenated: &[String],
+) -> (Vec<GroupProvenance>, Vec<DocumentPage>, Vec<String>) {
+    let mut normalised = Vec::new();
+    let mut groups = Vec::new();
+    let mut pages = Vec::new();
+    for mut r in reads {
+        r.provenance.array_lengths = concatenated
+            .iter()
+            .filter_map(|p| Some((p.clone(), r.part.data.pointer(p)?.as_array()?.len())))
+            .collect();
+        normalised.extend(r.normalised);
+        groups.push(r.provenance);
+        pages.extend(r.pages);
+    }
+    normalised.sort();
+    normalised.dedup();
+    (groups, pages, normalised)
 }
 
 fn add_timings(sum: &mut Timings, t: &Timings) {

@@ -191,7 +191,9 @@ pub struct DocumentProvenance {
     pub pipeline_sha256: String,
     pub schema_id: String,
     pub schema_sha256: String,
-    pub model: ModelProvenance,
+    /// The model that read the pages; absent when none did (an e-invoice XML, whose values
+    /// are taken as they are).
+    pub model: Option<ModelProvenance>,
     pub vinscan_version: String,
     /// Every image the model read, in reading order: each page, or each segment of a page cut
     /// for the tile grid.

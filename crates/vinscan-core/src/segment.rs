@@ -12,6 +12,9 @@
 //!   aspect ratio (`t : 1`, full width or height) that cover it with consecutive segments
 //!   overlapping by [`OVERLAP`] of a segment's length, spaced evenly, so a line of text cut
 //!   at one segment's edge is whole in the next.
+//! - **Bounds.** A page whose short side is under [`MIN_SHORT_SIDE`] px, or that would need
+//!   more than [`MAX_SEGMENTS`] segments, is read whole, as before: a strip that thin or long is
+//!   not a document, and no input may cost more model reads than that.
 //! - **What text keeps.** Each segment has the aspect ratio of its `1 × t` grid, so it is
 //!   scaled equally on both axes, by `448 / short side`: the scale the short side of the page
 //!   gets, and never below it (the receipt's lines stay 20 px). A page the grid can follow is
@@ -29,6 +32,12 @@ use crate::tiling::{TILE_SIZE, choose_grid};
 pub const MAX_SQUEEZE: f64 = 2.0;
 /// Overlap between consecutive segments, as a fraction of a segment's long side.
 pub const OVERLAP: f64 = 0.125;
+/// The most segments a page is cut into: a longer strip (a 1 × 20000 px image is not a
+/// document) is read whole, as the grid takes it, so no input costs more than this many images.
+pub const MAX_SEGMENTS: u32 = 12;
+/// A page whose short side is below this many pixels is read whole: there is no line of text
+/// to keep legible across it.
+pub const MIN_SHORT_SIDE: u32 = 64;
 
 /// A rectangle of a page in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +72,9 @@ pub fn segments(width: u32, height: u32, min_tiles: u32, max_tiles: u32) -> Vec<
     }
     let tall = height > width;
     let (short, long) = if tall { (width, height) } else { (height, width) };
+    if short < MIN_SHORT_SIDE {
+        return vec![whole];
+    }
     // the most elongated grid the budget allows: 1 × t
     let seg_long = (u64::from(short) * u64::from(max_tiles.max(1))).min(u64::from(long)) as u32;
     if seg_long >= long {
@@ -71,6 +83,9 @@ pub fn segments(width: u32, height: u32, min_tiles: u32, max_tiles: u32) -> Vec<
     let overlap = (f64::from(seg_long) * OVERLAP).round() as u32;
     let stride = seg_long - overlap;
     let count = (long - overlap).div_ceil(stride).max(2);
+    if count > MAX_SEGMENTS {
+        return vec![whole];
+    }
     let span = long - seg_long;
     (0..count)
         .map(|i| {
@@ -158,15 +173,27 @@ mod tests {
     }
 
     #[test]
+    fn strips_too_thin_or_too_long_are_read_whole_not_cut_into_thousands() {
+        assert_eq!(segments(1, 20000, 1, 4).len(), 1, "1 px wide");
+        assert_eq!(segments(20, 20000, 1, 4).len(), 1, "20 px wide");
+        assert_eq!(segments(64, 60000, 1, 1).len(), 1, "would need over 12 segments");
+        for (w, h, t) in [(64, 20000, 4), (576, 40000, 6), (300, 30000, 12)] {
+            assert!(segments(w, h, 1, t).len() as u32 <= MAX_SEGMENTS, "{w}x{h} t={t}");
+        }
+    }
+
+    #[test]
     fn every_segment_is_within_the_page_and_within_the_squeeze_bound() {
         for (w, h, t) in [
             (576, 9000, 6),
-            (300, 20000, 4),
+            (300, 9000, 4),
             (100, 5000, 12),
             (9000, 576, 6),
             (700, 4000, 1),
         ] {
-            for s in segments(w, h, 1, t) {
+            let segs = segments(w, h, 1, t);
+            assert!(segs.len() > 1, "{w}x{h} t={t} is cut");
+            for s in segs {
                 assert!(s.x + s.width <= w && s.y + s.height <= h, "{w}x{h}: {s:?}");
                 assert!(
                     squeeze(s.width, s.height, 1, t) <= MAX_SQUEEZE,

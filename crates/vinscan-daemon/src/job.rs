@@ -150,6 +150,22 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
         .put(&key, Bytes::from(body), "application/json")
         .await
         .map_err(|e| pipeline_error(e).context("writing the output"))?;
+    // with a review prefix, an attempt before a crash may have written the other side (its
+    // verdict can differ: batch composition moves confidences, a date check moves with the
+    // day): remove that copy, so one object per job remains
+    if let Some(review) = &daemon.config.daemon.review_output {
+        let other = if std::ptr::eq(prefix, review) {
+            &job.output_prefix
+        } else {
+            review
+        };
+        let other_key = job_output_key(other.prefix(), &job.pipeline, &x.objects);
+        if (other.bucket(), other_key.as_str()) != (prefix.bucket(), key.as_str())
+            && let Err(e) = daemon.stores.bucket(other.bucket()).delete(&other_key).await
+        {
+            tracing::debug!(job_id = %job.job_id, error = %e, "no stale copy removed");
+        }
+    }
     let write_ms = ms(t);
     daemon.metrics.stage(Stage::Write, t.elapsed().as_secs_f64());
     Ok(Written {
