@@ -33,7 +33,7 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let listed = rt.block_on(store.list(&list_prefix))?;
     let (objects, other): (Vec<_>, Vec<_>) = listed.into_iter().partition(|m| {
         let relative = m.key.strip_prefix(&list_prefix).unwrap_or(&m.key);
-        !relative.split('/').any(|s| s.starts_with('.')) && Format::has_scan_extension(relative)
+        !relative.split('/').any(|s| s.starts_with('.')) && enqueued(relative)
     });
 
     let settings = KafkaSettings::new(&args.brokers, "vinscan-enqueue");
@@ -89,4 +89,14 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether an object is put on the topic: a scan by its extension, or an `.xml` file (an
+/// e-invoice; the daemon dead-letters any other XML as unsupported, with the reason). Names
+/// only: listing a prefix reads no object.
+fn enqueued(relative: &str) -> bool {
+    Format::has_scan_extension(relative)
+        || relative
+            .rsplit_once('.')
+            .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("xml"))
 }

@@ -8,7 +8,6 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use image::ImageFormat;
 use serde_json::Value;
 
 /// Runs `vinscan extract ARGS`, which must succeed and print exactly one record.
@@ -105,42 +104,95 @@ fn a_two_page_invoice_pdf_is_one_record() {
     assert_eq!(written["pages"].as_array().map(Vec::len), Some(2));
 }
 
+/// Synthetic CCCD specimens (invented person; one pair consistent, one with a broken MRZ
+/// check digit and a printed birth date that disagrees), front and back given as the pages of
+/// one document: one record per card, both sides in one prompt.
 #[test]
 fn a_card_front_and_back_given_as_one_document_are_one_record() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let (front, back) = (tmp.path().join("front.jpg"), tmp.path().join("back.png"));
-    std::fs::write(&front, encode(&scan(1011, 638, 200), ImageFormat::Jpeg)).expect("front");
-    std::fs::write(&back, encode(&scan(1011, 638, 201), ImageFormat::Png)).expect("back");
+    for broken in [false, true] {
+        let (front_pdf, back_pdf) = card_pdfs(broken);
+        let tag = if broken { "loi" } else { "dung" };
+        let front = tmp.path().join(format!("cccd-{tag}-truoc.pdf"));
+        let back = tmp.path().join(format!("cccd-{tag}-sau.pdf"));
+        std::fs::write(&front, front_pdf).expect("front");
+        std::fs::write(&back, back_pdf).expect("back");
+        let record = one_record(
+            tmp.path(),
+            &[
+                front.as_os_str(),
+                back.as_os_str(),
+                "--as-document".as_ref(),
+                "--pipeline".as_ref(),
+                "id-card".as_ref(),
+            ],
+        );
+        assert_every_page_seen(&record, 2, 1);
+        let sources: Vec<&str> = record["sources"]
+            .as_array()
+            .expect("sources")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(sources.len(), 2);
+        assert!(
+            sources[0].ends_with("truoc.pdf") && sources[1].ends_with("sau.pdf"),
+            "{sources:?}"
+        );
+        let seen = record["provenance"]["pages"].as_array().expect("pages");
+        assert_eq!(
+            (
+                seen[0]["image_in_prompt"].as_u64(),
+                seen[1]["image_in_prompt"].as_u64()
+            ),
+            (Some(1), Some(2))
+        );
+        let names: Vec<&str> = record["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .filter_map(|c| c["check"].as_str())
+            .collect();
+        for check in ["card-dates", "cccd", "mrz"] {
+            assert!(names.contains(&check), "no {check} result: {names:?}");
+        }
+    }
+}
+
+/// The thermal receipt of `../shared/cases/inputs` (576 × 9000 px): read as overlapping
+/// segments of the grid's shape in one prompt, never squeezed to a 1 × 6 grid whole.
+#[test]
+fn a_thermal_receipt_is_read_as_segments_at_its_own_scale() {
+    let receipt = std::env::var_os("VINSCAN_CASES_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/cases/inputs"))
+        .join("thermal_receipt_576x9000.png");
+    assert!(
+        receipt.is_file(),
+        "{} missing (set VINSCAN_CASES_DIR)",
+        receipt.display()
+    );
+    let tmp = tempfile::tempdir().expect("tmp");
     let record = one_record(
         tmp.path(),
-        &[
-            front.as_os_str(),
-            back.as_os_str(),
-            "--as-document".as_ref(),
-            "--pipeline".as_ref(),
-            "id-card".as_ref(),
-        ],
+        &[receipt.as_os_str(), "--pipeline".as_ref(), "receipt".as_ref()],
     );
-    assert_every_page_seen(&record, 2, 1);
-    let sources: Vec<&str> = record["sources"]
-        .as_array()
-        .expect("sources")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
-    assert_eq!(sources.len(), 2);
-    assert!(
-        sources[0].ends_with("front.jpg") && sources[1].ends_with("back.png"),
-        "{sources:?}"
-    );
+    assert_eq!(record["pages"].as_array().map(Vec::len), Some(1));
     let seen = record["provenance"]["pages"].as_array().expect("pages");
-    assert_eq!(
-        (
-            seen[0]["image_in_prompt"].as_u64(),
-            seen[1]["image_in_prompt"].as_u64()
-        ),
-        (Some(1), Some(2))
-    );
+    assert_eq!(seen.len(), 3, "three segments: {seen:?}");
+    for view in seen {
+        let seg = &view["segment"];
+        assert_eq!(
+            (seg["width"].as_u64(), seg["height"].as_u64()),
+            (Some(576), Some(3456))
+        );
+        // 448 / 576 across and 2688 / 3456 down: the same scale, 26 px lines stay 20 px
+        assert_eq!(
+            (view["tiles"]["cols"].as_u64(), view["tiles"]["rows"].as_u64()),
+            (Some(1), Some(6))
+        );
+        assert_eq!(view["group"], 1, "one prompt");
+    }
 }
 
 #[test]

@@ -152,6 +152,11 @@ pub fn multipage_tiff(pages: &[RgbImage]) -> Vec<u8> {
 /// A PDF of A4 pages, each page's lines of ASCII text set in Helvetica from the top (PDF 1.7,
 /// ISO 32000-1: one content stream and the standard font per page, an exact xref table).
 pub fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
+    sized_text_pdf(pages, (595, 842), 11)
+}
+
+/// [`text_pdf`] on pages of `size` points at `font_size` points.
+pub fn sized_text_pdf(pages: &[Vec<String>], size: (u32, u32), font_size: u32) -> Vec<u8> {
     let escape = |s: &str| s.replace('\\', "\\\\").replace('(', "\\(").replace(')', "\\)");
     // objects: 1 catalog, 2 pages, 3 font, then per page: page, content
     let mut objects: Vec<String> = vec![
@@ -162,13 +167,20 @@ pub fn text_pdf(pages: &[Vec<String>]) -> Vec<u8> {
     let mut kids = Vec::new();
     for lines in pages {
         let page_id = objects.len() + 1;
-        let mut content = String::from("BT /F1 11 Tf 14 TL 56 790 Td\n");
+        let margin = size.0 / 16;
+        let mut content = format!(
+            "BT /F1 {font_size} Tf {} TL {margin} {} Td\n",
+            font_size + font_size / 4 + 1,
+            size.1 - margin - font_size
+        );
         for line in lines {
             content.push_str(&format!("({}) Tj T*\n", escape(line)));
         }
         content.push_str("ET\n");
         objects.push(format!(
-            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {} {}] /Resources << /Font << /F1 3 0 R >> >> /Contents {} 0 R >>",
+            size.0,
+            size.1,
             page_id + 1
         ));
         objects.push(format!(
@@ -246,4 +258,36 @@ pub fn invoice_pdf(pages: usize, per_page: usize) -> Vec<u8> {
         out.push(lines);
     }
     text_pdf(&out)
+}
+
+/// A synthetic CCCD (chip card) front and back as one-page PDFs of the card's size (85.6 ×
+/// 54 mm, ISO/IEC 7810 ID-1), text as printed without diacritics (the standard PDF font has
+/// none): an invented person, the ID number `001099993908` and a TD1 MRZ whose check digits
+/// are correct, or with `broken` the birth-date check digit wrong and the printed birth date
+/// disagreeing with the MRZ.
+pub fn card_pdfs(broken: bool) -> (Vec<u8>, Vec<u8>) {
+    let birth = if broken { "13/08/1999" } else { "13/03/1999" };
+    let front = vec![
+        "CONG HOA XA HOI CHU NGHIA VIET NAM".to_owned(),
+        "CAN CUOC CONG DAN".to_owned(),
+        "So / No.: 001099993908".to_owned(),
+        "Ho va ten / Full name: NGUYEN VAN AN".to_owned(),
+        format!("Ngay sinh / Date of birth: {birth}"),
+        "Gioi tinh / Sex: Nam   Quoc tich / Nationality: Viet Nam".to_owned(),
+        "Que quan / Place of origin: Xa Thu Nghiem, Ha Noi".to_owned(),
+        "Noi thuong tru: So 1 Pho Mau, Ha Noi".to_owned(),
+        "Co gia tri den / Date of expiry: 13/03/2024".to_owned(),
+    ];
+    let birth_check = if broken { '8' } else { '7' };
+    let back = vec![
+        "Dac diem nhan dang: Not ruoi 1cm tren long may phai".to_owned(),
+        "Ngay, thang, nam / Date: 01/04/2021".to_owned(),
+        "CUC TRUONG CUC CANH SAT QUAN LY HANH CHINH VE TRAT TU XA HOI".to_owned(),
+        String::new(),
+        "IDVNM0999939080001099993908<<<".to_owned(),
+        format!("990313{birth_check}M2403133VNM<<<<<<<<<<<9"),
+        "NGUYEN<<VAN<AN<<<<<<<<<<<<<<<<".to_owned(),
+    ];
+    let card = |lines| sized_text_pdf(&[lines], (243, 153), 6);
+    (card(front), card(back))
 }
