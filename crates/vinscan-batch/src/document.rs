@@ -24,6 +24,16 @@ pub fn process_document(
         Ok(d) => d,
         Err(e) => return Ok(Err(e)),
     };
+    if doc.format() == vinscan_core::Format::Xml {
+        // before loading the model: a page pipeline has no use for an e-invoice
+        return Ok(Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{source}: an e-invoice XML is read by a document pipeline on the invoice schema (e.g. invoice), not by {}, which reads page images",
+                pipeline.name
+            ),
+        )));
+    }
     let vision = model.model()?;
     let never = Cancellation::new();
     for page in extractor.extract_document(vision, &doc, &sha, pipeline, &never) {
@@ -57,11 +67,22 @@ pub fn process_as_document(
         .iter()
         .map(|(doc, sha256)| DocumentSource { doc, sha256 })
         .collect();
-    // an e-invoice XML needs no model: never load it for one
+    // an e-invoice XML needs no model: never load it for one (nor for an XML that cannot be
+    // read with the other sources)
     if let [one] = sources.as_slice()
         && one.doc.format() == vinscan_core::Format::Xml
     {
         return Ok(extractor.extract_einvoice(*one, pipeline));
+    }
+    if sources.len() > 1
+        && sources
+            .iter()
+            .any(|s| s.doc.format() == vinscan_core::Format::Xml)
+    {
+        return Ok(Err(Error::new(
+            ErrorKind::Unsupported,
+            "an e-invoice XML is a document by itself and cannot be read with other sources",
+        )));
     }
     let vision = model.model()?;
     match extractor.extract_as_document(vision, &sources, pipeline, &Cancellation::new()) {

@@ -55,7 +55,7 @@ pub fn not_a_scan(bytes: &[u8]) -> Option<Error> {
     Format::sniff(bytes).is_none().then(|| {
         Error::new(
             ErrorKind::Unsupported,
-            "neither its name nor its content is a JPEG, PNG, TIFF, WebP, BMP or PDF",
+            "neither its name nor its content is a JPEG, PNG, TIFF, WebP, BMP, PDF or e-invoice XML",
         )
     })
 }

@@ -176,8 +176,10 @@ impl<'a> Batch<'a> {
         self
     }
 
-    fn page_key(&self, input: &Input, page: u32) -> String {
-        join_key(&self.out_prefix, &page_name(&input.output_name, page))
+    /// Whether every place a record called `name` may go can hold its key.
+    fn check_keys(&self, name: &str) -> Result<(), vinscan_storage::StorageError> {
+        self.places()
+            .try_for_each(|(store, prefix, _)| store.check_key(&join_key(prefix, name)))
     }
 
     /// The output place, and the review place when one is set.
@@ -189,13 +191,19 @@ impl<'a> Batch<'a> {
         )
     }
 
-    /// The record called `name` (relative to the output), from the output or else the review
-    /// place, with its shown name; `None` when neither holds a readable one.
-    fn find<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<(T, String)> {
+    /// The record called `name` (relative to the output) that `wanted` accepts, from the
+    /// output or else the review place, with its shown name; `None` when neither holds one (a
+    /// stale copy in one place does not hide a current one in the other).
+    fn find<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        wanted: impl Fn(&T) -> bool,
+    ) -> Option<(T, String)> {
         self.places().find_map(|(store, prefix, shown)| {
             let key = join_key(prefix, name);
             let o = self.rt.block_on(store.get(&key, 64 << 20, None)).ok()?;
-            Some((serde_json::from_slice(&o.bytes).ok()?, shown(&key)))
+            let record: T = serde_json::from_slice(&o.bytes).ok()?;
+            wanted(&record).then(|| (record, shown(&key)))
         })
     }
 
@@ -217,8 +225,14 @@ impl<'a> Batch<'a> {
             .block_on(store.put(&key, Bytes::from(json), "application/json"))
             .map_err(pipeline_error)?;
         if let Some((other, other_prefix, _)) = other {
-            // best effort: a stale copy is only confusing, never wrong (its record says when)
-            let _ = self.rt.block_on(other.delete(&join_key(other_prefix, name)));
+            let other_key = join_key(other_prefix, name);
+            // never the record just written (both places the same store and prefix)
+            if (other.uri(), other_key.as_str()) != (store.uri(), key.as_str())
+                && let Err(e) = self.rt.block_on(other.delete(&other_key))
+            {
+                // a stale copy is only confusing, never wrong: its record says when it was made
+                tracing::warn!(key = %other_key, error = %e, "a stale copy of a record was not removed");
+            }
         }
         Ok(shown(&key))
     }
@@ -226,15 +240,13 @@ impl<'a> Batch<'a> {
     /// Output names of an input whose pages all exist and match, and how many of them need
     /// review; `None` to process it.
     fn reusable(&self, input: &Input, expected: &Expected<'_>) -> Option<(Vec<String>, u32)> {
-        let (first, first_name) = self
-            .find::<PageRecord>(&page_name(&input.output_name, 1))
-            .filter(|(r, _)| matches(r, expected))?;
+        let (first, first_name) =
+            self.find::<PageRecord>(&page_name(&input.output_name, 1), |r| matches(r, expected))?;
         let mut names = vec![first_name];
         let mut review = u32::from(first.review.needed);
         for page in 2..=first.provenance.page_count {
-            let (record, name) = self
-                .find::<PageRecord>(&page_name(&input.output_name, page))
-                .filter(|(r, _)| matches(r, expected))?;
+            let (record, name) =
+                self.find::<PageRecord>(&page_name(&input.output_name, page), |r| matches(r, expected))?;
             review += u32::from(record.review.needed);
             names.push(name);
         }
@@ -305,7 +317,7 @@ impl<'a> Batch<'a> {
             return self.scan_document(input, bytes, &expected);
         }
         // an output name the output store cannot hold fails the input before any inference
-        if let Err(e) = self.out.check_key(&self.page_key(input, 1)) {
+        if let Err(e) = self.check_keys(&page_name(&input.output_name, 1)) {
             return Ok(self.failed(input, pipeline_error(e).context(&input.source), 0, Vec::new()));
         }
         if !self.force
@@ -366,7 +378,7 @@ impl<'a> Batch<'a> {
         expected: &Expected<'_>,
     ) -> Result<Outcome, Error> {
         let name = document_name(&input.output_name);
-        if let Err(e) = self.out.check_key(&join_key(&self.out_prefix, &name)) {
+        if let Err(e) = self.check_keys(&name) {
             return Ok(self.failed(input, pipeline_error(e).context(&input.source), 0, Vec::new()));
         }
         let verdict = |record: &DocumentRecord| {
@@ -375,9 +387,8 @@ impl<'a> Batch<'a> {
             (pages, needed, needed * pages)
         };
         if !self.force
-            && let Some((existing, shown)) = self
-                .find::<DocumentRecord>(&name)
-                .filter(|(r, _)| matches_document(r, expected))
+            && let Some((existing, shown)) =
+                self.find::<DocumentRecord>(&name, |r| matches_document(r, expected))
         {
             self.counts.skipped.fetch_add(1, Ordering::Relaxed);
             let (pages, review_records, review_pages) = verdict(&existing);

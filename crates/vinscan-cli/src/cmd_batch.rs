@@ -76,6 +76,11 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let review = match &args.review_out {
         Some(location) => {
             let location = Location::parse_os(location)?;
+            if same_place(&location, &out_location) {
+                anyhow::bail!(
+                    "--review-out must be another place than --out (a folder or prefix of its own, not inside --out)"
+                );
+            }
             let (store, prefix) = vinscan_storage::open_location(&location, &s3)?;
             if let Location::Local(dir) = &location {
                 std::fs::create_dir_all(dir)?;
@@ -121,4 +126,21 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Whether two output locations are the same place or one is inside the other (the review
+/// place must be separate, or writing a record there would remove it from the other).
+fn same_place(a: &Location, b: &Location) -> bool {
+    match (a, b) {
+        (Location::Local(a), Location::Local(b)) => {
+            let canon = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            let (a, b) = (canon(a), canon(b));
+            a.starts_with(&b) || b.starts_with(&a)
+        }
+        (Location::S3(a), Location::S3(b)) => {
+            let (pa, pb) = (format!("{}/", a.prefix()), format!("{}/", b.prefix()));
+            a.bucket() == b.bucket() && (pa.starts_with(&pb) || pb.starts_with(&pa))
+        }
+        _ => false,
+    }
 }

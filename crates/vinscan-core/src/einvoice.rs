@@ -182,10 +182,26 @@ fn number_at(node: Option<Node<'_, '_>>, name: &str) -> Result<Value> {
     }))
 }
 
-/// An amount in the invoice's currency as the schema keeps it: whole units (an amount in VND
-/// has none smaller; a foreign-currency decimal is rounded to the nearest unit).
+/// The largest amount kept exactly: 2^53, where an f64 stops holding every whole number.
+const MAX_EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// An amount in the invoice's currency as the schema keeps it: whole units (VND has none
+/// smaller). A fractional amount (a foreign-currency invoice in cents) or one past 2^53 is an
+/// error naming the element: rounding it would make an exact value inexact.
 fn amount_at(node: Option<Node<'_, '_>>, name: &str) -> Result<Value> {
-    Ok(parse_number(node, name)?.map_or(Value::Null, |v| json!(v.round() as i64)))
+    let Some(v) = parse_number(node, name)? else {
+        return Ok(Value::Null);
+    };
+    if v.fract() != 0.0 || v.abs() > MAX_EXACT {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "e-invoice XML: <{name}> is {}, not a whole amount the invoice schema can keep exactly",
+                text_at(node, &[name]).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(json!(v as i64))
 }
 
 /// `TSuat` as the schema's enum: `10%`, `8%`, `5%`, `0%`, `KCT` (not subject), `KKKNT` (not
@@ -253,6 +269,15 @@ mod tests {
             (
                 &b"<!DOCTYPE HDon [<!ENTITY a \"aaaa\">]><HDon><DLHDon/></HDon>"[..],
                 "e-invoice XML",
+            ),
+            (
+                &b"<HDon><DLHDon><NDHDon><TToan><TgTTTBSo>123.45</TgTTTBSo></TToan></NDHDon></DLHDon></HDon>"
+                    [..],
+                "<TgTTTBSo> is 123.45, not a whole amount",
+            ),
+            (
+                &b"<HDon><DLHDon><NDHDon><TToan><TgTThue>1e20</TgTThue></TToan></NDHDon></DLHDon></HDon>"[..],
+                "<TgTThue> is 1e20",
             ),
         ] {
             let e = invoice_data(bytes).expect_err(needle);

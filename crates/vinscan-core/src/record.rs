@@ -193,6 +193,7 @@ pub struct DocumentProvenance {
     pub schema_sha256: String,
     /// The model that read the pages; absent when none did (an e-invoice XML, whose values
     /// are taken as they are).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelProvenance>,
     pub vinscan_version: String,
     /// Every image the model read, in reading order: each page, or each segment of a page cut

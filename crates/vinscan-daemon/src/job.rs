@@ -160,10 +160,8 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
             review
         };
         let other_key = job_output_key(other.prefix(), &job.pipeline, &x.objects);
-        if (other.bucket(), other_key.as_str()) != (prefix.bucket(), key.as_str())
-            && let Err(e) = daemon.stores.bucket(other.bucket()).delete(&other_key).await
-        {
-            tracing::debug!(job_id = %job.job_id, error = %e, "no stale copy removed");
+        if (other.bucket(), other_key.as_str()) != (prefix.bucket(), key.as_str()) {
+            remove_own_copy(daemon, job, other.bucket(), &other_key).await;
         }
     }
     let write_ms = ms(t);
@@ -179,6 +177,24 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
             total_ms: x.fetch_ms + x.extract_ms + write_ms,
         },
     })
+}
+
+/// Removes `bucket/key` if it holds this job's output (another job on the same sources may
+/// share the key under the review prefix: its output is left alone). Best effort: a stale copy
+/// is only confusing, never wrong, since it names its job and time.
+async fn remove_own_copy(daemon: &Daemon, job: &Job, bucket: &str, key: &str) {
+    let store = daemon.stores.bucket(bucket);
+    let Ok(object) = store.get(key, 64 << 20, None).await else {
+        return;
+    };
+    let owner = serde_json::from_slice::<serde_json::Value>(&object.bytes)
+        .ok()
+        .and_then(|v| v.get("job_id").and_then(|j| j.as_str()).map(str::to_owned));
+    if owner.as_deref() == Some(job.job_id.as_str())
+        && let Err(e) = store.delete(key).await
+    {
+        tracing::warn!(job_id = %job.job_id, error = %e, "a stale copy of the output was not removed");
+    }
 }
 
 /// Where a job's output goes: under `review_output` when it is set and a record needs review,
