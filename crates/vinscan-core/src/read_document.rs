@@ -123,7 +123,7 @@ impl Extractor {
             .enumerate()
             .flat_map(|(s, src)| (0..src.doc.page_count()).map(move |p| (s, p)))
             .collect();
-        if let Some(einvoice) = einvoice_source(sources)? {
+        if let Some(einvoice) = einvoice::einvoice_source(sources)? {
             return self.extract_einvoice(einvoice, pipeline);
         }
         if pages.is_empty() {
@@ -225,116 +225,6 @@ impl Extractor {
         })
     }
 
-    /// An e-invoice XML as its document record, without the model: the values as the XML
-    /// gives them (`crate::einvoice`), normalised where that keeps them valid, every leaf of
-    /// confidence 1, then the schema's checks and the review rules as for any record.
-    ///
-    /// # Errors
-    /// `Unsupported` when the pipeline's schema is not the invoice schema; `InvalidInput` when
-    /// the XML is malformed or a value does not fit the schema (naming the field).
-    pub fn extract_einvoice(
-        &self,
-        source: DocumentSource<'_>,
-        pipeline: &Pipeline,
-    ) -> Result<DocumentRecord> {
-        let started = Instant::now();
-        let name = source.doc.name();
-        let schema = &pipeline.schema;
-        if schema.id() != crate::einvoice::INVOICE_SCHEMA_ID {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "{name}: an e-invoice XML maps to the invoice schema ({}); pipeline {} uses {}",
-                    crate::einvoice::INVOICE_SCHEMA_ID,
-                    pipeline.name,
-                    schema.id()
-                ),
-            ));
-        }
-        let parsed = crate::einvoice::invoice_data(source.doc.bytes()).map_err(|e| e.context(name))?;
-        let fits = |v: &serde_json::Value| {
-            schema
-                .violations(v)
-                .into_iter()
-                .filter(|v| v.keyword != "maxItems")
-                .map(|v| v.to_string())
-                .collect::<Vec<_>>()
-        };
-        let mut normalised_data = parsed.clone();
-        let changed = schema.normalise(&mut normalised_data);
-        let (mut data, normalised) = if fits(&normalised_data).is_empty() {
-            (normalised_data, changed)
-        } else {
-            let problems = fits(&parsed);
-            if !problems.is_empty() {
-                return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
-                        "{name}: the e-invoice does not fit {}: {}",
-                        schema.path(),
-                        problems.into_iter().take(5).collect::<Vec<_>>().join("; ")
-                    ),
-                ));
-            }
-            (parsed, Vec::new())
-        };
-        let text = data.to_string();
-        let mut confidence: std::collections::BTreeMap<String, f64> = crate::confidence::leaves(&text)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(pointer, _)| (pointer, 1.0))
-            .collect();
-        let checked = run_checks_allowing(
-            pipeline,
-            &mut data,
-            vinscan_schema::today_in_vietnam(chrono::Utc::now()),
-            |v| v.keyword == "maxItems",
-        );
-        carry_confidence(&mut confidence, &checked.corrections);
-        let review = pipeline.review.decide(&checked, &confidence);
-        let elapsed = started.elapsed().as_secs_f64() * 1e3;
-        let provenance = DocumentProvenance {
-            record_format: crate::record::RECORD_FORMAT,
-            sources: vec![SourceProvenance {
-                source: name.to_owned(),
-                sha256: source.sha256.to_owned(),
-                format: format_name(Format::Xml).to_owned(),
-                page_count: 1,
-            }],
-            pipeline: pipeline.name.clone(),
-            pipeline_sha256: pipeline.sha256.clone(),
-            schema_id: schema.id().to_owned(),
-            schema_sha256: schema.sha256().to_owned(),
-            model: None,
-            vinscan_version: VERSION.to_owned(),
-            pages: Vec::new(),
-            groups: Vec::new(),
-            disagreements: Vec::new(),
-            normalised,
-            timings_ms: Timings {
-                validate: elapsed,
-                total: elapsed,
-                ..Timings::default()
-            },
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        };
-        Ok(DocumentRecord {
-            sources: vec![name.to_owned()],
-            pages: vec![PageRef {
-                source: name.to_owned(),
-                page: 1,
-            }],
-            pipeline: pipeline.name.clone(),
-            schema: schema.path().to_owned(),
-            data,
-            confidence,
-            checks: checked.checks,
-            corrections: checked.corrections,
-            review,
-            provenance,
-        })
-    }
-
     /// Every page of `pages` (source index, 0-based page) decoded as the reads need it, cut
     /// into segments where the grid cannot follow it, and read `pages_together` images at a time.
     fn read_all(
@@ -348,7 +238,11 @@ impl Extractor {
         let group_size = pipeline.pages_together.max(1) as usize;
         // pages are cut for the budget of a read of this document's pages (a full read, or the
         // whole of a shorter document), so a read of whole pages can follow its segments
-        let planned = tiles_per_page(pipeline, model.info(), group_size.min(pages.len()) as u32)?;
+        let planned_pages = group_size.min(pages.len()) as u32;
+        let planned = Plan {
+            tiles: tiles_per_page(pipeline, model.info(), planned_pages)?,
+            pages: planned_pages,
+        };
         let mut reads = Vec::new();
         let mut views: Vec<View> = Vec::with_capacity(group_size);
         let mut first = 0;
@@ -362,7 +256,7 @@ impl Extractor {
         for &(s, p) in pages {
             let doc = sources[s].doc;
             cancel.check(&format!("{} page {}", doc.name(), p + 1))?;
-            for view in self.page_views(doc, s, p, pipeline, planned)? {
+            for view in self.page_views(doc, s, p, pipeline, model.info(), planned)? {
                 views.push(view);
                 if views.len() == group_size {
                     read(std::mem::take(&mut views), &mut reads, &mut first)?;
@@ -375,15 +269,15 @@ impl Extractor {
         Ok(reads)
     }
 
-    /// Page `p` of `doc` (source `s`) decoded, as one view or its segments for a budget of
-    /// `planned` tiles.
+    /// Page `p` of `doc` (source `s`) decoded, as one view or its segments ([`cut_page`]).
     fn page_views(
         &self,
         doc: &Document,
         s: usize,
         p: u32,
         pipeline: &Pipeline,
-        planned: u32,
+        info: &ModelInfo,
+        planned: Plan,
     ) -> Result<Vec<View>> {
         let t = Instant::now();
         let page = doc.page(p, pipeline.pdf_dpi, &pipeline.limits, self.pdf_renderer())?;
@@ -395,7 +289,7 @@ impl Extractor {
             orientation: page.orientation,
             dpi: (doc.format() == Format::Pdf).then_some(pipeline.pdf_dpi),
         };
-        let cuts = segments(width, height, pipeline.min_tiles.min(planned), planned);
+        let cuts = cut_page(width, height, pipeline, info, planned)?;
         if cuts.len() == 1 {
             return Ok(vec![View {
                 source: s,
@@ -525,25 +419,39 @@ impl Extractor {
     }
 }
 
-/// The document's e-invoice XML when it is one; an error when an e-invoice comes with other
-/// sources (it is a document by itself).
-fn einvoice_source<'a>(sources: &[DocumentSource<'a>]) -> Result<Option<DocumentSource<'a>>> {
-    if !sources.iter().any(|s| s.doc.format() == Format::Xml) {
-        return Ok(None);
-    }
-    match sources {
-        [one] => Ok(Some(*one)),
-        _ => Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "{}: an e-invoice XML is a document by itself and cannot be read with other sources",
-                sources
-                    .iter()
-                    .map(|s| s.doc.name())
-                    .collect::<Vec<_>>()
-                    .join(" + ")
-            ),
-        )),
+/// The tile budget pages are cut for: `tiles` per image when a read holds `pages` images.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    tiles: u32,
+    pages: u32,
+}
+
+/// The segments of a `width × height` page ([`segments`]) under a budget the reads holding them
+/// can give. The page is cut for the plan's budget; when that makes more segments than the
+/// plan's images per read, a read of that many (up to `pages_together`) has a smaller budget,
+/// so the page is cut again for it, until the two agree. The budget only falls and is at least
+/// one tile, so this ends; the segments then fit their grid whatever else shares their read
+/// with them, as far as their read holds no more images than planned.
+fn cut_page(
+    width: u32,
+    height: u32,
+    pipeline: &Pipeline,
+    info: &ModelInfo,
+    plan: Plan,
+) -> Result<Vec<Segment>> {
+    let group = pipeline.pages_together.max(1);
+    let mut budget = plan.tiles;
+    loop {
+        let cuts = segments(width, height, pipeline.min_tiles.min(budget), budget);
+        if cuts.len() == 1 {
+            return Ok(cuts);
+        }
+        let images = (cuts.len() as u32).max(plan.pages).min(group);
+        let fits = tiles_per_page(pipeline, info, images)?;
+        if fits >= budget {
+            return Ok(cuts);
+        }
+        budget = fits;
     }
 }
 
@@ -580,6 +488,8 @@ fn add_timings(sum: &mut Timings, t: &Timings) {
     sum.confidence += t.confidence;
     sum.validate += t.validate;
 }
+
+mod einvoice;
 
 #[cfg(test)]
 mod tests;

@@ -280,3 +280,37 @@ fn the_tile_budget_shrinks_with_the_pages_read_together() {
     assert_eq!(e.kind(), ErrorKind::Config);
     assert!(e.to_string().contains("pages_together"), "{e}");
 }
+
+#[test]
+fn a_receipt_cut_into_more_segments_than_a_read_allows_is_cut_again_for_the_reads_budget() {
+    // a context where one image gets 6 tiles but four images 3 each
+    let receipt = image::RgbImage::from_pixel(576, 9000, image::Rgb([250, 250, 245]));
+    let mut png = std::io::Cursor::new(Vec::new());
+    receipt.write_to(&mut png, image::ImageFormat::Png).expect("png");
+    let doc = Document::open("receipt.png", png.into_inner(), &Limits::default(), None).expect("opens");
+    let answer = (json!({"number": "1", "items": []}), 0.8);
+    let model = Scripted::new(&[answer.clone(), answer], 5000);
+    let p = pipeline(4);
+    assert_eq!(tiles_per_page(&p, &model.info, 1).expect("fits"), 6);
+    assert_eq!(tiles_per_page(&p, &model.info, 4).expect("fits"), 3);
+    let source = DocumentSource {
+        doc: &doc,
+        sha256: "r",
+    };
+    let record = Extractor::default()
+        .extract_as_document(&model, &[source], &p, &Cancellation::new())
+        .expect("one record");
+    let seen = &record.provenance.pages;
+    assert_eq!(seen.len(), 6, "cut for 3 tiles: {seen:?}");
+    for view in seen {
+        let seg = view.segment.expect("a segment");
+        assert_eq!((seg.width, seg.height), (576, 1728));
+        assert_eq!(
+            (view.tiles.cols, view.tiles.rows),
+            (1, 3),
+            "every segment read at the shape it was cut for"
+        );
+    }
+    let reads: Vec<usize> = model.seen.lock().expect("lock").iter().map(|r| r.0).collect();
+    assert_eq!(reads, vec![4, 2]);
+}
