@@ -130,17 +130,13 @@ impl Extractor {
         let validate_ms = ms(t);
 
         let schema = &pipeline.schema;
-        let timings = Timings {
-            decode: decode_ms,
-            tiling: tiling_ms,
-            encode_prefill: generation.timings.encode_prefill_ms,
-            generate: generation.timings.generate_ms,
-            sample: generation.timings.sample_ms,
-            queue: generation.timings.queue_ms,
-            confidence: generation.timings.confidence_ms,
-            validate: validate_ms,
-            total: ms(started),
-        };
+        let timings = Timings::of_read(
+            decode_ms,
+            tiling_ms,
+            &generation.timings,
+            validate_ms,
+            ms(started),
+        );
         let provenance = Provenance {
             record_format: crate::record::RECORD_FORMAT,
             source: doc.name().to_owned(),

@@ -393,17 +393,13 @@ impl Extractor {
             parse_and_validate(pipeline, &generation.text, generation.stop).map_err(|e| e.context(&what))?;
         let confidence = crate::confidence::field_confidence(&generation.text, &generation.tokens);
         let validate_ms = t.elapsed().as_secs_f64() * 1e3;
-        let timings = Timings {
-            decode: decode_ms,
-            tiling: tiling_ms,
-            encode_prefill: generation.timings.encode_prefill_ms,
-            generate: generation.timings.generate_ms,
-            sample: generation.timings.sample_ms,
-            queue: generation.timings.queue_ms,
-            confidence: generation.timings.confidence_ms,
-            validate: validate_ms,
-            total: started.elapsed().as_secs_f64() * 1e3,
-        };
+        let timings = Timings::of_read(
+            decode_ms,
+            tiling_ms,
+            &generation.timings,
+            validate_ms,
+            started.elapsed().as_secs_f64() * 1e3,
+        );
         Ok(GroupRead {
             part: Part { data, confidence },
             normalised,

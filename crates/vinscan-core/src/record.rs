@@ -141,6 +141,30 @@ pub struct Timings {
     pub total: f64,
 }
 
+impl Timings {
+    /// One read's timings: decoding and tiling measured by the caller, the model's stages from
+    /// its own `timings`, then validation and the total (milliseconds each).
+    pub fn of_read(
+        decode: f64,
+        tiling: f64,
+        model: &crate::model::ModelTimings,
+        validate: f64,
+        total: f64,
+    ) -> Self {
+        Self {
+            decode,
+            tiling,
+            encode_prefill: model.encode_prefill_ms,
+            generate: model.generate_ms,
+            sample: model.sample_ms,
+            queue: model.queue_ms,
+            confidence: model.confidence_ms,
+            validate,
+            total,
+        }
+    }
+}
+
 fn first_format() -> u32 {
     1
 }

@@ -44,7 +44,7 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// A daemon over these ports; nothing runs until [`crate::run`].
+    /// A daemon over these ports; nothing runs until the `run` module's loop is given it.
     #[allow(clippy::too_many_arguments)] // the ports, each named: a builder would hide none of them
     pub fn new(
         config: ServeConfig,

@@ -1,8 +1,9 @@
 //! What the daemon needs from the outside world, as small traits of plain data: a job source
 //! with at-least-once delivery, a publisher for result events and dead letters. Object stores
 //! ([`vinscan_storage::BucketStores`]) and the model ([`vinscan_core::VisionModel`]) are the
-//! other two ports. The Kafka implementations are in [`crate::kafka`] (feature `kafka`); the
-//! in-memory ones in [`crate::testsuite`] (feature `testsuite`).
+//! other two ports. The Kafka implementations are in the `kafka` module (feature `kafka`); the
+//! in-memory ones in the `testsuite` module (feature `testsuite`). This module names neither:
+//! they depend on it.
 
 use std::time::Duration;
 
