@@ -1,65 +1,160 @@
 #!/usr/bin/env bash
-# A real Kafka-protocol broker for tests and local use: Nisshi 0.8.1 (formerly Tansu; Apache
-# Kafka and Redpanda cannot be installed on these machines). Consumer groups, offset commits,
-# CreateTopics and rebalances behave as vinscan needs (see docs/ARCHITECTURE.md).
-# The binary is built once into a cache outside the clone, keyed by version
-# ($VINSCAN_TOOLS, default ~/.cache/vinscan/tools). It is an unoptimised build without debug
-# info: about 2/3 of the release build's time, and fast enough for tests.
-#   ops/kafka-broker.sh install          build the binary if the cache lacks it, print its path
-#   ops/kafka-broker.sh start DATA_DIR   start on 127.0.0.1:$VINSCAN_KAFKA_PORT (default 19092) with
-#                                        in-memory storage, wait until it answers, print `export ...`
-#                                        lines; pid in DATA_DIR/.pid, log in DATA_DIR/.log
-#   ops/kafka-broker.sh stop DATA_DIR
+# Apache Kafka for tests and local use: a single-node KRaft broker (broker and controller in one
+# JVM) on a log directory on disk, so it can be killed and restarted with its topics, offsets
+# and consumer groups intact.
+#
+# The broker's jars come from Maven Central (ops/kafka/pom.xml pins the version), resolved once
+# into a cache outside the clone, keyed by version ($VINSCAN_TOOLS, default
+# ~/.cache/vinscan/tools). Needs Java 17+ and Maven.
+#
+#   ops/kafka-broker.sh install          resolve the jars if the cache lacks them, print the folder
+#   ops/kafka-broker.sh start DATA_DIR   format DATA_DIR/log on first use (cluster id, SCRAM user),
+#                                        make a CA and a server certificate on first use, start the
+#                                        broker, wait until it answers, print `export ...` lines:
+#       VINSCAN_TEST_KAFKA           127.0.0.1:$VINSCAN_KAFKA_PORT (default 19092), PLAINTEXT
+#       VINSCAN_TEST_KAFKA_SASL_SSL  127.0.0.1:$VINSCAN_KAFKA_PORT+2, SASL_SSL with SCRAM-SHA-512
+#       VINSCAN_TEST_KAFKA_CA        the CA certificate (PEM) that signed the broker's certificate
+#       VINSCAN_TEST_KAFKA_USER / _PASSWORD   the SCRAM credentials
+#       VINSCAN_TEST_KAFKA_PID / _DATA        the broker's pid and DATA_DIR (to kill and restart it)
+#                                        The controller listens on $VINSCAN_KAFKA_PORT+1.
+#                                        pid in DATA_DIR/.pid, log in DATA_DIR/.log
+#   ops/kafka-broker.sh stop DATA_DIR    stop it (SIGTERM, then SIGKILL after 30 s)
 set -euo pipefail
-version=0.8.1
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/kafka/pom.xml")
 tools=${VINSCAN_TOOLS:-$HOME/.cache/vinscan/tools}
-root="$tools/nisshi-$version-dev"
-bin="$root/bin/nisshi"
+root="$tools/apache-kafka-$version"
 port=${VINSCAN_KAFKA_PORT:-19092}
+user=vinscan
+# A test-only credential for a broker that listens on 127.0.0.1.
+password=vinscan-test-scram-secret
 
 install() {
-  if [ ! -x "$bin" ]; then
-    echo "ops/kafka-broker.sh: building nisshi $version into $root (about 12 min on 2 cores)" >&2
-    local target
-    target=$(mktemp -d)
-    # --ignore-rust-version: nisshi's lockfile pins rama 0.4.0, which declares rustc 1.96 but
-    # builds with 1.95. dynostore is the feature with the memory:// storage engine.
-    CARGO_TARGET_DIR="$target" CARGO_PROFILE_DEV_DEBUG=0 \
-      cargo install --locked --quiet --debug --ignore-rust-version --root "$root" \
-      "nisshi@$version" --no-default-features --features dynostore >&2
-    rm -rf "$target"
+  if [ ! -f "$root/.complete" ]; then
+    echo "ops/kafka-broker.sh: resolving Apache Kafka $version from Maven Central into $root" >&2
+    rm -rf "$root"
+    mkdir -p "$root"
+    mvn -B -q -f "$here/kafka/pom.xml" -Dmaven.repo.local="$tools/maven-repository" \
+      org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+      -DoutputDirectory="$root/libs" -DincludeScope=runtime >&2
+    cp "$here/kafka/log4j2.properties" "$root/"
+    touch "$root/.complete"
   fi
-  echo "$bin"
+  echo "$root"
+}
+
+# The JVM command line; run directly (not through a shell function) so that the background
+# job's pid is the JVM's own, which tests signal (SIGSTOP, SIGKILL).
+jvm=(java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
+  -Dlog4j2.configurationFile="$root/log4j2.properties" -cp "$root/libs/*")
+
+# A CA and a server certificate for 127.0.0.1/localhost, the server's key and chain as PKCS#12.
+make_tls() {
+  local tls=$1
+  [ -f "$tls/server.p12" ] && return
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=vinscan test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -CAcreateserial -days 3650 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
+  openssl pkcs12 -export -in "$tls/server.pem" -inkey "$tls/server.key" -name broker \
+    -passout pass:"$password" -out "$tls/server.p12"
+}
+
+write_properties() {
+  local data=$1 tls=$1/tls
+  cat >"$data/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$((port + 1))
+controller.listener.names=CONTROLLER
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$((port + 1)),SASL_SSL://127.0.0.1:$((port + 2))
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$((port + 2))
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+inter.broker.listener.name=PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$tls/server.p12
+ssl.keystore.password=$password
+ssl.key.password=$password
+log.dirs=$data/log
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+EOF
+}
+
+start() {
+  local data=$1
+  install >/dev/null
+  mkdir -p "$data"
+  data=$(cd "$data" && pwd)
+  make_tls "$data/tls"
+  write_properties "$data"
+  if [ ! -f "$data/log/meta.properties" ]; then
+    # a Kafka Uuid: 16 random bytes, base64url without padding
+    local cluster
+    cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster" -c "$data/server.properties" \
+      --add-scram "SCRAM-SHA-512=[name=$user,password=$password]" >"$data/.format.log" 2>&1 || {
+      cat "$data/.format.log" >&2
+      exit 1
+    }
+  fi
+  local p
+  for p in "$port" $((port + 1)) $((port + 2)); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "ops/kafka-broker.sh: port $p is already in use (another broker?)" >&2
+      exit 1
+    fi
+  done
+  "${jvm[@]}" kafka.Kafka "$data/server.properties" >>"$data/.log" 2>&1 </dev/null &
+  echo $! >"$data/.pid"
+  for _ in $(seq 600); do
+    if ! kill -0 "$(cat "$data/.pid")" 2>/dev/null; then break; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+      (exec 3<>"/dev/tcp/127.0.0.1/$((port + 2))") 2>/dev/null; then
+      echo "export VINSCAN_TEST_KAFKA=127.0.0.1:$port VINSCAN_TEST_KAFKA_PID=$(cat "$data/.pid")" \
+        "VINSCAN_TEST_KAFKA_DATA=$data VINSCAN_TEST_KAFKA_SASL_SSL=127.0.0.1:$((port + 2))" \
+        "VINSCAN_TEST_KAFKA_CA=$data/tls/ca.pem VINSCAN_TEST_KAFKA_USER=$user" \
+        "VINSCAN_TEST_KAFKA_PASSWORD=$password"
+      exit 0
+    fi
+    sleep 0.1
+  done
+  echo "ops/kafka-broker.sh: Apache Kafka did not start; log:" >&2
+  tail -50 "$data/.log" >&2
+  exit 1
+}
+
+stop() {
+  local data=$1 pid
+  [ -f "$data/.pid" ] || return 0
+  pid=$(cat "$data/.pid")
+  kill -CONT "$pid" 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 300); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$data/.pid"
 }
 
 case "${1:-}" in
   install) install ;;
-  start)
-    data=${2:?data dir}
-    install >/dev/null
-    mkdir -p "$data"
-    # 127.0.0.1 for both: librdkafka may resolve `localhost` to ::1, the broker listens on IPv4
-    "$bin" broker --listener-url "tcp://127.0.0.1:$port" \
-      --advertised-listener-url "tcp://127.0.0.1:$port" \
-      --storage-engine memory://nisshi/ --group-initial-rebalance-delay 0s \
-      >"$data/.log" 2>&1 </dev/null &
-    echo $! >"$data/.pid"
-    for _ in $(seq 200); do
-      if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "export VINSCAN_TEST_KAFKA=127.0.0.1:$port VINSCAN_TEST_KAFKA_PID=$(cat "$data/.pid")"
-        exit 0
-      fi
-      sleep 0.1
-    done
-    echo "ops/kafka-broker.sh: nisshi did not start; log:" >&2
-    cat "$data/.log" >&2
-    exit 1
-    ;;
-  stop)
-    data=${2:?data dir}
-    [ -f "$data/.pid" ] && kill "$(cat "$data/.pid")" 2>/dev/null || true
-    rm -f "$data/.pid"
-    ;;
+  start) start "${2:?data dir}" ;;
+  stop) stop "${2:?data dir}" ;;
   *)
     echo "usage: $0 install | start DATA_DIR | stop DATA_DIR" >&2
     exit 2

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages vinscan's build needs on a fresh Debian machine:
-# cmake (llama.cpp's build), clang + libclang-dev (bindgen for llama-cpp-sys-2).
+# cmake (llama.cpp's build), clang + libclang-dev (bindgen for llama-cpp-sys-2), libssl-dev +
+# pkg-config (librdkafka's TLS and SCRAM), and for the test broker Java 17 and Maven.
 # gcc/g++/make come with the machine. Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 if [ ${#need[@]} -gt 0 ]; then
   echo "ops/setup.sh: installing ${need[*]}" >&2
   sudo=""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README): installs and starts what the tests need, then runs every test of
 # the workspace against the real llama.cpp runtime, the real pdfium library, a real S3 server
-# (s3s-fs), a real Kafka-protocol broker (Nisshi), the tiny random-weight Vintern-shaped model the
+# (s3s-fs), Apache Kafka (PLAINTEXT and SASL_SSL), the tiny random-weight Vintern-shaped model the
 # project generates, and PyTorch + transformers as the reference for the fidelity tests.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -18,5 +18,6 @@ trap 'bash ops/s3-server.sh stop "$s3_data"; bash ops/kafka-broker.sh stop "$kaf
 eval "$(VINSCAN_S3_PORT=${VINSCAN_S3_PORT:-18014} bash ops/s3-server.sh start "$s3_data")"
 eval "$(VINSCAN_KAFKA_PORT=${VINSCAN_KAFKA_PORT:-19092} bash ops/kafka-broker.sh start "$kafka_data")"
 export VINSCAN_TEST_S3_ENDPOINT VINSCAN_TEST_S3_PID AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_REGION
-export VINSCAN_TEST_KAFKA VINSCAN_TEST_KAFKA_PID
+export VINSCAN_TEST_KAFKA VINSCAN_TEST_KAFKA_PID VINSCAN_TEST_KAFKA_DATA VINSCAN_TEST_KAFKA_SASL_SSL
+export VINSCAN_TEST_KAFKA_CA VINSCAN_TEST_KAFKA_USER VINSCAN_TEST_KAFKA_PASSWORD
 cargo test --workspace --all-targets "$@"

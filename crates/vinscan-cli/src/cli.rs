@@ -102,6 +102,11 @@ pub struct EnqueueArgs {
     /// Create the topic with this many partitions first (an existing topic is left as is).
     #[arg(long, env = "VINSCAN_ENQUEUE_PARTITIONS")]
     pub create_partitions: Option<i32>,
+    /// A librdkafka property, `KEY=VALUE` (repeatable; comma-separated in the variable), e.g.
+    /// `security.protocol=SASL_SSL`. Give secrets as `VINSCAN_KAFKA_PROPERTY_SASL_PASSWORD`
+    /// (any property: `VINSCAN_KAFKA_PROPERTY_` + its name in capitals, `.` as `_`).
+    #[arg(long = "kafka-property", env = "VINSCAN_KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
+    pub kafka_properties: Vec<(String, String)>,
     /// Hide the progress bar.
     #[arg(long, env = "VINSCAN_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_progress: bool,
@@ -306,4 +311,12 @@ pub struct PipelinesArgs {
     /// sets none (JSON Pointer, keyword, value).
     #[arg(long, env = "VINSCAN_PIPELINES_CHECK")]
     pub check: bool,
+}
+
+/// `KEY=VALUE` for `--kafka-property`.
+fn parse_property(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }

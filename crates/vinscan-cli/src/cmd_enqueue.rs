@@ -36,11 +36,20 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         !relative.split('/').any(|s| s.starts_with('.')) && enqueued(relative)
     });
 
-    let settings = KafkaSettings::new(&args.brokers, "vinscan-enqueue");
+    let mut settings = KafkaSettings::new(&args.brokers, "vinscan-enqueue");
+    settings.properties.extend(args.kafka_properties.iter().cloned());
+    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    settings
+        .properties
+        .extend(vinscan_daemon::kafka_properties_from_env(&env));
+    let publisher = Publisher::new(&settings)?;
+    // fail fast, with the reason (credentials refused, untrusted certificate), before sending
+    publisher
+        .check(std::time::Duration::from_secs(15))
+        .map_err(|e| anyhow::anyhow!("cannot reach the Kafka cluster at {}: {e}", args.brokers))?;
     if let Some(n) = args.create_partitions {
         rt.block_on(admin::create_topics(&settings, &[(&args.topic, n)]))?;
     }
-    let publisher = Publisher::new(&settings)?;
     let bar = ProgressBar::new(objects.len() as u64);
     if args.no_progress {
         bar.set_draw_target(ProgressDrawTarget::hidden());

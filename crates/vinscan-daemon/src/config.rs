@@ -229,6 +229,25 @@ fn env_value(name: &str, kind: Kind, raw: &str) -> Result<toml::Value, ConfigErr
     })
 }
 
+/// Prefix of the environment variables that set librdkafka properties.
+pub const KAFKA_PROPERTY_ENV_PREFIX: &str = "VINSCAN_KAFKA_PROPERTY_";
+
+/// librdkafka properties named by environment variables, so that secrets need not sit in a
+/// config file or on a command line: `VINSCAN_KAFKA_PROPERTY_SASL_PASSWORD=…` sets
+/// `sasl.password` (the rest of the name lowercased, `_` read as `.`: the convention of
+/// Confluent's Kafka images, which works because librdkafka's property names use dots only).
+/// Variables with an empty rest of the name are ignored.
+pub fn kafka_properties_from_env<'a>(
+    vars: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> BTreeMap<String, String> {
+    vars.into_iter()
+        .filter_map(|(name, value)| {
+            let rest = name.strip_prefix(KAFKA_PROPERTY_ENV_PREFIX)?;
+            (!rest.is_empty()).then(|| (rest.to_ascii_lowercase().replace('_', "."), value.clone()))
+        })
+        .collect()
+}
+
 impl ServeConfig {
     /// Parses `text` with overrides from `env`, then validates. No IO.
     pub fn parse(text: &str, env: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
@@ -243,6 +262,26 @@ impl ServeConfig {
                 return bad(format!("[{section}] is not a table"));
             };
             t.insert(key.to_string(), env_value(&name, *kind, raw)?);
+        }
+        // librdkafka properties from VINSCAN_KAFKA_PROPERTY_* (secrets stay out of the file)
+        let from_env = kafka_properties_from_env(env);
+        if !from_env.is_empty() {
+            let kafka = table
+                .entry("kafka")
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let properties = kafka
+                .as_table_mut()
+                .map(|k| {
+                    k.entry("properties")
+                        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                })
+                .and_then(toml::Value::as_table_mut);
+            let Some(properties) = properties else {
+                return bad("[kafka] and kafka.properties must be tables");
+            };
+            for (k, v) in from_env {
+                properties.insert(k, toml::Value::String(v));
+            }
         }
         let config: Self = toml::Value::Table(table)
             .try_into()
@@ -461,6 +500,42 @@ default_output = "s3://out/results"
             &format!("{MINIMAL}\n[kafka.properties]\n\"enable.auto.commit\" = \"true\""),
             "manages it",
         );
+    }
+
+    #[test]
+    fn properties_from_environment_variables() {
+        let vars: BTreeMap<String, String> = [
+            ("VINSCAN_KAFKA_PROPERTY_SASL_PASSWORD", "hunter2"),
+            ("VINSCAN_KAFKA_PROPERTY_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("VINSCAN_KAFKA_PROPERTY_", "ignored"),
+            ("VINSCAN_KAFKA_BROKERS", "not a property"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let props = kafka_properties_from_env(&vars);
+        assert_eq!(props.len(), 2, "{props:?}");
+        assert_eq!(props["sasl.password"], "hunter2");
+        assert_eq!(props["security.protocol"], "SASL_SSL");
+    }
+
+    /// Secrets come from the environment: `VINSCAN_KAFKA_PROPERTY_SASL_PASSWORD` sets
+    /// `sasl.password` over the file's value, and vinscan's own keys stay refused there too.
+    #[test]
+    fn kafka_properties_from_the_environment() {
+        let c = ServeConfig::parse(
+            &format!("{MINIMAL}\n[kafka.properties]\n\"sasl.password\" = \"in-file\""),
+            &env(&[
+                ("VINSCAN_KAFKA_PROPERTY_SASL_PASSWORD", "from-env"),
+                ("VINSCAN_KAFKA_PROPERTY_SECURITY_PROTOCOL", "SASL_SSL"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.kafka.properties["sasl.password"], "from-env");
+        assert_eq!(c.kafka.properties["security.protocol"], "SASL_SSL");
+        let e = ServeConfig::parse(MINIMAL, &env(&[("VINSCAN_KAFKA_PROPERTY_GROUP_ID", "x")]))
+            .expect_err("managed");
+        assert!(e.0.contains("group.id"), "{e}");
     }
 
     #[test]

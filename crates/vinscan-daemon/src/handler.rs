@@ -95,7 +95,7 @@ fn original(d: &Delivery) -> OriginalMessage {
         d.id.offset,
         d.timestamp_ms,
         d.key.as_deref(),
-        &d.payload,
+        d.payload.as_deref().unwrap_or_default(),
     )
 }
 
@@ -109,10 +109,15 @@ async fn dead_letter(daemon: &Daemon, d: &Delivery, record: DeadLetter) -> Resul
 
 /// Handles one message to its end; see the module docs for the rules.
 pub async fn handle(daemon: &Arc<Daemon>, d: &Delivery) -> Handled {
-    let jobs = match classify(&d.payload, &daemon.routes) {
+    let Some(payload) = d.payload.as_deref() else {
+        tracing::info!(topic = %d.id.topic, partition = d.id.partition, offset = d.id.offset, "tombstone (null value) skipped");
+        daemon.metrics.outcome(Outcome::Tombstone);
+        return Handled::Finished;
+    };
+    let jobs = match classify(payload, &daemon.routes) {
         Ok(jobs) => jobs,
         Err(poison) => {
-            tracing::warn!(topic = %d.id.topic, partition = d.id.partition, offset = d.id.offset, reason = %poison, bytes = d.payload.len(), "poison message");
+            tracing::warn!(topic = %d.id.topic, partition = d.id.partition, offset = d.id.offset, reason = %poison, bytes = payload.len(), "poison message");
             let now = now_rfc3339();
             let record = DeadLetter {
                 job_id: None,

@@ -12,7 +12,9 @@ use crate::ports::{Delivery, DeliveryId, JobSource, PortError, PortErrorKind, Pu
 
 fn port_error(e: KafkaError) -> PortError {
     let kind = match e.kind {
-        KafkaErrorKind::Transient => PortErrorKind::Transient,
+        // refused credentials are systemic, not a message's fault: the daemon stays up,
+        // unready, and keeps trying (the cluster's users or certificates may be fixed)
+        KafkaErrorKind::Transient | KafkaErrorKind::Credentials => PortErrorKind::Transient,
         KafkaErrorKind::Fatal | KafkaErrorKind::Config => PortErrorKind::Fatal,
     };
     PortError::new(kind, e.message)

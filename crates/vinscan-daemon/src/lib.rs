@@ -33,7 +33,7 @@ pub mod testsuite;
 
 use std::sync::Arc;
 
-pub use config::{ConfigError, ServeConfig};
+pub use config::{ConfigError, KAFKA_PROPERTY_ENV_PREFIX, ServeConfig, kafka_properties_from_env};
 pub use daemon::{Daemon, Stop};
 pub use guard::DeliveryGuard;
 pub use metrics::Metrics;

@@ -25,6 +25,8 @@ pub enum Outcome {
     Abandoned,
     /// A message with no job in it (an S3 event other than a creation).
     Ignored,
+    /// A null value (a tombstone): skipped.
+    Tombstone,
 }
 
 impl Outcome {
@@ -36,6 +38,7 @@ impl Outcome {
             Self::Superseded => "superseded",
             Self::Abandoned => "abandoned",
             Self::Ignored => "ignored",
+            Self::Tombstone => "tombstone",
         }
     }
 }

@@ -56,7 +56,8 @@ pub struct DeliveryId {
 pub struct Delivery {
     pub id: DeliveryId,
     pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    /// `None` for a null value (a tombstone): counted and skipped, never dead-lettered.
+    pub payload: Option<Vec<u8>>,
     /// Producer or broker timestamp, milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
 }

@@ -57,6 +57,7 @@ fn set_paused(daemon: &Daemon, source: &dyn JobSource, paused: bool) {
 async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut JoinSet<()>) {
     let max = daemon.config.daemon.max_in_flight;
     let mut paused = false;
+    let mut consume_backoff = Duration::from_millis(200);
     loop {
         tokio::select! {
             biased;
@@ -93,11 +94,16 @@ async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut 
                 // ever come; stop loudly instead of polling forever while looking ready
                 Err(e) if !e.is_retryable() => daemon.fault(&format!("the broker refuses to deliver: {e}")),
                 Err(e) => {
+                    // back off (0.2 s doubling to 2 s) so a lasting fault (refused credentials,
+                    // no broker) is not logged five times a second
                     tracing::warn!(error = %e, "consume error");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    tokio::time::sleep(consume_backoff).await;
+                    consume_backoff = (consume_backoff * 2).min(Duration::from_secs(2));
+                    continue;
                 }
             },
         }
+        consume_backoff = Duration::from_millis(200);
         daemon.metrics.in_flight.set(tasks.len() as i64);
     }
 }

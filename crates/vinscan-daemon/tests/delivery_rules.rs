@@ -300,6 +300,43 @@ async fn poison_messages_are_dead_lettered_with_the_reason() {
     assert_eq!(seen.committed, 3);
 }
 
+/// Messages with no job in them are acknowledged, never dead-lettered: a tombstone (null
+/// value), an EventBridge `Object Deleted` event and an `s3:TestEvent`. An EventBridge
+/// `Object Created` event is a job like the record format's.
+#[tokio::test]
+async fn tombstones_and_non_creation_events_are_skipped_and_eventbridge_creations_are_jobs() {
+    let (d, f) = daemon(default(), Behaviour::Answer);
+    put(&f, "uploads", "scans/bi\u{ea}n lai.png", png(64, 48)).await;
+    let eventbridge = |detail_type: &str| {
+        json!({"version": "0", "source": "aws.s3", "detail-type": detail_type,
+            "detail": {"bucket": {"name": "uploads"},
+                "object": {"key": "scans/bi%C3%AAn+lai.png", "sequencer": "0A1"}}})
+        .to_string()
+    };
+    f.source.push_tombstone("jobs", 0, "compacted-away");
+    f.source
+        .push("jobs", 0, None, eventbridge("Object Deleted").as_bytes());
+    f.source.push(
+        "jobs",
+        0,
+        None,
+        br#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"uploads"}"#,
+    );
+    f.source
+        .push("jobs", 0, None, eventbridge("Object Created").as_bytes());
+    let seen = run_until(&d, &f, 4).await;
+    assert!(seen.dead.is_empty(), "{:?}", seen.dead);
+    assert_eq!(seen.statuses(), ["ok"]);
+    assert_eq!(seen.outputs.len(), 1, "{:?}", seen.outputs);
+    assert!(
+        seen.outputs[0].starts_with("uploads/receipt/")
+            && seen.outputs[0].ends_with("/bi\u{ea}n_lai.png.json"),
+        "{:?}",
+        seen.outputs
+    );
+    assert_eq!(seen.committed, 4);
+}
+
 /// Regression (bug 1): after the model thread died, every later page failed `Internal`, which
 /// was dead-lettered and committed, while `/readyz` stayed 200. The model dies after 2 pages
 /// with 5 more messages queued: none of them is dead-lettered or committed, readiness turns

@@ -1,6 +1,16 @@
-//! Kafka payloads: vinscan's own job messages (`schemas/messages/job.schema.json`) and S3
-//! event notifications in the AWS record format (what S3 → Kafka bridges and MinIO's Kafka
-//! target publish). Anything else is poison, with a reason.
+//! Kafka payloads: vinscan's own job messages (`schemas/messages/job.schema.json`) and the S3
+//! event notifications that reach Kafka from real integrations:
+//! - the AWS record format (`{"Records": [...]}`, what S3 → SQS/SNS → Kafka bridges forward;
+//!   AWS S3 user guide, "Event message structure"), also inside MinIO's Kafka-target envelope
+//!   (`{"EventName", "Key", "Records"}`: MinIO publishes the same records with its own
+//!   `eventSource` "minio:s3");
+//! - Amazon EventBridge's S3 events (`{"source": "aws.s3", "detail-type": "Object Created",
+//!   "detail": {"bucket": {"name"}, "object": {"key", "etag", "version-id", "sequencer"}}}`;
+//!   AWS S3 user guide, "EventBridge event message structure"), forwarded by an EventBridge →
+//!   Kafka connector or pipe.
+//!
+//! Only object creations become jobs; deletions, restores, tag changes and `s3:TestEvent`
+//! messages are acknowledged without a job. Anything else is poison, with a reason.
 
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
@@ -63,10 +73,16 @@ pub fn classify(payload: &[u8], routes: &Routes) -> Result<Vec<Job>, Poison> {
     {
         return s3_event(&value, routes);
     }
+    if obj.get("source") == Some(&Value::from("aws.s3")) && obj.contains_key("detail-type") {
+        return eventbridge_event(&value, routes);
+    }
     if obj.contains_key("job_id") {
         return job_message(value, routes).map(|j| vec![j]);
     }
-    poison("neither a vinscan job (no \"job_id\") nor an S3 event notification (no \"Records\")")
+    poison(
+        "neither a vinscan job (no \"job_id\") nor an S3 event notification (no \"Records\", \
+         and no EventBridge \"source\": \"aws.s3\" with a \"detail-type\")",
+    )
 }
 
 /// A job message's source as an object reference: a key is required, and a version id wins over
@@ -150,6 +166,62 @@ pub fn decode_event_key(raw: &str) -> Result<String, String> {
         .map_err(|_| format!("object key {raw:?} is not valid UTF-8 once decoded"))
 }
 
+/// The parts of an object-created notification that name the object, as written in the event
+/// (the key still URL-encoded).
+struct CreatedObject<'a> {
+    bucket: &'a str,
+    raw_key: &'a str,
+    version_id: Option<String>,
+    etag: Option<String>,
+    sequencer: &'a str,
+}
+
+/// One job for a created object. The job id is the object's identity (bucket, key, version,
+/// pipeline) plus the event's sequencer, so the same upload gives the same id whichever format
+/// announced it, and a redelivered event is recognised as the same job.
+fn created_object_job(what: &str, o: CreatedObject<'_>, routes: &Routes) -> Result<Job, Poison> {
+    let key = match decode_event_key(o.raw_key) {
+        Ok(k) if !k.is_empty() && !o.bucket.is_empty() => k,
+        Ok(_) => return poison(format!("{what}: empty bucket or key")),
+        Err(e) => return poison(format!("{what}: {e}")),
+    };
+    // the event's exact version: its version id in a versioned bucket, else its ETag
+    let version = o
+        .version_id
+        .map(ObjectVersion::VersionId)
+        .or_else(|| o.etag.map(ObjectVersion::ETag));
+    let Some(route) = routes.route(o.bucket, &key) else {
+        return poison(format!("{what}: no route for s3://{}/{key}", o.bucket));
+    };
+    let object = ObjectRef {
+        bucket: o.bucket.to_owned(),
+        key,
+        version,
+    };
+    let job_id = format!("s3-{}", &object.identity(&route.pipeline)[..24]);
+    let job_id = if o.sequencer.is_empty() {
+        job_id
+    } else {
+        format!("{job_id}-{}", o.sequencer)
+    };
+    Ok(Job {
+        job_id,
+        pipeline: route.pipeline.clone(),
+        sources: vec![object],
+        output_prefix: route.output_prefix.clone(),
+        metadata: Value::Null,
+    })
+}
+
+/// A non-empty string field at a JSON Pointer, without the quotes S3 puts around ETags.
+fn text_at(value: &Value, pointer: &str) -> Option<String> {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.trim_matches('"').to_owned())
+}
+
 fn s3_event(value: &Value, routes: &Routes) -> Result<Vec<Job>, Poison> {
     let Some(records) = value.get("Records").and_then(Value::as_array) else {
         // s3:TestEvent sent when notifications are configured
@@ -166,48 +238,44 @@ fn s3_event(value: &Value, routes: &Routes) -> Result<Vec<Job>, Poison> {
         let (Some(bucket), Some(raw_key)) = (bucket, raw_key) else {
             return poison(format!("record {i}: missing s3.bucket.name or s3.object.key"));
         };
-        let key = match decode_event_key(raw_key) {
-            Ok(k) if !k.is_empty() && !bucket.is_empty() => k,
-            Ok(_) => return poison(format!("record {i}: empty bucket or key")),
-            Err(e) => return poison(format!("record {i}: {e}")),
-        };
-        let field = |name: &str| {
-            r.pointer(&format!("/s3/object/{name}"))
+        let object = CreatedObject {
+            bucket,
+            raw_key,
+            version_id: text_at(r, "/s3/object/versionId"),
+            etag: text_at(r, "/s3/object/eTag"),
+            sequencer: r
+                .pointer("/s3/object/sequencer")
                 .and_then(Value::as_str)
-                .filter(|v| !v.is_empty())
-                .map(|v| v.trim_matches('"').to_owned())
+                .unwrap_or_default(),
         };
-        // the event's exact version: its version id in a versioned bucket, else its ETag
-        let version = field("versionId")
-            .map(ObjectVersion::VersionId)
-            .or_else(|| field("eTag").map(ObjectVersion::ETag));
-        let Some(route) = routes.route(bucket, &key) else {
-            return poison(format!("record {i}: no route for s3://{bucket}/{key}"));
-        };
-        let object = ObjectRef {
-            bucket: bucket.to_owned(),
-            key,
-            version,
-        };
-        let sequencer = r
-            .pointer("/s3/object/sequencer")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let job_id = format!("s3-{}", &object.identity(&route.pipeline)[..24]);
-        let job_id = if sequencer.is_empty() {
-            job_id
-        } else {
-            format!("{job_id}-{sequencer}")
-        };
-        jobs.push(Job {
-            job_id,
-            pipeline: route.pipeline.clone(),
-            sources: vec![object],
-            output_prefix: route.output_prefix.clone(),
-            metadata: Value::Null,
-        });
+        jobs.push(created_object_job(&format!("record {i}"), object, routes)?);
     }
     Ok(jobs)
+}
+
+/// An EventBridge event from S3: `Object Created` is one job; every other `detail-type`
+/// (`Object Deleted`, `Object Restore Completed`, `Object Tags Added`, …) is acknowledged
+/// without one. The key is URL-encoded as in the record format.
+fn eventbridge_event(value: &Value, routes: &Routes) -> Result<Vec<Job>, Poison> {
+    if value.get("detail-type").and_then(Value::as_str) != Some("Object Created") {
+        return Ok(Vec::new());
+    }
+    let bucket = value.pointer("/detail/bucket/name").and_then(Value::as_str);
+    let raw_key = value.pointer("/detail/object/key").and_then(Value::as_str);
+    let (Some(bucket), Some(raw_key)) = (bucket, raw_key) else {
+        return poison("EventBridge event: missing detail.bucket.name or detail.object.key");
+    };
+    let object = CreatedObject {
+        bucket,
+        raw_key,
+        version_id: text_at(value, "/detail/object/version-id"),
+        etag: text_at(value, "/detail/object/etag"),
+        sequencer: value
+            .pointer("/detail/object/sequencer")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    };
+    created_object_job("EventBridge event", object, routes).map(|j| vec![j])
 }
 
 #[cfg(test)]
@@ -342,6 +410,84 @@ mod tests {
         );
         // the same record always yields the same job id
         assert_eq!(check(&event.to_string(), Ok(2))[0].job_id, jobs[0].job_id);
+    }
+
+    /// Amazon EventBridge's `Object Created` event, as in the S3 user guide's example, with a
+    /// URL-encoded key: one job, versioned by `version-id`, with the id the record format gives
+    /// the same upload; other detail types are acknowledged without a job.
+    #[test]
+    fn eventbridge_object_created_is_a_job_and_other_detail_types_are_ignored() {
+        let created = |detail_type: &str| {
+            json!({
+                "version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103",
+                "detail-type": detail_type, "source": "aws.s3", "account": "111122223333",
+                "time": "2026-11-12T00:00:00Z", "region": "ap-southeast-1",
+                "resources": ["arn:aws:s3:::uploads"],
+                "detail": {"version": "0", "bucket": {"name": "uploads"},
+                    "object": {"key": "invoices/ho%C3%A1+%C4%91%C6%A1n.pdf", "size": 5,
+                        "etag": "b1946ac92492d2347c6235b4d2611184",
+                        "version-id": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e",
+                        "sequencer": "617f08299329d189"},
+                    "request-id": "N4N7GDK58NMKJ12R", "requester": "123456789012",
+                    "reason": "PutObject"}
+            })
+            .to_string()
+        };
+        let jobs = check(&created("Object Created"), Ok(1));
+        assert_eq!(jobs[0].pipeline, "invoice");
+        assert_eq!(jobs[0].sources[0].key, "invoices/hoá đơn.pdf");
+        assert_eq!(
+            jobs[0].sources[0].version,
+            Some(ObjectVersion::VersionId(
+                "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e".into()
+            ))
+        );
+        assert!(
+            jobs[0].job_id.ends_with("-617f08299329d189"),
+            "{}",
+            jobs[0].job_id
+        );
+        let record = json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+            "bucket": {"name": "uploads"},
+            "object": {"key": "invoices/ho%C3%A1+%C4%91%C6%A1n.pdf",
+                "versionId": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", "sequencer": "617f08299329d189"}}}]});
+        assert_eq!(check(&record.to_string(), Ok(1))[0].job_id, jobs[0].job_id);
+        for other in ["Object Deleted", "Object Restore Completed", "Object Tags Added"] {
+            check(&created(other), Ok(0));
+        }
+        check(
+            r#"{"source":"aws.s3","detail-type":"Object Created","detail":{"bucket":{"name":"uploads"}}}"#,
+            Err("detail.object.key"),
+        );
+        check(
+            r#"{"source":"aws.s3","detail-type":"Object Created","detail":{"bucket":{"name":"elsewhere"},"object":{"key":"a.png"}}}"#,
+            Err("no route"),
+        );
+    }
+
+    /// MinIO's Kafka target wraps the AWS records in its own envelope (`EventName`, `Key`,
+    /// `Records`; minio/minio issue 7665 shows one): a put is a job, a delete is ignored.
+    #[test]
+    fn minio_kafka_target_envelope() {
+        let event = |name: &str| {
+            json!({"EventName": name, "Key": "uploads/scans/biên+lai.png",
+                "Records": [{"eventVersion": "2.0", "eventSource": "minio:s3", "awsRegion": "",
+                    "eventTime": "2026-11-30T07:34:32.000Z", "eventName": name,
+                    "userIdentity": {"principalId": "minio"},
+                    "s3": {"s3SchemaVersion": "1.0", "configurationId": "Config",
+                        "bucket": {"name": "uploads", "arn": "arn:aws:s3:::uploads"},
+                        "object": {"key": "scans%2Fbi%C3%AAn+lai.png", "size": 1024,
+                            "eTag": "\"d41d8cd98f00b204e9800998ecf8427e\"",
+                            "contentType": "image/png", "sequencer": "187C0A1B2C3D4E5F"}}}]})
+            .to_string()
+        };
+        let jobs = check(&event("s3:ObjectCreated:Put"), Ok(1));
+        assert_eq!(jobs[0].sources[0].key, "scans/biên lai.png");
+        assert_eq!(
+            jobs[0].sources[0].version,
+            Some(ObjectVersion::ETag("d41d8cd98f00b204e9800998ecf8427e".into()))
+        );
+        check(&event("s3:ObjectRemoved:Delete"), Ok(0));
     }
 
     #[test]

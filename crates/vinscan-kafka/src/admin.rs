@@ -3,18 +3,20 @@
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::context::ReportingContext;
 use crate::{KafkaError, KafkaSettings};
 
 /// Creates topics with `partitions` partitions each; existing topics are left as they are.
 pub async fn create_topics(settings: &KafkaSettings, topics: &[(&str, i32)]) -> Result<(), KafkaError> {
-    let admin: AdminClient<DefaultClientContext> = settings
+    let context = ReportingContext::default();
+    let last_error = context.last_error.clone();
+    let admin: AdminClient<ReportingContext> = settings
         .admin()
-        .create()
+        .create_with_context(context)
         .map_err(|e| KafkaError::from_rdkafka(&e, "create admin client"))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
@@ -24,15 +26,15 @@ pub async fn create_topics(settings: &KafkaSettings, topics: &[(&str, i32)]) -> 
     let results = admin
         .create_topics(&new, &opts)
         .await
-        .map_err(|e| KafkaError::from_rdkafka(&e, "create topics"))?;
+        .map_err(|e| last_error.explain(KafkaError::from_rdkafka(&e, "create topics")))?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) => {
-                return Err(KafkaError::new(
+                return Err(last_error.explain(KafkaError::new(
                     crate::KafkaErrorKind::Transient,
                     format!("create topic {topic}: {code}"),
-                ));
+                )));
             }
         }
     }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::context::LastError;
 use crate::offsets::PartitionOffsets;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -36,7 +37,9 @@ pub struct DeliveryId {
 pub struct Delivery {
     pub id: DeliveryId,
     pub key: Option<Vec<u8>>,
-    pub payload: Vec<u8>,
+    /// The message's value; `None` for a null value (a tombstone, which compacted topics use
+    /// to delete a key).
+    pub payload: Option<Vec<u8>>,
     /// Producer or broker timestamp, milliseconds since the epoch.
     pub timestamp_ms: Option<i64>,
     pub headers: Vec<(String, Vec<u8>)>,
@@ -86,6 +89,7 @@ impl Tracker {
 struct TrackingContext {
     tracker: Arc<Mutex<Tracker>>,
     paused: Arc<AtomicBool>,
+    last_error: LastError,
 }
 
 fn lock(m: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
@@ -95,19 +99,11 @@ fn lock(m: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
 
 impl ClientContext for TrackingContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(facility = fac, "librdkafka: {log_message}")
-            }
-            L::Warning => tracing::warn!(facility = fac, "librdkafka: {log_message}"),
-            L::Notice | L::Info => tracing::info!(facility = fac, "librdkafka: {log_message}"),
-            L::Debug => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
-        }
+        crate::context::log(level, fac, log_message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(error = %error, "kafka client error: {reason}");
+        crate::context::client_error(&self.last_error, &error, reason);
     }
 }
 
@@ -191,6 +187,7 @@ pub struct JobConsumer {
     tracker: Arc<Mutex<Tracker>>,
     paused: Arc<AtomicBool>,
     in_flight: AtomicUsize,
+    last_error: LastError,
 }
 
 impl std::fmt::Debug for JobConsumer {
@@ -207,9 +204,11 @@ impl JobConsumer {
     pub fn subscribe(settings: &KafkaSettings, topics: &[String]) -> Result<Self, KafkaError> {
         let tracker = Arc::new(Mutex::new(Tracker::default()));
         let paused = Arc::new(AtomicBool::new(false));
+        let last_error = LastError::default();
         let context = TrackingContext {
             tracker: tracker.clone(),
             paused: paused.clone(),
+            last_error: last_error.clone(),
         };
         let consumer: StreamConsumer<TrackingContext> = settings
             .consumer()
@@ -224,6 +223,7 @@ impl JobConsumer {
             tracker,
             paused,
             in_flight: AtomicUsize::new(0),
+            last_error,
         })
     }
 
@@ -234,7 +234,7 @@ impl JobConsumer {
             .consumer
             .recv()
             .await
-            .map_err(|e| KafkaError::from_rdkafka(&e, "consume"))?;
+            .map_err(|e| self.last_error.explain(KafkaError::from_rdkafka(&e, "consume")))?;
         let (topic, partition, offset) = (m.topic().to_owned(), m.partition(), m.offset());
         let epoch = {
             let mut tracker = lock(&self.tracker);
@@ -265,7 +265,7 @@ impl JobConsumer {
                 epoch,
             },
             key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            payload: m.payload().map(<[u8]>::to_vec),
             timestamp_ms: m.timestamp().to_millis(),
             headers,
         })
@@ -360,7 +360,7 @@ impl JobConsumer {
         self.consumer
             .fetch_metadata(None, timeout)
             .map(|_| ())
-            .map_err(|e| KafkaError::from_rdkafka(&e, "metadata"))
+            .map_err(|e| self.last_error.explain(KafkaError::from_rdkafka(&e, "metadata")))
     }
 
     /// Blocking: messages behind the high watermark over every owned partition, counted from

@@ -9,6 +9,10 @@ pub enum KafkaErrorKind {
     Transient,
     /// The broker refused the request for good (authorisation, message too large, …).
     Fatal,
+    /// The cluster refused the client's credentials or its certificate was not trusted
+    /// (SASL authentication, TLS handshake). Nothing this client sends can succeed until the
+    /// credentials, the trust store or the cluster's users change; no message is at fault.
+    Credentials,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]

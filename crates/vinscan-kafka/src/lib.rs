@@ -13,6 +13,7 @@
 
 pub mod admin;
 mod consumer;
+mod context;
 mod error;
 mod offsets;
 mod producer;

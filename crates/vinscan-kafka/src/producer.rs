@@ -5,11 +5,13 @@ use std::time::Duration;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::{KafkaError, KafkaSettings};
+use crate::context::{LastError, ReportingContext};
+use crate::{KafkaError, KafkaErrorKind, KafkaSettings};
 
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: FutureProducer<ReportingContext>,
+    last_error: LastError,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -20,11 +22,33 @@ impl std::fmt::Debug for Publisher {
 
 impl Publisher {
     pub fn new(settings: &KafkaSettings) -> Result<Self, KafkaError> {
+        let context = ReportingContext::default();
+        let last_error = context.last_error.clone();
         let producer = settings
             .producer()
-            .create()
+            .create_with_context(context)
             .map_err(|e| KafkaError::from_rdkafka(&e, "create producer"))?;
-        Ok(Self { producer })
+        Ok(Self { producer, last_error })
+    }
+
+    /// Blocking: asks the cluster for its metadata, so a caller can fail fast with the reason
+    /// (authentication refused, untrusted certificate, no broker) before it sends anything.
+    /// Returns as soon as a refusal with a cause (authentication, TLS) is known.
+    pub fn check(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let step = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .min(Duration::from_secs(1));
+            let err = match self.producer.client().fetch_metadata(None, step) {
+                Ok(_) => return Ok(()),
+                Err(e) => self.last_error.explain(KafkaError::from_rdkafka(&e, "metadata")),
+            };
+            let refused = matches!(err.kind, KafkaErrorKind::Fatal | KafkaErrorKind::Credentials);
+            if refused || std::time::Instant::now() >= deadline {
+                return Err(err);
+            }
+        }
     }
 
     /// Sends one record and waits for the broker's acknowledgement (up to librdkafka's
@@ -46,7 +70,9 @@ impl Publisher {
         let record = FutureRecord::to(topic).key(key).payload(payload).headers(h);
         match self.producer.send(record, Duration::from_secs(5)).await {
             Ok(delivery) => Ok((delivery.partition, delivery.offset)),
-            Err((e, _)) => Err(KafkaError::from_produce(&e, &format!("produce to {topic}"))),
+            Err((e, _)) => Err(self
+                .last_error
+                .explain(KafkaError::from_produce(&e, &format!("produce to {topic}")))),
         }
     }
 

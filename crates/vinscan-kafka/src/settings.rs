@@ -117,8 +117,13 @@ impl KafkaSettings {
 
     pub(crate) fn producer(&self) -> ClientConfig {
         let mut c = self.base();
-        // at-least-once: a result event may repeat after a crash, never go missing
-        c.set("acks", "all")
+        // Idempotent (the broker drops a retried batch it already has, by producer id and
+        // sequence number), so librdkafka's own retries never duplicate a result event or a
+        // dead letter; it implies acks=all. A result event can still repeat when the daemon
+        // redoes a finished job whose offset was not committed (a daemon crash, a rebalance):
+        // at-least-once, never lost.
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
             .set("message.timeout.ms", "30000")
             .set("linger.ms", "5");
         for (k, v) in &self.properties {
@@ -135,6 +140,14 @@ impl KafkaSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Retries inside librdkafka must not duplicate records: the producer is idempotent.
+    #[test]
+    fn the_producer_is_idempotent_with_acks_from_every_replica() {
+        let c = KafkaSettings::new("k:9092", "g").producer();
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("acks"), Some("all"));
+    }
 
     #[test]
     fn debug_masks_secrets() {

@@ -66,7 +66,7 @@ async fn commits_contiguous_finished_offsets_and_a_new_member_resumes_there() {
         got.iter().map(|d| d.id.offset).collect::<Vec<_>>(),
         [0, 1, 2, 3, 4]
     );
-    assert_eq!(got[2].payload, b"m2");
+    assert_eq!(got[2].payload.as_deref(), Some(b"m2".as_slice()));
     assert!(got[2].headers.iter().any(|(k, v)| k == "n" && v == b"2"));
     assert_eq!(consumer.in_flight(), 5);
 
@@ -108,7 +108,7 @@ async fn commits_contiguous_finished_offsets_and_a_new_member_resumes_there() {
         .await
         .expect("a message in time")
         .expect("message");
-    assert_eq!((d.id.offset, d.payload.as_slice()), (5, b"m5".as_slice()));
+    assert_eq!((d.id.offset, d.payload.as_deref()), (5, Some(b"m5".as_slice())));
     next.abandon(&d.id);
     next.close().expect("close");
 }
@@ -237,4 +237,77 @@ async fn cooperative_rebalance_hands_over_at_the_first_unfinished_offset() {
     b.abandon(&first.id);
     b.close().expect("close b");
     a.close().expect("close a");
+}
+
+/// The broker's SASL_SSL listener (SCRAM-SHA-512, a certificate signed by the CA
+/// `ops/kafka-broker.sh` made), with `password`, trusting that CA only when `trust_ca`.
+fn secure(group: &str, password: &str, trust_ca: bool) -> KafkaSettings {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| panic!("{name} is unset: run the tests through ops/test.sh"))
+    };
+    let mut s = KafkaSettings::new(var("VINSCAN_TEST_KAFKA_SASL_SSL"), group);
+    for (k, v) in [
+        ("security.protocol", "SASL_SSL".to_owned()),
+        ("sasl.mechanism", "SCRAM-SHA-512".to_owned()),
+        ("sasl.username", var("VINSCAN_TEST_KAFKA_USER")),
+        ("sasl.password", password.to_owned()),
+    ] {
+        s.properties.insert(k.into(), v);
+    }
+    if trust_ca {
+        s.properties
+            .insert("ssl.ca.location".into(), var("VINSCAN_TEST_KAFKA_CA"));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_with_scram_produces_and_consumes() {
+    let password = std::env::var("VINSCAN_TEST_KAFKA_PASSWORD").expect("VINSCAN_TEST_KAFKA_PASSWORD");
+    let settings = secure(&unique("secure"), &password, true);
+    let topic = unique("secure");
+    admin::create_topics(&settings, &[(&topic, 1)])
+        .await
+        .expect("topic over SASL_SSL");
+    produce(&settings, &topic, 0..2).await;
+    let consumer = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
+    let d = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a message in time")
+        .expect("message");
+    assert_eq!(d.payload.as_deref(), Some(b"m0".as_slice()));
+    consumer.check_broker(Duration::from_secs(5)).expect("metadata");
+    // the password never shows in the settings' Debug
+    assert!(!format!("{settings:?}").contains(&password));
+}
+
+/// A wrong password and an untrusted certificate each fail the first request, at once, with
+/// an error that names the cause and is of the `Credentials` kind.
+#[test]
+fn a_wrong_password_or_an_untrusted_certificate_is_a_clear_credentials_error() {
+    for (what, settings, cause) in [
+        (
+            "wrong password",
+            secure("g", "not-the-password", true),
+            "Authentication failed",
+        ),
+        (
+            "untrusted certificate",
+            secure("g", "irrelevant", false),
+            "certificate verify failed",
+        ),
+    ] {
+        let publisher = Publisher::new(&settings).expect("producer");
+        let err = publisher
+            .check(Duration::from_secs(10))
+            .expect_err("the broker must refuse");
+        assert!(err.message.contains(cause), "{what}: {}", err.message);
+        assert_eq!(
+            err.kind,
+            vinscan_kafka::KafkaErrorKind::Credentials,
+            "{what}: {}",
+            err.message
+        );
+        assert!(!err.message.contains("not-the-password"), "{}", err.message);
+    }
 }

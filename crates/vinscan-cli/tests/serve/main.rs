@@ -1,17 +1,20 @@
-//! `vinscan serve` against the real broker (Nisshi, started by `ops/test.sh`), the real S3
+//! `vinscan serve` against the real broker (Apache Kafka, started by `ops/test.sh`), the real S3
 //! server (s3s-fs) and the real llama.cpp runtime with the tiny model: 61 messages — valid
 //! jobs, S3 upload events, jobs pointing at missing, corrupt or oversized objects, poison and a
 //! 600 KB binary message — must end as exactly one schema-valid output per valid job (at a
 //! deterministic key), one result event per job, one dead-letter record per bad message, and
 //! every offset committed. The same holds when the daemon is SIGKILLed five times mid-run and
 //! restarted, through broker and S3 outages, with two daemons in one group; and SIGTERM during
-//! a long generation exits within the grace period.
+//! a long generation exits within the grace period. `secure`: SASL_SSL; `broker_crash`: the
+//! broker SIGKILLed and restarted.
 #![cfg(feature = "kafka")]
 
+mod broker_crash;
 #[path = "../common/mod.rs"]
 mod common;
 mod fixture;
 mod messages;
+mod secure;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -52,6 +52,21 @@ impl VecJobSource {
 
     /// Queues a message on `topic`/`partition` at the partition's next offset; returns its id.
     pub fn push(&self, topic: &str, partition: i32, key: Option<&str>, payload: &[u8]) -> DeliveryId {
+        self.push_value(topic, partition, key, Some(payload))
+    }
+
+    /// Queues a tombstone (a message with a null value) for `key`.
+    pub fn push_tombstone(&self, topic: &str, partition: i32, key: &str) -> DeliveryId {
+        self.push_value(topic, partition, Some(key), None)
+    }
+
+    fn push_value(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: Option<&str>,
+        payload: Option<&[u8]>,
+    ) -> DeliveryId {
         let mut s = lock(&self.state);
         let next = s.next_offset.entry((topic.to_owned(), partition)).or_insert(0);
         let id = DeliveryId {
@@ -64,7 +79,7 @@ impl VecJobSource {
         let d = Delivery {
             id: id.clone(),
             key: key.map(|k| k.as_bytes().to_vec()),
-            payload: payload.to_vec(),
+            payload: payload.map(<[u8]>::to_vec),
             timestamp_ms: Some(1_764_522_314_000),
         };
         s.log.push(d.clone());
