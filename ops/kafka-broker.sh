@@ -30,6 +30,10 @@ user=vinscan
 password=vinscan-test-scram-secret
 
 install() {
+  mkdir -p "$tools"
+  # one resolver at a time (two test runs starting together share the cache)
+  exec 9>"$tools/.apache-kafka.lock"
+  flock 9
   if [ ! -f "$root/.complete" ]; then
     echo "ops/kafka-broker.sh: resolving Apache Kafka $version from Maven Central into $root" >&2
     rm -rf "$root"
@@ -40,7 +44,15 @@ install() {
     cp "$here/kafka/log4j2.properties" "$root/"
     touch "$root/.complete"
   fi
+  flock -u 9
   echo "$root"
+}
+
+# Whether a process is alive: a zombie (exited, not yet reaped by whoever adopted it) is not.
+alive() {
+  local state
+  state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [ -n "$state" ] && [ "$state" != Z ]
 }
 
 # The JVM command line; run directly (not through a shell function) so that the background
@@ -50,9 +62,10 @@ jvm=(java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true
 
 # A CA and a server certificate for 127.0.0.1/localhost, the server's key and chain as PKCS#12.
 make_tls() {
-  local tls=$1
-  [ -f "$tls/server.p12" ] && return
-  mkdir -p "$tls"
+  local final=$1 tls
+  [ -f "$final/.complete" ] && return
+  # made in a scratch folder and moved into place whole: an interrupted run leaves no half
+  tls=$(mktemp -d "$final.XXXXXX")
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=vinscan test CA" \
     -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
   openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
@@ -62,6 +75,9 @@ make_tls() {
     -CAcreateserial -days 3650 -extfile "$tls/san.ext" -out "$tls/server.pem" 2>/dev/null
   openssl pkcs12 -export -in "$tls/server.pem" -inkey "$tls/server.key" -name broker \
     -passout pass:"$password" -out "$tls/server.p12"
+  touch "$tls/.complete"
+  rm -rf "$final"
+  mv "$tls" "$final"
 }
 
 write_properties() {
@@ -102,9 +118,12 @@ start() {
   make_tls "$data/tls"
   write_properties "$data"
   if [ ! -f "$data/log/meta.properties" ]; then
-    # a Kafka Uuid: 16 random bytes, base64url without padding
-    local cluster
-    cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # a Kafka Uuid: 16 random bytes, base64url without padding; like Kafka's own
+    # Uuid.randomUuid, never one starting with '-' (it would read as an option)
+    local cluster=-
+    while [ "${cluster:0:1}" = - ]; do
+      cluster=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster" -c "$data/server.properties" \
       --add-scram "SCRAM-SHA-512=[name=$user,password=$password]" >"$data/.format.log" 2>&1 || {
       cat "$data/.format.log" >&2
@@ -118,16 +137,20 @@ start() {
       exit 1
     fi
   done
+  local logged=0
+  [ -f "$data/.log" ] && logged=$(wc -c <"$data/.log")
   "${jvm[@]}" kafka.Kafka "$data/server.properties" >>"$data/.log" 2>&1 </dev/null &
   echo $! >"$data/.pid"
-  for _ in $(seq 600); do
-    if ! kill -0 "$(cat "$data/.pid")" 2>/dev/null; then break; fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
-      (exec 3<>"/dev/tcp/127.0.0.1/$((port + 2))") 2>/dev/null; then
-      echo "export VINSCAN_TEST_KAFKA=127.0.0.1:$port VINSCAN_TEST_KAFKA_PID=$(cat "$data/.pid")" \
-        "VINSCAN_TEST_KAFKA_DATA=$data VINSCAN_TEST_KAFKA_SASL_SSL=127.0.0.1:$((port + 2))" \
-        "VINSCAN_TEST_KAFKA_CA=$data/tls/ca.pem VINSCAN_TEST_KAFKA_USER=$user" \
-        "VINSCAN_TEST_KAFKA_PASSWORD=$password"
+  # ready when this start's log says so (listeners open before the broker is unfenced);
+  # a restart after SIGKILL recovers its logs first, so allow 3 minutes
+  for _ in $(seq 1800); do
+    if ! alive "$(cat "$data/.pid")"; then break; fi
+    if tail -c +$((logged + 1)) "$data/.log" | grep -q "Kafka Server started"; then
+      printf 'export VINSCAN_TEST_KAFKA=%q VINSCAN_TEST_KAFKA_PID=%q VINSCAN_TEST_KAFKA_DATA=%q' \
+        "127.0.0.1:$port" "$(cat "$data/.pid")" "$data"
+      printf ' VINSCAN_TEST_KAFKA_SASL_SSL=%q VINSCAN_TEST_KAFKA_CA=%q' \
+        "127.0.0.1:$((port + 2))" "$data/tls/ca.pem"
+      printf ' VINSCAN_TEST_KAFKA_USER=%q VINSCAN_TEST_KAFKA_PASSWORD=%q\n' "$user" "$password"
       exit 0
     fi
     sleep 0.1
@@ -144,7 +167,7 @@ stop() {
   kill -CONT "$pid" 2>/dev/null || true
   kill "$pid" 2>/dev/null || true
   for _ in $(seq 300); do
-    kill -0 "$pid" 2>/dev/null || break
+    alive "$pid" || break
     sleep 0.1
   done
   kill -9 "$pid" 2>/dev/null || true

@@ -102,10 +102,11 @@ pub struct EnqueueArgs {
     /// Create the topic with this many partitions first (an existing topic is left as is).
     #[arg(long, env = "VINSCAN_ENQUEUE_PARTITIONS")]
     pub create_partitions: Option<i32>,
-    /// A librdkafka property, `KEY=VALUE` (repeatable; comma-separated in the variable), e.g.
-    /// `security.protocol=SASL_SSL`. Give secrets as `VINSCAN_KAFKA_PROPERTY_SASL_PASSWORD`
-    /// (any property: `VINSCAN_KAFKA_PROPERTY_` + its name in capitals, `.` as `_`).
-    #[arg(long = "kafka-property", env = "VINSCAN_KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
+    /// A librdkafka property, `KEY=VALUE` (repeatable), e.g. `security.protocol=SASL_SSL`.
+    /// The variable holds one; give more, and secrets, as `VINSCAN_KAFKA_PROPERTY_<NAME>`
+    /// (the property's name in capitals with `.` as `_`, e.g. `VINSCAN_KAFKA_PROPERTY_SASL_PASSWORD`).
+    /// These flags win over those variables.
+    #[arg(long = "kafka-property", env = "VINSCAN_ENQUEUE_KAFKA_PROPERTY", hide_env_values = true, value_parser = parse_property)]
     pub kafka_properties: Vec<(String, String)>,
     /// Hide the progress bar.
     #[arg(long, env = "VINSCAN_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
@@ -313,10 +314,10 @@ pub struct PipelinesArgs {
     pub check: bool,
 }
 
-/// `KEY=VALUE` for `--kafka-property`.
+/// `KEY=VALUE` for `--kafka-property`. The error never repeats the text: it may be a secret.
 fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
-        _ => Err(format!("{s:?} is not KEY=VALUE")),
+        _ => Err("expected KEY=VALUE (a librdkafka property)".to_owned()),
     }
 }

@@ -37,11 +37,15 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     });
 
     let mut settings = KafkaSettings::new(&args.brokers, "vinscan-enqueue");
-    settings.properties.extend(args.kafka_properties.iter().cloned());
-    let env: std::collections::BTreeMap<String, String> = std::env::vars().collect();
+    // VINSCAN_KAFKA_PROPERTY_* first, then the flags, which win
+    let env: std::collections::BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
     settings
         .properties
         .extend(vinscan_daemon::kafka_properties_from_env(&env));
+    settings.properties.extend(args.kafka_properties.iter().cloned());
+    vinscan_daemon::check_kafka_properties(&settings.properties).map_err(|e| anyhow::anyhow!("{e}"))?;
     let publisher = Publisher::new(&settings)?;
     // fail fast, with the reason (credentials refused, untrusted certificate), before sending
     publisher

@@ -229,6 +229,28 @@ fn env_value(name: &str, kind: Kind, raw: &str) -> Result<toml::Value, ConfigErr
     })
 }
 
+/// librdkafka properties vinscan sets itself (commits, the group, the brokers, under either of
+/// librdkafka's names for the broker list): no config, flag or variable may set them.
+pub const MANAGED_KAFKA_PROPERTIES: [&str; 5] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "group.id",
+    "bootstrap.servers",
+    "metadata.broker.list",
+];
+
+/// Refuses properties that would override what vinscan manages ([`MANAGED_KAFKA_PROPERTIES`]).
+pub fn check_kafka_properties(properties: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+    for key in MANAGED_KAFKA_PROPERTIES {
+        if properties.contains_key(key) {
+            return bad(format!(
+                "kafka.properties may not set {key:?}: vinscan manages it"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Prefix of the environment variables that set librdkafka properties.
 pub const KAFKA_PROPERTY_ENV_PREFIX: &str = "VINSCAN_KAFKA_PROPERTY_";
 
@@ -314,18 +336,7 @@ impl ServeConfig {
         if !(1000..=3_600_000).contains(&k.session_timeout_ms) {
             return bad("kafka.session_timeout_ms must be 1000..=3600000");
         }
-        for key in [
-            "enable.auto.commit",
-            "enable.auto.offset.store",
-            "group.id",
-            "bootstrap.servers",
-        ] {
-            if k.properties.contains_key(key) {
-                return bad(format!(
-                    "kafka.properties may not set {key:?}: vinscan manages it"
-                ));
-            }
-        }
+        check_kafka_properties(&k.properties)?;
         let d = &self.daemon;
         if !(1..=256).contains(&d.max_in_flight) {
             return bad("daemon.max_in_flight must be 1..=256");

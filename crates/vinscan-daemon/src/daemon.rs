@@ -12,7 +12,7 @@ use vinscan_storage::BucketStores;
 use crate::config::ServeConfig;
 use crate::metrics::Metrics;
 use crate::ports::Publisher;
-use crate::readiness::Readiness;
+use crate::readiness::{Check, Readiness};
 
 /// Why the daemon stops taking work.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub struct Daemon {
     /// Raised when the grace period is over: inference in flight stops at its next step.
     pub cancel: Cancellation,
     stop: watch::Sender<Stop>,
+    /// How many jobs are held by a systemic fault.
+    held: watch::Sender<usize>,
 }
 
 impl Daemon {
@@ -57,6 +59,8 @@ impl Daemon {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
     ) -> Self {
+        // no job is held yet
+        readiness.set(Check::Jobs, true);
         Self {
             config,
             routes,
@@ -69,7 +73,51 @@ impl Daemon {
             readiness,
             cancel: Cancellation::new(),
             stop: watch::channel(Stop::No).0,
+            held: watch::channel(0).0,
         }
+    }
+
+    /// A job met a systemic fault: a failure that is not the job's (the store unreachable past
+    /// the retry budget, access denied, the output bucket missing, the deployment's settings
+    /// wrong). It is not dead-lettered: it waits and tries again, and while any job is held the
+    /// daemon takes no new messages (its partitions paused) and `/readyz` is false
+    /// ([`Check::Jobs`]). Each `hold` is paired with one [`release`](Self::release).
+    pub fn hold(&self, job_id: &str, error: &vinscan_core::Error) {
+        let mut first = false;
+        self.held.send_modify(|n| {
+            first = *n == 0;
+            *n += 1;
+        });
+        self.metrics.held.inc();
+        if first {
+            self.readiness.set(Check::Jobs, false);
+            tracing::warn!(job_id, kind = %error.kind(), error = %error, "systemic fault: the work in flight waits and no new message is taken until it clears");
+        }
+    }
+
+    /// The held job is done with the fault (it succeeded, failed for its own reasons or was
+    /// abandoned); the last release makes the daemon take messages again.
+    pub fn release(&self) {
+        let mut last = false;
+        self.held.send_modify(|n| {
+            *n = n.saturating_sub(1);
+            last = *n == 0;
+        });
+        self.metrics.held.dec();
+        if last {
+            self.readiness.set(Check::Jobs, true);
+            tracing::info!("the systemic fault cleared: taking messages again");
+        }
+    }
+
+    /// Whether a job is held by a systemic fault.
+    pub fn holding(&self) -> bool {
+        *self.held.borrow() > 0
+    }
+
+    /// Follows the number of held jobs (the consume loop pauses and resumes on it).
+    pub fn watch_held(&self) -> watch::Receiver<usize> {
+        self.held.subscribe()
     }
 
     /// Asks the daemon to stop as on SIGTERM.

@@ -70,7 +70,17 @@ pub(crate) fn backoff(daemon: &Daemon) -> impl Iterator<Item = Duration> {
         .build()
 }
 
-/// Runs `job` until it is done, fails for good, exhausts its retry budget or the daemon stops.
+/// Whether a failure can be systemic rather than the job's: a passing failure (retried within
+/// the budget, systemic past it) or wrong settings or credentials (`Config`: access denied,
+/// the output bucket missing, pdfium not loaded, a context too small for the pipeline).
+fn maybe_systemic(kind: ErrorKind) -> bool {
+    matches!(kind, ErrorKind::Transient | ErrorKind::Config)
+}
+
+/// Runs `job` until it is done, fails for good or the daemon stops. A passing failure is
+/// retried with backoff within the retry budget; past the budget, and at once for wrong
+/// settings or credentials, the fault is systemic: the job is held ([`Daemon::hold`]) and
+/// tried again every `retry_max_delay_ms` until it clears, never dead-lettered for it.
 pub async fn run_with_retries(daemon: &Arc<Daemon>, job: &Job) -> Ended {
     tracing::info!(job_id = %job.job_id, sources = job.sources.len(), "job started");
     let first_at = now_rfc3339();
@@ -79,27 +89,39 @@ pub async fn run_with_retries(daemon: &Arc<Daemon>, job: &Job) -> Ended {
     let mut delays = backoff(daemon);
     let mut attempts = 0u32;
     let mut cache = None;
-    loop {
+    let mut held = false;
+    let ended = loop {
         attempts += 1;
         let e = match attempt(daemon, job, &mut cache).await {
-            Ok(out) => return Ended::Done(out, attempts),
-            Err(e) if !e.kind().is_retryable() => return Ended::Failed(e, attempts, first_at),
+            Ok(out) => break Ended::Done(out, attempts),
+            Err(e) if !maybe_systemic(e.kind()) => break Ended::Failed(e, attempts, first_at),
             Err(e) => e,
         };
         if daemon.is_stopping() {
-            return Ended::Abandoned;
+            break Ended::Abandoned;
         }
         let delay = delays.next().unwrap_or(Duration::from_secs(1));
         let failing_for = first_failure.get_or_insert_with(Instant::now).elapsed();
-        if failing_for + delay > daemon.config.retry_budget() {
-            return Ended::Failed(e, attempts, first_at);
-        }
+        let systemic = e.kind() == ErrorKind::Config || failing_for + delay > daemon.config.retry_budget();
+        let delay = if systemic {
+            if !held {
+                daemon.hold(&job.job_id, &e);
+                held = true;
+            }
+            Duration::from_millis(daemon.config.daemon.retry_max_delay_ms)
+        } else {
+            delay
+        };
         daemon.metrics.retry(e.kind().as_str());
-        tracing::warn!(job_id = %job.job_id, attempt = attempts, kind = %e.kind(), error = %e, delay_ms = delay.as_millis() as u64, "job failed, retrying");
+        tracing::warn!(job_id = %job.job_id, attempt = attempts, kind = %e.kind(), error = %e, delay_ms = delay.as_millis() as u64, systemic, "job failed, retrying");
         if !daemon.pause(delay).await {
-            return Ended::Abandoned;
+            break Ended::Abandoned;
         }
+    };
+    if held {
+        daemon.release();
     }
+    ended
 }
 
 /// One attempt: fetch and extract (unless an earlier attempt did), then write the output.
@@ -149,7 +171,7 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
         .bucket(prefix.bucket())
         .put(&key, Bytes::from(body), "application/json")
         .await
-        .map_err(|e| pipeline_error(e).context("writing the output"))?;
+        .map_err(|e| output_error(e, prefix.bucket()))?;
     // with a review prefix, an attempt before a crash may have written the other side (its
     // verdict can differ: batch composition moves confidences, a date check moves with the
     // day): remove that copy, so one object per job remains
@@ -177,6 +199,19 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
             total_ms: x.fetch_ms + x.extract_ms + write_ms,
         },
     })
+}
+
+/// A failed output write as a pipeline error. A write can only find nothing when the bucket
+/// itself is missing (S3 `NoSuchBucket`): that is the deployment's settings, not the job's
+/// input, so it is `Config` (systemic) rather than `NotFound`.
+fn output_error(e: vinscan_storage::StorageError, bucket: &str) -> Error {
+    if e.kind == vinscan_storage::StorageErrorKind::NotFound {
+        return Error::new(
+            ErrorKind::Config,
+            format!("the output bucket {bucket} does not exist: {}", e.message),
+        );
+    }
+    pipeline_error(e).context("writing the output")
 }
 
 /// Removes `bucket/key` if it holds this job's output (another job on the same sources may

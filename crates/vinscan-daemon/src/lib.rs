@@ -33,7 +33,10 @@ pub mod testsuite;
 
 use std::sync::Arc;
 
-pub use config::{ConfigError, KAFKA_PROPERTY_ENV_PREFIX, ServeConfig, kafka_properties_from_env};
+pub use config::{
+    ConfigError, KAFKA_PROPERTY_ENV_PREFIX, MANAGED_KAFKA_PROPERTIES, ServeConfig, check_kafka_properties,
+    kafka_properties_from_env,
+};
 pub use daemon::{Daemon, Stop};
 pub use guard::DeliveryGuard;
 pub use metrics::Metrics;

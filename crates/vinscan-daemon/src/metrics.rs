@@ -94,6 +94,8 @@ pub struct Metrics {
     pub stage_seconds: Family<StageLabels, Histogram>,
     pub in_flight: Gauge,
     pub paused: Gauge,
+    /// Jobs waiting out a systemic fault ([`crate::Daemon::hold`]).
+    pub held: Gauge,
     pub consumer_lag: Gauge,
     pub generated_tokens: Counter,
     /// Seconds the model spent generating; `rate(tokens) / rate(seconds)` is tokens per second.
@@ -139,8 +141,14 @@ impl Metrics {
         let paused = Gauge::default();
         registry.register(
             "consumer_paused",
-            "1 while partitions are paused for backpressure",
+            "1 while partitions are paused (backpressure, or a systemic fault holding the work)",
             paused.clone(),
+        );
+        let held = Gauge::default();
+        registry.register(
+            "jobs_held",
+            "Jobs waiting for a systemic fault (store unreachable past the retry budget, access denied, output bucket missing) to clear instead of being dead-lettered",
+            held.clone(),
         );
         let consumer_lag = Gauge::default();
         registry.register(
@@ -172,6 +180,7 @@ impl Metrics {
             stage_seconds,
             in_flight,
             paused,
+            held,
             consumer_lag,
             generated_tokens,
             generate_seconds,

@@ -18,16 +18,19 @@ pub enum Check {
     Broker,
     /// The default output bucket answers.
     Store,
+    /// No job is held by a systemic fault ([`crate::Daemon::hold`]).
+    Jobs,
 }
 
 impl Check {
-    pub const ALL: [Check; 3] = [Check::Model, Check::Broker, Check::Store];
+    pub const ALL: [Check; 4] = [Check::Model, Check::Broker, Check::Store, Check::Jobs];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Model => "model",
             Self::Broker => "broker",
             Self::Store => "store",
+            Self::Jobs => "jobs",
         }
     }
 }
@@ -35,7 +38,7 @@ impl Check {
 /// The daemon's readiness, shared by the probes, the loop and the operations endpoint.
 #[derive(Debug)]
 pub struct Readiness {
-    checks: [AtomicBool; 3],
+    checks: [AtomicBool; 4],
     /// Raised when the daemon stops taking work for good (shutdown, or a fault that needs a
     /// restart): never ready again.
     stopping: AtomicBool,
@@ -58,6 +61,7 @@ impl Readiness {
             Check::Model => 0,
             Check::Broker => 1,
             Check::Store => 2,
+            Check::Jobs => 3,
         }
     }
 
@@ -90,7 +94,7 @@ impl Readiness {
         !self.is_stopping() && Check::ALL.iter().all(|c| self.get(*c))
     }
 
-    /// `model=true broker=false store=true stopping=false`, for `/readyz`'s body.
+    /// `model=true broker=false store=true jobs=true stopping=false`, for `/readyz`'s body.
     pub fn describe(&self) -> String {
         let mut s: Vec<String> = Check::ALL
             .iter()
@@ -116,7 +120,10 @@ mod tests {
         assert!(!r.set(Check::Broker, true), "unchanged");
         r.set(Check::Model, false);
         assert!(!r.is_ready());
-        assert_eq!(r.describe(), "model=false broker=true store=true stopping=false");
+        assert_eq!(
+            r.describe(),
+            "model=false broker=true store=true jobs=true stopping=false"
+        );
         r.set(Check::Model, true);
         r.stop();
         assert!(!r.is_ready());

@@ -58,10 +58,19 @@ async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut 
     let max = daemon.config.daemon.max_in_flight;
     let mut paused = false;
     let mut consume_backoff = Duration::from_millis(200);
+    let mut held = daemon.watch_held();
     loop {
+        // paused while `max_in_flight` messages are worked on (backpressure) and while a
+        // systemic fault holds a job; polling goes on either way
+        let pause = tasks.len() >= max || daemon.holding();
+        if pause != paused {
+            set_paused(daemon, source.as_ref(), pause);
+            paused = pause;
+        }
         tokio::select! {
             biased;
             () = daemon.stopped() => return,
+            Ok(()) = held.changed() => {}
             Some(joined) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Err(e) = joined
                     && e.is_panic()
@@ -69,26 +78,20 @@ async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut 
                     // its guard abandoned the message; this process cannot be trusted to redo it
                     daemon.fault(&format!("a job task panicked: {e}"));
                 }
-                if paused && tasks.len() < max {
-                    set_paused(daemon, source.as_ref(), false);
-                    paused = false;
-                }
             }
             r = source.recv() => match r {
                 Ok(d) => {
                     daemon.metrics.messages.inc();
                     let guard = DeliveryGuard::new(source.clone(), daemon.metrics.clone(), d.id.clone());
                     let worker = daemon.clone();
+                    // (a message fetched before a pause still arrives: it is worked on, and
+                    // waits out a systemic fault like the others)
                     tasks.spawn(async move {
                         match handle(&worker, &d).await {
                             Handled::Finished => guard.finish(),
                             Handled::Abandoned => guard.abandon(),
                         }
                     });
-                    if tasks.len() >= max && !paused {
-                        set_paused(daemon, source.as_ref(), true);
-                        paused = true;
-                    }
                 }
                 // refused for good (not authorised for the topic or group): no message will
                 // ever come; stop loudly instead of polling forever while looking ready
@@ -97,7 +100,8 @@ async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut 
                     // back off (0.2 s doubling to 2 s) so a lasting fault (refused credentials,
                     // no broker) is not logged five times a second
                     tracing::warn!(error = %e, "consume error");
-                    tokio::time::sleep(consume_backoff).await;
+                    // (cut short by a stop)
+                    daemon.pause(consume_backoff).await;
                     consume_backoff = (consume_backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }

@@ -151,12 +151,13 @@ async fn jobs_that_fail_for_good_are_dead_lettered_with_their_kind() {
 /// the rest are final at the first attempt.
 #[tokio::test]
 async fn store_failures_are_retried_only_when_retrying_can_help() {
+    // (a store down past the budget and refused credentials are systemic: see
+    // `systemic_faults_hold_the_work_instead_of_dead_lettering_it`)
     let cases: &[(StorageErrorKind, u32, &str, u64)] = &[
         (StorageErrorKind::Transient, 2, "ok", 3),
-        (StorageErrorKind::Transient, u32::MAX, "dead_lettered", 0),
         // regression: an unknown 4xx was retried for the whole budget as "transient"
         (StorageErrorKind::Other, 1, "dead_lettered", 1),
-        (StorageErrorKind::Denied, 1, "dead_lettered", 1),
+        (StorageErrorKind::NotFound, 1, "dead_lettered", 1),
     ];
     for &(kind, times, status, attempts) in cases {
         let (d, f) = daemon(default(), Behaviour::Answer);
@@ -170,16 +171,76 @@ async fn store_failures_are_retried_only_when_retrying_can_help() {
         f.source.push("jobs", 0, None, &job("j", &["s3://src/r.png"]));
         let seen = run_until(&d, &f, 1).await;
         assert_eq!(seen.statuses(), [status], "{kind:?} x{times}");
-        if attempts > 0 {
-            assert_eq!(seen.results[0]["attempts"], attempts, "{kind:?} x{times}");
-        } else {
-            assert!(
-                seen.results[0]["attempts"].as_u64() > Some(3),
-                "retried until the budget"
-            );
-            assert_eq!(seen.dead_kinds(), ["transient"]);
-        }
+        assert_eq!(seen.results[0]["attempts"], attempts, "{kind:?} x{times}");
         assert_eq!(seen.committed, 1);
+    }
+}
+
+/// Regression (issue 20): an output store down longer than the retry budget dead-lettered
+/// every message read meanwhile, and refused credentials dead-lettered everything. Faults
+/// that are not the job's fault never dead-letter it: for a store that stays unreachable past
+/// the budget, access denied and the output bucket missing, the daemon holds the jobs in
+/// flight, pauses its partitions (no new message taken), reports `jobs=false` on `/readyz`,
+/// and once the store heals every job gets its output once, with nothing dead-lettered.
+#[tokio::test]
+async fn systemic_faults_hold_the_work_instead_of_dead_lettering_it() {
+    for kind in [
+        StorageErrorKind::Transient,
+        StorageErrorKind::Denied,
+        StorageErrorKind::NotFound,
+    ] {
+        let (d, f) = daemon(config("retry_max_delay_ms = 20"), Behaviour::Answer);
+        for i in 0..5 {
+            put(&f, "src", &format!("r{i}.png"), png(32, 32)).await;
+            let id = format!("j{i}");
+            f.source
+                .push("jobs", 0, Some(&id), &job(&id, &[&format!("s3://src/r{i}.png")]));
+        }
+        f.stores.store("out").inject(Fault {
+            op: Op::Put,
+            key_prefix: String::new(),
+            kind,
+            times: u32::MAX,
+        });
+        let run = tokio::spawn(vinscan_daemon::run(d.clone(), f.source.clone()));
+        let t = Instant::now();
+        while !d.holding() {
+            assert!(t.elapsed() < Duration::from_secs(10), "{kind:?}: never held");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // a while into the fault: still held, unready, paused, nothing new taken
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(d.holding(), "{kind:?}");
+        assert!(!d.readiness.is_ready(), "{kind:?}");
+        assert!(d.readiness.describe().contains("jobs=false"), "{kind:?}");
+        assert!(f.source.is_paused(), "{kind:?}: still taking messages");
+        assert_eq!(f.source.queued(), 2, "{kind:?}: max_in_flight = 3 taken, no more");
+        assert!(f.publisher.records("dlq").is_empty(), "{kind:?}");
+        f.stores.store("out").heal();
+        assert!(
+            f.source.wait_settled(5, Duration::from_secs(10)).await,
+            "{kind:?}"
+        );
+        d.request_stop();
+        let exit = tokio::time::timeout(Duration::from_secs(10), run)
+            .await
+            .expect("stops")
+            .expect("run task");
+        assert_eq!(exit, Exit::Stopped);
+        assert!(f.publisher.records("dlq").is_empty(), "{kind:?}: dead-lettered");
+        let statuses: Vec<Value> = f
+            .publisher
+            .records("results")
+            .iter()
+            .map(|r| r["status"].clone())
+            .collect();
+        assert_eq!(statuses, vec![json!("ok"); 5], "{kind:?}");
+        assert_eq!(f.stores.store("out").contents().len(), 5, "{kind:?}");
+        assert_eq!(f.source.committed("jobs", 0), 5, "{kind:?}");
+        assert!(
+            !d.holding() && d.readiness.describe().contains("jobs=true"),
+            "{kind:?}"
+        );
     }
 }
 

@@ -199,10 +199,11 @@ fn created_object_job(what: &str, o: CreatedObject<'_>, routes: &Routes) -> Resu
         version,
     };
     let job_id = format!("s3-{}", &object.identity(&route.pipeline)[..24]);
-    let job_id = if o.sequencer.is_empty() {
+    let sequencer = sequencer(o.sequencer);
+    let job_id = if sequencer.is_empty() {
         job_id
     } else {
-        format!("{job_id}-{}", o.sequencer)
+        format!("{job_id}-{sequencer}")
     };
     Ok(Job {
         job_id,
@@ -211,6 +212,32 @@ fn created_object_job(what: &str, o: CreatedObject<'_>, routes: &Routes) -> Resu
         output_prefix: route.output_prefix.clone(),
         metadata: Value::Null,
     })
+}
+
+/// Whether a record's `eventName` announces new object content: AWS's `ObjectCreated:Put`,
+/// `Post`, `Copy` and `CompleteMultipartUpload` (with or without the `s3:` prefix). MinIO also
+/// sends `ObjectCreated:PutTagging`, `DeleteTagging`, `PutRetention` and `PutLegalHold`,
+/// which change no byte of the object: they are not jobs.
+fn is_creation(event_name: &str) -> bool {
+    matches!(
+        event_name.trim_start_matches("s3:"),
+        "ObjectCreated:Put"
+            | "ObjectCreated:Post"
+            | "ObjectCreated:Copy"
+            | "ObjectCreated:CompleteMultipartUpload"
+    )
+}
+
+/// An event's sequencer in one spelling: S3 writes the same hex value with and without
+/// leading zeros and in either case, so it is upper-cased and stripped of leading zeros.
+/// Anything but 1-32 hex digits is left out of the job id.
+fn sequencer(raw: &str) -> String {
+    let s = raw.trim_start_matches('0').to_ascii_uppercase();
+    if (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        s
+    } else {
+        String::new()
+    }
 }
 
 /// A non-empty string field at a JSON Pointer, without the quotes S3 puts around ETags.
@@ -230,7 +257,7 @@ fn s3_event(value: &Value, routes: &Routes) -> Result<Vec<Job>, Poison> {
     let mut jobs = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let name = r.get("eventName").and_then(Value::as_str).unwrap_or_default();
-        if !name.trim_start_matches("s3:").starts_with("ObjectCreated:") {
+        if !is_creation(name) {
             continue;
         }
         let bucket = r.pointer("/s3/bucket/name").and_then(Value::as_str);
@@ -443,14 +470,14 @@ mod tests {
             ))
         );
         assert!(
-            jobs[0].job_id.ends_with("-617f08299329d189"),
+            jobs[0].job_id.ends_with("-617F08299329D189"),
             "{}",
             jobs[0].job_id
         );
         let record = json!({"Records": [{"eventName": "ObjectCreated:Put", "s3": {
             "bucket": {"name": "uploads"},
             "object": {"key": "invoices/ho%C3%A1+%C4%91%C6%A1n.pdf",
-                "versionId": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", "sequencer": "617f08299329d189"}}}]});
+                "versionId": "IYV3p45BT0ac8hjHg1houSdS1a.Mro8e", "sequencer": "00617F08299329D189"}}}]});
         assert_eq!(check(&record.to_string(), Ok(1))[0].job_id, jobs[0].job_id);
         for other in ["Object Deleted", "Object Restore Completed", "Object Tags Added"] {
             check(&created(other), Ok(0));
@@ -488,6 +515,30 @@ mod tests {
             Some(ObjectVersion::ETag("d41d8cd98f00b204e9800998ecf8427e".into()))
         );
         check(&event("s3:ObjectRemoved:Delete"), Ok(0));
+        // MinIO's metadata-only "creations" change no byte of the object
+        for name in [
+            "s3:ObjectCreated:PutTagging",
+            "s3:ObjectCreated:DeleteTagging",
+            "s3:ObjectCreated:PutRetention",
+            "s3:ObjectCreated:PutLegalHold",
+        ] {
+            check(&event(name), Ok(0));
+        }
+        for name in [
+            "s3:ObjectCreated:Copy",
+            "s3:ObjectCreated:CompleteMultipartUpload",
+            "ObjectCreated:Post",
+        ] {
+            check(&event(name), Ok(1));
+        }
+    }
+
+    #[test]
+    fn sequencers_are_spelled_one_way_and_junk_is_left_out() {
+        assert_eq!(sequencer("00617f08299329D189"), "617F08299329D189");
+        assert_eq!(sequencer("0000"), "");
+        assert_eq!(sequencer("12 34"), "");
+        assert_eq!(sequencer(&"A".repeat(33)), "");
     }
 
     #[test]

@@ -359,7 +359,7 @@ impl JobConsumer {
     pub fn check_broker(&self, timeout: Duration) -> Result<(), KafkaError> {
         self.consumer
             .fetch_metadata(None, timeout)
-            .map(|_| ())
+            .map(|_| self.last_error.clear())
             .map_err(|e| self.last_error.explain(KafkaError::from_rdkafka(&e, "metadata")))
     }
 

@@ -55,12 +55,19 @@ impl LastError {
         }
     }
 
-    /// `err` with the client's last error (of the past minute) appended. An authentication or
-    /// TLS failure makes it [`KafkaErrorKind::Credentials`].
+    /// Forgets the recorded error: the cluster answered since.
+    pub(crate) fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// `err` with the client's last error (of the past minute) appended. A passing failure
+    /// (a timeout, a transport failure) after an authentication or TLS refusal becomes
+    /// [`KafkaErrorKind::Credentials`]; a refusal of another kind (too large, not authorised)
+    /// keeps its kind.
     pub(crate) fn explain(&self, mut err: KafkaError) -> KafkaError {
         let last = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
         if let Some(last) = last.filter(|l| l.at.elapsed() < EXPLAINS_FOR) {
-            if last.is_cause() {
+            if last.is_cause() && err.kind == KafkaErrorKind::Transient {
                 err.kind = KafkaErrorKind::Credentials;
             }
             err.message = format!("{} (the client's last error: {})", err.message, last.reason);

@@ -41,7 +41,10 @@ impl Publisher {
                 .saturating_duration_since(std::time::Instant::now())
                 .min(Duration::from_secs(1));
             let err = match self.producer.client().fetch_metadata(None, step) {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.last_error.clear();
+                    return Ok(());
+                }
                 Err(e) => self.last_error.explain(KafkaError::from_rdkafka(&e, "metadata")),
             };
             let refused = matches!(err.kind, KafkaErrorKind::Fatal | KafkaErrorKind::Credentials);

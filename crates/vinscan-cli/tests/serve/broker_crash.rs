@@ -53,14 +53,21 @@ impl Broker {
 
     fn kill(&self) {
         signal(&self.pid, "-KILL");
-        // the port is free once the process is gone
+        // the port is free once the process is gone (a zombie, exited but not yet reaped by
+        // whoever adopted it, holds no port)
         let t = Instant::now();
-        while Command::new("kill")
-            .args(["-0", &self.pid])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .and_then(|r| r.split_whitespace().next())
+                        .map(str::to_owned)
+                })
+                .is_some_and(|state| state != "Z")
+        };
+        while alive() {
             assert!(t.elapsed() < Duration::from_secs(10), "broker survived SIGKILL");
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -6,7 +6,7 @@
 //! every offset committed. The same holds when the daemon is SIGKILLed five times mid-run and
 //! restarted, through broker and S3 outages, with two daemons in one group; and SIGTERM during
 //! a long generation exits within the grace period. `secure`: SASL_SSL; `broker_crash`: the
-//! broker SIGKILLed and restarted.
+//! broker SIGKILLed and restarted; `systemic`: the S3 server refusing the daemon's credentials.
 #![cfg(feature = "kafka")]
 
 mod broker_crash;
@@ -15,6 +15,7 @@ mod common;
 mod fixture;
 mod messages;
 mod secure;
+mod systemic;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -135,6 +135,11 @@ impl VecJobSource {
         s.finished.len() + s.abandoned.len()
     }
 
+    /// Whether the daemon has paused the source.
+    pub fn is_paused(&self) -> bool {
+        lock(&self.state).paused
+    }
+
     /// Messages not yet handed out.
     pub fn queued(&self) -> usize {
         lock(&self.state).queue.len()
