@@ -21,3 +21,6 @@ export VINSCAN_TEST_S3_ENDPOINT VINSCAN_TEST_S3_PID AWS_ACCESS_KEY_ID AWS_SECRET
 export VINSCAN_TEST_KAFKA VINSCAN_TEST_KAFKA_PID VINSCAN_TEST_KAFKA_DATA VINSCAN_TEST_KAFKA_SASL_SSL
 export VINSCAN_TEST_KAFKA_CA VINSCAN_TEST_KAFKA_USER VINSCAN_TEST_KAFKA_PASSWORD
 cargo test --workspace --all-targets "$@"
+# The crash-loop test needs the fault-injection build (a failpoint that aborts the process):
+# only vinscan-cli and vinscan-daemon are rebuilt with it.
+cargo test -p vinscan-cli --features failpoints --test serve "$@" -- crashing

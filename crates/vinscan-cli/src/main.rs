@@ -26,6 +26,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     reexec_with_passive_openmp();
+    // test builds only: failpoints from FAILPOINTS (see vinscan-daemon's `failpoints` feature)
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = cli::Cli::parse();
     init_logging(&cli.global);
     match run(cli) {

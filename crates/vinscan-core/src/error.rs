@@ -31,6 +31,13 @@ pub enum ErrorKind {
     Superseded,
     /// The caller cancelled the work (shutdown): it was left undone, to be redone.
     Cancelled,
+    /// The work ran past its time limit (the pipeline's `max_seconds_per_page` times the
+    /// pages, capped by the daemon's `job_timeout_s`) and was cancelled.
+    Timeout,
+    /// The process died every time it worked on this input (a native abort, the OOM killer),
+    /// as many times as the daemon allows (`max_starts`): the input is set aside so the rest
+    /// of its partition moves on.
+    Crashed,
 }
 
 impl ErrorKind {
@@ -59,6 +66,8 @@ impl ErrorKind {
             Self::Unavailable => "unavailable",
             Self::Superseded => "superseded",
             Self::Cancelled => "cancelled",
+            Self::Timeout => "timeout",
+            Self::Crashed => "crashed",
         }
     }
 }

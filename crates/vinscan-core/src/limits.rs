@@ -14,6 +14,10 @@ pub struct Limits {
     pub max_dimension: u32,
     /// Most pages taken from one document (PDF, multi-page TIFF).
     pub max_pages: u32,
+    /// Longest time the daemon gives one page (decoding, rendering, encoding, generating), in
+    /// seconds: a job's time limit is this times its pages, capped by the daemon's
+    /// `job_timeout_s`. Past it the work is cancelled at its next decoding step.
+    pub max_seconds_per_page: u32,
 }
 
 impl Default for Limits {
@@ -23,6 +27,7 @@ impl Default for Limits {
             max_pixels: 64_000_000,
             max_dimension: 20_000,
             max_pages: 200,
+            max_seconds_per_page: 300,
         }
     }
 }
@@ -34,7 +39,12 @@ impl Limits {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        if self.max_bytes == 0 || self.max_pixels == 0 || self.max_dimension == 0 || self.max_pages == 0 {
+        if self.max_bytes == 0
+            || self.max_pixels == 0
+            || self.max_dimension == 0
+            || self.max_pages == 0
+            || self.max_seconds_per_page == 0
+        {
             return Err("limits must all be greater than zero".into());
         }
         Ok(())

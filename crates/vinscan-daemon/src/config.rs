@@ -129,6 +129,17 @@ pub struct DaemonSection {
     /// abandoned (uncommitted, so redelivered).
     #[serde(default = "default_grace_s")]
     pub shutdown_grace_s: u64,
+    /// How many times a message may be started without finishing (the process died while
+    /// working on it: a native abort, the OOM killer) before it is dead-lettered as `crashed`
+    /// instead of being started again, so its partition moves on. Counted per consumer group in
+    /// the committed offset's metadata, so restarts and other nodes count too.
+    #[serde(default = "default_max_starts")]
+    pub max_starts: u32,
+    /// Longest time one attempt at a job may take, in seconds, whatever its pages; each
+    /// pipeline also limits the time per page (`[limits] max_seconds_per_page`). Past it the
+    /// work is cancelled; a job that times out twice is dead-lettered as `timeout`.
+    #[serde(default = "default_job_timeout_s")]
+    pub job_timeout_s: u64,
     /// `/metrics`, `/healthz`, `/readyz`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
@@ -151,6 +162,12 @@ fn default_retry_max_ms() -> u64 {
 }
 fn default_grace_s() -> u64 {
     30
+}
+fn default_max_starts() -> u32 {
+    3
+}
+fn default_job_timeout_s() -> u64 {
+    1800
 }
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 9464))
@@ -193,6 +210,8 @@ const OVERRIDABLE: &[(&str, &str, Kind)] = &[
     ("daemon", "retry_initial_ms", Kind::Integer),
     ("daemon", "retry_max_delay_ms", Kind::Integer),
     ("daemon", "shutdown_grace_s", Kind::Integer),
+    ("daemon", "max_starts", Kind::Integer),
+    ("daemon", "job_timeout_s", Kind::Integer),
     ("daemon", "listen", Kind::Text),
 ];
 
@@ -340,6 +359,12 @@ impl ServeConfig {
         let d = &self.daemon;
         if !(1..=256).contains(&d.max_in_flight) {
             return bad("daemon.max_in_flight must be 1..=256");
+        }
+        if !(1..=100).contains(&d.max_starts) {
+            return bad("daemon.max_starts must be 1..=100");
+        }
+        if d.job_timeout_s == 0 {
+            return bad("daemon.job_timeout_s must be positive");
         }
         if self.s3.attempt_timeout_s == Some(0) {
             return bad("s3.attempt_timeout_s must be positive");

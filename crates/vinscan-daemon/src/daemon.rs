@@ -43,6 +43,11 @@ pub struct Daemon {
     stop: watch::Sender<Stop>,
     /// How many jobs are held by a systemic fault.
     held: watch::Sender<usize>,
+    /// A message started again after an unfinished start (a suspect: the process may have
+    /// died on it) runs alone, holding this for writing; every other message holds it for
+    /// reading. So a suspect that kills the process again has only its own start counted, and
+    /// a message that merely shared a crash with it finishes on its next, lone, run.
+    pub(crate) isolation: tokio::sync::RwLock<()>,
 }
 
 impl Daemon {
@@ -74,6 +79,7 @@ impl Daemon {
             cancel: Cancellation::new(),
             stop: watch::channel(Stop::No).0,
             held: watch::channel(0).0,
+            isolation: tokio::sync::RwLock::new(()),
         }
     }
 

@@ -13,7 +13,12 @@
 //! - a failure of this process rather than of the job — the engine is gone (`Unavailable`),
 //!   the broker refuses a record for good — leaves the message undone (never dead-lettered)
 //!   and stops the daemon, which exits non-zero so it is restarted and the message redelivered;
-//! - a message whose work the shutdown interrupts is left undone, for redelivery.
+//! - a message whose work the shutdown interrupts is left undone, for redelivery;
+//! - a job past its time limit is cancelled (decoding stops at its next step), retried once,
+//!   then dead-lettered (`timeout`); the other messages in flight go on meanwhile;
+//! - a message started more than `max_starts` times without finishing (the process died
+//!   working on it) is not started again: each of its jobs gets a dead-letter record
+//!   (`crashed`, with the starts) and a `dead_lettered` result event, so its partition moves on.
 //!
 //! A message is finished only when every one of its records is on the broker.
 
@@ -107,8 +112,9 @@ async fn dead_letter(daemon: &Daemon, d: &Delivery, record: DeadLetter) -> Resul
     publish_json(daemon, &daemon.config.kafka.dead_letter_topic, &key, &record).await
 }
 
-/// Handles one message to its end; see the module docs for the rules.
-pub async fn handle(daemon: &Arc<Daemon>, d: &Delivery) -> Handled {
+/// Handles one message to its end; see the module docs for the rules. `starts`: how many
+/// times the message has started, this time included ([`crate::JobSource::record_start`]).
+pub async fn handle(daemon: &Arc<Daemon>, d: &Delivery, starts: u32) -> Handled {
     let Some(payload) = d.payload.as_deref() else {
         tracing::info!(topic = %d.id.topic, partition = d.id.partition, offset = d.id.offset, "tombstone (null value) skipped");
         daemon.metrics.outcome(Outcome::Tombstone);
@@ -143,9 +149,21 @@ pub async fn handle(daemon: &Arc<Daemon>, d: &Delivery) -> Handled {
         daemon.metrics.outcome(Outcome::Ignored);
         return Handled::Finished;
     }
+    let max_starts = daemon.config.daemon.max_starts;
     for job in &jobs {
-        let span = tracing::info_span!("job", job_id = %job.job_id, pipeline = %job.pipeline);
-        let ended = run_with_retries(daemon, job).instrument(span).await;
+        let ended = if starts > max_starts {
+            let e = vinscan_core::Error::new(
+                ErrorKind::Crashed,
+                format!(
+                    "the process died each of the {} times it worked on this message (a native abort or out of memory); not started again (daemon.max_starts = {max_starts})",
+                    starts - 1
+                ),
+            );
+            Ended::Failed(e, starts - 1, now_rfc3339())
+        } else {
+            let span = tracing::info_span!("job", job_id = %job.job_id, pipeline = %job.pipeline);
+            run_with_retries(daemon, job).instrument(span).await
+        };
         if record_job(daemon, d, job, ended).await.is_err() {
             return Handled::Abandoned;
         }

@@ -10,13 +10,14 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use vinscan_core::hash::sha256_hex;
 use vinscan_core::read_document::DocumentSource;
-use vinscan_core::{DocumentRecord, Error, ErrorKind, PageRecord, Pipeline, Unit};
+use vinscan_core::{Cancellation, DocumentRecord, Error, ErrorKind, PageRecord, Pipeline, Unit};
 use vinscan_jobs::keys::job_output_key;
 use vinscan_jobs::{Job, JobTimings, ObjectRef};
 use vinscan_storage::ObjectVersion;
 use vinscan_storage::S3Uri;
 
 use crate::daemon::Daemon;
+use crate::deadline::{Deadline, PageBudget};
 use crate::metrics::Stage;
 use crate::output::{JobOutput, SourceSummary, now_rfc3339};
 use vinscan_jobs::kinds::pipeline_error;
@@ -80,7 +81,9 @@ fn maybe_systemic(kind: ErrorKind) -> bool {
 /// Runs `job` until it is done, fails for good or the daemon stops. A passing failure is
 /// retried with backoff within the retry budget; past the budget, and at once for wrong
 /// settings or credentials, the fault is systemic: the job is held ([`Daemon::hold`]) and
-/// tried again every `retry_max_delay_ms` until it clears, never dead-lettered for it.
+/// tried again every `retry_max_delay_ms` until it clears, never dead-lettered for it. An
+/// attempt past its time limit ([`crate::deadline`]) is retried once; a second `Timeout` is
+/// final.
 pub async fn run_with_retries(daemon: &Arc<Daemon>, job: &Job) -> Ended {
     tracing::info!(job_id = %job.job_id, sources = job.sources.len(), "job started");
     let first_at = now_rfc3339();
@@ -90,10 +93,18 @@ pub async fn run_with_retries(daemon: &Arc<Daemon>, job: &Job) -> Ended {
     let mut attempts = 0u32;
     let mut cache = None;
     let mut held = false;
+    let mut timed_out = false;
     let ended = loop {
         attempts += 1;
         let e = match attempt(daemon, job, &mut cache).await {
             Ok(out) => break Ended::Done(out, attempts),
+            // a timeout is retried once, at once: a slow moment (a busy machine) gets a second
+            // chance, a page that always runs long does not hold its partition twice more
+            Err(e) if e.kind() == ErrorKind::Timeout && !timed_out && !daemon.is_stopping() => {
+                timed_out = true;
+                tracing::warn!(job_id = %job.job_id, attempt = attempts, error = %e, "job timed out, retrying once");
+                continue;
+            }
             Err(e) if !maybe_systemic(e.kind()) => break Ended::Failed(e, attempts, first_at),
             Err(e) => e,
         };
@@ -201,6 +212,21 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
     })
 }
 
+/// Fault injection, compiled only with the `failpoints` feature (tests; never a release
+/// build): with `FAILPOINTS='vinscan::job::extract=return(TEXT)'` the process aborts
+/// (SIGABRT, as a failed assertion in llama.cpp or pdfium would) when it is about to extract
+/// a job whose id contains TEXT.
+#[cfg(feature = "failpoints")]
+fn abort_if_injected(job_id: &str) {
+    if let Some(Some(target)) = fail::eval("vinscan::job::extract", |arg| arg)
+        && !target.is_empty()
+        && job_id.contains(&target)
+    {
+        eprintln!("failpoint vinscan::job::extract: aborting on job {job_id}");
+        std::process::abort();
+    }
+}
+
 /// A failed output write as a pipeline error. A write can only find nothing when the bucket
 /// itself is missing (S3 `NoSuchBucket`): that is the deployment's settings, not the job's
 /// input, so it is `Config` (systemic) rather than `NotFound`.
@@ -277,10 +303,33 @@ async fn fetch_and_extract(
     let fetch_ms = ms(t);
     daemon.metrics.stage(Stage::Fetch, t.elapsed().as_secs_f64());
 
+    #[cfg(feature = "failpoints")]
+    abort_if_injected(&job.job_id);
     // decoding, rendering and inference block: off the async threads
     let t = Instant::now();
     let inputs: Vec<(String, Bytes)> = fetched.iter().map(|(o, b)| (o.uri(), b.clone())).collect();
-    let (records, per_source) = extract_blocking(daemon, pipeline, inputs).await?;
+    let cap = Duration::from_secs(daemon.config.daemon.job_timeout_s);
+    let deadline = Deadline::start(daemon.cancel.clone(), cap);
+    let budget = deadline.budget(
+        cap,
+        Duration::from_secs(u64::from(pipeline.limits.max_seconds_per_page)),
+    );
+    let extracted = extract_blocking(daemon, pipeline, inputs, deadline.cancellation(), budget).await;
+    let (records, per_source) = match extracted {
+        Err(e) if e.kind() == ErrorKind::Cancelled && deadline.timed_out() => {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "cancelled after {:.0} s: past its time limit of {:.0} s ({} s per page, at most daemon.job_timeout_s = {} s)",
+                    deadline.elapsed().as_secs_f64(),
+                    deadline.limit().as_secs_f64(),
+                    pipeline.limits.max_seconds_per_page,
+                    daemon.config.daemon.job_timeout_s
+                ),
+            ));
+        }
+        other => other?,
+    };
     daemon.metrics.stage(Stage::Extract, t.elapsed().as_secs_f64());
     let reads: Vec<(u32, f64)> = match &records {
         Records::Pages(pages) => pages
@@ -347,6 +396,8 @@ async fn extract_blocking(
     daemon: &Arc<Daemon>,
     pipeline: &Arc<Pipeline>,
     inputs: Vec<(String, Bytes)>,
+    cancel: Cancellation,
+    mut budget: PageBudget,
 ) -> Result<PagesAndSources, Error> {
     let daemon = daemon.clone();
     let pipeline = pipeline.clone();
@@ -356,18 +407,18 @@ async fn extract_blocking(
             for (uri, bytes) in inputs {
                 let bytes = bytes.to_vec();
                 let sha = sha256_hex(&bytes);
-                docs.push((daemon.extractor.open(&uri, bytes, &pipeline)?, sha));
+                let doc = daemon.extractor.open(&uri, bytes, &pipeline)?;
+                budget.add_pages(doc.page_count());
+                docs.push((doc, sha));
             }
             let sources: Vec<DocumentSource<'_>> = docs
                 .iter()
                 .map(|(doc, sha256)| DocumentSource { doc, sha256 })
                 .collect();
-            let record = daemon.extractor.extract_as_document(
-                daemon.model.as_ref(),
-                &sources,
-                &pipeline,
-                &daemon.cancel,
-            )?;
+            let record =
+                daemon
+                    .extractor
+                    .extract_as_document(daemon.model.as_ref(), &sources, &pipeline, &cancel)?;
             let per_source = docs
                 .iter()
                 .map(|(d, sha)| (sha.clone(), d.page_count()))
@@ -380,13 +431,12 @@ async fn extract_blocking(
             let bytes = bytes.to_vec();
             let sha = sha256_hex(&bytes);
             let doc = daemon.extractor.open(&uri, bytes, &pipeline)?;
-            for page in daemon.extractor.extract_document(
-                daemon.model.as_ref(),
-                &doc,
-                &sha,
-                &pipeline,
-                &daemon.cancel,
-            ) {
+            budget.add_pages(doc.page_count());
+            for page in
+                daemon
+                    .extractor
+                    .extract_document(daemon.model.as_ref(), &doc, &sha, &pipeline, &cancel)
+            {
                 pages.push(page?);
             }
             per_source.push((sha, doc.page_count()));

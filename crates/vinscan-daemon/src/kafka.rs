@@ -62,6 +62,14 @@ impl JobSource for JobConsumer {
         JobConsumer::abandon(self, &kafka_id(id));
     }
 
+    fn starts(&self, id: &DeliveryId) -> Result<u32, PortError> {
+        JobConsumer::starts(self, &kafka_id(id), Duration::from_secs(10)).map_err(port_error)
+    }
+
+    fn record_start(&self, id: &DeliveryId) -> Result<u32, PortError> {
+        JobConsumer::record_start(self, &kafka_id(id), Duration::from_secs(10)).map_err(port_error)
+    }
+
     fn set_paused(&self, paused: bool) -> Result<(), PortError> {
         if paused { self.pause() } else { self.resume() }.map_err(port_error)
     }

@@ -17,6 +17,7 @@
 
 pub mod config;
 mod daemon;
+mod deadline;
 mod guard;
 pub mod handler;
 mod job;

@@ -76,6 +76,13 @@ pub trait JobSource: Send + Sync + 'static {
     /// The message is left undone: it must be redelivered (here after a restart, or to the
     /// partition's next owner), so nothing at or after it is committed.
     fn abandon(&self, id: &DeliveryId);
+    /// Blocking: how many times the message has started without finishing before this
+    /// delivery (0 for a message never started), across restarts and members of the group.
+    fn starts(&self, id: &DeliveryId) -> Result<u32, PortError>;
+    /// Blocking: records durably, before the work begins, that the message starts, and
+    /// returns how many times it has started without finishing, this time included (1 the
+    /// first time), across restarts and members of the group. Called off the async threads.
+    fn record_start(&self, id: &DeliveryId) -> Result<u32, PortError>;
     /// Stops (`true`) or resumes fetching new messages; the member stays in its group.
     fn set_paused(&self, paused: bool) -> Result<(), PortError>;
     /// Blocking: whether the broker answers, and how many messages are behind the committed

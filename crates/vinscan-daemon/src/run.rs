@@ -14,7 +14,7 @@ use vinscan_storage::StorageErrorKind;
 use crate::daemon::{Daemon, Stop};
 use crate::guard::DeliveryGuard;
 use crate::handler::{Handled, handle};
-use crate::ports::JobSource;
+use crate::ports::{Delivery, JobSource};
 use crate::readiness::Check;
 
 /// How long cancelled work may take to notice before its task is dropped (its delivery is
@@ -41,6 +41,36 @@ pub async fn run(daemon: Arc<Daemon>, source: Arc<dyn JobSource>) -> Exit {
     match daemon.stop_state() {
         Stop::Fault(why) => Exit::Fault(why),
         Stop::No | Stop::Requested => Exit::Stopped,
+    }
+}
+
+/// How many times the message started before (0 when the source cannot say).
+async fn prior_starts(source: Arc<dyn JobSource>, d: &Delivery) -> u32 {
+    let id = d.id.clone();
+    match tokio::task::spawn_blocking(move || source.starts(&id)).await {
+        Ok(Ok(n)) => n,
+        _ => 0,
+    }
+}
+
+/// Records the message's start before its work (so a crash during the work is counted) and
+/// returns its starts. When the broker cannot record it, the work goes ahead as a first
+/// start: a lost count only delays the `crashed` verdict, a refused start would stall the
+/// partition.
+async fn record_start(daemon: &Daemon, source: Arc<dyn JobSource>, d: &Delivery) -> u32 {
+    let id = d.id.clone();
+    match tokio::task::spawn_blocking(move || source.record_start(&id)).await {
+        Ok(Ok(n)) => {
+            if n > 1 {
+                tracing::warn!(topic = %d.id.topic, partition = d.id.partition, offset = d.id.offset, starts = n, max_starts = daemon.config.daemon.max_starts, "message started again after an earlier start never finished");
+            }
+            n
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(topic = %d.id.topic, partition = d.id.partition, offset = d.id.offset, error = %e, "could not record the message's start");
+            1
+        }
+        Err(_) => 1,
     }
 }
 
@@ -84,10 +114,22 @@ async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut 
                     daemon.metrics.messages.inc();
                     let guard = DeliveryGuard::new(source.clone(), daemon.metrics.clone(), d.id.clone());
                     let worker = daemon.clone();
+                    let starter = source.clone();
                     // (a message fetched before a pause still arrives: it is worked on, and
                     // waits out a systemic fault like the others)
                     tasks.spawn(async move {
-                        match handle(&worker, &d).await {
+                        // a suspect (started before, never finished) runs alone; its start is
+                        // recorded once it has its turn, so waiting is never counted
+                        let suspect = prior_starts(starter.clone(), &d).await > 0;
+                        let (alone, shared) = if suspect {
+                            (Some(worker.isolation.write().await), None)
+                        } else {
+                            (None, Some(worker.isolation.read().await))
+                        };
+                        let starts = record_start(&worker, starter, &d).await;
+                        let handled = handle(&worker, &d, starts).await;
+                        drop((alone, shared));
+                        match handled {
                             Handled::Finished => guard.finish(),
                             Handled::Abandoned => guard.abandon(),
                         }

@@ -398,6 +398,54 @@ async fn tombstones_and_non_creation_events_are_skipped_and_eventbridge_creation
     assert_eq!(seen.committed, 4);
 }
 
+/// A job past its time limit (here `job_timeout_s = 1`, under the pipeline's per-page limit)
+/// is cancelled at the model's next step, retried once, then dead-lettered as `timeout`
+/// with 2 attempts; the daemon is not stopped by it.
+#[tokio::test]
+async fn a_job_past_its_time_limit_is_retried_once_then_dead_lettered_as_timeout() {
+    let (d, f) = daemon(config("job_timeout_s = 1"), Behaviour::RunsUntilCancelled);
+    put(&f, "src", "slow.png", png(32, 32)).await;
+    f.source
+        .push("jobs", 0, None, &job("slow", &["s3://src/slow.png"]));
+    let t = Instant::now();
+    let seen = run_until(&d, &f, 1).await;
+    assert_eq!(seen.exit, Exit::Stopped, "a timeout does not stop the daemon");
+    assert_eq!(seen.dead_kinds(), ["timeout"]);
+    assert_eq!(seen.dead[0]["attempts"], 2);
+    let message = seen.dead[0]["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("time limit of 1 s"), "{message}");
+    assert_eq!(seen.statuses(), ["dead_lettered"]);
+    assert_eq!(seen.committed, 1);
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+}
+
+/// A message whose earlier starts all died with the process (3 = `max_starts`, counted by the
+/// source across restarts) is not started a fourth time: it is dead-lettered `crashed` with
+/// its attempts, and the rest of its partition is processed and committed.
+#[tokio::test]
+async fn a_message_that_killed_the_process_max_starts_times_is_dead_lettered_as_crashed() {
+    use vinscan_daemon::JobSource;
+    let (d, f) = daemon(default(), Behaviour::Answer);
+    put(&f, "src", "a.png", png(32, 32)).await;
+    let killer = f
+        .source
+        .push("jobs", 0, Some("k"), &job("killer", &["s3://src/a.png"]));
+    f.source
+        .push("jobs", 0, Some("ok"), &job("fine", &["s3://src/a.png"]));
+    for _ in 0..3 {
+        f.source.record_start(&killer).expect("start");
+    }
+    let seen = run_until(&d, &f, 2).await;
+    assert_eq!(seen.dead_kinds(), ["crashed"]);
+    assert_eq!(seen.dead[0]["job_id"], "killer");
+    assert_eq!(seen.dead[0]["attempts"], 3);
+    let mut statuses = seen.statuses();
+    statuses.sort();
+    assert_eq!(statuses, ["dead_lettered", "ok"]);
+    assert_eq!(f.model.pages(), 1, "the killer was not started again");
+    assert_eq!(seen.committed, 2);
+}
+
 /// Regression (bug 1): after the model thread died, every later page failed `Internal`, which
 /// was dead-lettered and committed, while `/readyz` stayed 200. The model dies after 2 pages
 /// with 5 more messages queued: none of them is dead-lettered or committed, readiness turns

@@ -19,7 +19,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::{KafkaError, KafkaSettings};
+use crate::starts::{self, Starts};
+use crate::{KafkaError, KafkaErrorKind, KafkaSettings};
 
 /// Where a message came from, and under which assignment it was handed out.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,6 +50,26 @@ pub struct Delivery {
 struct Partition {
     epoch: u64,
     offsets: PartitionOffsets,
+    /// Starts of this partition's unfinished offsets ([`crate::starts`]), merged with what the
+    /// group's committed metadata held once `loaded`.
+    starts: Starts,
+    loaded: bool,
+}
+
+impl Partition {
+    /// The position to commit with its metadata (the starts of offsets at or after it).
+    fn commit_entry(&mut self) -> Option<(i64, String)> {
+        let next = self.offsets.committable()?;
+        self.starts.retain(|o, _| *o >= next);
+        Some((next, starts::encode(&self.starts)))
+    }
+}
+
+fn add_entry(tpl: &mut TopicPartitionList, topic: &str, partition: i32, (next, metadata): (i64, String)) {
+    let mut e = tpl.add_partition(topic, partition);
+    if e.set_offset(Offset::Offset(next)).is_ok() {
+        e.set_metadata(metadata);
+    }
 }
 
 /// Offsets of the partitions this member owns, shared with the rebalance callbacks.
@@ -66,18 +87,18 @@ impl Tracker {
             (topic.to_owned(), partition),
             Partition {
                 epoch,
-                offsets: PartitionOffsets::new(),
+                ..Partition::default()
             },
         );
         epoch
     }
 
-    /// Every owned partition's commit position.
-    fn positions(&self) -> TopicPartitionList {
+    /// Every owned partition's commit position, with its starts metadata.
+    fn positions(&mut self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), p) in &self.partitions {
-            if let Some(next) = p.offsets.committable() {
-                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(next));
+        for ((topic, partition), p) in &mut self.partitions {
+            if let Some(entry) = p.commit_entry() {
+                add_entry(&mut tpl, topic, *partition, entry);
             }
         }
         tpl
@@ -132,9 +153,10 @@ impl ConsumerContext for TrackingContext {
         for e in revoked.elements() {
             if let Some(mut p) = tracker.partitions.remove(&(e.topic().to_owned(), e.partition())) {
                 let abandoned = p.offsets.in_flight();
-                if let Some(next) = p.offsets.revoke() {
-                    let _ = tpl.add_partition_offset(e.topic(), e.partition(), Offset::Offset(next));
+                if let Some(entry) = p.commit_entry() {
+                    add_entry(&mut tpl, e.topic(), e.partition(), entry);
                 }
+                p.offsets.revoke();
                 tracing::info!(
                     topic = e.topic(),
                     partition = e.partition(),
@@ -143,12 +165,13 @@ impl ConsumerContext for TrackingContext {
                 );
             }
         }
-        drop(tracker);
+        // enqueued under the lock: see `finish`
         if tpl.count() > 0
             && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
         {
             tracing::warn!(error = %e, "commit on revocation failed; the work will be redelivered");
         }
+        drop(tracker);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -178,6 +201,10 @@ impl ConsumerContext for TrackingContext {
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
         }
     }
+}
+
+fn stale() -> KafkaError {
+    KafkaError::new(KafkaErrorKind::Transient, "the partition was reassigned")
 }
 
 /// A consumer-group member for job topics. `Sync`: the daemon's job tasks call
@@ -281,14 +308,108 @@ impl JobConsumer {
             .get_mut(&(id.topic.clone(), id.partition))
             .filter(|p| p.epoch == id.epoch)?;
         let next = p.offsets.finish(id.offset)?;
-        drop(tracker);
+        let entry = p.commit_entry()?;
         let mut tpl = TopicPartitionList::new();
-        let _ = tpl.add_partition_offset(&id.topic, id.partition, Offset::Offset(next));
+        add_entry(&mut tpl, &id.topic, id.partition, entry);
+        // Enqueued while the tracker is locked: every commit carries the whole starts map, so
+        // commits must reach the coordinator in the order their maps were taken, or an older
+        // map (without a start recorded since) would overwrite a newer one.
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             // the next commit (or the one on revocation or close) covers it
             tracing::warn!(error = %e, topic = %id.topic, partition = id.partition, "commit failed");
         }
+        drop(tracker);
         Some(next)
+    }
+
+    /// Blocking: how many times the delivery's message has started in this consumer group
+    /// without finishing, before this delivery (0 for a message never started). The first call
+    /// for a partition after its assignment reads what earlier owners recorded in the group's
+    /// committed metadata ([`crate::starts`]). Call it off the async threads.
+    ///
+    /// # Errors
+    /// A stale delivery (its partition was reassigned since), or the broker not answering.
+    pub fn starts(&self, id: &DeliveryId, timeout: Duration) -> Result<u32, KafkaError> {
+        self.load_starts(id, timeout)?;
+        let tracker = lock(&self.tracker);
+        let p = tracker
+            .partitions
+            .get(&(id.topic.clone(), id.partition))
+            .filter(|p| p.epoch == id.epoch)
+            .ok_or_else(stale)?;
+        Ok(p.starts.get(&id.offset).copied().unwrap_or(0))
+    }
+
+    /// Blocking: records durably that the delivery's work starts, and returns how many times
+    /// it has started in this consumer group, this start included (1 the first time). The
+    /// count is committed synchronously, in the metadata of the group's committed offset for
+    /// the partition, before this returns, so it survives the process dying during the work.
+    /// Call it off the async threads.
+    ///
+    /// # Errors
+    /// A stale delivery (its partition was reassigned since), or the broker not answering.
+    pub fn record_start(&self, id: &DeliveryId, timeout: Duration) -> Result<u32, KafkaError> {
+        self.load_starts(id, timeout)?;
+        let mut tracker = lock(&self.tracker);
+        let p = tracker
+            .partitions
+            .get_mut(&(id.topic.clone(), id.partition))
+            .filter(|p| p.epoch == id.epoch)
+            .ok_or_else(stale)?;
+        let n = p.starts.entry(id.offset).or_insert(0);
+        *n = n.saturating_add(1);
+        let n = *n;
+        let entry = p.commit_entry().ok_or_else(stale)?;
+        let mut tpl = TopicPartitionList::new();
+        add_entry(&mut tpl, &id.topic, id.partition, entry);
+        // committed under the lock (see `finish`); a round trip to the coordinator
+        let r = self.consumer.commit(&tpl, CommitMode::Sync);
+        drop(tracker);
+        r.map_err(|e| {
+            self.last_error
+                .explain(KafkaError::from_rdkafka(&e, "commit the start"))
+        })?;
+        Ok(n)
+    }
+
+    /// Merges the starts an earlier owner committed into this assignment's, once per
+    /// assignment.
+    fn load_starts(&self, id: &DeliveryId, timeout: Duration) -> Result<(), KafkaError> {
+        let key = (id.topic.clone(), id.partition);
+        let loaded = lock(&self.tracker)
+            .partitions
+            .get(&key)
+            .filter(|p| p.epoch == id.epoch)
+            .ok_or_else(stale)?
+            .loaded;
+        if loaded {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&id.topic, id.partition);
+        let committed = self.consumer.committed_offsets(tpl, timeout).map_err(|e| {
+            self.last_error
+                .explain(KafkaError::from_rdkafka(&e, "committed offsets"))
+        })?;
+        let prior = committed
+            .elements()
+            .first()
+            .map(|e| starts::decode(e.metadata()))
+            .unwrap_or_default();
+        let mut tracker = lock(&self.tracker);
+        let p = tracker
+            .partitions
+            .get_mut(&key)
+            .filter(|p| p.epoch == id.epoch)
+            .ok_or_else(stale)?;
+        if !p.loaded {
+            for (offset, n) in prior {
+                let e = p.starts.entry(offset).or_insert(0);
+                *e = (*e).max(n);
+            }
+            p.loaded = true;
+        }
+        Ok(())
     }
 
     /// Gives up a delivery without committing it (shutdown, a job that cannot finish in this
@@ -339,13 +460,18 @@ impl JobConsumer {
 
     /// Blocking: commits every owned partition's position and waits for the broker.
     pub fn commit_sync(&self) -> Result<(), KafkaError> {
-        let tpl = lock(&self.tracker).positions();
+        // under the lock: see `finish`
+        let mut tracker = lock(&self.tracker);
+        let tpl = tracker.positions();
         if tpl.count() == 0 {
             return Ok(());
         }
-        self.consumer
+        let r = self
+            .consumer
             .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| KafkaError::from_rdkafka(&e, "commit"))
+            .map_err(|e| KafkaError::from_rdkafka(&e, "commit"));
+        drop(tracker);
+        r
     }
 
     /// Partitions currently owned, as `(topic, partition)`.

@@ -18,6 +18,7 @@ mod error;
 mod offsets;
 mod producer;
 mod settings;
+mod starts;
 
 pub use consumer::{Delivery, DeliveryId, JobConsumer};
 pub use error::{KafkaError, KafkaErrorKind};

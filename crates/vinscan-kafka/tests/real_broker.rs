@@ -311,3 +311,55 @@ fn a_wrong_password_or_an_untrusted_certificate_is_a_clear_credentials_error() {
         assert!(!err.message.contains("not-the-password"), "{}", err.message);
     }
 }
+
+/// A message's starts survive the member that started it: the count is committed with the
+/// group's position before the work begins, read back by the next owner, and dropped once the
+/// position passes the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_are_counted_across_members_until_the_message_finishes() {
+    let brokers = broker();
+    let topic = unique("starts");
+    let mut settings = KafkaSettings::new(&brokers, unique("group"));
+    settings.session_timeout = Duration::from_secs(6);
+    admin::create_topics(&settings, &[(&topic, 1)])
+        .await
+        .expect("topic");
+    produce(&settings, &topic, 0..2).await;
+    for (member, expected) in [(0, 1), (1, 2), (2, 3)] {
+        // each member starts offset 0 and dies (is dropped) without finishing it
+        let consumer = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .expect("a message in time")
+            .expect("message");
+        assert_eq!(d.id.offset, 0, "member {member}");
+        let n = consumer
+            .record_start(&d.id, Duration::from_secs(10))
+            .expect("recorded");
+        assert_eq!(n, expected, "member {member}");
+        drop(consumer);
+    }
+    // the next member finishes offset 0; offset 1 then starts at 1
+    let consumer = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
+    let d0 = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a message in time")
+        .expect("message");
+    assert_eq!(
+        consumer
+            .record_start(&d0.id, Duration::from_secs(10))
+            .expect("recorded"),
+        4
+    );
+    let d1 = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+        .await
+        .expect("a message in time")
+        .expect("message");
+    consumer.finish(&d0.id);
+    assert_eq!(
+        consumer
+            .record_start(&d1.id, Duration::from_secs(10))
+            .expect("recorded"),
+        1
+    );
+}

@@ -6,12 +6,14 @@
 //! every offset committed. The same holds when the daemon is SIGKILLed five times mid-run and
 //! restarted, through broker and S3 outages, with two daemons in one group; and SIGTERM during
 //! a long generation exits within the grace period. `secure`: SASL_SSL; `broker_crash`: the
-//! broker SIGKILLed and restarted; `systemic`: the S3 server refusing the daemon's credentials.
+//! broker SIGKILLed and restarted; `systemic`: the S3 server refusing the daemon's credentials;
+//! `crashing` (built with `--features failpoints`): a message that aborts the process.
 #![cfg(feature = "kafka")]
 
 mod broker_crash;
 #[path = "../common/mod.rs"]
 mod common;
+mod crashing;
 mod fixture;
 mod messages;
 mod secure;

@@ -34,6 +34,9 @@ struct SourceState {
     in_flight: usize,
     paused: bool,
     closed: bool,
+    /// Starts per (topic, partition, offset), kept across restarts as Kafka keeps them in the
+    /// group's committed metadata.
+    starts: HashMap<(String, i32, i64), u32>,
 }
 
 /// A job source over a queue of messages: pausing stops deliveries, and a partition's commit
@@ -212,6 +215,24 @@ impl JobSource for VecJobSource {
         let mut s = lock(&self.state);
         s.in_flight = s.in_flight.saturating_sub(1);
         s.abandoned.push(id.clone());
+    }
+
+    fn starts(&self, id: &DeliveryId) -> Result<u32, PortError> {
+        let s = lock(&self.state);
+        Ok(s.starts
+            .get(&(id.topic.clone(), id.partition, id.offset))
+            .copied()
+            .unwrap_or(0))
+    }
+
+    fn record_start(&self, id: &DeliveryId) -> Result<u32, PortError> {
+        let mut s = lock(&self.state);
+        let n = s
+            .starts
+            .entry((id.topic.clone(), id.partition, id.offset))
+            .or_insert(0);
+        *n += 1;
+        Ok(*n)
     }
 
     fn set_paused(&self, paused: bool) -> Result<(), PortError> {
