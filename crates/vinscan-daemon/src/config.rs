@@ -357,8 +357,10 @@ impl ServeConfig {
         }
         check_kafka_properties(&k.properties)?;
         let d = &self.daemon;
-        if !(1..=256).contains(&d.max_in_flight) {
-            return bad("daemon.max_in_flight must be 1..=256");
+        // each message in flight has its start recorded in the committed offset's metadata,
+        // which holds 100 (vinscan-kafka's starts::MAX_ENTRIES)
+        if !(1..=100).contains(&d.max_in_flight) {
+            return bad("daemon.max_in_flight must be 1..=100");
         }
         if !(1..=100).contains(&d.max_starts) {
             return bad("daemon.max_starts must be 1..=100");

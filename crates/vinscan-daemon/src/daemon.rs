@@ -90,13 +90,15 @@ impl Daemon {
     /// ([`Check::Jobs`]). Each `hold` is paired with one [`release`](Self::release).
     pub fn hold(&self, job_id: &str, error: &vinscan_core::Error) {
         let mut first = false;
+        // readiness follows the count inside the update, so a release and a hold racing
+        // cannot leave it true with a job held
         self.held.send_modify(|n| {
             first = *n == 0;
             *n += 1;
+            self.readiness.set(Check::Jobs, false);
         });
         self.metrics.held.inc();
         if first {
-            self.readiness.set(Check::Jobs, false);
             tracing::warn!(job_id, kind = %error.kind(), error = %error, "systemic fault: the work in flight waits and no new message is taken until it clears");
         }
     }
@@ -108,10 +110,12 @@ impl Daemon {
         self.held.send_modify(|n| {
             *n = n.saturating_sub(1);
             last = *n == 0;
+            if last {
+                self.readiness.set(Check::Jobs, true);
+            }
         });
         self.metrics.held.dec();
         if last {
-            self.readiness.set(Check::Jobs, true);
             tracing::info!("the systemic fault cleared: taking messages again");
         }
     }

@@ -131,13 +131,13 @@ mod tests {
         assert!(!d.cancellation().is_cancelled());
 
         let d = Deadline::start(Cancellation::new(), Duration::from_millis(150));
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(d.cancellation().is_cancelled() && d.timed_out());
 
         let shutdown = Cancellation::new();
         let d = Deadline::start(shutdown.clone(), Duration::from_secs(60));
         shutdown.cancel();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
         assert!(
             d.cancellation().is_cancelled() && !d.timed_out(),
             "a shutdown is not a timeout"

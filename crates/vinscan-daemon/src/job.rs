@@ -78,6 +78,19 @@ fn maybe_systemic(kind: ErrorKind) -> bool {
     matches!(kind, ErrorKind::Transient | ErrorKind::Config)
 }
 
+/// Whether a `Config` failure of `job` is systemic: every bucket the job touches is one the
+/// deployment names (routes, outputs), or the default output bucket does not answer either.
+/// A job message may name any bucket: access refused to one the deployment never mentions is
+/// that job's problem and must not hold the daemon.
+fn systemic_config(daemon: &Daemon, job: &Job) -> bool {
+    let configured = job
+        .sources
+        .iter()
+        .all(|s| daemon.routes.configures_bucket(&s.bucket))
+        && daemon.routes.configures_bucket(job.output_prefix.bucket());
+    configured || !daemon.readiness.get(crate::readiness::Check::Store)
+}
+
 /// Runs `job` until it is done, fails for good or the daemon stops. A passing failure is
 /// retried with backoff within the retry budget; past the budget, and at once for wrong
 /// settings or credentials, the fault is systemic: the job is held ([`Daemon::hold`]) and
@@ -100,12 +113,19 @@ pub async fn run_with_retries(daemon: &Arc<Daemon>, job: &Job) -> Ended {
             Ok(out) => break Ended::Done(out, attempts),
             // a timeout is retried once, at once: a slow moment (a busy machine) gets a second
             // chance, a page that always runs long does not hold its partition twice more
-            Err(e) if e.kind() == ErrorKind::Timeout && !timed_out && !daemon.is_stopping() => {
+            // cut short by a stop, not by the job: left for redelivery
+            Err(e) if e.kind() == ErrorKind::Timeout && daemon.is_stopping() => break Ended::Abandoned,
+            Err(e) if e.kind() == ErrorKind::Timeout && !timed_out => {
                 timed_out = true;
                 tracing::warn!(job_id = %job.job_id, attempt = attempts, error = %e, "job timed out, retrying once");
                 continue;
             }
             Err(e) if !maybe_systemic(e.kind()) => break Ended::Failed(e, attempts, first_at),
+            // refused for a bucket the deployment does not name (a job message's own choice),
+            // while the default output answers: the job's fault, not a systemic one
+            Err(e) if e.kind() == ErrorKind::Config && !systemic_config(daemon, job) => {
+                break Ended::Failed(e, attempts, first_at);
+            }
             Err(e) => e,
         };
         if daemon.is_stopping() {

@@ -44,20 +44,21 @@ pub async fn run(daemon: Arc<Daemon>, source: Arc<dyn JobSource>) -> Exit {
     }
 }
 
-/// How many times the message started before (0 when the source cannot say).
+/// How many times the message started before; 1 when the source cannot say (treated as a
+/// suspect: it runs alone, so a crash is not shared).
 async fn prior_starts(source: Arc<dyn JobSource>, d: &Delivery) -> u32 {
     let id = d.id.clone();
     match tokio::task::spawn_blocking(move || source.starts(&id)).await {
         Ok(Ok(n)) => n,
-        _ => 0,
+        _ => 1,
     }
 }
 
 /// Records the message's start before its work (so a crash during the work is counted) and
-/// returns its starts. When the broker cannot record it, the work goes ahead as a first
-/// start: a lost count only delays the `crashed` verdict, a refused start would stall the
-/// partition.
-async fn record_start(daemon: &Daemon, source: Arc<dyn JobSource>, d: &Delivery) -> u32 {
+/// returns its starts. When the broker cannot record it, the work goes ahead counted as
+/// `prior + 1`: a start that is not durable only delays the `crashed` verdict, a refused
+/// start would stall the partition.
+async fn record_start(daemon: &Daemon, source: Arc<dyn JobSource>, d: &Delivery, prior: u32) -> u32 {
     let id = d.id.clone();
     match tokio::task::spawn_blocking(move || source.record_start(&id)).await {
         Ok(Ok(n)) => {
@@ -68,9 +69,9 @@ async fn record_start(daemon: &Daemon, source: Arc<dyn JobSource>, d: &Delivery)
         }
         Ok(Err(e)) => {
             tracing::warn!(topic = %d.id.topic, partition = d.id.partition, offset = d.id.offset, error = %e, "could not record the message's start");
-            1
+            prior + 1
         }
-        Err(_) => 1,
+        Err(_) => prior + 1,
     }
 }
 
@@ -120,14 +121,19 @@ async fn consume(daemon: &Arc<Daemon>, source: &Arc<dyn JobSource>, tasks: &mut 
                     tasks.spawn(async move {
                         // a suspect (started before, never finished) runs alone; its start is
                         // recorded once it has its turn, so waiting is never counted
-                        let suspect = prior_starts(starter.clone(), &d).await > 0;
-                        let (alone, shared) = if suspect {
+                        let prior = prior_starts(starter.clone(), &d).await;
+                        let (alone, shared) = if prior > 0 {
                             (Some(worker.isolation.write().await), None)
                         } else {
                             (None, Some(worker.isolation.read().await))
                         };
-                        let starts = record_start(&worker, starter, &d).await;
-                        let handled = handle(&worker, &d, starts).await;
+                        // a stop while it waited: never started, left for redelivery
+                        let handled = if worker.is_stopping() {
+                            Handled::Abandoned
+                        } else {
+                            let starts = record_start(&worker, starter, &d, prior).await;
+                            handle(&worker, &d, starts).await
+                        };
                         drop((alone, shared));
                         match handled {
                             Handled::Finished => guard.finish(),

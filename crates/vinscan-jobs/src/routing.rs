@@ -52,6 +52,16 @@ impl Routes {
             .find(|r| r.bucket == bucket && key.starts_with(&r.prefix))
     }
 
+    /// Whether the deployment names `bucket`: a route's bucket, a route's output bucket or the
+    /// default output's.
+    pub fn configures_bucket(&self, bucket: &str) -> bool {
+        self.default_output.bucket() == bucket
+            || self
+                .routes
+                .iter()
+                .any(|r| r.bucket == bucket || r.output_prefix.bucket() == bucket)
+    }
+
     pub fn knows_pipeline(&self, name: &str) -> bool {
         self.pipelines.iter().any(|p| p == name)
     }

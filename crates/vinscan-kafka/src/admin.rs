@@ -41,6 +41,31 @@ pub async fn create_topics(settings: &KafkaSettings, topics: &[(&str, i32)]) -> 
     Ok(())
 }
 
+/// The starts the group has recorded for `topic`'s partition `partition` (offset → starts of
+/// messages begun and not finished; see the daemon's `max_starts`). Blocking; for operators
+/// and tests.
+pub fn recorded_starts(
+    settings: &KafkaSettings,
+    topic: &str,
+    partition: i32,
+    timeout: Duration,
+) -> Result<std::collections::BTreeMap<i64, u32>, KafkaError> {
+    let consumer: BaseConsumer = settings
+        .consumer()
+        .create()
+        .map_err(|e| KafkaError::from_rdkafka(&e, "create consumer"))?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let committed = consumer
+        .committed_offsets(tpl, timeout)
+        .map_err(|e| KafkaError::from_rdkafka(&e, "committed offsets"))?;
+    Ok(committed
+        .elements()
+        .first()
+        .map(|e| crate::starts::decode(e.metadata()))
+        .unwrap_or_default())
+}
+
 /// Per partition of `topic`: (partition, the group's committed offset or `None`, high watermark).
 /// Blocking.
 pub fn group_progress(

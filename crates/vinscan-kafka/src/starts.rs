@@ -23,12 +23,13 @@ pub const MAX_ENTRIES: usize = 100;
 /// Starts per offset.
 pub type Starts = BTreeMap<i64, u32>;
 
-/// The metadata string for `starts`: the highest offsets are kept when there are more than
-/// [`MAX_ENTRIES`] (the lowest, the oldest, are the likeliest to be finished soon).
+/// The metadata string for `starts`: the lowest offsets are kept when there are more than
+/// [`MAX_ENTRIES`] (the lowest unfinished one holds the partition's position: it is the one
+/// whose count must not be lost). Only messages in flight are recorded, and the daemon allows
+/// at most 100 in flight, so the cap is a guard, not a rule that bites.
 pub fn encode(starts: &Starts) -> String {
     let kept: BTreeMap<String, u32> = starts
         .iter()
-        .rev()
         .take(MAX_ENTRIES)
         .map(|(o, n)| (o.to_string(), *n))
         .collect();
@@ -79,6 +80,9 @@ mod tests {
         assert!(text.len() <= 4096, "{}", text.len());
         let back = decode(&text);
         assert_eq!(back.len(), MAX_ENTRIES);
-        assert!(back.contains_key(&i64::MAX), "the highest offsets are kept");
+        assert!(
+            back.contains_key(&(i64::MAX - 499)),
+            "the lowest offsets are kept"
+        );
     }
 }

@@ -312,11 +312,13 @@ fn a_wrong_password_or_an_untrusted_certificate_is_a_clear_credentials_error() {
     }
 }
 
-/// A message's starts survive the member that started it: the count is committed with the
-/// group's position before the work begins, read back by the next owner, and dropped once the
-/// position passes the message.
+/// A message's start is durable before `record_start` returns: the group's committed
+/// metadata shows it while the member works. A member that leaves gracefully (here: dropped,
+/// its partition revoked) takes its unfinished start back, since nothing crashed; one that
+/// finishes removes it. (A start that dies with the process stays: the serve suite's
+/// crash-loop test kills a real daemon.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn starts_are_counted_across_members_until_the_message_finishes() {
+async fn starts_are_durable_while_working_and_taken_back_by_a_graceful_end() {
     let brokers = broker();
     let topic = unique("starts");
     let mut settings = KafkaSettings::new(&brokers, unique("group"));
@@ -325,41 +327,59 @@ async fn starts_are_counted_across_members_until_the_message_finishes() {
         .await
         .expect("topic");
     produce(&settings, &topic, 0..2).await;
-    for (member, expected) in [(0, 1), (1, 2), (2, 3)] {
-        // each member starts offset 0 and dies (is dropped) without finishing it
-        let consumer = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
-        let d = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-            .await
-            .expect("a message in time")
-            .expect("message");
-        assert_eq!(d.id.offset, 0, "member {member}");
-        let n = consumer
-            .record_start(&d.id, Duration::from_secs(10))
-            .expect("recorded");
-        assert_eq!(n, expected, "member {member}");
-        drop(consumer);
-    }
-    // the next member finishes offset 0; offset 1 then starts at 1
-    let consumer = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
-    let d0 = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+    let recorded = || admin::recorded_starts(&settings, &topic, 0, Duration::from_secs(10)).expect("starts");
+
+    let a = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
+    let d0 = tokio::time::timeout(Duration::from_secs(30), a.recv())
         .await
-        .expect("a message in time")
+        .expect("in time")
         .expect("message");
+    assert_eq!(a.starts(&d0.id, Duration::from_secs(10)).expect("starts"), 0);
     assert_eq!(
-        consumer
-            .record_start(&d0.id, Duration::from_secs(10))
-            .expect("recorded"),
-        4
-    );
-    let d1 = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
-        .await
-        .expect("a message in time")
-        .expect("message");
-    consumer.finish(&d0.id);
-    assert_eq!(
-        consumer
-            .record_start(&d1.id, Duration::from_secs(10))
-            .expect("recorded"),
+        a.record_start(&d0.id, Duration::from_secs(10)).expect("recorded"),
         1
+    );
+    assert_eq!(recorded().get(&0), Some(&1), "durable while the member works");
+    assert_eq!(
+        a.record_start(&d0.id, Duration::from_secs(10)).expect("recorded"),
+        2
+    );
+    drop(a);
+    assert_eq!(
+        recorded().get(&0),
+        Some(&1),
+        "the graceful leave took its start back"
+    );
+
+    let b = JobConsumer::subscribe(&settings, std::slice::from_ref(&topic)).expect("consumer");
+    let d0 = tokio::time::timeout(Duration::from_secs(30), b.recv())
+        .await
+        .expect("in time")
+        .expect("message");
+    assert_eq!(d0.id.offset, 0);
+    assert_eq!(
+        b.starts(&d0.id, Duration::from_secs(10)).expect("starts"),
+        1,
+        "read from the group"
+    );
+    assert_eq!(
+        b.record_start(&d0.id, Duration::from_secs(10)).expect("recorded"),
+        2
+    );
+    let d1 = tokio::time::timeout(Duration::from_secs(30), b.recv())
+        .await
+        .expect("in time")
+        .expect("message");
+    assert_eq!(
+        b.record_start(&d1.id, Duration::from_secs(10)).expect("recorded"),
+        1
+    );
+    b.finish(&d0.id);
+    b.finish(&d1.id);
+    b.commit_sync().expect("commit");
+    assert!(
+        recorded().is_empty(),
+        "finished messages keep no starts: {:?}",
+        recorded()
     );
 }

@@ -207,12 +207,17 @@ impl JobSource for VecJobSource {
 
     fn finish(&self, id: &DeliveryId) {
         let mut s = lock(&self.state);
+        s.starts.remove(&(id.topic.clone(), id.partition, id.offset));
         s.in_flight = s.in_flight.saturating_sub(1);
         s.finished.push(id.clone());
     }
 
     fn abandon(&self, id: &DeliveryId) {
         let mut s = lock(&self.state);
+        // an abandoned start did not crash anything (Kafka's source takes it back too)
+        if let Some(n) = s.starts.get_mut(&(id.topic.clone(), id.partition, id.offset)) {
+            *n = n.saturating_sub(1);
+        }
         s.in_flight = s.in_flight.saturating_sub(1);
         s.abandoned.push(id.clone());
     }

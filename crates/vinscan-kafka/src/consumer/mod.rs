@@ -2,10 +2,12 @@
 //!
 //! Every delivered message is registered in its partition's [`PartitionOffsets`] before it is
 //! handed out; [`JobConsumer::finish`] marks it done and commits the partition's new
-//! contiguous position. Commits from `finish` and from the revocation callback are
-//! asynchronous: the callback runs inside `recv`'s poll, on an async thread, which must never
-//! wait for the broker. The one synchronous commit is [`JobConsumer::close`], which callers run
-//! off the async threads. Each assignment of a partition gets a new epoch: work started under
+//! contiguous position. Commits from `finish`, `abandon`, `record_start` and the revocation
+//! callback are asynchronous and enqueued while the tracker is locked (each carries the whole
+//! starts map, so they must reach the coordinator in order); nothing waits for the broker while
+//! holding the lock. `record_start` then waits, without the lock and for a bounded time, until
+//! the coordinator shows the start; the one synchronous commit is [`JobConsumer::close`]'s.
+//! Callers run the blocking calls off the async threads. Each assignment of a partition gets a new epoch: work started under
 //! an earlier assignment cannot move the offsets of a later one, it is simply redelivered.
 
 use std::collections::HashMap;
@@ -18,6 +20,8 @@ use crate::offsets::PartitionOffsets;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+mod recorded;
 
 use crate::starts::{self, Starts};
 use crate::{KafkaError, KafkaErrorKind, KafkaSettings};
@@ -54,14 +58,36 @@ struct Partition {
     /// group's committed metadata held once `loaded`.
     starts: Starts,
     loaded: bool,
+    /// Offsets whose start this member recorded in this assignment and that have not ended.
+    started_here: std::collections::BTreeSet<i64>,
 }
 
 impl Partition {
-    /// The position to commit with its metadata (the starts of offsets at or after it).
-    fn commit_entry(&mut self) -> Option<(i64, String)> {
+    /// The position to commit with its metadata (the starts of offsets at or after it). When
+    /// the member counts starts (`counting`), None until the earlier owners' starts are
+    /// loaded: committing before would overwrite them.
+    fn commit_entry(&mut self, counting: bool) -> Option<(i64, String)> {
+        if counting && !self.loaded {
+            return None;
+        }
         let next = self.offsets.committable()?;
         self.starts.retain(|o, _| *o >= next);
         Some((next, starts::encode(&self.starts)))
+    }
+
+    /// A start this member recorded ended without a crash (finished, abandoned, revoked):
+    /// it is taken back, so only starts that died with the process stay counted.
+    fn take_back(&mut self, offset: i64) -> bool {
+        if !self.started_here.remove(&offset) {
+            return false;
+        }
+        if let Some(n) = self.starts.get_mut(&offset) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.starts.remove(&offset);
+            }
+        }
+        true
     }
 }
 
@@ -77,6 +103,9 @@ fn add_entry(tpl: &mut TopicPartitionList, topic: &str, partition: i32, (next, m
 struct Tracker {
     partitions: HashMap<(String, i32), Partition>,
     next_epoch: u64,
+    /// Whether starts are counted ([`JobConsumer::starts`] was called): from then on every
+    /// commit carries them.
+    counting: bool,
 }
 
 impl Tracker {
@@ -96,8 +125,9 @@ impl Tracker {
     /// Every owned partition's commit position, with its starts metadata.
     fn positions(&mut self) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
+        let counting = self.counting;
         for ((topic, partition), p) in &mut self.partitions {
-            if let Some(entry) = p.commit_entry() {
+            if let Some(entry) = p.commit_entry(counting) {
                 add_entry(&mut tpl, topic, *partition, entry);
             }
         }
@@ -149,11 +179,17 @@ impl ConsumerContext for TrackingContext {
         // connection; should it be lost, the new owner redoes finished work, which rewrites the
         // same output objects (at least once).
         let mut tracker = lock(&self.tracker);
+        let counting = tracker.counting;
         let mut tpl = TopicPartitionList::new();
         for e in revoked.elements() {
             if let Some(mut p) = tracker.partitions.remove(&(e.topic().to_owned(), e.partition())) {
                 let abandoned = p.offsets.in_flight();
-                if let Some(entry) = p.commit_entry() {
+                // work cut short by the rebalance did not crash anything
+                let started: Vec<i64> = p.started_here.iter().copied().collect();
+                for offset in started {
+                    p.take_back(offset);
+                }
+                if let Some(entry) = p.commit_entry(counting) {
                     add_entry(&mut tpl, e.topic(), e.partition(), entry);
                 }
                 p.offsets.revoke();
@@ -303,12 +339,19 @@ impl JobConsumer {
     pub fn finish(&self, id: &DeliveryId) -> Option<i64> {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         let mut tracker = lock(&self.tracker);
+        let counting = tracker.counting;
         let p = tracker
             .partitions
             .get_mut(&(id.topic.clone(), id.partition))
             .filter(|p| p.epoch == id.epoch)?;
-        let next = p.offsets.finish(id.offset)?;
-        let entry = p.commit_entry()?;
+        let moved = p.offsets.finish(id.offset);
+        // finished: its start is no longer a suspect's
+        p.starts.remove(&id.offset);
+        let recorded = p.started_here.remove(&id.offset);
+        if moved.is_none() && !recorded {
+            return None;
+        }
+        let entry = p.commit_entry(counting)?;
         let mut tpl = TopicPartitionList::new();
         add_entry(&mut tpl, &id.topic, id.partition, entry);
         // Enqueued while the tracker is locked: every commit carries the whole starts map, so
@@ -319,109 +362,34 @@ impl JobConsumer {
             tracing::warn!(error = %e, topic = %id.topic, partition = id.partition, "commit failed");
         }
         drop(tracker);
-        Some(next)
-    }
-
-    /// Blocking: how many times the delivery's message has started in this consumer group
-    /// without finishing, before this delivery (0 for a message never started). The first call
-    /// for a partition after its assignment reads what earlier owners recorded in the group's
-    /// committed metadata ([`crate::starts`]). Call it off the async threads.
-    ///
-    /// # Errors
-    /// A stale delivery (its partition was reassigned since), or the broker not answering.
-    pub fn starts(&self, id: &DeliveryId, timeout: Duration) -> Result<u32, KafkaError> {
-        self.load_starts(id, timeout)?;
-        let tracker = lock(&self.tracker);
-        let p = tracker
-            .partitions
-            .get(&(id.topic.clone(), id.partition))
-            .filter(|p| p.epoch == id.epoch)
-            .ok_or_else(stale)?;
-        Ok(p.starts.get(&id.offset).copied().unwrap_or(0))
-    }
-
-    /// Blocking: records durably that the delivery's work starts, and returns how many times
-    /// it has started in this consumer group, this start included (1 the first time). The
-    /// count is committed synchronously, in the metadata of the group's committed offset for
-    /// the partition, before this returns, so it survives the process dying during the work.
-    /// Call it off the async threads.
-    ///
-    /// # Errors
-    /// A stale delivery (its partition was reassigned since), or the broker not answering.
-    pub fn record_start(&self, id: &DeliveryId, timeout: Duration) -> Result<u32, KafkaError> {
-        self.load_starts(id, timeout)?;
-        let mut tracker = lock(&self.tracker);
-        let p = tracker
-            .partitions
-            .get_mut(&(id.topic.clone(), id.partition))
-            .filter(|p| p.epoch == id.epoch)
-            .ok_or_else(stale)?;
-        let n = p.starts.entry(id.offset).or_insert(0);
-        *n = n.saturating_add(1);
-        let n = *n;
-        let entry = p.commit_entry().ok_or_else(stale)?;
-        let mut tpl = TopicPartitionList::new();
-        add_entry(&mut tpl, &id.topic, id.partition, entry);
-        // committed under the lock (see `finish`); a round trip to the coordinator
-        let r = self.consumer.commit(&tpl, CommitMode::Sync);
-        drop(tracker);
-        r.map_err(|e| {
-            self.last_error
-                .explain(KafkaError::from_rdkafka(&e, "commit the start"))
-        })?;
-        Ok(n)
-    }
-
-    /// Merges the starts an earlier owner committed into this assignment's, once per
-    /// assignment.
-    fn load_starts(&self, id: &DeliveryId, timeout: Duration) -> Result<(), KafkaError> {
-        let key = (id.topic.clone(), id.partition);
-        let loaded = lock(&self.tracker)
-            .partitions
-            .get(&key)
-            .filter(|p| p.epoch == id.epoch)
-            .ok_or_else(stale)?
-            .loaded;
-        if loaded {
-            return Ok(());
-        }
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition(&id.topic, id.partition);
-        let committed = self.consumer.committed_offsets(tpl, timeout).map_err(|e| {
-            self.last_error
-                .explain(KafkaError::from_rdkafka(&e, "committed offsets"))
-        })?;
-        let prior = committed
-            .elements()
-            .first()
-            .map(|e| starts::decode(e.metadata()))
-            .unwrap_or_default();
-        let mut tracker = lock(&self.tracker);
-        let p = tracker
-            .partitions
-            .get_mut(&key)
-            .filter(|p| p.epoch == id.epoch)
-            .ok_or_else(stale)?;
-        if !p.loaded {
-            for (offset, n) in prior {
-                let e = p.starts.entry(offset).or_insert(0);
-                *e = (*e).max(n);
-            }
-            p.loaded = true;
-        }
-        Ok(())
+        moved
     }
 
     /// Gives up a delivery without committing it (shutdown, a job that cannot finish in this
     /// process): its offset stays unfinished, so nothing at or after it in the partition is
     /// committed by this member, and it is redelivered to whoever owns the partition next.
+    /// Its recorded start, if any, is taken back: the process did not die on it.
     pub fn abandon(&self, id: &DeliveryId) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        let tracker = lock(&self.tracker);
-        let current = tracker
+        let mut tracker = lock(&self.tracker);
+        let counting = tracker.counting;
+        let p = tracker
             .partitions
-            .get(&(id.topic.clone(), id.partition))
-            .is_some_and(|p| p.epoch == id.epoch);
+            .get_mut(&(id.topic.clone(), id.partition))
+            .filter(|p| p.epoch == id.epoch);
+        let current = p.is_some();
+        if let Some(p) = p
+            && p.take_back(id.offset)
+            && let Some(entry) = p.commit_entry(counting)
+        {
+            let mut tpl = TopicPartitionList::new();
+            add_entry(&mut tpl, &id.topic, id.partition, entry);
+            // under the lock: see `finish`
+            if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+                tracing::warn!(error = %e, topic = %id.topic, partition = id.partition, "commit failed");
+            }
+        }
+        drop(tracker);
         tracing::debug!(topic = %id.topic, partition = id.partition, offset = id.offset, current, "delivery abandoned");
     }
 
