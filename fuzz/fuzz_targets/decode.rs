@@ -1,0 +1,25 @@
+//! Document decoding: any bytes as a scan (JPEG, PNG, TIFF, WebP, BMP; content sniffed as the
+//! product does) and as a tax-authority e-invoice XML. Errors are fine; panics, aborts, hangs
+//! and allocations past the limits are not. (PDF goes through pdfium, a native library this
+//! target does not load.)
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vinscan_core::{Document, Limits};
+
+fuzz_target!(|data: &[u8]| {
+    let limits = Limits {
+        max_pixels: 4_000_000,
+        max_dimension: 4096,
+        max_pages: 4,
+        ..Limits::default()
+    };
+    if let Ok(doc) = Document::open("fuzz", data.to_vec(), &limits, None) {
+        for index in 0..doc.page_count().min(4) {
+            let _ = doc.page(index, 72.0, &limits, None);
+        }
+    }
+    if vinscan_core::einvoice::is_einvoice(data) {
+        let _ = vinscan_core::einvoice::invoice_data(data);
+    }
+});
