@@ -500,7 +500,25 @@ pub fn stop(child: &mut Child) -> std::process::ExitStatus {
 pub fn dump_logs(f: &Fixture, runs: usize) {
     for run in 0..runs {
         let log = f.log(run);
-        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        // the last lines, and every warning or error before them: enough to tell a stall
+        // from a fault when a run fails on a busy CI machine
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+            .collect();
+        eprintln!(
+            "--- daemon {run}: {} warnings and errors ---\n{}",
+            warnings.len(),
+            warnings
+                .iter()
+                .rev()
+                .take(40)
+                .rev()
+                .copied()
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
         eprintln!(
             "--- daemon {run} (last lines) ---\n{}",
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
