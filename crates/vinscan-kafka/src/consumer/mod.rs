@@ -143,7 +143,7 @@ struct TrackingContext {
     last_error: LastError,
 }
 
-fn lock(m: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // a panic while holding the lock leaves consistent data (every method is one step)
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -201,13 +201,14 @@ impl ConsumerContext for TrackingContext {
                 );
             }
         }
-        // enqueued under the lock: see `finish`
+        // never call librdkafka with the tracker held (see `finish`); the partitions are gone
+        // from the tracker, so no later commit of this member races this one
+        drop(tracker);
         if tpl.count() > 0
             && let Err(e) = consumer.commit(&tpl, CommitMode::Async)
         {
             tracing::warn!(error = %e, "commit on revocation failed; the work will be redelivered");
         }
-        drop(tracker);
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -251,6 +252,8 @@ pub struct JobConsumer {
     paused: Arc<AtomicBool>,
     in_flight: AtomicUsize,
     last_error: LastError,
+    /// Held from taking a partition's commit entry to enqueuing its commit (see `finish`).
+    commit_order: Mutex<()>,
 }
 
 impl std::fmt::Debug for JobConsumer {
@@ -287,6 +290,7 @@ impl JobConsumer {
             paused,
             in_flight: AtomicUsize::new(0),
             last_error,
+            commit_order: Mutex::new(()),
         })
     }
 
@@ -338,6 +342,7 @@ impl JobConsumer {
     /// the partition's new contiguous position. Returns the committed position when it moved.
     pub fn finish(&self, id: &DeliveryId) -> Option<i64> {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let _order = lock(&self.commit_order);
         let mut tracker = lock(&self.tracker);
         let counting = tracker.counting;
         let p = tracker
@@ -352,16 +357,18 @@ impl JobConsumer {
             return None;
         }
         let entry = p.commit_entry(counting)?;
+        drop(tracker);
         let mut tpl = TopicPartitionList::new();
         add_entry(&mut tpl, &id.topic, id.partition, entry);
-        // Enqueued while the tracker is locked: every commit carries the whole starts map, so
-        // commits must reach the coordinator in the order their maps were taken, or an older
-        // map (without a start recorded since) would overwrite a newer one.
+        // Every commit carries the whole starts map, so commits must reach the coordinator in
+        // the order their maps were taken, or an older map (without a start recorded since)
+        // would overwrite a newer one: `commit_order` is held from taking the map to enqueuing
+        // the commit. The tracker is not: librdkafka is never called with it held, since the
+        // rebalance callback (run inside librdkafka's poll) takes it.
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             // the next commit (or the one on revocation or close) covers it
             tracing::warn!(error = %e, topic = %id.topic, partition = id.partition, "commit failed");
         }
-        drop(tracker);
         moved
     }
 
@@ -371,6 +378,7 @@ impl JobConsumer {
     /// Its recorded start, if any, is taken back: the process did not die on it.
     pub fn abandon(&self, id: &DeliveryId) {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let _order = lock(&self.commit_order);
         let mut tracker = lock(&self.tracker);
         let counting = tracker.counting;
         let p = tracker
@@ -378,18 +386,22 @@ impl JobConsumer {
             .get_mut(&(id.topic.clone(), id.partition))
             .filter(|p| p.epoch == id.epoch);
         let current = p.is_some();
-        if let Some(p) = p
-            && p.take_back(id.offset)
-            && let Some(entry) = p.commit_entry(counting)
-        {
+        let entry = p.and_then(|p| {
+            if p.take_back(id.offset) {
+                p.commit_entry(counting)
+            } else {
+                None
+            }
+        });
+        drop(tracker);
+        if let Some(entry) = entry {
             let mut tpl = TopicPartitionList::new();
             add_entry(&mut tpl, &id.topic, id.partition, entry);
-            // under the lock: see `finish`
+            // in order: see `finish`
             if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
                 tracing::warn!(error = %e, topic = %id.topic, partition = id.partition, "commit failed");
             }
         }
-        drop(tracker);
         tracing::debug!(topic = %id.topic, partition = id.partition, offset = id.offset, current, "delivery abandoned");
     }
 
@@ -428,18 +440,15 @@ impl JobConsumer {
 
     /// Blocking: commits every owned partition's position and waits for the broker.
     pub fn commit_sync(&self) -> Result<(), KafkaError> {
-        // under the lock: see `finish`
-        let mut tracker = lock(&self.tracker);
-        let tpl = tracker.positions();
+        // in order: see `finish`
+        let _order = lock(&self.commit_order);
+        let tpl = lock(&self.tracker).positions();
         if tpl.count() == 0 {
             return Ok(());
         }
-        let r = self
-            .consumer
+        self.consumer
             .commit(&tpl, CommitMode::Sync)
-            .map_err(|e| KafkaError::from_rdkafka(&e, "commit"));
-        drop(tracker);
-        r
+            .map_err(|e| KafkaError::from_rdkafka(&e, "commit"))
     }
 
     /// Partitions currently owned, as `(topic, partition)`.

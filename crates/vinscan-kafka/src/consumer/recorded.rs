@@ -40,6 +40,7 @@ impl JobConsumer {
     /// A stale delivery (its partition was reassigned since), or the broker not answering.
     pub fn record_start(&self, id: &DeliveryId, timeout: Duration) -> Result<u32, KafkaError> {
         self.load_starts(id, timeout)?;
+        let order = lock(&self.commit_order);
         let mut tracker = lock(&self.tracker);
         let counting = tracker.counting;
         let p = tracker
@@ -52,12 +53,12 @@ impl JobConsumer {
         let n = *n;
         p.started_here.insert(id.offset);
         let entry = p.commit_entry(counting).ok_or_else(stale)?;
+        drop(tracker);
         let mut tpl = TopicPartitionList::new();
         add_entry(&mut tpl, &id.topic, id.partition, entry);
-        // enqueued under the lock (see `finish`), then waited for without it: the tracker
-        // is never held across a round trip to the coordinator
+        // enqueued in order (see `finish`), then waited for without any lock
         let r = self.consumer.commit(&tpl, CommitMode::Async);
-        drop(tracker);
+        drop(order);
         r.map_err(|e| {
             self.last_error
                 .explain(KafkaError::from_rdkafka(&e, "commit the start"))
