@@ -252,6 +252,18 @@ output_prefix = "s3://{out}/uploads"
         std::fs::read_to_string(self.dir.path().join(format!("daemon-{run}.log"))).unwrap_or_default()
     }
 
+    /// Waits (at most 60 s) for the operations endpoint of daemon `run` and returns its port.
+    pub fn wait_ops_port(&self, run: usize) -> u16 {
+        let t = Instant::now();
+        loop {
+            if let Some(p) = self.ops_port(run) {
+                return p;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "no ops port");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The port the daemon's operations endpoint listens on, from its log.
     pub fn ops_port(&self, run: usize) -> Option<u16> {
         self.log(run).lines().find_map(|l| {

@@ -152,13 +152,7 @@ fn rides_out_a_broker_outage_and_an_s3_outage() {
     let f = Fixture::new("outage", brokers, s3);
     let mut daemon = f.daemon(0);
     let t = Instant::now();
-    let port = loop {
-        if let Some(p) = f.ops_port(0) {
-            break p;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "no ops port");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let port = f.wait_ops_port(0);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         assert!(wait_ready(port, 200, Duration::from_secs(60)), "never ready");
         for (what, pid, after) in [("broker", &broker_pid, 8), ("s3", &s3_pid, 20)] {

@@ -106,14 +106,7 @@ fn sasl_ssl_with_scram_the_right_password_works_and_a_wrong_one_consumes_nothing
 
     // a daemon with a wrong password: unready, the cause logged, nothing consumed
     let mut daemon = f.daemon_with(0, &[("VINSCAN_KAFKA_PROPERTY_SASL_PASSWORD", Path::new(WRONG))]);
-    let t = Instant::now();
-    let port = loop {
-        if let Some(p) = f.ops_port(0) {
-            break p;
-        }
-        assert!(t.elapsed() < Duration::from_secs(60), "no ops port");
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let port = f.wait_ops_port(0);
     // the model loads first, then the consumer meets the refusal: wait for the cause in the log
     let refused = Instant::now();
     while !f.log(0).contains("Authentication failed") {

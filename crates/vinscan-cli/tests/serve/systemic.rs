@@ -74,13 +74,7 @@ fn refused_credentials_hold_the_work_and_dead_letter_nothing() {
     let mut daemon = f.daemon(0);
     let t = Instant::now();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let port = loop {
-            if let Some(p) = f.ops_port(0) {
-                break p;
-            }
-            assert!(t.elapsed() < Duration::from_secs(60), "no ops port");
-            std::thread::sleep(Duration::from_millis(200));
-        };
+        let port = f.wait_ops_port(0);
         // held: some jobs met the refusal, readiness is false, nothing is finished
         let held = Instant::now();
         while !f.log(0).contains("systemic fault") {
