@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages vinscan's build needs on a fresh Debian machine:
 # cmake (llama.cpp's build), clang + libclang-dev (bindgen for llama-cpp-sys-2), libssl-dev +
-# pkg-config (librdkafka's TLS and SCRAM), and for the test broker Java 17 and Maven.
+# pkg-config (librdkafka's TLS and SCRAM), libtiff-dev (TIFF pages: vinscan-tiff links the system
+# libtiff), and for the test broker Java 17 and Maven.
 # gcc/g++/make come with the machine. Idempotent: installs only what is missing.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v clang >/dev/null 2>&1 || need+=(clang)
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+dpkg -s libtiff-dev >/dev/null 2>&1 || need+=(libtiff-dev)
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 if [ ${#need[@]} -gt 0 ]; then

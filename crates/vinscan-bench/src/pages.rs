@@ -57,12 +57,7 @@ fn file_units(
     let (min_tiles, max_tiles) = tile_range(pipeline, max_tiles);
     let mut out = Vec::new();
     for index in 0..doc.page_count() {
-        let page = doc.page(
-            index,
-            pipeline.pdf_dpi,
-            &pipeline.limits,
-            extractor.pdf_renderer(),
-        )?;
+        let page = doc.page(index, pipeline.pdf_dpi, &pipeline.limits, extractor.decoders())?;
         let tiled = tile_page(&page.image, min_tiles, max_tiles)?;
         let (image, label) = if format == Format::Pdf {
             let png = work.join(format!("{name}.p{}.png", index + 1));

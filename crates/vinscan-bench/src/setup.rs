@@ -35,7 +35,7 @@ impl Setup {
             _ => Catalog::embedded()?,
         };
         let pipeline = catalog.pipeline(&args.pipeline)?;
-        let extractor = Extractor::new(pdf_renderer());
+        let extractor = Extractor::new(pdf_renderer(), Some(Arc::new(vinscan_tiff::LibTiff)));
         let meta = read_projector_meta(&inputs.mmproj)?;
         let units = units(
             &inputs.pages,

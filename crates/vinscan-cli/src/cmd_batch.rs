@@ -3,19 +3,16 @@
 //! progress bar — and prints the summary.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vinscan_batch::inputs::{Input, local_inputs, s3_inputs};
 use vinscan_batch::{Batch, Place, Progress};
-use vinscan_core::Extractor;
 use vinscan_storage::{Location, S3Config};
 
 use crate::cli::{BatchArgs, GlobalArgs};
 use crate::model_files::ModelFiles;
 use crate::model_load::LazyModel;
-use crate::pdf::LazyPdf;
 
 /// The progress bar on a terminal.
 struct Bar(ProgressBar);
@@ -105,7 +102,7 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         out,
         out_prefix,
         &out_name,
-        Extractor::new(Some(Arc::new(LazyPdf::default()))),
+        crate::pdf::extractor(),
         &model,
         pipeline,
         args.force,

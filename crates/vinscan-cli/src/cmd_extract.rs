@@ -6,7 +6,6 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use vinscan_batch::inputs::OutputNames;
 use vinscan_batch::local::{read_file, write_atomic};
@@ -17,7 +16,6 @@ use vinscan_core::{Error, ErrorKind, Extractor, Pipeline, Unit};
 use crate::cli::{ExtractArgs, GlobalArgs};
 use crate::model_files::ModelFiles;
 use crate::model_load::LazyModel;
-use crate::pdf::LazyPdf;
 
 fn json<T: serde::Serialize>(value: &T, pretty: bool) -> vinscan_core::Result<Vec<u8>> {
     let r = if pretty {
@@ -134,7 +132,7 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
     }
     let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
     let mut run = Run {
-        extractor: Extractor::new(Some(Arc::new(LazyPdf::default()))),
+        extractor: crate::pdf::extractor(),
         model: LazyModel::new(files, args.model.settings()),
         pipeline: &pipeline,
         out: args.out.as_deref(),

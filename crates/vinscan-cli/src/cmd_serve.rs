@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use vinscan_core::Extractor;
 use vinscan_core::model::DEFAULT_CTX_SIZE;
 use vinscan_daemon::kafka::kafka_settings;
 use vinscan_daemon::{Daemon, Exit, Metrics, Readiness, ServeConfig};
@@ -20,7 +19,6 @@ use vinscan_storage::{S3Client, S3Config};
 use crate::cli::{GlobalArgs, ServeArgs};
 use crate::model_files::ModelFiles;
 use crate::model_load::{ModelSettings, load_model};
-use crate::pdf::LazyPdf;
 
 fn s3_config(config: &ServeConfig) -> S3Config {
     let mut s3 = S3Config::from_env();
@@ -109,7 +107,7 @@ async fn serve(
         config,
         routes,
         catalog,
-        Arc::new(Extractor::new(Some(Arc::new(LazyPdf::default())))),
+        Arc::new(crate::pdf::extractor()),
         model,
         stores,
         publisher,

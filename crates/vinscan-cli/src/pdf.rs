@@ -8,6 +8,15 @@ use std::sync::OnceLock;
 use vinscan_core::{Error, ErrorKind};
 use vinscan_core::{Limits, PdfRenderer, RenderedPage};
 
+/// The product's extractor: PDF pages through pdfium (bound on first use), TIFF pages through
+/// libtiff.
+pub fn extractor() -> vinscan_core::Extractor {
+    vinscan_core::Extractor::new(
+        Some(std::sync::Arc::new(LazyPdf::default())),
+        Some(std::sync::Arc::new(vinscan_tiff::LibTiff)),
+    )
+}
+
 /// A [`PdfRenderer`] that binds `libpdfium.so` on first use.
 #[derive(Default)]
 pub struct LazyPdf {

@@ -311,3 +311,51 @@ fn an_einvoice_xml_is_one_record_without_the_model() {
     );
     assert_eq!(bad["review"]["needed"], true);
 }
+
+/// The archive, fax and phone files of `tests/fixtures/cases` (from `../shared/cases`), given
+/// to one `extract` run: each is one record with its real page count (a TIFF thumbnail is not
+/// a page), valid under the schema; the arithmetic-coded JPEG alone fails, named as such, and
+/// the run says so in its exit status.
+#[test]
+fn the_archive_fax_and_phone_cases_are_extracted() {
+    let cases = repo_root().join("tests/fixtures/cases");
+    let expected_pages = [
+        ("bigtiff_lzw.tif", 1),
+        ("jpeg_motion_photo_trailer.jpg", 1),
+        ("pdf_leading_utf8_bom.pdf", 2),
+        ("tiff_g3_fax_1d.tif", 1),
+        ("tiff_g4_fillorder2.tif", 1),
+        ("tiff_jpeg_ycbcr_subsampled_tiffcp.tif", 1),
+        ("tiff_page_plus_thumbnail_ifd.tif", 1),
+    ];
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = run(vinscan(tmp.path())
+        .arg("extract")
+        .args(expected_pages.iter().map(|(f, _)| cases.join(f)))
+        .arg(cases.join("jpeg_arithmetic.jpg"))
+        .args(["--pipeline", "receipt"]));
+    assert!(!out.status.success(), "one file of the run failed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("jpeg_arithmetic.jpg page 1: arithmetic-coded JPEG"),
+        "the failure names the file and the coding: {stderr}"
+    );
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let records: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect();
+    assert_eq!(records.len(), expected_pages.len(), "{stdout}");
+    for (record, (file, pages)) in records.iter().zip(expected_pages) {
+        assert!(
+            record["sources"][0].as_str().is_some_and(|s| s.ends_with(file)),
+            "{file}: {}",
+            record["sources"]
+        );
+        assert_eq!(record["pages"].as_array().map(Vec::len), Some(pages), "{file}");
+    }
+    let jsonl = tmp.path().join("records.jsonl");
+    std::fs::write(&jsonl, &stdout).expect("write");
+    let (passed, failed, report) = validate(&[jsonl]);
+    assert_eq!((passed, failed), (expected_pages.len(), 0), "{report}");
+}

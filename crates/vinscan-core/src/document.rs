@@ -1,5 +1,6 @@
-//! Documents to pages: format sniffing, bounded decoding of JPEG/PNG/TIFF (every page)/WebP/BMP,
-//! EXIF orientation, and PDF pages through a [`PdfRenderer`] (pdfium lives in its own crate).
+//! Documents to pages: format sniffing, bounded decoding of JPEG/PNG/WebP/BMP, EXIF and TIFF
+//! orientation, TIFF pages through a [`TiffDecoder`] (libtiff lives in its own crate) and PDF
+//! pages through a [`PdfRenderer`] (pdfium lives in its own crate).
 
 use std::io::Cursor;
 
@@ -8,7 +9,8 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage, meta
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
 pub use crate::raster::Page;
-use crate::raster::{check_pixels, flatten_to_rgb};
+pub use crate::raster::check_pixels;
+use crate::raster::flatten_to_rgb;
 
 /// The input formats vinscan reads, identified by content, never by file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -26,7 +28,10 @@ pub enum Format {
 }
 
 impl Format {
-    /// Identifies a document by its first bytes.
+    /// Identifies a document by its content: the signature at its start, or for PDF a
+    /// `%PDF-` header within the first [`PDF_HEADER_WINDOW`](Self::PDF_HEADER_WINDOW) bytes, as
+    /// PDF readers (pdfium among them) accept. TIFF is classic (`II*\0`, `MM\0*`) or BigTIFF
+    /// (`II+\0`, `MM\0+`).
     pub fn sniff(bytes: &[u8]) -> Option<Self> {
         let starts = |m: &[u8]| bytes.starts_with(m);
         if starts(b"%PDF-") {
@@ -35,18 +40,28 @@ impl Format {
             Some(Self::Jpeg)
         } else if starts(b"\x89PNG\r\n\x1a\n") {
             Some(Self::Png)
-        } else if starts(b"II*\0") || starts(b"MM\0*") {
+        } else if starts(b"II*\0") || starts(b"MM\0*") || starts(b"II+\0") || starts(b"MM\0+") {
             Some(Self::Tiff)
         } else if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
             Some(Self::WebP)
         } else if starts(b"BM") {
             Some(Self::Bmp)
+        } else if bytes[..bytes.len().min(Self::PDF_HEADER_WINDOW)]
+            .windows(5)
+            .any(|w| w == b"%PDF-")
+        {
+            // a byte-order mark, a mail header or other junk before the header
+            Some(Self::Pdf)
         } else if crate::einvoice::is_einvoice(bytes) {
             Some(Self::Xml)
         } else {
             None
         }
     }
+
+    /// How far into a file a PDF header is looked for: 1,024 bytes, the window Acrobat's
+    /// implementation note to ISO 32000-1 §7.5.2 allows and pdfium's parser searches.
+    pub const PDF_HEADER_WINDOW: usize = 1024;
 
     /// File extensions of scans (lower case): `batch` and `enqueue` read these without looking
     /// first; a file with another or no extension is recognised by its content.
@@ -78,6 +93,54 @@ pub trait PdfRenderer: Send + Sync {
     fn render_page(&self, pdf: &[u8], index: u32, dpi: f32, limits: &Limits) -> Result<RenderedPage>;
 }
 
+/// A decoded TIFF page before its Orientation tag is applied.
+#[derive(Debug, Clone)]
+pub struct TiffPage {
+    /// The pixels in stored row order, composited over white where the page has alpha.
+    pub raster: RenderedPage,
+    /// The page's Orientation tag (TIFF 6.0 tag 274, the same eight values as EXIF's), 1..=8.
+    pub orientation: u8,
+}
+
+/// Decodes TIFF pages. Implemented by `vinscan-tiff` (libtiff); the core never names libtiff.
+pub trait TiffDecoder: Send + Sync {
+    /// Number of pages: full-resolution image directories, not thumbnails or masks. May stop
+    /// counting past `limits.max_pages` (it then returns more than the limit). Errors say why
+    /// the file cannot be read (damaged, a codec the library lacks).
+    fn page_count(&self, tiff: &[u8], limits: &Limits) -> Result<u32>;
+    /// Decodes page `index` (0-based, as counted by [`page_count`](Self::page_count)),
+    /// refusing one larger than `limits` before allocating it.
+    fn decode_page(&self, tiff: &[u8], index: u32, limits: &Limits) -> Result<TiffPage>;
+}
+
+/// The native decoders a document may need, borrowed for one call. A format whose decoder is
+/// absent is refused with [`ErrorKind::Config`] (the deployment lacks it, not the file).
+#[derive(Clone, Copy, Default)]
+pub struct Decoders<'a> {
+    pub pdf: Option<&'a dyn PdfRenderer>,
+    pub tiff: Option<&'a dyn TiffDecoder>,
+}
+
+impl<'a> Decoders<'a> {
+    fn pdf(&self) -> Result<&'a dyn PdfRenderer> {
+        self.pdf.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "PDF support is not available (pdfium library not loaded)",
+            )
+        })
+    }
+
+    fn tiff(&self) -> Result<&'a dyn TiffDecoder> {
+        self.tiff.ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                "TIFF support is not available (no TIFF decoder given)",
+            )
+        })
+    }
+}
+
 /// An input file, opened and counted, ready to yield pages one at a time.
 pub struct Document {
     name: String,
@@ -98,7 +161,7 @@ impl std::fmt::Debug for Document {
 
 impl Document {
     /// Checks size and type and counts pages. `name` is used in every error message.
-    pub fn open(name: &str, bytes: Vec<u8>, limits: &Limits, pdf: Option<&dyn PdfRenderer>) -> Result<Self> {
+    pub fn open(name: &str, bytes: Vec<u8>, limits: &Limits, decoders: Decoders<'_>) -> Result<Self> {
         let fail = |kind, msg: String| Error::new(kind, format!("{name}: {msg}"));
         if bytes.len() as u64 > limits.max_bytes {
             return Err(fail(
@@ -120,16 +183,14 @@ impl Document {
             )
         })?;
         let page_count = match format {
-            Format::Pdf => {
-                let renderer = pdf.ok_or_else(|| {
-                    fail(
-                        ErrorKind::Config,
-                        "PDF support is not available (pdfium library not loaded)".into(),
-                    )
-                })?;
-                renderer.page_count(&bytes).map_err(|e| e.context(name))?
-            }
-            Format::Tiff => crate::tiff_pages::page_count(&bytes, limits).map_err(|e| e.context(name))?,
+            Format::Pdf => decoders
+                .pdf()
+                .and_then(|r| r.page_count(&bytes))
+                .map_err(|e| e.context(name))?,
+            Format::Tiff => decoders
+                .tiff()
+                .and_then(|t| t.page_count(&bytes, limits))
+                .map_err(|e| e.context(name))?,
             _ => 1,
         };
         if page_count == 0 {
@@ -169,7 +230,7 @@ impl Document {
     }
 
     /// Decodes or renders page `index` (0-based), upright.
-    pub fn page(&self, index: u32, dpi: f32, limits: &Limits, pdf: Option<&dyn PdfRenderer>) -> Result<Page> {
+    pub fn page(&self, index: u32, dpi: f32, limits: &Limits, decoders: Decoders<'_>) -> Result<Page> {
         if index >= self.page_count {
             return Err(Error::new(
                 ErrorKind::Internal,
@@ -183,26 +244,24 @@ impl Document {
         }
         let page: Result<Page> = (|| match self.format {
             Format::Pdf => {
-                let renderer = pdf.ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Config,
-                        "PDF support is not available (pdfium library not loaded)",
-                    )
-                })?;
-                let r = renderer.render_page(&self.bytes, index, dpi, limits)?;
-                let image = RgbImage::from_raw(r.width, r.height, r.rgb).ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Internal,
-                        "renderer returned a buffer of the wrong size",
-                    )
-                })?;
+                let r = decoders.pdf()?.render_page(&self.bytes, index, dpi, limits)?;
                 Ok(Page {
                     index,
-                    image,
+                    image: rgb_image(r)?,
                     orientation: None,
                 })
             }
-            Format::Tiff => crate::tiff_pages::decode_page(&self.bytes, index, limits),
+            Format::Tiff => {
+                let t = decoders.tiff()?.decode_page(&self.bytes, index, limits)?;
+                let orientation = Orientation::from_exif(t.orientation).unwrap_or(Orientation::NoTransforms);
+                let mut img = DynamicImage::ImageRgb8(rgb_image(t.raster)?);
+                img.apply_orientation(orientation);
+                Ok(Page {
+                    index,
+                    image: img.into_rgb8(),
+                    orientation: (orientation != Orientation::NoTransforms).then(|| orientation.to_exif()),
+                })
+            }
             Format::Xml => Err(Error::new(
                 ErrorKind::Unsupported,
                 "an e-invoice XML has no page image: read it with a document pipeline on the invoice schema (unit = \"document\", e.g. invoice)",
@@ -214,6 +273,16 @@ impl Document {
             .map_err(|e| e.context(format_args!("{} page {}", self.name, index + 1)))?;
         Ok(page)
     }
+}
+
+/// A native decoder's packed RGB as an image, refusing a buffer that does not match its size.
+fn rgb_image(r: RenderedPage) -> Result<RgbImage> {
+    RgbImage::from_raw(r.width, r.height, r.rgb).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Internal,
+            "a native decoder returned a buffer of the wrong size",
+        )
+    })
 }
 
 fn image_error(e: image::ImageError) -> Error {
@@ -231,24 +300,9 @@ fn image_error(e: image::ImageError) -> Error {
     Error::new(kind, msg)
 }
 
-/// Whether a JPEG's last scan is followed by an end-of-image marker. JPEG decoders fill a
-/// truncated scan with grey and succeed; a page missing its bottom must be refused instead.
-/// (Entropy-coded data stuffs 0xFF as FF 00, so FF D9 after the last SOS is the real EOI;
-/// data some phones append after EOI is accepted.)
-fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let last_sos = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    match last_sos {
-        Some(i) => bytes[i..].windows(2).any(|w| w == [0xFF, 0xD9]),
-        None => false,
-    }
-}
-
 fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> {
-    if format == Format::Jpeg && !jpeg_is_complete(bytes) {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            "truncated JPEG (no end-of-image marker after the last scan)",
-        ));
+    if format == Format::Jpeg {
+        crate::jpeg::check(bytes)?;
     }
     let fmt = match format {
         Format::Jpeg => ImageFormat::Jpeg,
@@ -294,7 +348,7 @@ mod tests {
     }
 
     fn open(bytes: Vec<u8>, limits: &Limits) -> Result<Document> {
-        Document::open("t.bin", bytes, limits, None)
+        Document::open("t.bin", bytes, limits, Decoders::default())
     }
 
     #[test]
@@ -308,7 +362,9 @@ mod tests {
     #[test]
     fn decodes_png_page() {
         let doc = open(png(5, 3), &Limits::default()).expect("open");
-        let page = doc.page(0, 150.0, &Limits::default(), None).expect("page");
+        let page = doc
+            .page(0, 150.0, &Limits::default(), Decoders::default())
+            .expect("page");
         assert_eq!(page.image.dimensions(), (5, 3));
         assert_eq!(page.image.get_pixel(0, 0).0, [10, 20, 30]);
     }
@@ -331,7 +387,9 @@ mod tests {
             ..Limits::default()
         };
         let doc = open(png(5, 3), &limits).expect("open");
-        let e = doc.page(0, 150.0, &limits, None).expect_err("too many pixels");
+        let e = doc
+            .page(0, 150.0, &limits, Decoders::default())
+            .expect_err("too many pixels");
         assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
     }
 
@@ -341,7 +399,7 @@ mod tests {
         bytes.truncate(bytes.len() / 2);
         let doc = open(bytes, &Limits::default()).expect("header is fine");
         let e = doc
-            .page(0, 150.0, &Limits::default(), None)
+            .page(0, 150.0, &Limits::default(), Decoders::default())
             .expect_err("truncated");
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     }
@@ -353,11 +411,11 @@ mod tests {
         image::codecs::jpeg::JpegEncoder::new(&mut jpeg)
             .encode_image(&img)
             .expect("encode");
-        assert!(jpeg_is_complete(&jpeg));
+        crate::jpeg::check(&jpeg).expect("complete");
         jpeg.truncate(jpeg.len() - 40);
         let doc = open(jpeg, &Limits::default()).expect("header is fine");
         let e = doc
-            .page(0, 150.0, &Limits::default(), None)
+            .page(0, 150.0, &Limits::default(), Decoders::default())
             .expect_err("truncated");
         assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
         assert!(e.message().contains("truncated JPEG"), "{e}");
@@ -385,7 +443,9 @@ mod tests {
             .expect("encode");
         let tagged = crate::testutil::jpeg_with_orientation(&jpeg, 6);
         let doc = open(tagged, &Limits::default()).expect("open");
-        let page = doc.page(0, 150.0, &Limits::default(), None).expect("page");
+        let page = doc
+            .page(0, 150.0, &Limits::default(), Decoders::default())
+            .expect("page");
         assert_eq!(page.image.dimensions(), (2, 4));
         assert_eq!(page.orientation, Some(6));
     }

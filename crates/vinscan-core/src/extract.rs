@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::document::{Document, Format, PdfRenderer};
+use crate::document::{Decoders, Document, Format, PdfRenderer, TiffDecoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Cancellation, GenerateRequest, Generation, ModelInfo, StopReason, VisionModel};
 use crate::pipeline::Pipeline;
@@ -27,20 +27,27 @@ fn ms(since: Instant) -> f64 {
 #[derive(Clone, Default)]
 pub struct Extractor {
     pdf: Option<Arc<dyn PdfRenderer>>,
+    tiff: Option<Arc<dyn TiffDecoder>>,
 }
 
 impl Extractor {
-    pub fn new(pdf: Option<Arc<dyn PdfRenderer>>) -> Self {
-        Self { pdf }
+    /// An extractor reading PDFs with `pdf` and TIFFs with `tiff`; a document of a format
+    /// whose decoder is `None` is refused with [`ErrorKind::Config`].
+    pub fn new(pdf: Option<Arc<dyn PdfRenderer>>, tiff: Option<Arc<dyn TiffDecoder>>) -> Self {
+        Self { pdf, tiff }
     }
 
-    pub fn pdf_renderer(&self) -> Option<&dyn PdfRenderer> {
-        self.pdf.as_deref()
+    /// The native decoders, borrowed for [`Document::open`] and [`Document::page`].
+    pub fn decoders(&self) -> Decoders<'_> {
+        Decoders {
+            pdf: self.pdf.as_deref(),
+            tiff: self.tiff.as_deref(),
+        }
     }
 
     /// Opens a document held in memory. `source` names it in errors and outputs.
     pub fn open(&self, source: &str, bytes: Vec<u8>, pipeline: &Pipeline) -> Result<Document> {
-        Document::open(source, bytes, &pipeline.limits, self.pdf_renderer())
+        Document::open(source, bytes, &pipeline.limits, self.decoders())
     }
 
     /// Extracts page `index` (0-based) of `doc`.
@@ -86,7 +93,7 @@ impl Extractor {
 
         cancel.check(&what())?;
         let t = Instant::now();
-        let page = doc.page(index, pipeline.pdf_dpi, &pipeline.limits, self.pdf_renderer())?;
+        let page = doc.page(index, pipeline.pdf_dpi, &pipeline.limits, self.decoders())?;
         let decode_ms = ms(t);
 
         let info = model.info();

@@ -3,8 +3,9 @@
 //! provenance.
 //!
 //! Architecture invariant: this crate never names llama.cpp, pdfium, librdkafka or an object
-//! store. Native engines come in through [`VisionModel`] and [`PdfRenderer`], traits of plain
-//! data, so everything here builds and tests in seconds.
+//! store, libtiff or any other native library. Native engines come in through [`VisionModel`],
+//! [`PdfRenderer`] and [`TiffDecoder`], traits of plain data, so everything here builds and
+//! tests in seconds.
 
 pub mod catalog;
 pub mod confidence;
@@ -13,6 +14,7 @@ pub mod einvoice;
 pub mod error;
 pub mod extract;
 pub mod hash;
+mod jpeg;
 pub mod limits;
 pub mod merge;
 pub mod model;
@@ -22,7 +24,6 @@ pub mod read_document;
 pub mod record;
 pub mod review;
 pub mod segment;
-mod tiff_pages;
 pub mod tiling;
 
 #[cfg(test)]
@@ -30,7 +31,7 @@ mod testutil;
 
 pub use catalog::Catalog;
 pub use confidence::OutputToken;
-pub use document::{Document, Format, Page, PdfRenderer, RenderedPage};
+pub use document::{Decoders, Document, Format, Page, PdfRenderer, RenderedPage, TiffDecoder, TiffPage};
 pub use error::{Error, ErrorKind, Result};
 pub use extract::{Extractor, VERSION};
 pub use limits::Limits;

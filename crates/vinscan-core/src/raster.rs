@@ -1,6 +1,6 @@
 //! Decoded pages as the pipeline holds them: upright 8-bit RGB, with the pixel limits checked
-//! before anything is allocated. A leaf module: the single-image decoder (`document`) and the
-//! multi-page TIFF decoder (`tiff_pages`) both build on it.
+//! before anything is allocated. A leaf module: `document` builds on it, and native decoders
+//! (PDF, TIFF) call [`check_pixels`] before they allocate a page.
 
 use image::{DynamicImage, RgbImage};
 
@@ -17,8 +17,10 @@ pub struct Page {
     pub orientation: Option<u8>,
 }
 
-/// Refuses a `width` × `height` page that is empty or exceeds the limits, before it is decoded.
-pub(crate) fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<()> {
+/// Refuses a `width` × `height` page (pixels) that is empty or exceeds the limits, before it is
+/// decoded: [`ErrorKind::InvalidInput`] for an empty one, [`ErrorKind::TooLarge`] past
+/// `max_dimension` per side or `max_pixels` in all.
+pub fn check_pixels(width: u32, height: u32, limits: &Limits) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(Error::new(
             ErrorKind::InvalidInput,

@@ -280,7 +280,7 @@ impl Extractor {
         planned: Plan,
     ) -> Result<Vec<View>> {
         let t = Instant::now();
-        let page = doc.page(p, pipeline.pdf_dpi, &pipeline.limits, self.pdf_renderer())?;
+        let page = doc.page(p, pipeline.pdf_dpi, &pipeline.limits, self.decoders())?;
         let decode_ms = t.elapsed().as_secs_f64() * 1e3;
         let (width, height) = page.image.dimensions();
         let page_image = ImageProvenance {

@@ -1,7 +1,5 @@
 //! Test helpers that build inputs in memory (compiled for tests only).
 
-use std::io::Cursor;
-
 /// A JPEG with an EXIF APP1 segment carrying `orientation` inserted after SOI.
 pub(crate) fn jpeg_with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     // TIFF header (little endian) + IFD0 with one entry: Orientation (0x0112), SHORT, 1 value.
@@ -20,16 +18,37 @@ pub(crate) fn jpeg_with_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     out
 }
 
-/// A multi-page grey TIFF, one page per `(width, height, value)`.
-pub(crate) fn multipage_tiff(pages: &[(u32, u32, u8)]) -> Vec<u8> {
-    let mut buf = Cursor::new(Vec::new());
-    {
-        let mut enc = tiff::encoder::TiffEncoder::new(&mut buf).expect("encoder");
-        for &(w, h, v) in pages {
-            let data = vec![v; (w * h) as usize];
-            enc.write_image::<tiff::encoder::colortype::Gray8>(w, h, &data)
-                .expect("page");
-        }
+/// A stand-in PDF renderer for unit tests (no pdfium here): a document is the bytes
+/// `%PDF-fake N`, and page `i` of it renders as a 900 × 600 grey page of value `40 + i`.
+pub(crate) struct FakePdf;
+
+/// The bytes of a [`FakePdf`] document of `pages` pages.
+pub(crate) fn fake_pdf(pages: u32) -> Vec<u8> {
+    format!("%PDF-fake {pages}").into_bytes()
+}
+
+impl crate::PdfRenderer for FakePdf {
+    fn page_count(&self, pdf: &[u8]) -> crate::Result<u32> {
+        let text = std::str::from_utf8(pdf).expect("fake pdf");
+        Ok(text.trim_start_matches("%PDF-fake ").parse().expect("page count"))
     }
-    buf.into_inner()
+
+    fn render_page(
+        &self,
+        _pdf: &[u8],
+        index: u32,
+        _dpi: f32,
+        _limits: &crate::Limits,
+    ) -> crate::Result<crate::RenderedPage> {
+        Ok(crate::RenderedPage {
+            width: 900,
+            height: 600,
+            rgb: vec![40 + index as u8; 900 * 600 * 3],
+        })
+    }
+}
+
+/// An extractor whose PDF renderer is [`FakePdf`].
+pub(crate) fn fake_pdf_extractor() -> crate::Extractor {
+    crate::Extractor::new(Some(std::sync::Arc::new(FakePdf)), None)
 }

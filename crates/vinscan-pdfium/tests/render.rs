@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use vinscan_core::{Document, ErrorKind, Limits, PdfRenderer};
+use vinscan_core::{Decoders, Document, ErrorKind, Limits, PdfRenderer};
 use vinscan_pdfium::PdfiumRenderer;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -17,15 +17,22 @@ fn renderer() -> PdfiumRenderer {
     PdfiumRenderer::load().expect("pdfium library (set VINSCAN_PDFIUM_LIB or install pypdfium2)")
 }
 
+fn with(r: &PdfiumRenderer) -> Decoders<'_> {
+    Decoders {
+        pdf: Some(r),
+        tiff: None,
+    }
+}
+
 #[test]
 fn renders_every_page_of_the_invoice() {
     let r = renderer();
     let pdf = fixture("hoadon.pdf");
     assert_eq!(r.page_count(&pdf).expect("count"), 3);
     let limits = Limits::default();
-    let doc = Document::open("hoadon.pdf", pdf, &limits, Some(&r)).expect("open");
+    let doc = Document::open("hoadon.pdf", pdf, &limits, with(&r)).expect("open");
     for i in 0..3 {
-        let page = doc.page(i, 150.0, &limits, Some(&r)).expect("render");
+        let page = doc.page(i, 150.0, &limits, with(&r)).expect("render");
         assert_eq!(page.image.dimensions(), (1240, 1753), "page {i}");
         // a rendered invoice page is mostly white paper with dark text on it
         let px = page.image.as_raw();
@@ -42,7 +49,7 @@ fn encrypted_pdf_is_unsupported_with_clear_reason() {
         "locked.pdf",
         fixture("encrypted.pdf"),
         &Limits::default(),
-        Some(&renderer()),
+        with(&renderer()),
     )
     .expect_err("encrypted");
     assert_eq!(e.kind(), ErrorKind::Unsupported);
@@ -53,12 +60,12 @@ fn encrypted_pdf_is_unsupported_with_clear_reason() {
 fn truncated_pdf_is_invalid_input() {
     let mut pdf = fixture("hoadon.pdf");
     pdf.truncate(pdf.len() / 3);
-    match Document::open("cut.pdf", pdf, &Limits::default(), Some(&renderer())) {
+    match Document::open("cut.pdf", pdf, &Limits::default(), with(&renderer())) {
         Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
         // pdfium repairs some truncations; then rendering must still not crash
         Ok(doc) => {
             for i in 0..doc.page_count() {
-                let _ = doc.page(i, 72.0, &Limits::default(), Some(&renderer()));
+                let _ = doc.page(i, 72.0, &Limits::default(), with(&renderer()));
             }
         }
     }
@@ -71,6 +78,25 @@ fn page_limit_refuses_long_documents() {
         ..Limits::default()
     };
     let e =
-        Document::open("hoadon.pdf", fixture("hoadon.pdf"), &limits, Some(&renderer())).expect_err("3 > 2");
+        Document::open("hoadon.pdf", fixture("hoadon.pdf"), &limits, with(&renderer())).expect_err("3 > 2");
     assert_eq!(e.kind(), ErrorKind::TooLarge);
+}
+
+#[test]
+fn a_pdf_with_bytes_before_its_header_renders_as_without_them() {
+    // ../shared/cases: a UTF-8 byte-order mark before `%PDF-`
+    let bom = fixture("cases/pdf_leading_utf8_bom.pdf");
+    assert_eq!(&bom[..3], b"\xEF\xBB\xBF");
+    let r = renderer();
+    let limits = Limits::default();
+    let with_bom = Document::open("bom.pdf", bom.clone(), &limits, with(&r)).expect("opens");
+    let clean = Document::open("clean.pdf", bom[3..].to_vec(), &limits, with(&r)).expect("opens");
+    assert!(with_bom.page_count() >= 1);
+    assert_eq!(with_bom.page_count(), clean.page_count());
+    for i in 0..clean.page_count() {
+        let a = with_bom.page(i, 100.0, &limits, with(&r)).expect("renders").image;
+        let b = clean.page(i, 100.0, &limits, with(&r)).expect("renders").image;
+        assert_eq!(a, b, "page {}", i + 1);
+        assert!(a.pixels().any(|p| p.0[0] < 100), "page {} has ink", i + 1);
+    }
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 use serde::Serialize;
-use vinscan_core::document::Document;
+use vinscan_core::document::{Decoders, Document};
 use vinscan_core::tiling::{TILE_SIZE, TiledPage, resize_bicubic, tile_page};
 use vinscan_core::{Error, ErrorKind, Limits, Result};
 
@@ -124,8 +124,13 @@ pub fn trace_page(request: &TraceRequest) -> Result<TraceSummary> {
     let meta = vinscan_llama::read_projector_meta(&request.mmproj)?;
     let bytes = std::fs::read(&request.image).map_err(|e| Error::from_io(&e, request.image.display()))?;
     let limits = Limits::default();
-    let doc = Document::open(&request.image.display().to_string(), bytes, &limits, None)?;
-    let page = doc.page(0, 200.0, &limits, None)?.image;
+    let doc = Document::open(
+        &request.image.display().to_string(),
+        bytes,
+        &limits,
+        Decoders::default(),
+    )?;
+    let page = doc.page(0, 200.0, &limits, Decoders::default())?.image;
     let max_tiles = request.max_tiles.unwrap_or(meta.max_tiles);
     let tiled = tile_page(&page, 1, max_tiles)?;
     let out = &request.out;

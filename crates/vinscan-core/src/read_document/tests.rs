@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::catalog::Catalog;
 use crate::confidence::OutputToken;
+use crate::document::Decoders;
 use crate::limits::Limits;
 use crate::model::{Generation, ModelTimings, StopReason};
 
@@ -105,20 +106,23 @@ fn pipeline(pages_together: u32) -> Arc<Pipeline> {
     .expect("doc")
 }
 
-fn tiff(pages: u32) -> Document {
-    let spec: Vec<(u32, u32, u8)> = (0..pages).map(|i| (900, 600, 40 + i as u8)).collect();
+/// A scanned document of `pages` 900 × 600 pages (rendered by the unit tests' fake PDF renderer).
+fn scan(pages: u32) -> Document {
     Document::open(
-        "scan.tiff",
-        crate::testutil::multipage_tiff(&spec),
+        "scan.pdf",
+        crate::testutil::fake_pdf(pages),
         &Limits::default(),
-        None,
+        Decoders {
+            pdf: Some(&crate::testutil::FakePdf),
+            tiff: None,
+        },
     )
-    .expect("tiff opens")
+    .expect("scan opens")
 }
 
 #[test]
 fn a_long_document_is_read_in_page_groups_and_merged_into_one_record() {
-    let doc = tiff(5);
+    let doc = scan(5);
     let model = Scripted::new(
         &[
             (
@@ -137,7 +141,7 @@ fn a_long_document_is_read_in_page_groups_and_merged_into_one_record() {
         doc: &doc,
         sha256: "ab",
     };
-    let record = Extractor::default()
+    let record = crate::testutil::fake_pdf_extractor()
         .extract_as_document(&model, &[source], &pipeline(2), &Cancellation::new())
         .expect("one record");
     let seen = model.seen.lock().expect("lock").clone();
@@ -194,7 +198,7 @@ fn a_long_document_is_read_in_page_groups_and_merged_into_one_record() {
 
 #[test]
 fn the_sources_of_one_job_are_one_document() {
-    let (front, back) = (tiff(1), tiff(1));
+    let (front, back) = (scan(1), scan(1));
     let model = Scripted::new(&[(json!({"number": "1", "items": []}), 0.8)], 12288);
     let sources = [
         DocumentSource {
@@ -206,7 +210,7 @@ fn the_sources_of_one_job_are_one_document() {
             sha256: "b",
         },
     ];
-    let record = Extractor::default()
+    let record = crate::testutil::fake_pdf_extractor()
         .extract_as_document(&model, &sources, &pipeline(4), &Cancellation::new())
         .expect("one record");
     assert_eq!(model.seen.lock().expect("lock").len(), 1, "one read");
@@ -220,7 +224,13 @@ fn a_thermal_receipt_is_read_as_its_overlapping_segments_in_one_prompt() {
     let receipt = image::RgbImage::from_pixel(576, 9000, image::Rgb([250, 250, 245]));
     let mut png = std::io::Cursor::new(Vec::new());
     receipt.write_to(&mut png, image::ImageFormat::Png).expect("png");
-    let doc = Document::open("receipt.png", png.into_inner(), &Limits::default(), None).expect("opens");
+    let doc = Document::open(
+        "receipt.png",
+        png.into_inner(),
+        &Limits::default(),
+        Decoders::default(),
+    )
+    .expect("opens");
     let model = Scripted::new(&[(json!({"number": "1", "items": []}), 0.8)], 12288);
     let source = DocumentSource {
         doc: &doc,
@@ -287,7 +297,13 @@ fn a_receipt_cut_into_more_segments_than_a_read_allows_is_cut_again_for_the_read
     let receipt = image::RgbImage::from_pixel(576, 9000, image::Rgb([250, 250, 245]));
     let mut png = std::io::Cursor::new(Vec::new());
     receipt.write_to(&mut png, image::ImageFormat::Png).expect("png");
-    let doc = Document::open("receipt.png", png.into_inner(), &Limits::default(), None).expect("opens");
+    let doc = Document::open(
+        "receipt.png",
+        png.into_inner(),
+        &Limits::default(),
+        Decoders::default(),
+    )
+    .expect("opens");
     let answer = (json!({"number": "1", "items": []}), 0.8);
     let model = Scripted::new(&[answer.clone(), answer], 5000);
     let p = pipeline(4);

@@ -456,7 +456,7 @@ pub fn daemon_over(config: crate::ServeConfig, fakes: &Fakes) -> Arc<crate::Daem
         config,
         routes,
         catalog,
-        Arc::new(vinscan_core::Extractor::new(None)),
+        Arc::new(vinscan_core::Extractor::default()),
         fakes.model.clone(),
         Arc::new(fakes.stores.clone()),
         fakes.publisher.clone(),
