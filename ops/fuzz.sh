@@ -3,7 +3,9 @@
 # toolchain with AddressSanitizer. Not part of CI (the proptests are); run it by hand or on a
 # schedule. A crash leaves its input in fuzz/artifacts/TARGET/: add a regression test named
 # after it beside the code it broke, then fix.
-#   ops/fuzz.sh TARGET [MINUTES]    TARGET: decode | classify | pipeline_toml | schema_load
+#   ops/fuzz.sh TARGET [MINUTES]    TARGET: decode | pdf | classify | pipeline_toml | schema_load
+# The pdf target loads pdfium as the product does (VINSCAN_PDFIUM_LIB or the pypdfium2 wheel
+# that ops/setup.sh installs).
 # cargo-fuzz is built once into $VINSCAN_TOOLS (default ~/.cache/vinscan/tools), by version.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,7 +24,8 @@ corpus="$root/fuzz/corpus/$target"
 mkdir -p "$corpus"
 seed() { for f in "$@"; do [ -f "$f" ] && cp -n "$f" "$corpus/" 2>/dev/null || true; done; }
 case "$target" in
-  decode) seed "$root"/tests/fixtures/*/* "$root"/../shared/cases/inputs/* ;;
+  decode) seed "$root"/tests/fixtures/* "$root"/tests/fixtures/*/* "$root"/tests/fixtures/*/*/* ;;
+  pdf) seed "$root"/tests/fixtures/*.pdf "$root"/tests/fixtures/*/*.pdf ;;
   classify)
     printf '%s' '{"job_id":"j-1","pipeline":"receipt","sources":["s3://uploads/a.png",{"uri":"s3://uploads/b.png","version_id":"v1"}],"metadata":{"k":1}}' >"$corpus/job.json"
     printf '%s' '{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"uploads"},"object":{"key":"ho%C3%A1+%C4%91%C6%A1n.pdf","eTag":"e","sequencer":"0A1"}}}]}' >"$corpus/s3.json"

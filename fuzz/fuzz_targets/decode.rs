@@ -1,11 +1,13 @@
-//! Document decoding: any bytes as a scan (JPEG, PNG, TIFF, WebP, BMP; content sniffed as the
-//! product does) and as a tax-authority e-invoice XML. Errors are fine; panics, aborts, hangs
-//! and allocations past the limits are not. (PDF goes through pdfium, a native library this
-//! target does not load.)
+//! Document decoding: any bytes as a scan (JPEG, PNG, TIFF through libtiff, WebP, BMP; content
+//! sniffed as the product does) and as a tax-authority e-invoice XML. Errors are fine; panics,
+//! aborts, hangs and allocations past the limits are not. (PDF has its own target, `pdf`.
+//! libtiff is the system library, not instrumented: coverage feedback comes from vinscan's
+//! side of its calls, and a crash inside it still stops the run.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vinscan_core::{Document, Limits};
+use vinscan_core::{Decoders, Document, Limits};
+use vinscan_tiff::LibTiff;
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {
@@ -14,9 +16,13 @@ fuzz_target!(|data: &[u8]| {
         max_pages: 4,
         ..Limits::default()
     };
-    if let Ok(doc) = Document::open("fuzz", data.to_vec(), &limits, None) {
+    let decoders = Decoders {
+        pdf: None,
+        tiff: Some(&LibTiff),
+    };
+    if let Ok(doc) = Document::open("fuzz", data.to_vec(), &limits, decoders) {
         for index in 0..doc.page_count().min(4) {
-            let _ = doc.page(index, 72.0, &limits, None);
+            let _ = doc.page(index, 72.0, &limits, decoders);
         }
     }
     if vinscan_core::einvoice::is_einvoice(data) {

@@ -28,10 +28,11 @@ pub enum Format {
 }
 
 impl Format {
-    /// Identifies a document by its content: the signature at its start, or for PDF a
-    /// `%PDF-` header within the first [`PDF_HEADER_WINDOW`](Self::PDF_HEADER_WINDOW) bytes, as
-    /// PDF readers (pdfium among them) accept. TIFF is classic (`II*\0`, `MM\0*`) or BigTIFF
-    /// (`II+\0`, `MM\0+`).
+    /// Identifies a document by its content: the signature at its start, or for PDF a `%PDF`
+    /// header starting within the first [`PDF_HEADER_WINDOW`](Self::PDF_HEADER_WINDOW) bytes,
+    /// as PDF readers (pdfium among them) accept. TIFF is classic (`II*\0`, `MM\0*`) or
+    /// BigTIFF (`II+\0`, `MM\0+`); BMP needs a known DIB header size after its `BM` (two
+    /// letters that junk before a PDF header can also start with).
     pub fn sniff(bytes: &[u8]) -> Option<Self> {
         let starts = |m: &[u8]| bytes.starts_with(m);
         if starts(b"%PDF-") {
@@ -44,11 +45,11 @@ impl Format {
             Some(Self::Tiff)
         } else if bytes.len() >= 12 && starts(b"RIFF") && &bytes[8..12] == b"WEBP" {
             Some(Self::WebP)
-        } else if starts(b"BM") {
+        } else if starts(b"BM") && is_bmp_header(bytes) {
             Some(Self::Bmp)
-        } else if bytes[..bytes.len().min(Self::PDF_HEADER_WINDOW)]
-            .windows(5)
-            .any(|w| w == b"%PDF-")
+        } else if bytes[..bytes.len().min(Self::PDF_HEADER_WINDOW + 4)]
+            .windows(4)
+            .any(|w| w == b"%PDF")
         {
             // a byte-order mark, a mail header or other junk before the header
             Some(Self::Pdf)
@@ -59,7 +60,7 @@ impl Format {
         }
     }
 
-    /// How far into a file a PDF header is looked for: 1,024 bytes, the window Acrobat's
+    /// How far into a file a PDF header may start: offsets 0 to 1,024, the window Acrobat's
     /// implementation note to ISO 32000-1 §7.5.2 allows and pdfium's parser searches.
     pub const PDF_HEADER_WINDOW: usize = 1024;
 
@@ -74,6 +75,15 @@ impl Format {
         name.rsplit_once('.')
             .is_some_and(|(_, ext)| Self::EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
     }
+}
+
+/// Whether `bytes` (starting `BM`) has a BMP file header followed by a DIB header of one of the
+/// sizes Windows and OS/2 define (BITMAPCOREHEADER 12 through BITMAPV5HEADER 124).
+fn is_bmp_header(bytes: &[u8]) -> bool {
+    bytes
+        .get(14..18)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .is_some_and(|size| matches!(size, 12 | 16 | 40 | 52 | 56 | 64 | 108 | 124))
 }
 
 /// A rendered PDF page as plain data.
@@ -100,6 +110,10 @@ pub struct TiffPage {
     pub raster: RenderedPage,
     /// The page's Orientation tag (TIFF 6.0 tag 274, the same eight values as EXIF's), 1..=8.
     pub orientation: u8,
+    /// XResolution and YResolution (pixels per unit along the stored rows and columns), when
+    /// both are set: a fax at standard resolution has 204 × 98, and its page is stretched to
+    /// square pixels before the model sees it (fine mode, 204 × 196, is within 10 % and kept).
+    pub resolution: Option<(f32, f32)>,
 }
 
 /// Decodes TIFF pages. Implemented by `vinscan-tiff` (libtiff); the core never names libtiff.
@@ -255,6 +269,9 @@ impl Document {
                 let t = decoders.tiff()?.decode_page(&self.bytes, index, limits)?;
                 let orientation = Orientation::from_exif(t.orientation).unwrap_or(Orientation::NoTransforms);
                 let mut img = DynamicImage::ImageRgb8(rgb_image(t.raster)?);
+                if let Some((x, y)) = t.resolution {
+                    img = square_pixels(img, x, y, limits)?;
+                }
                 img.apply_orientation(orientation);
                 Ok(Page {
                     index,
@@ -273,6 +290,30 @@ impl Document {
             .map_err(|e| e.context(format_args!("{} page {}", self.name, index + 1)))?;
         Ok(page)
     }
+}
+
+/// `img` stretched along its coarser axis so that its pixels are square, given its resolution
+/// `x` × `y` (pixels per unit across and down); unchanged within 10 % (a fine-mode fax,
+/// 204 × 196, keeps its pixels rather than gain a blur). Refuses a stretched size
+/// past the limits.
+fn square_pixels(img: DynamicImage, x: f32, y: f32, limits: &Limits) -> Result<DynamicImage> {
+    let ratio = f64::from(x) / f64::from(y);
+    if !ratio.is_finite() || (ratio - 1.0).abs() <= 0.1 {
+        return Ok(img);
+    }
+    let (w, h) = (f64::from(img.width()), f64::from(img.height()));
+    let (nw, nh) = if ratio > 1.0 {
+        (w, h * ratio)
+    } else {
+        (w / ratio, h)
+    };
+    let (nw, nh) = (
+        nw.round().min(f64::from(u32::MAX)) as u32,
+        nh.round().min(f64::from(u32::MAX)) as u32,
+    );
+    check_pixels(nw, nh, limits)
+        .map_err(|e| e.context(format_args!("stretched to square pixels ({x} x {y} per unit)")))?;
+    Ok(img.resize_exact(nw, nh, image::imageops::FilterType::Triangle))
 }
 
 /// A native decoder's packed RGB as an image, refusing a buffer that does not match its size.
@@ -301,9 +342,21 @@ fn image_error(e: image::ImageError) -> Error {
 }
 
 fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> {
-    if format == Format::Jpeg {
-        crate::jpeg::check(bytes)?;
-    }
+    let with_tables;
+    let bytes = if format == Format::Jpeg {
+        let layout = crate::jpeg::check(bytes)?;
+        if layout.width > 0 && layout.height > 0 {
+            check_pixels(layout.width, layout.height, limits)?;
+        }
+        if layout.has_huffman_tables {
+            bytes
+        } else {
+            with_tables = crate::jpeg::with_standard_tables(bytes);
+            &with_tables[..]
+        }
+    } else {
+        bytes
+    };
     let fmt = match format {
         Format::Jpeg => ImageFormat::Jpeg,
         Format::Png => ImageFormat::Png,

@@ -83,16 +83,18 @@ fn detection_is_no_stricter_than_the_decoders() {
         Format::sniff(&fixture("cases/pdf_leading_utf8_bom.pdf")),
         Some(Format::Pdf)
     );
-    let mut late = vec![b' '; Format::PDF_HEADER_WINDOW - 5];
+    let mut late = vec![b'X'; Format::PDF_HEADER_WINDOW];
     late.extend_from_slice(b"%PDF-1.4\n");
     assert_eq!(
         Format::sniff(&late),
         Some(Format::Pdf),
-        "header ending at byte 1024"
+        "header starting at byte 1024"
     );
-    let mut too_late = vec![b' '; Format::PDF_HEADER_WINDOW];
+    let mut too_late = vec![b'X'; Format::PDF_HEADER_WINDOW + 1];
     too_late.extend_from_slice(b"%PDF-1.4\n");
     assert_eq!(Format::sniff(&too_late), None, "header past the window");
+    // junk that starts with the BMP signature
+    assert_eq!(Format::sniff(b"BM scan 2024\r\n%PDF-1.7\n"), Some(Format::Pdf));
     // without its decoder a TIFF is the deployment's fault, not the file's
     let e = Document::open(
         "a.tif",

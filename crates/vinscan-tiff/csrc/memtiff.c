@@ -61,13 +61,18 @@ static int mem_map(thandle_t h, void **base, toff_t *size) {
 
 static void mem_unmap(thandle_t h, void *base, toff_t size) { (void)h; (void)base; (void)size; }
 
+/* The name handles are opened under; libtiff passes it as the "module" of some errors, which
+ * then says nothing: such errors are kept without it. */
+#define HANDLE_NAME "TIFF"
+
 static int on_error(TIFF *tif, void *user, const char *module, const char *fmt, va_list ap) {
     (void)tif;
     vinscan_memtiff *m = (vinscan_memtiff *)user;
     if (m == NULL) return 1;
     if (m->errors++ == 0) {
         int n = 0;
-        if (module != NULL) n = snprintf(m->error, sizeof m->error, "%s: ", module);
+        if (module != NULL && strcmp(module, HANDLE_NAME) != 0)
+            n = snprintf(m->error, sizeof m->error, "%s: ", module);
         if (n < 0 || (size_t)n >= sizeof m->error) n = 0;
         vsnprintf(m->error + n, sizeof m->error - (size_t)n, fmt, ap);
     }
@@ -98,7 +103,7 @@ TIFF *vinscan_memtiff_open(const unsigned char *data, uint64_t len, vinscan_memt
     if (max_alloc > 0) TIFFOpenOptionsSetMaxSingleMemAlloc(opts, (tmsize_t)max_alloc);
     /* "rm": read-only, and every read goes through mem_read's bounds checks rather than
      * libtiff's mapped-file path */
-    TIFF *tif = TIFFClientOpenExt("memory", "rm", (thandle_t)state, mem_read, mem_write, mem_seek,
+    TIFF *tif = TIFFClientOpenExt(HANDLE_NAME, "rm", (thandle_t)state, mem_read, mem_write, mem_seek,
                                   mem_close, mem_size, mem_map, mem_unmap, opts);
     TIFFOpenOptionsFree(opts);
     return tif;
@@ -113,26 +118,64 @@ typedef struct {
     uint32_t orientation;      /* 1..8, as EXIF */
     uint32_t compression;
     uint32_t photometric;
+    float x_resolution;        /* XResolution, YResolution; 0 if absent */
+    float y_resolution;
 } vinscan_memtiff_directory;
+
+static uint64_t read_uint(const unsigned char *p, int bytes, int big_endian) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) {
+        int k = big_endian ? i : bytes - 1 - i;
+        v = (v << 8) | p[k];
+    }
+    return v;
+}
+
+/* The SHORT or LONG value of `tag` in the directory at `offset`, read from the file's bytes
+ * (libtiff 4.5 ignores the old SubfileType tag: its getter never returns it). 0 if absent. */
+static uint32_t raw_directory_value(const vinscan_memtiff *m, uint64_t offset, uint16_t tag) {
+    if (m->len < 8) return 0;
+    int big_endian = m->data[0] == 'M';
+    int big_tiff = read_uint(m->data + 2, 2, big_endian) == 43;
+    int count_size = big_tiff ? 8 : 2, entry_size = big_tiff ? 20 : 12, value_at = big_tiff ? 12 : 8;
+    if (offset > m->len || m->len - offset < (uint64_t)count_size) return 0;
+    uint64_t entries = read_uint(m->data + offset, count_size, big_endian);
+    uint64_t first = offset + (uint64_t)count_size;
+    if (entries > (m->len - first) / (uint64_t)entry_size) return 0;
+    for (uint64_t i = 0; i < entries; i++) {
+        const unsigned char *e = m->data + first + i * (uint64_t)entry_size;
+        if (read_uint(e, 2, big_endian) != tag) continue;
+        uint64_t type = read_uint(e + 2, 2, big_endian);
+        if (type == 3) return (uint32_t)read_uint(e + value_at, 2, big_endian); /* SHORT */
+        if (type == 4) return (uint32_t)read_uint(e + value_at, 4, big_endian); /* LONG */
+        return 0;
+    }
+    return 0;
+}
 
 int vinscan_memtiff_directory_fields(TIFF *tif, vinscan_memtiff_directory *out) {
     uint32_t w = 0, h = 0, sub = 0;
-    uint16_t osub = 0, orient = ORIENTATION_TOPLEFT, comp = COMPRESSION_NONE, photo = 0;
+    uint16_t orient = ORIENTATION_TOPLEFT, comp = COMPRESSION_NONE, photo = 0;
+    float xres = 0, yres = 0;
     memset(out, 0, sizeof *out);
     if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &w) || !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &h))
         return 0;
     TIFFGetFieldDefaulted(tif, TIFFTAG_SUBFILETYPE, &sub);
-    if (!TIFFGetField(tif, TIFFTAG_OSUBFILETYPE, &osub)) osub = 0;
     TIFFGetFieldDefaulted(tif, TIFFTAG_ORIENTATION, &orient);
     TIFFGetFieldDefaulted(tif, TIFFTAG_COMPRESSION, &comp);
     if (!TIFFGetField(tif, TIFFTAG_PHOTOMETRIC, &photo)) photo = UINT16_MAX;
+    if (!TIFFGetField(tif, TIFFTAG_XRESOLUTION, &xres)) xres = 0;
+    if (!TIFFGetField(tif, TIFFTAG_YRESOLUTION, &yres)) yres = 0;
     out->width = w;
     out->height = h;
     out->subfile_type = sub;
-    out->old_subfile_type = osub;
+    out->old_subfile_type =
+        raw_directory_value((const vinscan_memtiff *)TIFFClientdata(tif), TIFFCurrentDirOffset(tif), 255);
     out->orientation = orient;
     out->compression = comp;
     out->photometric = photo;
+    out->x_resolution = xres;
+    out->y_resolution = yres;
     return 1;
 }
 

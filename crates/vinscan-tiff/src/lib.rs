@@ -48,6 +48,8 @@ struct DirectoryFields {
     orientation: u32,
     compression: u32,
     photometric: u32,
+    x_resolution: f32,
+    y_resolution: f32,
 }
 
 unsafe extern "C" {
@@ -251,6 +253,11 @@ impl TiffDecoder for LibTiff {
         if ok == 0 {
             return Err(libtiff_error(&handle.state, "cannot decode TIFF page"));
         }
+        let resolution = (fields.x_resolution.is_finite()
+            && fields.y_resolution.is_finite()
+            && fields.x_resolution > 0.0
+            && fields.y_resolution > 0.0)
+            .then_some((fields.x_resolution, fields.y_resolution));
         Ok(TiffPage {
             raster: RenderedPage {
                 width: fields.width,
@@ -258,6 +265,7 @@ impl TiffDecoder for LibTiff {
                 rgb: to_rgb(&raster),
             },
             orientation,
+            resolution,
         })
     }
 }

@@ -144,6 +144,40 @@ fn a_thumbnail_directory_is_not_a_page() {
     assert_eq!(mean_difference(&page, &expected("receipt-rgb.png")), [0.0; 3]);
 }
 
+#[test]
+fn a_standard_resolution_fax_is_stretched_to_square_pixels() {
+    // 1728 x 1100 at 204 x 98 dpi: half as many rows as columns per inch
+    let page = one_page("tiff/receipt-g4-standard-resolution.tif");
+    assert_eq!(page.dimensions(), (1728, 2290), "1100 x 204 / 98 rows");
+    assert_upright(&page, false, "standard resolution");
+    // a fine-mode fax (204 x 196) keeps its pixels
+    assert_eq!(one_page("tiff/receipt-g4.tif").dimensions(), (1728, 2200));
+}
+
+#[test]
+fn an_old_style_reduced_resolution_directory_is_not_a_page() {
+    // SubfileType (tag 255, superseded by NewSubfileType): 3 = a page, 2 = a thumbnail
+    let mut buf = Cursor::new(Vec::new());
+    {
+        let mut enc = TiffEncoder::new(&mut buf).expect("encoder");
+        for (i, (w, h, subfile)) in [(40u32, 30u32, 3u16), (8, 6, 2), (40, 30, 3)]
+            .into_iter()
+            .enumerate()
+        {
+            let mut img = enc.new_image::<colortype::RGB8>(w, h).expect("ifd");
+            img.encoder().write_tag(Tag::SubfileType, subfile).expect("tag");
+            img.write_data(&rgb(w, h, gradient(i as u32))).expect("data");
+        }
+    }
+    let got = pages("old.tif", buf.into_inner(), &Limits::default()).expect("decodes");
+    assert_eq!(got.len(), 2, "the 8 x 6 thumbnail is not a page");
+    assert_eq!(
+        got[1].as_raw(),
+        &rgb(40, 30, gradient(2)),
+        "page 2 is the third directory"
+    );
+}
+
 /// Packed RGB of a `w` × `h` page with pixels from `pixel(x, y)`.
 fn rgb(w: u32, h: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
     let mut data = Vec::with_capacity((w * h * 3) as usize);
