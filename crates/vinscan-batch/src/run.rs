@@ -16,7 +16,7 @@ use vinscan_storage::{ObjectStore, join_key};
 use crate::ModelOnDemand;
 use crate::document::{process_as_document, process_document};
 use crate::inputs::{Input, not_a_scan};
-use crate::resume::{Expected, document_name, matches, matches_document, page_name};
+use crate::resume::{Expected, document_name, matches, matches_document, page_name, transcript_name};
 
 /// A place records go: a store, a key prefix in it, and how a key is shown (a local path, or
 /// `s3://bucket/key`).
@@ -210,7 +210,13 @@ impl<'a> Batch<'a> {
     /// Writes the record called `name` to the review place when it needs review and one is
     /// set, else to the output; removes a copy an earlier run left in the other place (its
     /// verdict was different). Returns the shown name.
-    fn write(&self, name: &str, needs_review: bool, record: &impl Serialize) -> Result<String, Error> {
+    fn write(
+        &self,
+        name: &str,
+        needs_review: bool,
+        record: &impl Serialize,
+        transcript: Option<String>,
+    ) -> Result<String, Error> {
         let json =
             serde_json::to_vec_pretty(record).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
         let to_review = needs_review && self.review_out.is_some();
@@ -221,6 +227,13 @@ impl<'a> Batch<'a> {
             return Err(Error::new(ErrorKind::Internal, "no output place"));
         };
         let key = join_key(prefix, name);
+        if let Some(text) = transcript {
+            // the transcript first: a record is only there once all of it is
+            let txt = join_key(prefix, &transcript_name(name));
+            self.rt
+                .block_on(store.put(&txt, Bytes::from(text), "text/plain; charset=utf-8"))
+                .map_err(pipeline_error)?;
+        }
         self.rt
             .block_on(store.put(&key, Bytes::from(json), "application/json"))
             .map_err(pipeline_error)?;
@@ -342,7 +355,7 @@ impl<'a> Batch<'a> {
             |record| {
                 review_pages += u32::from(record.review.needed);
                 let name = page_name(&input.output_name, record.page);
-                outputs.push(self.write(&name, record.review.needed, &record)?);
+                outputs.push(self.write(&name, record.review.needed, &record, record.transcript_file())?);
                 Ok(())
             },
         )?;
@@ -409,7 +422,7 @@ impl<'a> Batch<'a> {
             Err(e) => return Ok(self.failed(input, e, 0, Vec::new())),
         };
         let (pages, review_records, review_pages) = verdict(&record);
-        let shown = match self.write(&name, record.review.needed, &record) {
+        let shown = match self.write(&name, record.review.needed, &record, record.transcript_file()) {
             Ok(shown) => shown,
             Err(e) => return Ok(self.failed(input, e, pages, Vec::new())),
         };

@@ -26,10 +26,20 @@ fn json<T: serde::Serialize>(value: &T, pretty: bool) -> vinscan_core::Result<Ve
     r.map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
 }
 
-/// Writes one record: a line on stdout, or a file at `path` when `--out` is set.
-fn emit<T: serde::Serialize>(record: &T, path: Option<PathBuf>) -> vinscan_core::Result<()> {
+/// Writes one record: a line on stdout, or a file at `path` when `--out` is set, with its
+/// `transcript` (when the pipeline made one) beside it as the same name ending `.txt`.
+fn emit<T: serde::Serialize>(
+    record: &T,
+    transcript: Option<String>,
+    path: Option<PathBuf>,
+) -> vinscan_core::Result<()> {
     match path {
-        Some(path) => write_atomic(&path, &json(record, true)?),
+        Some(path) => {
+            if let Some(text) = transcript {
+                write_atomic(&path.with_extension("txt"), text.as_bytes())?;
+            }
+            write_atomic(&path, &json(record, true)?)
+        }
         None => {
             let line = json(record, false)?;
             let mut out = std::io::stdout().lock();
@@ -82,7 +92,11 @@ impl Run<'_> {
         let result = process_as_document(&self.extractor, &self.model, self.pipeline, inputs)?;
         match result.and_then(|record| {
             let pages = record.pages.len();
-            emit(&record, self.out.map(|d| document_path(d, &output_name)))?;
+            emit(
+                &record,
+                record.transcript_file(),
+                self.out.map(|d| document_path(d, &output_name)),
+            )?;
             Ok(pages)
         }) {
             Ok(pages) => {
@@ -111,7 +125,13 @@ impl Run<'_> {
             self.pipeline,
             bytes,
             &source,
-            |record| emit(&record, out.map(|d| page_path(d, &output_name, record.page))),
+            |record| {
+                emit(
+                    &record,
+                    record.transcript_file(),
+                    out.map(|d| page_path(d, &output_name, record.page)),
+                )
+            },
         )?;
         match result {
             Ok(pages) => tracing::info!(source = %source, pages, "extracted"),

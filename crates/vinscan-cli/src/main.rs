@@ -18,6 +18,8 @@ mod cmd_pipelines;
 mod cmd_serve;
 mod model_files;
 mod model_load;
+#[cfg(feature = "ocr")]
+mod ocr;
 mod pdf;
 
 use std::process::ExitCode;

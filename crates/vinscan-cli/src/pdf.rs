@@ -9,12 +9,16 @@ use vinscan_core::{Error, ErrorKind};
 use vinscan_core::{Limits, PdfRenderer, RenderedPage};
 
 /// The product's extractor: PDF pages through pdfium (bound on first use), TIFF pages through
-/// libtiff.
+/// libtiff, OCR through Tesseract with the Vietnamese model (loaded when a pipeline first
+/// transcribes a page by OCR).
 pub fn extractor() -> vinscan_core::Extractor {
-    vinscan_core::Extractor::new(
+    let extractor = vinscan_core::Extractor::new(
         Some(std::sync::Arc::new(LazyPdf::default())),
         Some(std::sync::Arc::new(vinscan_tiff::LibTiff)),
-    )
+    );
+    #[cfg(feature = "ocr")]
+    let extractor = extractor.with_ocr(std::sync::Arc::new(crate::ocr::LazyOcr::default()));
+    extractor
 }
 
 /// A [`PdfRenderer`] that binds `libpdfium.so` on first use.
@@ -55,5 +59,9 @@ impl PdfRenderer for LazyPdf {
         limits: &Limits,
     ) -> vinscan_core::Result<RenderedPage> {
         self.renderer()?.render_page(pdf, index, dpi, limits)
+    }
+
+    fn page_text(&self, pdf: &[u8], index: u32) -> vinscan_core::Result<String> {
+        self.renderer()?.page_text(pdf, index)
     }
 }

@@ -101,6 +101,9 @@ pub trait PdfRenderer: Send + Sync {
     fn page_count(&self, pdf: &[u8]) -> Result<u32>;
     /// Renders page `index` (0-based) at `dpi`, scaled down if needed so that it fits `limits`.
     fn render_page(&self, pdf: &[u8], index: u32, dpi: f32, limits: &Limits) -> Result<RenderedPage>;
+    /// The text layer of page `index` (0-based) in reading order, as the PDF's content streams
+    /// place it; empty for a scanned page without one.
+    fn page_text(&self, pdf: &[u8], index: u32) -> Result<String>;
 }
 
 /// A decoded TIFF page before its Orientation tag is applied.

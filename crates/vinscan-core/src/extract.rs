@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::document::{Decoders, Document, Format, PdfRenderer, TiffDecoder};
+use crate::document::{Decoders, Document, Format, Page, PdfRenderer, TiffDecoder};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::{Cancellation, GenerateRequest, Generation, ModelInfo, StopReason, VisionModel};
 use crate::pipeline::Pipeline;
@@ -14,6 +14,7 @@ use crate::record::{
     GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, TilesProvenance, Timings,
 };
 use crate::tiling::{TiledPage, tile_page};
+use crate::transcript::{Ocr, PageTranscript, Transcriber, TranscriptSource};
 
 /// The vinscan version written into every record.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -28,13 +29,77 @@ fn ms(since: Instant) -> f64 {
 pub struct Extractor {
     pdf: Option<Arc<dyn PdfRenderer>>,
     tiff: Option<Arc<dyn TiffDecoder>>,
+    ocr: Option<Arc<dyn Ocr>>,
 }
 
 impl Extractor {
     /// An extractor reading PDFs with `pdf` and TIFFs with `tiff`; a document of a format
     /// whose decoder is `None` is refused with [`ErrorKind::Config`].
     pub fn new(pdf: Option<Arc<dyn PdfRenderer>>, tiff: Option<Arc<dyn TiffDecoder>>) -> Self {
-        Self { pdf, tiff }
+        Self { pdf, tiff, ocr: None }
+    }
+
+    /// This extractor with `ocr` for pipelines that transcribe pages by OCR.
+    pub fn with_ocr(self, ocr: Arc<dyn Ocr>) -> Self {
+        Self {
+            ocr: Some(ocr),
+            ..self
+        }
+    }
+
+    /// The transcript of page `index` (0-based) of `doc`, decoded as `page`, as `pipeline`'s
+    /// `transcriber` asks: the PDF text layer of a born-digital page, OCR of the image, or
+    /// none. Errors: OCR asked for without an OCR engine ([`ErrorKind::Config`]), or the
+    /// engine's own.
+    pub fn transcribe(
+        &self,
+        doc: &Document,
+        index: u32,
+        page: &Page,
+        pipeline: &Pipeline,
+    ) -> Result<Option<PageTranscript>> {
+        let want_text_layer = matches!(pipeline.transcriber, Transcriber::Auto | Transcriber::PdfText);
+        if want_text_layer && doc.format() == Format::Pdf {
+            let t = Instant::now();
+            let renderer = self.pdf.as_deref().ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    "PDF support is not available (pdfium library not loaded)",
+                )
+            })?;
+            let text = renderer.page_text(doc.bytes(), index)?;
+            if crate::transcript::is_born_digital(&text) {
+                return Ok(Some(PageTranscript::new(
+                    TranscriptSource::PdfText,
+                    &text,
+                    Vec::new(),
+                    "pdfium".into(),
+                    ms(t),
+                )));
+            }
+        }
+        if !matches!(pipeline.transcriber, Transcriber::Auto | Transcriber::Tesseract) {
+            return Ok(None);
+        }
+        let ocr = self.ocr.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!(
+                    "pipeline {} transcribes pages by OCR, but this vinscan has no OCR engine (built without the `ocr` feature)",
+                    pipeline.name
+                ),
+            )
+        })?;
+        let t = Instant::now();
+        let (w, h) = page.image.dimensions();
+        let read = ocr.recognise(w, h, page.image.as_raw())?;
+        Ok(Some(PageTranscript::new(
+            TranscriptSource::Tesseract,
+            &read.text,
+            read.words,
+            ocr.engine(),
+            ms(t),
+        )))
     }
 
     /// The native decoders, borrowed for [`Document::open`] and [`Document::page`].
@@ -95,6 +160,9 @@ impl Extractor {
         let t = Instant::now();
         let page = doc.page(index, pipeline.pdf_dpi, &pipeline.limits, self.decoders())?;
         let decode_ms = ms(t);
+        let transcript = self
+            .transcribe(doc, index, &page, pipeline)
+            .map_err(|e| e.context(what()))?;
 
         let info = model.info();
         let (min_tiles_used, max_tiles_used) = tile_range(pipeline, info.max_tiles);
@@ -174,6 +242,7 @@ impl Extractor {
             generation: generation_provenance(&generation, pipeline.max_tokens),
             normalised,
             timings_ms: timings,
+            transcript: transcript.as_ref().map(|t| t.provenance(doc.name(), page_no)),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         Ok(PageRecord {
@@ -190,6 +259,7 @@ impl Extractor {
             checks: checked.checks,
             corrections: checked.corrections,
             provenance,
+            transcript,
         })
     }
 }

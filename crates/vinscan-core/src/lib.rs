@@ -25,6 +25,7 @@ pub mod record;
 pub mod review;
 pub mod segment;
 pub mod tiling;
+pub mod transcript;
 
 #[cfg(test)]
 mod testutil;
@@ -41,3 +42,4 @@ pub use model::{
 pub use pipeline::{Pipeline, Unit};
 pub use record::{DocumentRecord, PageRecord, PageRef};
 pub use review::{Review, ReviewRules};
+pub use transcript::{Ocr, OcrPage, PageTranscript, Transcriber, TranscriptSource, Word};

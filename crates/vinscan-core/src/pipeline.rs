@@ -9,6 +9,7 @@ use vinscan_schema::{BoundDefaults, Schema};
 use crate::limits::Limits;
 use crate::review::ReviewRules;
 use crate::tiling::MAX_TILES_LIMIT;
+use crate::transcript::Transcriber;
 
 /// Vintern's own system prompt (its chat template's default system message).
 pub const VINTERN_SYSTEM_PROMPT: &str = "Bạn là một mô hình trí tuệ nhân tạo đa phương thức Tiếng Việt có tên gọi là Vintern, được phát triển bởi người Việt. Bạn là một trợ lý trí tuệ nhân tạo hữu ích và không gây hại.";
@@ -45,6 +46,10 @@ pub struct PipelineFile {
     /// Bounds for generation where the schema sets none (see [`BoundDefaults`]).
     #[serde(default)]
     pub schema_defaults: BoundDefaults,
+    /// Where page transcripts come from (`none`, `auto`, `pdf-text`, `tesseract`; see
+    /// [`crate::transcript`]). Default `none`.
+    #[serde(default)]
+    pub transcriber: Transcriber,
 }
 
 /// What one record covers.
@@ -138,6 +143,8 @@ pub struct Pipeline {
     pub pdf_dpi: f32,
     pub limits: Limits,
     pub review: ReviewRules,
+    /// Where page transcripts come from.
+    pub transcriber: Transcriber,
     /// sha256 of the pipeline file.
     pub sha256: String,
 }
@@ -252,6 +259,7 @@ impl PipelineFile {
             pdf_dpi: self.pdf.dpi,
             limits: self.limits,
             review: self.review,
+            transcriber: self.transcriber,
             sha256,
         })
     }

@@ -32,6 +32,7 @@ use crate::record::{
 };
 use crate::segment::{Segment, segments};
 use crate::tiling::tile_page;
+use crate::transcript::PageTranscript;
 
 /// Prompt tokens besides the system and task text: the chat template's special tokens and
 /// newlines, generously.
@@ -132,7 +133,7 @@ impl Extractor {
                 "a document needs at least one page",
             ));
         }
-        let reads = self.read_all(model, sources, &pages, pipeline, cancel)?;
+        let (reads, transcripts) = self.read_all(model, sources, &pages, pipeline, cancel)?;
 
         let t = Instant::now();
         let parts: Vec<Part> = reads.iter().map(|r| r.part.clone()).collect();
@@ -209,6 +210,7 @@ impl Extractor {
             disagreements: merged.disagreements,
             normalised,
             timings_ms: timings,
+            transcripts: transcript_provenance(&names, &pages, &transcripts),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         Ok(DocumentRecord {
@@ -222,6 +224,11 @@ impl Extractor {
             corrections: checked.corrections,
             review,
             provenance,
+            transcripts: if transcripts.iter().any(Option::is_some) {
+                transcripts
+            } else {
+                Vec::new()
+            },
         })
     }
 
@@ -234,7 +241,7 @@ impl Extractor {
         pages: &[(usize, u32)],
         pipeline: &Pipeline,
         cancel: &Cancellation,
-    ) -> Result<Vec<GroupRead>> {
+    ) -> Result<(Vec<GroupRead>, Vec<Option<PageTranscript>>)> {
         let group_size = pipeline.pages_together.max(1) as usize;
         // pages are cut for the budget of a read of this document's pages (a full read, or the
         // whole of a shorter document), so a read of whole pages can follow its segments
@@ -244,6 +251,7 @@ impl Extractor {
             pages: planned_pages,
         };
         let mut reads = Vec::new();
+        let mut transcripts = Vec::with_capacity(pages.len());
         let mut views: Vec<View> = Vec::with_capacity(group_size);
         let mut first = 0;
         let read = |views: Vec<View>, reads: &mut Vec<GroupRead>, first: &mut usize| -> Result<()> {
@@ -256,7 +264,9 @@ impl Extractor {
         for &(s, p) in pages {
             let doc = sources[s].doc;
             cancel.check(&format!("{} page {}", doc.name(), p + 1))?;
-            for view in self.page_views(doc, s, p, pipeline, model.info(), planned)? {
+            let (page_views, transcript) = self.page_views(doc, s, p, pipeline, model.info(), planned)?;
+            transcripts.push(transcript);
+            for view in page_views {
                 views.push(view);
                 if views.len() == group_size {
                     read(std::mem::take(&mut views), &mut reads, &mut first)?;
@@ -266,10 +276,11 @@ impl Extractor {
         if !views.is_empty() {
             read(views, &mut reads, &mut first)?;
         }
-        Ok(reads)
+        Ok((reads, transcripts))
     }
 
-    /// Page `p` of `doc` (source `s`) decoded, as one view or its segments ([`cut_page`]).
+    /// Page `p` of `doc` (source `s`) decoded, as one view or its segments ([`cut_page`]),
+    /// and its transcript when the pipeline makes one.
     fn page_views(
         &self,
         doc: &Document,
@@ -278,10 +289,13 @@ impl Extractor {
         pipeline: &Pipeline,
         info: &ModelInfo,
         planned: Plan,
-    ) -> Result<Vec<View>> {
+    ) -> Result<(Vec<View>, Option<PageTranscript>)> {
         let t = Instant::now();
         let page = doc.page(p, pipeline.pdf_dpi, &pipeline.limits, self.decoders())?;
         let decode_ms = t.elapsed().as_secs_f64() * 1e3;
+        let transcript = self
+            .transcribe(doc, p, &page, pipeline)
+            .map_err(|e| e.context(format_args!("{} page {}", doc.name(), p + 1)))?;
         let (width, height) = page.image.dimensions();
         let page_image = ImageProvenance {
             width,
@@ -291,16 +305,17 @@ impl Extractor {
         };
         let cuts = cut_page(width, height, pipeline, info, planned)?;
         if cuts.len() == 1 {
-            return Ok(vec![View {
+            let view = View {
                 source: s,
                 page: p,
                 image: page.image,
                 page_image,
                 segment: None,
                 decode_ms,
-            }]);
+            };
+            return Ok((vec![view], transcript));
         }
-        Ok(cuts
+        let views = cuts
             .into_iter()
             .enumerate()
             .map(|(i, seg)| View {
@@ -312,7 +327,8 @@ impl Extractor {
                 // the page's decoding is counted once, with its first segment
                 decode_ms: if i == 0 { decode_ms } else { 0.0 },
             })
-            .collect())
+            .collect();
+        Ok((views, transcript))
     }
 
     /// One read: `views` (pages or segments, already decoded) in one prompt; `first` is the
@@ -486,6 +502,19 @@ fn add_timings(sum: &mut Timings, t: &Timings) {
 }
 
 mod einvoice;
+
+/// The provenance of the pages' transcripts, in page order (pages without one left out).
+fn transcript_provenance(
+    names: &[String],
+    pages: &[(usize, u32)],
+    transcripts: &[Option<PageTranscript>],
+) -> Vec<crate::transcript::TranscriptProvenance> {
+    pages
+        .iter()
+        .zip(transcripts)
+        .filter_map(|(&(s, p), t)| t.as_ref().map(|t| t.provenance(&names[s], p + 1)))
+        .collect()
+}
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@ use serde_json::Value;
 use vinscan_schema::{CheckResult, Correction};
 
 use crate::review::Review;
+use crate::transcript::{PageTranscript, TranscriptProvenance};
 
 /// One JSON object per page:
 /// `{"source", "page", "pipeline", "schema", "data", "confidence", "checks", "corrections",
@@ -39,6 +40,10 @@ pub struct PageRecord {
     #[serde(default)]
     pub review: Review,
     pub provenance: Provenance,
+    /// The page's transcript when the pipeline makes one: written beside the record as
+    /// `<name>.txt`, never inside it (its provenance is in `provenance.transcript`).
+    #[serde(skip)]
+    pub transcript: Option<PageTranscript>,
 }
 
 /// The shape of the records this vinscan writes, in `provenance.record_format`: 1 (absent in
@@ -68,6 +73,10 @@ pub struct Provenance {
     /// JSON pointers of values the normaliser changed.
     pub normalised: Vec<String>,
     pub timings_ms: Timings,
+    /// How the page's transcript was made; absent when the pipeline makes none or the page
+    /// has none (`transcriber = "pdf-text"` on a scan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<TranscriptProvenance>,
     /// RFC 3339 time the record was made.
     pub created_at: String,
 }
@@ -196,6 +205,10 @@ pub struct DocumentRecord {
     #[serde(default)]
     pub review: Review,
     pub provenance: DocumentProvenance,
+    /// Each page's transcript, in the order of `pages` (`None` for a page without one; empty
+    /// when the pipeline makes none): written beside the record as `<name>.txt`.
+    #[serde(skip)]
+    pub transcripts: Vec<Option<PageTranscript>>,
 }
 
 /// A page of a document: which source, which page of it (1-based).
@@ -232,6 +245,9 @@ pub struct DocumentProvenance {
     pub normalised: Vec<String>,
     /// Summed over the groups.
     pub timings_ms: Timings,
+    /// How each page's transcript was made, in page order (pages without one are left out).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transcripts: Vec<TranscriptProvenance>,
     /// RFC 3339 time the record was made.
     pub created_at: String,
 }
@@ -277,4 +293,25 @@ pub struct GroupProvenance {
     pub array_lengths: BTreeMap<String, usize>,
     pub generation: GenerationProvenance,
     pub timings_ms: Timings,
+}
+
+impl PageRecord {
+    /// The page's `.txt` beside the record (see [`crate::transcript::text_file`]), when it has
+    /// a transcript.
+    pub fn transcript_file(&self) -> Option<String> {
+        self.transcript
+            .as_ref()
+            .map(|t| crate::transcript::text_file([Some(t)]))
+    }
+}
+
+impl DocumentRecord {
+    /// The document's `.txt` beside the record: every page in order, form-feed separated;
+    /// `None` when no page has a transcript.
+    pub fn transcript_file(&self) -> Option<String> {
+        self.transcripts
+            .iter()
+            .any(Option::is_some)
+            .then(|| crate::transcript::text_file(self.transcripts.iter().map(Option::as_ref)))
+    }
 }

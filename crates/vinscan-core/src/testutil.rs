@@ -46,6 +46,10 @@ impl crate::PdfRenderer for FakePdf {
             rgb: vec![40 + index as u8; 900 * 600 * 3],
         })
     }
+
+    fn page_text(&self, _pdf: &[u8], index: u32) -> crate::Result<String> {
+        Ok(format!("Trang {} của tài liệu quét thử nghiệm", index + 1))
+    }
 }
 
 /// An extractor whose PDF renderer is [`FakePdf`].

@@ -197,6 +197,19 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
     };
     let body =
         serde_json::to_vec_pretty(&output).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+    if let Some(text) = x.records.transcript_file() {
+        // beside the output, before it: an output is only there once its transcript is
+        daemon
+            .stores
+            .bucket(prefix.bucket())
+            .put(
+                &transcript_key(&key),
+                Bytes::from(text),
+                "text/plain; charset=utf-8",
+            )
+            .await
+            .map_err(|e| output_error(e, prefix.bucket()))?;
+    }
     daemon
         .stores
         .bucket(prefix.bucket())
@@ -390,7 +403,24 @@ enum Records {
     Document(Box<DocumentRecord>),
 }
 
+/// `<stem>.txt` beside an output `<stem>.json`: the job's page transcripts.
+fn transcript_key(output_key: &str) -> String {
+    format!("{}.txt", output_key.strip_suffix(".json").unwrap_or(output_key))
+}
+
 impl Records {
+    /// The job's transcripts as one text file (pages in order, form-feed separated), when its
+    /// pipeline made any.
+    fn transcript_file(&self) -> Option<String> {
+        match self {
+            Self::Pages(p) => p
+                .iter()
+                .any(|r| r.transcript.is_some())
+                .then(|| vinscan_core::transcript::text_file(p.iter().map(|r| r.transcript.as_ref()))),
+            Self::Document(d) => d.transcript_file(),
+        }
+    }
+
     fn pages(&self) -> u32 {
         match self {
             Self::Pages(p) => p.len() as u32,
@@ -482,5 +512,41 @@ mod tests {
             &job,
             "unset: the job's own prefix"
         );
+    }
+
+    #[test]
+    fn a_jobs_transcripts_go_beside_its_output() {
+        assert_eq!(
+            transcript_key("results/a.png.archive-page.json"),
+            "results/a.png.archive-page.txt"
+        );
+        let page = |n: u32, text: Option<&str>| {
+            let mut r: PageRecord = serde_json::from_value(serde_json::json!({
+                "source": "s3://in/a.tif", "page": n, "pipeline": "archive-page", "schema": "s", "data": {},
+                "provenance": {"record_format": 2, "source": "s3://in/a.tif", "source_sha256": "", "source_format": "tiff",
+                    "page": n, "page_count": 2, "pipeline": "archive-page", "pipeline_sha256": "", "schema_id": "",
+                    "schema_sha256": "", "model": {"name": null, "file": "", "sha256": "", "mmproj_file": "", "mmproj_sha256": ""},
+                    "vinscan_version": "", "image": {"width": 1, "height": 1, "orientation": null, "dpi": null},
+                    "tiles": {"cols": 1, "rows": 1, "thumbnail": false, "images": 1, "max_tiles_requested": 1, "max_tiles_used": 1},
+                    "generation": {"prompt_tokens": 0, "image_tokens": 0, "generated_tokens": 0, "max_tokens": 0, "stop": "",
+                        "model_steps": 0, "forced_tokens": 0, "reused_prompt_tokens": 0, "peak_batch_pages": 0},
+                    "normalised": [], "timings_ms": {"decode": 0.0, "tiling": 0.0, "encode_prefill": 0.0, "generate": 0.0, "sample": 0.0, "queue": 0.0, "confidence": 0.0, "validate": 0.0, "total": 0.0}, "created_at": ""}
+            }))
+            .expect("page record");
+            r.transcript = text.map(|t| {
+                vinscan_core::PageTranscript::new(
+                    vinscan_core::TranscriptSource::Tesseract,
+                    t,
+                    Vec::new(),
+                    "t".into(),
+                    0.0,
+                )
+            });
+            r
+        };
+        let none = Records::Pages(vec![page(1, None), page(2, None)]);
+        assert_eq!(none.transcript_file(), None);
+        let some = Records::Pages(vec![page(1, Some("trang một")), page(2, None)]);
+        assert_eq!(some.transcript_file().as_deref(), Some("trang một\n\u{c}\n\n"));
     }
 }

@@ -162,13 +162,7 @@ impl PdfRenderer for PdfiumRenderer {
 
     fn render_page(&self, pdf: &[u8], index: u32, dpi: f32, limits: &Limits) -> Result<RenderedPage> {
         let doc = self.open(pdf)?;
-        let idx = PdfPageIndex::try_from(index).map_err(|_| {
-            Error::new(
-                ErrorKind::InvalidInput,
-                format!("page index {index} out of range"),
-            )
-        })?;
-        let page = doc.pages().get(idx).map_err(pdf_error)?;
+        let page = doc.pages().get(page_index(index)?).map_err(pdf_error)?;
         let (w, h) = render_size(page.width().value, page.height().value, dpi, limits)?;
         let config = PdfRenderConfig::new()
             .set_target_width(w as Pixels)
@@ -183,6 +177,22 @@ impl PdfRenderer for PdfiumRenderer {
             rgb: image.into_raw(),
         })
     }
+
+    fn page_text(&self, pdf: &[u8], index: u32) -> Result<String> {
+        let doc = self.open(pdf)?;
+        let page = doc.pages().get(page_index(index)?).map_err(pdf_error)?;
+        let text = page.text().map_err(pdf_error)?;
+        Ok(text.all())
+    }
+}
+
+fn page_index(index: u32) -> Result<PdfPageIndex> {
+    PdfPageIndex::try_from(index).map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidInput,
+            format!("page index {index} out of range"),
+        )
+    })
 }
 
 #[cfg(test)]

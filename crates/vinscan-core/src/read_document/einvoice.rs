@@ -94,6 +94,7 @@ impl Extractor {
                 total: elapsed,
                 ..Timings::default()
             },
+            transcripts: Vec::new(),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
         Ok(DocumentRecord {
@@ -110,6 +111,7 @@ impl Extractor {
             corrections: checked.corrections,
             review,
             provenance,
+            transcripts: Vec::new(),
         })
     }
 }

@@ -84,6 +84,11 @@ impl VisionModel for Scripted {
 }
 
 fn pipeline(pages_together: u32) -> Arc<Pipeline> {
+    pipeline_with(pages_together, "")
+}
+
+/// [`pipeline`] with `extra` TOML lines at the top level.
+fn pipeline_with(pages_together: u32, extra: &str) -> Arc<Pipeline> {
     let schema = json!({
         "$schema": vinscan_schema::DRAFT_2020_12,
         "type": "object", "additionalProperties": false, "required": ["number", "items"],
@@ -95,7 +100,7 @@ fn pipeline(pages_together: u32) -> Arc<Pipeline> {
         }
     });
     let pipeline = format!(
-        "name = \"doc\"\nschema = \"doc.json\"\nprompt = \"read\"\nunit = \"document\"\nsystem_prompt = \"\"\n[document]\npages_together = {pages_together}\n[generation]\nmax_tokens = 512\n"
+        "name = \"doc\"\nschema = \"doc.json\"\nprompt = \"read\"\nunit = \"document\"\nsystem_prompt = \"\"\n{extra}\n[document]\npages_together = {pages_together}\n[generation]\nmax_tokens = 512\n"
     );
     Catalog::build(
         vec![("schemas/doc.json".into(), schema.to_string().into_bytes())],
@@ -329,4 +334,44 @@ fn a_receipt_cut_into_more_segments_than_a_read_allows_is_cut_again_for_the_read
     }
     let reads: Vec<usize> = model.seen.lock().expect("lock").iter().map(|r| r.0).collect();
     assert_eq!(reads, vec![4, 2]);
+}
+
+#[test]
+fn a_documents_pages_each_get_their_transcript_in_order() {
+    let doc = scan(3);
+    let answers: Vec<(Value, f32)> = (0..2)
+        .map(|_| (json!({"number": "1", "items": []}), 0.9))
+        .collect();
+    let model = Scripted::new(&answers, 4096);
+    let source = DocumentSource {
+        doc: &doc,
+        sha256: "ab",
+    };
+    let record = crate::testutil::fake_pdf_extractor()
+        .extract_as_document(
+            &model,
+            &[source],
+            &pipeline_with(2, "transcriber = \"pdf-text\""),
+            &Cancellation::new(),
+        )
+        .expect("one record");
+    assert_eq!(record.transcripts.len(), 3);
+    let seen: Vec<(u32, &str)> = record
+        .provenance
+        .transcripts
+        .iter()
+        .map(|t| (t.page, t.engine.as_str()))
+        .collect();
+    assert_eq!(seen, [(1, "pdfium"), (2, "pdfium"), (3, "pdfium")]);
+    let file = record.transcript_file().expect("a .txt");
+    let pages: Vec<&str> = file.split("\n\u{c}\n").collect();
+    assert_eq!(pages.len(), 3, "{file:?}");
+    assert!(pages[2].starts_with("Trang 3"), "{file:?}");
+    // a pipeline without a transcriber writes none
+    let model = Scripted::new(&answers, 4096);
+    let record = crate::testutil::fake_pdf_extractor()
+        .extract_as_document(&model, &[source], &pipeline(2), &Cancellation::new())
+        .expect("one record");
+    assert!(record.transcript_file().is_none());
+    assert!(record.provenance.transcripts.is_empty());
 }

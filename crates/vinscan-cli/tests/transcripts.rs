@@ -1,0 +1,109 @@
+//! Page transcripts with the real pdfium, the real Tesseract (Vietnamese model) and the tiny
+//! test model: `archive-page` (transcriber = "auto") writes `<name>.txt` beside each record,
+//! from the text layer of a born-digital PDF page and from OCR of a scan, and provenance says
+//! which; `extract --out` and `batch` both write them.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+fn record(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("json")
+}
+
+fn text(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A folder with a born-digital 2-page PDF and a scanned receipt (PNG).
+fn inputs(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("dir");
+    let pages = vec![
+        vec![
+            "UY BAN NHAN DAN TINH QUANG NAM".to_owned(),
+            "So: 1234/QD-UBND".to_owned(),
+            "QUYET DINH ve viec ban hanh quy che luu tru".to_owned(),
+        ],
+        vec!["Dieu 2. Quyet dinh nay co hieu luc tu ngay ky.".to_owned()],
+    ];
+    std::fs::write(dir.join("quyet-dinh.pdf"), text_pdf(&pages)).expect("pdf");
+    std::fs::copy(
+        repo_root().join("tests/fixtures/cases/expected/receipt-rgb.png"),
+        dir.join("hoa-don.png"),
+    )
+    .expect("png");
+}
+
+fn assert_transcripts(out: &Path) {
+    // born digital: the text layer, page by page
+    let p1 = record(&out.join("quyet-dinh.pdf.p0001.json"));
+    let t = &p1["provenance"]["transcript"];
+    assert_eq!(t["transcriber"], "pdf-text", "{t}");
+    assert_eq!(t["engine"], "pdfium");
+    assert_eq!(t["page"], 1);
+    let txt = text(&out.join("quyet-dinh.pdf.p0001.txt"));
+    assert!(txt.contains("So: 1234/QD-UBND"), "{txt}");
+    assert!(!txt.contains("Dieu 2"), "page 1 only: {txt}");
+    let txt2 = text(&out.join("quyet-dinh.pdf.p0002.txt"));
+    assert!(txt2.contains("Dieu 2. Quyet dinh nay"), "{txt2}");
+    // a scan: Tesseract, with word boxes counted
+    let scan = record(&out.join("hoa-don.png.p0001.json"));
+    let t = &scan["provenance"]["transcript"];
+    assert_eq!(t["transcriber"], "tesseract", "{t}");
+    assert!(
+        t["engine"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("tesseract 5") && e.ends_with("vie")),
+        "{t}"
+    );
+    assert!(t["words"].as_u64().is_some_and(|n| n > 20), "{t}");
+    let txt = text(&out.join("hoa-don.png.p0001.txt"));
+    for line in ["CỬA HÀNG TẠP HOÁ MINH ANH", "Cảm ơn quý khách!"] {
+        assert!(txt.contains(line), "{line:?} not in {txt}");
+    }
+    // the record itself never carries the text
+    assert!(!serde_json::to_string(&scan).expect("json").contains("MINH ANH"));
+}
+
+#[test]
+fn extract_writes_each_pages_transcript_beside_its_record() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in");
+    inputs(&src);
+    let out = tmp.path().join("out");
+    let status = run(vinscan(tmp.path())
+        .arg("extract")
+        .arg(src.join("quyet-dinh.pdf"))
+        .arg(src.join("hoa-don.png"))
+        .args(["--pipeline", "archive-page", "--out"])
+        .arg(&out));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_transcripts(&out);
+}
+
+#[test]
+fn batch_writes_transcripts_beside_its_records() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in");
+    inputs(&src);
+    let out = tmp.path().join("out");
+    let status = run(vinscan(tmp.path())
+        .arg("batch")
+        .arg(&src)
+        .args(["--pipeline", "archive-page", "--out"])
+        .arg(&out));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    assert_transcripts(&out);
+}

@@ -1,0 +1,344 @@
+//! Page transcripts: the text of a page in reading order, taken from the best source the
+//! pipeline allows (`transcriber` in the pipeline file) and recorded in provenance:
+//!
+//! - `pdf-text`: the PDF's own text layer, when the page is born digital (no OCR, no model);
+//! - `tesseract`: OCR of the page image through an [`Ocr`] port (Tesseract 5 with the
+//!   Vietnamese model in `vinscan-ocr`), which also gives word boxes;
+//! - `auto`: the text layer where the page has one, else OCR.
+//!
+//! Transcripts are NFC. A document's transcript file (`<doc>.txt`) has its pages in order,
+//! separated by a form feed (U+000C) on its own line, as `pdftotext` separates pages.
+
+use serde::{Deserialize, Serialize};
+use unicode_normalization::UnicodeNormalization;
+
+use crate::error::Result;
+
+/// The least non-space characters a PDF page's text layer needs to count as born digital (a
+/// scanned page often carries a few stray characters: a page number, a scanner's stamp).
+pub const MIN_TEXT_LAYER_CHARS: usize = 20;
+
+/// Which source a pipeline takes its page transcripts from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transcriber {
+    /// No transcripts (the pipeline reads pages with the vision model only).
+    #[default]
+    None,
+    /// The PDF text layer where a page is born digital, else OCR.
+    Auto,
+    /// The PDF text layer only: scanned pages and images get no transcript.
+    PdfText,
+    /// OCR of every page image, born digital or not.
+    Tesseract,
+}
+
+/// Where a page's transcript came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TranscriptSource {
+    PdfText,
+    Tesseract,
+}
+
+/// A recognised word and where it is on the page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Word {
+    /// NFC text of the word.
+    pub text: String,
+    /// Its box in the page image's pixels: left, top, right, bottom (right and bottom
+    /// exclusive), in the upright page [`crate::Page`] the model also saw.
+    pub bbox: [u32; 4],
+    /// The recogniser's confidence, 0..=1.
+    pub confidence: f32,
+}
+
+/// What OCR read on one page image.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OcrPage {
+    /// The text in reading order, lines separated by `\n`, blocks by a blank line.
+    pub text: String,
+    /// Every word with its box, in reading order.
+    pub words: Vec<Word>,
+}
+
+/// Optical character recognition of page images. Implemented by `vinscan-ocr` (Tesseract);
+/// the core never names libtesseract.
+pub trait Ocr: Send + Sync {
+    /// Recognises a `width` × `height` upright page given as packed RGB (`width * height * 3`
+    /// bytes). Errors: the engine failing ([`crate::ErrorKind::Internal`]) or missing its
+    /// language data ([`crate::ErrorKind::Config`]).
+    fn recognise(&self, width: u32, height: u32, rgb: &[u8]) -> Result<OcrPage>;
+    /// The engine and language, for provenance (e.g. `tesseract 5.3.0 vie`).
+    fn engine(&self) -> String;
+}
+
+/// One page's transcript.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageTranscript {
+    pub source: TranscriptSource,
+    /// NFC text in reading order.
+    pub text: String,
+    /// Words with boxes in page pixels (OCR only; empty for a text layer).
+    pub words: Vec<Word>,
+    /// The engine that made it (`pdfium` or the OCR engine's [`Ocr::engine`]).
+    pub engine: String,
+    /// Milliseconds it took.
+    pub ms: f64,
+}
+
+impl PageTranscript {
+    /// A transcript of `text` (normalised to NFC here) from `source`.
+    pub fn new(source: TranscriptSource, text: &str, words: Vec<Word>, engine: String, ms: f64) -> Self {
+        Self {
+            source,
+            text: nfc(text),
+            words: words
+                .into_iter()
+                .map(|w| Word {
+                    text: nfc(&w.text),
+                    ..w
+                })
+                .collect(),
+            engine,
+            ms,
+        }
+    }
+
+    /// What provenance records of it: everything but the text.
+    pub fn provenance(&self, source: &str, page: u32) -> TranscriptProvenance {
+        let confidences: Vec<f64> = self.words.iter().map(|w| f64::from(w.confidence)).collect();
+        TranscriptProvenance {
+            source: source.to_owned(),
+            page,
+            transcriber: self.source,
+            engine: self.engine.clone(),
+            chars: self.text.chars().filter(|c| !c.is_whitespace()).count(),
+            words: self.words.len(),
+            mean_word_confidence: (!confidences.is_empty())
+                .then(|| round4(confidences.iter().sum::<f64>() / confidences.len() as f64)),
+            ms: self.ms,
+        }
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+/// How a page's transcript was made, as provenance records it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptProvenance {
+    /// The file or object the page is in.
+    pub source: String,
+    /// 1-based page number within its source.
+    pub page: u32,
+    /// What made the transcript: `pdf-text` or `tesseract`.
+    pub transcriber: TranscriptSource,
+    pub engine: String,
+    /// Non-space characters in the transcript.
+    pub chars: usize,
+    /// Words with boxes (0 for a text layer).
+    pub words: usize,
+    /// Mean OCR confidence of the words, 0..=1; absent without words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_word_confidence: Option<f64>,
+    pub ms: f64,
+}
+
+/// NFC of `text`.
+pub fn nfc(text: &str) -> String {
+    text.nfc().collect()
+}
+
+/// Whether a PDF page's text layer makes it born digital ([`MIN_TEXT_LAYER_CHARS`]).
+pub fn is_born_digital(text_layer: &str) -> bool {
+    text_layer.chars().filter(|c| !c.is_whitespace()).count() >= MIN_TEXT_LAYER_CHARS
+}
+
+/// The `<doc>.txt` of a document: each page's transcript in order (an empty page for one
+/// without), pages separated by a form feed on its own line. Ends with a newline.
+pub fn text_file<'a>(pages: impl IntoIterator<Item = Option<&'a PageTranscript>>) -> String {
+    let pages: Vec<String> = pages
+        .into_iter()
+        .map(|p| p.map(|t| t.text.trim_end().to_owned()).unwrap_or_default())
+        .collect();
+    let mut out = pages.join("\n\u{c}\n");
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(text: &str) -> PageTranscript {
+        PageTranscript::new(TranscriptSource::Tesseract, text, vec![], "test".into(), 1.0)
+    }
+
+    #[test]
+    fn text_is_nfc_and_pages_are_form_feed_separated() {
+        // "Hoá" with a combining acute (NFD) becomes the precomposed letter
+        let page = t("Ho\u{61}\u{301} \u{111}\u{1a1}n\n");
+        assert_eq!(page.text, "Ho\u{e1} \u{111}\u{1a1}n\n");
+        let two = t("trang hai");
+        assert_eq!(
+            text_file([Some(&page), None, Some(&two)]),
+            "Ho\u{e1} \u{111}\u{1a1}n\n\u{c}\n\n\u{c}\ntrang hai\n"
+        );
+    }
+
+    #[test]
+    fn provenance_counts_without_the_text() {
+        let mut page = t("Số: 12/QĐ-UBND");
+        page.words = vec![
+            Word {
+                text: "Số:".into(),
+                bbox: [1, 2, 30, 20],
+                confidence: 0.9,
+            },
+            Word {
+                text: "12/QĐ-UBND".into(),
+                bbox: [35, 2, 130, 20],
+                confidence: 0.6,
+            },
+        ];
+        let p = page.provenance("qd.pdf", 3);
+        assert_eq!((p.page, p.chars, p.words), (3, 13, 2));
+        assert_eq!(p.mean_word_confidence, Some(0.75));
+        let json = serde_json::to_value(&p).expect("json");
+        assert_eq!(json["transcriber"], "tesseract");
+        assert_eq!(json["source"], "qd.pdf");
+        assert!(json.get("text").is_none());
+    }
+
+    #[test]
+    fn a_text_layer_needs_enough_characters_to_be_born_digital() {
+        assert!(!is_born_digital(" 12 \n"));
+        assert!(is_born_digital("QUYẾT ĐỊNH về việc ban hành quy chế"));
+    }
+
+    /// Reads every page as "dòng một\ndòng hai" with two word boxes.
+    struct FakeOcr;
+
+    impl Ocr for FakeOcr {
+        fn recognise(&self, width: u32, height: u32, rgb: &[u8]) -> Result<OcrPage> {
+            assert_eq!(rgb.len(), (width * height * 3) as usize);
+            Ok(OcrPage {
+                text: "dòng một\ndòng hai".into(),
+                words: vec![
+                    Word {
+                        text: "dòng".into(),
+                        bbox: [0, 0, 4, 2],
+                        confidence: 0.5,
+                    },
+                    Word {
+                        text: "một".into(),
+                        bbox: [5, 0, 8, 2],
+                        confidence: 1.0,
+                    },
+                ],
+            })
+        }
+
+        fn engine(&self) -> String {
+            "fake-ocr".into()
+        }
+    }
+
+    fn pipeline(transcriber: Transcriber) -> crate::Pipeline {
+        let base = crate::Catalog::embedded()
+            .expect("catalog")
+            .pipeline("receipt")
+            .expect("receipt");
+        crate::Pipeline {
+            transcriber,
+            ..(*base).clone()
+        }
+    }
+
+    fn png() -> crate::Document {
+        let img = image::RgbImage::from_pixel(8, 6, image::Rgb([250, 250, 250]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).expect("png");
+        crate::Document::open(
+            "scan.png",
+            out.into_inner(),
+            &crate::Limits::default(),
+            Default::default(),
+        )
+        .expect("png")
+    }
+
+    fn transcribe(
+        extractor: &crate::Extractor,
+        doc: &crate::Document,
+        transcriber: Transcriber,
+    ) -> Result<Option<PageTranscript>> {
+        let p = pipeline(transcriber);
+        let page = doc
+            .page(0, p.pdf_dpi, &p.limits, extractor.decoders())
+            .expect("page");
+        extractor.transcribe(doc, 0, &page, &p)
+    }
+
+    #[test]
+    fn each_transcriber_takes_its_source() {
+        let with_ocr = crate::testutil::fake_pdf_extractor().with_ocr(std::sync::Arc::new(FakeOcr));
+        let pdf = crate::Document::open(
+            "qd.pdf",
+            crate::testutil::fake_pdf(2),
+            &crate::Limits::default(),
+            with_ocr.decoders(),
+        )
+        .expect("pdf");
+        let scan = png();
+        // a born-digital PDF page: its text layer, for pdf-text and auto
+        for t in [Transcriber::PdfText, Transcriber::Auto] {
+            let got = transcribe(&with_ocr, &pdf, t).expect("ok").expect("a transcript");
+            assert_eq!(got.source, TranscriptSource::PdfText);
+            assert!(got.text.starts_with("Trang 1"), "{}", got.text);
+            assert!(got.words.is_empty());
+        }
+        // OCR even of a born-digital page when asked, and of an image for auto
+        for (doc, t) in [
+            (&pdf, Transcriber::Tesseract),
+            (&scan, Transcriber::Auto),
+            (&scan, Transcriber::Tesseract),
+        ] {
+            let got = transcribe(&with_ocr, doc, t).expect("ok").expect("a transcript");
+            assert_eq!(got.source, TranscriptSource::Tesseract, "{t:?}");
+            assert_eq!((got.words.len(), got.engine.as_str()), (2, "fake-ocr"));
+        }
+        // no transcript: none, or pdf-text on an image
+        assert!(
+            transcribe(&with_ocr, &scan, Transcriber::None)
+                .expect("ok")
+                .is_none()
+        );
+        assert!(
+            transcribe(&with_ocr, &scan, Transcriber::PdfText)
+                .expect("ok")
+                .is_none()
+        );
+        assert!(
+            transcribe(&with_ocr, &pdf, Transcriber::None)
+                .expect("ok")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn ocr_without_an_engine_is_a_deployment_error() {
+        let e = transcribe(&crate::Extractor::default(), &png(), Transcriber::Tesseract).expect_err("no OCR");
+        assert_eq!(e.kind(), crate::ErrorKind::Config);
+        assert!(e.message().contains("OCR"), "{e}");
+    }
+
+    #[test]
+    fn transcriber_names_are_kebab_case() {
+        let t: Transcriber = serde_json::from_str("\"pdf-text\"").expect("pdf-text");
+        assert_eq!(t, Transcriber::PdfText);
+        assert!(serde_json::from_str::<Transcriber>("\"vintern\"").is_err());
+    }
+}
