@@ -65,6 +65,14 @@ fn assert_transcripts(out: &Path) {
     for line in ["CỬA HÀNG TẠP HOÁ MINH ANH", "Cảm ơn quý khách!"] {
         assert!(txt.contains(line), "{line:?} not in {txt}");
     }
+    // every string of the data is grounded (the tiny model's strings are on no page)
+    let grounding = scan["grounding"].as_object().expect("grounding");
+    assert!(!grounding.is_empty());
+    assert!(
+        grounding
+            .values()
+            .all(|g| g["found"].is_boolean() && g["score"].is_number())
+    );
     // the record itself never carries the text
     assert!(!serde_json::to_string(&scan).expect("json").contains("MINH ANH"));
 }

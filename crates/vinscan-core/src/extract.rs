@@ -255,6 +255,7 @@ impl Extractor {
                 pipeline.review.decide(&checked, &confidence)
             },
             confidence,
+            grounding: crate::grounding::ground_page(&data, doc.name(), page_no, transcript.as_ref()),
             data,
             checks: checked.checks,
             corrections: checked.corrections,

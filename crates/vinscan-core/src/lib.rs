@@ -13,6 +13,7 @@ pub mod document;
 pub mod einvoice;
 pub mod error;
 pub mod extract;
+pub mod grounding;
 pub mod hash;
 mod jpeg;
 pub mod limits;

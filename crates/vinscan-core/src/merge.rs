@@ -306,7 +306,7 @@ fn subtree<'a>(
 }
 
 /// A JSON Pointer reference token (RFC 6901 §3: `~` as `~0`, `/` as `~1`).
-fn escape(key: &str) -> String {
+pub(crate) fn escape(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 

@@ -213,7 +213,9 @@ impl Extractor {
             transcripts: transcript_provenance(&names, &pages, &transcripts),
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         };
+        let grounding = document_grounding(&data, &names, &pages, &transcripts);
         Ok(DocumentRecord {
+            grounding,
             sources: names,
             pages: page_refs,
             pipeline: pipeline.name.clone(),
@@ -224,11 +226,7 @@ impl Extractor {
             corrections: checked.corrections,
             review,
             provenance,
-            transcripts: if transcripts.iter().any(Option::is_some) {
-                transcripts
-            } else {
-                Vec::new()
-            },
+            transcripts,
         })
     }
 
@@ -502,6 +500,27 @@ fn add_timings(sum: &mut Timings, t: &Timings) {
 }
 
 mod einvoice;
+
+/// Where each string of a document's `data` is in its pages' transcripts.
+fn document_grounding(
+    data: &serde_json::Value,
+    names: &[String],
+    pages: &[(usize, u32)],
+    transcripts: &[Option<PageTranscript>],
+) -> std::collections::BTreeMap<String, crate::grounding::FieldGrounding> {
+    let pages: Vec<crate::grounding::GroundingPage<'_>> = pages
+        .iter()
+        .zip(transcripts)
+        .filter_map(|(&(s, p), t)| {
+            t.as_ref().map(|transcript| crate::grounding::GroundingPage {
+                source: &names[s],
+                page: p + 1,
+                transcript,
+            })
+        })
+        .collect();
+    crate::grounding::ground(data, &pages)
+}
 
 /// The provenance of the pages' transcripts, in page order (pages without one left out).
 fn transcript_provenance(

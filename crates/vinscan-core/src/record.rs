@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use vinscan_schema::{CheckResult, Correction};
 
+use crate::grounding::FieldGrounding;
 use crate::review::Review;
 use crate::transcript::{PageTranscript, TranscriptProvenance};
 
@@ -39,6 +40,10 @@ pub struct PageRecord {
     /// Whether a person should look at this record, and why (the pipeline's `[review]` rules).
     #[serde(default)]
     pub review: Review,
+    /// Where each string of `data` (keyed by JSON Pointer) is in the page's transcript, when
+    /// the pipeline makes one: `{found, score, source, page, bbox}` (`vinscan_core::grounding`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grounding: BTreeMap<String, FieldGrounding>,
     pub provenance: Provenance,
     /// The page's transcript when the pipeline makes one: written beside the record as
     /// `<name>.txt`, never inside it (its provenance is in `provenance.transcript`).
@@ -204,9 +209,12 @@ pub struct DocumentRecord {
     pub corrections: Vec<Correction>,
     #[serde(default)]
     pub review: Review,
+    /// As [`PageRecord::grounding`], over every page's transcript.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grounding: BTreeMap<String, FieldGrounding>,
     pub provenance: DocumentProvenance,
-    /// Each page's transcript, in the order of `pages` (`None` for a page without one; empty
-    /// when the pipeline makes none): written beside the record as `<name>.txt`.
+    /// Each page's transcript, in the order of `pages` (`None` for a page without one, and for
+    /// every page when the pipeline makes none): written beside the record as `<name>.txt`.
     #[serde(skip)]
     pub transcripts: Vec<Option<PageTranscript>>,
 }

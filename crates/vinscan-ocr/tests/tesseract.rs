@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use vinscan_core::{ErrorKind, Ocr, transcript::nfc};
+use vinscan_core::grounding::ground_page;
+use vinscan_core::{ErrorKind, Ocr, PageTranscript, TranscriptSource, transcript::nfc};
 use vinscan_ocr::Tesseract;
 
 fn receipt() -> image::RgbImage {
@@ -58,6 +59,47 @@ fn the_receipt_is_read_with_its_words_where_they_are() {
         read.words
             .iter()
             .all(|word| word.bbox[2] <= w && word.bbox[3] <= h)
+    );
+}
+
+#[test]
+fn values_on_the_scan_are_grounded_to_tesseracts_word_boxes() {
+    let page = receipt();
+    let (w, h) = page.dimensions();
+    let read = vie().recognise(w, h, page.as_raw()).expect("reads");
+    let box_of = |text: &str| {
+        read.words
+            .iter()
+            .find(|word| word.text == text)
+            .map(|word| word.bbox)
+    };
+    let transcript = PageTranscript::new(
+        TranscriptSource::Tesseract,
+        &read.text,
+        read.words.clone(),
+        "t".into(),
+        0.0,
+    );
+    let data = serde_json::json!({
+        "tax_code": "0312345678",
+        // written with the old tone placement: the page prints "HOÁ"
+        "merchant_name": "Cửa hàng tạp hóa Minh Anh",
+        "cashier": "Trần Thị Lan"
+    });
+    let g = ground_page(&data, "hoa-don.png", 1, Some(&transcript));
+    assert_eq!(g["/tax_code"].bbox, box_of("0312345678"), "{:?}", g["/tax_code"]);
+    let name = &g["/merchant_name"];
+    assert!(name.found, "{name:?}");
+    let [l, t, r, b] = name.bbox.expect("a box");
+    let first = box_of("CỬA").expect("CỬA");
+    let last = box_of("ANH").expect("ANH");
+    assert_eq!((l, t), (first[0], first[1].min(last[1])), "from the first word");
+    assert_eq!(r, last[2], "to the last");
+    assert!(b >= first[3].max(last[3]));
+    let cashier = &g["/cashier"];
+    assert!(
+        !cashier.found && cashier.bbox.is_none(),
+        "not on the page: {cashier:?}"
     );
 }
 

@@ -110,6 +110,7 @@ impl Extractor {
             checks: checked.checks,
             corrections: checked.corrections,
             review,
+            grounding: Default::default(),
             provenance,
             transcripts: Vec::new(),
         })

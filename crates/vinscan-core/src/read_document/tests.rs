@@ -339,8 +339,9 @@ fn a_receipt_cut_into_more_segments_than_a_read_allows_is_cut_again_for_the_read
 #[test]
 fn a_documents_pages_each_get_their_transcript_in_order() {
     let doc = scan(3);
+    // the number is page 2's own text; the item is on no page
     let answers: Vec<(Value, f32)> = (0..2)
-        .map(|_| (json!({"number": "1", "items": []}), 0.9))
+        .map(|_| (json!({"number": "Trang 2", "items": [{"d": "zzzzz"}]}), 0.9))
         .collect();
     let model = Scripted::new(&answers, 4096);
     let source = DocumentSource {
@@ -367,6 +368,12 @@ fn a_documents_pages_each_get_their_transcript_in_order() {
     let pages: Vec<&str> = file.split("\n\u{c}\n").collect();
     assert_eq!(pages.len(), 3, "{file:?}");
     assert!(pages[2].starts_with("Trang 3"), "{file:?}");
+    let number = &record.grounding["/number"];
+    assert!(number.found && number.score == 1.0, "{number:?}");
+    assert_eq!(number.page, Some(2), "the exact page, not a near one");
+    assert!(!record.grounding["/items/0/d"].found);
+    let json = serde_json::to_value(&record).expect("json");
+    assert_eq!(json["grounding"]["/number"]["page"], 2);
     // a pipeline without a transcriber writes none
     let model = Scripted::new(&answers, 4096);
     let record = crate::testutil::fake_pdf_extractor()
