@@ -108,6 +108,15 @@ pub struct EnqueueArgs {
     /// These flags win over those variables.
     #[arg(long = "kafka-property", env = "VINSCAN_ENQUEUE_KAFKA_PROPERTY", hide_env_values = true, value_parser = parse_property)]
     pub kafka_properties: Vec<(String, String)>,
+    /// Where scheduled runs remember what they enqueued (`s3://bucket/key`; default
+    /// `<prefix>/.vinscan/enqueued-<pipeline>.json` beside the scans): a run enqueues only
+    /// objects that are new or replaced since.
+    #[arg(long, env = "VINSCAN_ENQUEUE_STATE")]
+    pub state: Option<S3Uri>,
+    /// Enqueue every scan under the prefix, whatever the state says (it is still updated):
+    /// to redo an archive, e.g. with a new model.
+    #[arg(long, env = "VINSCAN_ENQUEUE_ALL", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub all: bool,
     /// Hide the progress bar.
     #[arg(long, env = "VINSCAN_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_progress: bool,

@@ -3,6 +3,12 @@
 //! Each job pins its source to the ETag listed (a scan replaced before a daemon reads it ends
 //! `superseded`), and its id derives from the object, that ETag and the pipeline: enqueueing
 //! twice yields the same jobs, and the daemons' outputs are the same objects.
+//!
+//! Scheduled runs (a nightly CronJob over a growing archive) enqueue only what is new: the
+//! objects enqueued, with their ETags, are kept in a state object
+//! (`vinscan_jobs::schedule`), saved every [`SAVE_EVERY`] jobs and at the end. A run that dies
+//! between saves enqueues at most that many jobs again next time (the same job ids: the
+//! daemons rewrite the same outputs).
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -10,11 +16,62 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use vinscan_core::Format;
+use vinscan_jobs::schedule::{EnqueueState, default_state_key};
 use vinscan_jobs::{JobMessage, ObjectRef, SourceSpec, VersionedSource};
 use vinscan_kafka::{KafkaSettings, Publisher, admin};
 use vinscan_storage::{Location, ObjectVersion, S3Config};
 
 use crate::cli::{EnqueueArgs, GlobalArgs};
+
+/// Jobs sent between two saves of the state.
+pub const SAVE_EVERY: usize = 500;
+
+/// Where the state is kept, and what it holds.
+struct State {
+    store: std::sync::Arc<dyn vinscan_storage::ObjectStore>,
+    key: String,
+    uri: String,
+    state: EnqueueState,
+}
+
+impl State {
+    /// The state at `--state` or the default key beside the scans; a fresh one where none is.
+    async fn load(args: &EnqueueArgs, source_prefix: &str) -> anyhow::Result<Self> {
+        let uri = match &args.state {
+            Some(uri) => uri.clone(),
+            None => format!(
+                "s3://{}/{}",
+                args.source.bucket(),
+                default_state_key(source_prefix, &args.pipeline)
+            )
+            .parse()?,
+        };
+        let (store, key) = vinscan_storage::open_location(&Location::S3(uri.clone()), &S3Config::from_env())?;
+        let state = match store.get(&key, 1 << 30, None).await {
+            Ok(o) => {
+                EnqueueState::parse(&o.bytes, &args.pipeline).map_err(|e| anyhow::anyhow!("{uri}: {e}"))?
+            }
+            Err(e) if e.kind == vinscan_storage::StorageErrorKind::NotFound => {
+                EnqueueState::new(&args.pipeline)
+            }
+            Err(e) => return Err(anyhow::anyhow!("cannot read the enqueue state {uri}: {e}")),
+        };
+        Ok(Self {
+            store,
+            key,
+            uri: uri.to_string(),
+            state,
+        })
+    }
+
+    async fn save(&self) -> anyhow::Result<()> {
+        let bytes = self.state.to_bytes().map_err(|e| anyhow::anyhow!(e))?;
+        self.store
+            .put(&self.key, bytes::Bytes::from(bytes), "application/json")
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot save the enqueue state {}: {e}", self.uri))
+    }
+}
 
 pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
@@ -31,10 +88,18 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         format!("{prefix}/")
     };
     let listed = rt.block_on(store.list(&list_prefix))?;
+    let mut state = rt.block_on(State::load(&args, &prefix))?;
+    let listed_keys: std::collections::BTreeSet<String> = listed.iter().map(|m| m.key.clone()).collect();
     let (objects, other): (Vec<_>, Vec<_>) = listed.into_iter().partition(|m| {
         let relative = m.key.strip_prefix(&list_prefix).unwrap_or(&m.key);
         !relative.split('/').any(|s| s.starts_with('.')) && enqueued(relative)
     });
+    // some S3-compatible stores list objects without their ETags: ask each such object (real S3
+    // always lists them, so this costs nothing there)
+    let objects = rt.block_on(with_etags(store.as_ref(), objects))?;
+    let (objects, already): (Vec<_>, Vec<_>) = objects
+        .into_iter()
+        .partition(|m| args.all || state.state.is_new(&m.key, &m.etag));
 
     let mut settings = KafkaSettings::new(&args.brokers, "vinscan-enqueue");
     // VINSCAN_KAFKA_PROPERTY_* first, then the flags, which win
@@ -85,9 +150,16 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
             };
             let payload = serde_json::to_vec(&message)?;
             publisher.send(&args.topic, &job_id, &payload, &[]).await?;
+            state.state.record(&m.key, &m.etag);
             n += 1;
             bar.inc(1);
+            if n.is_multiple_of(SAVE_EVERY) {
+                state.save().await?;
+            }
         }
+        // a complete listing: objects deleted from the prefix leave the state
+        state.state.keep_only(|k| listed_keys.contains(k));
+        state.save().await?;
         anyhow::Ok(n)
     })?;
     bar.finish_and_clear();
@@ -95,13 +167,26 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         "{}",
         json!({
             "enqueued": enqueued,
+            "already_enqueued": already.len(),
             "not_scans": other.len(),
+            "state": state.uri,
             "topic": args.topic,
             "source": location.to_string(),
             "elapsed_ms": started.elapsed().as_millis() as u64,
         })
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `objects` with every missing ETag filled in by a HEAD request.
+async fn with_etags(
+    store: &dyn vinscan_storage::ObjectStore,
+    mut objects: Vec<vinscan_storage::ObjectMeta>,
+) -> anyhow::Result<Vec<vinscan_storage::ObjectMeta>> {
+    for m in objects.iter_mut().filter(|m| m.etag.is_empty()) {
+        m.etag = store.head(&m.key).await?.etag;
+    }
+    Ok(objects)
 }
 
 /// Whether an object is put on the topic: a scan by its extension, or an `.xml` file (an

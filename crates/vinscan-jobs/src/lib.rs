@@ -17,6 +17,7 @@ pub mod kinds;
 pub mod message;
 mod object;
 pub mod routing;
+pub mod schedule;
 pub mod wire;
 
 pub use message::{Job, Poison, classify};

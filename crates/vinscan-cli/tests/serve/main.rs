@@ -16,18 +16,18 @@ mod common;
 mod crashing;
 mod fixture;
 mod messages;
+mod schedule;
 mod secure;
 mod systemic;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fixture::*;
 use image::ImageFormat;
-use serde_json::{Value, json};
-use vinscan_kafka::{KafkaSettings, Publisher, admin};
+use serde_json::json;
+use vinscan_kafka::{Publisher, admin};
 use vinscan_storage::{ObjectStore, S3Store};
 
 #[test]
@@ -225,101 +225,6 @@ fn two_daemons_in_one_group_split_the_work_cooperatively() {
     }
     eprintln!("two daemons done in {:.0} s", t.elapsed().as_secs_f64());
     f.check(false);
-}
-
-#[test]
-fn enqueue_puts_one_deterministic_job_per_scan_on_the_topic() {
-    let (brokers, s3) = services();
-    let unique = format!(
-        "enq-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() % 1_000_000_000)
-            .unwrap_or(0)
-    );
-    let bucket = format!("vs-{unique}");
-    let topic = format!("enqueue-{unique}");
-    let store = S3Store::new(&s3, &bucket).expect("client");
-    rt().block_on(async {
-        store.create_bucket().await.expect("bucket");
-        for (key, bytes) in [
-            (
-                "archive/1990/a.png",
-                common::encode(&common::scan(200, 300, 1), ImageFormat::Png),
-            ),
-            (
-                "archive/1990/b c.jpg",
-                common::encode(&common::scan(200, 300, 2), ImageFormat::Jpeg),
-            ),
-            (
-                "archive/1991/d.png",
-                common::encode(&common::scan(200, 300, 3), ImageFormat::Png),
-            ),
-            ("archive/notes.txt", b"not a scan".to_vec()),
-            (
-                "archived/other.png",
-                common::encode(&common::scan(50, 50, 4), ImageFormat::Png),
-            ),
-        ] {
-            store
-                .put(key, Bytes::from(bytes), "application/octet-stream")
-                .await
-                .expect("put");
-        }
-    });
-    let tmp = tempfile::tempdir().expect("tmp");
-    let enqueue = || {
-        common::run(
-            common::vinscan(tmp.path())
-                .args(["enqueue", &format!("s3://{bucket}/archive"), "--topic", &topic])
-                .args(["--pipeline", "archive-page", "--brokers", &brokers])
-                .args(["--create-partitions", "2"])
-                .args(["--output-prefix", &format!("s3://{bucket}/out")])
-                .env("VINSCAN_S3_ENDPOINT", s3.endpoint.as_deref().unwrap_or_default()),
-        )
-    };
-    for _ in 0..2 {
-        let out = enqueue();
-        assert!(out.status.success());
-        let summary: Value = serde_json::from_str(
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .last()
-                .expect("summary"),
-        )
-        .expect("json");
-        assert_eq!(summary["enqueued"], 3, "{summary}");
-    }
-    let records = admin::read_all(
-        &KafkaSettings::new(&brokers, "observer"),
-        &topic,
-        Duration::from_secs(30),
-    )
-    .expect("read");
-    assert_eq!(records.len(), 6);
-    let routes = vinscan_jobs::routing::Routes::new(
-        vec![],
-        ["archive-page"],
-        format!("s3://{bucket}/results").parse().expect("uri"),
-    )
-    .expect("routes");
-    let mut ids = BTreeMap::new();
-    for (_, payload) in &records {
-        let jobs = vinscan_jobs::classify(payload, &routes).expect("a valid job message");
-        assert_eq!(jobs[0].output_prefix.to_string(), format!("s3://{bucket}/out"));
-        *ids.entry((jobs[0].job_id.clone(), jobs[0].sources[0].key.clone()))
-            .or_insert(0) += 1;
-    }
-    let keys: BTreeSet<&str> = ids.keys().map(|(_, k)| k.as_str()).collect();
-    assert_eq!(
-        keys,
-        BTreeSet::from(["archive/1990/a.png", "archive/1990/b c.jpg", "archive/1991/d.png"])
-    );
-    assert!(
-        ids.values().all(|&n| n == 2),
-        "enqueueing twice gives the same job ids: {ids:?}"
-    );
 }
 
 /// A copy of the shipped pipelines and schemas plus `long`: one free string of at least 9,000
