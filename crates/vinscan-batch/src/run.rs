@@ -227,12 +227,21 @@ impl<'a> Batch<'a> {
             return Err(Error::new(ErrorKind::Internal, "no output place"));
         };
         let key = join_key(prefix, name);
-        if let Some(text) = transcript {
+        let txt = join_key(prefix, &transcript_name(name));
+        match transcript {
             // the transcript first: a record is only there once all of it is
-            let txt = join_key(prefix, &transcript_name(name));
-            self.rt
+            Some(text) => self
+                .rt
                 .block_on(store.put(&txt, Bytes::from(text), "text/plain; charset=utf-8"))
-                .map_err(pipeline_error)?;
+                .map_err(pipeline_error)?,
+            // none now (a scan under `pdf-text`): an earlier run's would sit beside a record it
+            // is not from
+            None if self.pipeline.transcriber != vinscan_core::Transcriber::None => {
+                if let Err(e) = self.rt.block_on(store.delete(&txt)) {
+                    tracing::warn!(key = %txt, error = %e, "a stale transcript was not removed");
+                }
+            }
+            None => {}
         }
         self.rt
             .block_on(store.put(&key, Bytes::from(json), "application/json"))
@@ -240,11 +249,13 @@ impl<'a> Batch<'a> {
         if let Some((other, other_prefix, _)) = other {
             let other_key = join_key(other_prefix, name);
             // never the record just written (both places the same store and prefix)
-            if (other.uri(), other_key.as_str()) != (store.uri(), key.as_str())
-                && let Err(e) = self.rt.block_on(other.delete(&other_key))
-            {
-                // a stale copy is only confusing, never wrong: its record says when it was made
-                tracing::warn!(key = %other_key, error = %e, "a stale copy of a record was not removed");
+            if (other.uri(), other_key.as_str()) != (store.uri(), key.as_str()) {
+                for k in [join_key(other_prefix, &transcript_name(name)), other_key] {
+                    if let Err(e) = self.rt.block_on(other.delete(&k)) {
+                        // a stale copy is only confusing, never wrong: its record says when it was made
+                        tracing::warn!(key = %k, error = %e, "a stale copy of a record was not removed");
+                    }
+                }
             }
         }
         Ok(shown(&key))

@@ -35,8 +35,16 @@ fn emit<T: serde::Serialize>(
 ) -> vinscan_core::Result<()> {
     match path {
         Some(path) => {
-            if let Some(text) = transcript {
-                write_atomic(&path.with_extension("txt"), text.as_bytes())?;
+            let txt = path.with_extension("txt");
+            match transcript {
+                Some(text) => write_atomic(&txt, text.as_bytes())?,
+                // none now: an earlier run's would sit beside a record it is not from
+                None => match std::fs::remove_file(&txt) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(Error::from_io(&e, txt.display()));
+                    }
+                    _ => {}
+                },
             }
             write_atomic(&path, &json(record, true)?)
         }

@@ -95,6 +95,49 @@ fn extract_writes_each_pages_transcript_beside_its_record() {
         String::from_utf8_lossy(&status.stderr)
     );
     assert_transcripts(&out);
+
+    // the same pages again under `pdf-text`: the scan now has no transcript, and the earlier
+    // run's .txt beside its record goes; the born-digital page keeps its own
+    let (pipelines, schemas) = (tmp.path().join("pipelines"), tmp.path().join("schemas"));
+    for (from, to) in [("pipelines", &pipelines), ("schemas", &schemas)] {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(repo_root().join(from)).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if !path.is_file() {
+                continue;
+            }
+            let mut text = std::fs::read_to_string(&path).expect("read");
+            if path.file_name().is_some_and(|n| n == "archive-page.toml") {
+                text = text.replace("transcriber = \"auto\"", "transcriber = \"pdf-text\"");
+            }
+            std::fs::write(to.join(path.file_name().expect("name")), text).expect("write");
+        }
+    }
+    let again = run(vinscan(tmp.path())
+        .arg("extract")
+        .arg(src.join("quyet-dinh.pdf"))
+        .arg(src.join("hoa-don.png"))
+        .args(["--pipeline", "archive-page", "--pipelines-dir"])
+        .arg(&pipelines)
+        .arg("--schemas-dir")
+        .arg(&schemas)
+        .arg("--out")
+        .arg(&out));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        !out.join("hoa-don.png.p0001.txt").exists(),
+        "a stale transcript was left"
+    );
+    assert!(
+        record(&out.join("hoa-don.png.p0001.json"))["provenance"]
+            .get("transcript")
+            .is_none()
+    );
+    assert!(text(&out.join("quyet-dinh.pdf.p0001.txt")).contains("So: 1234/QD-UBND"));
 }
 
 #[test]

@@ -47,14 +47,14 @@ impl Format {
             Some(Self::WebP)
         } else if starts(b"BM") && is_bmp_header(bytes) {
             Some(Self::Bmp)
+        } else if crate::einvoice::is_einvoice(bytes) {
+            Some(Self::Xml)
         } else if bytes[..bytes.len().min(Self::PDF_HEADER_WINDOW + 4)]
             .windows(4)
             .any(|w| w == b"%PDF")
         {
             // a byte-order mark, a mail header or other junk before the header
             Some(Self::Pdf)
-        } else if crate::einvoice::is_einvoice(bytes) {
-            Some(Self::Xml)
         } else {
             None
         }
@@ -134,7 +134,9 @@ pub trait TiffDecoder: Send + Sync {
 /// absent is refused with [`ErrorKind::Config`] (the deployment lacks it, not the file).
 #[derive(Clone, Copy, Default)]
 pub struct Decoders<'a> {
+    /// PDF pages (pdfium in the product).
     pub pdf: Option<&'a dyn PdfRenderer>,
+    /// TIFF pages (libtiff in the product).
     pub tiff: Option<&'a dyn TiffDecoder>,
 }
 
@@ -297,11 +299,14 @@ impl Document {
 
 /// `img` stretched along its coarser axis so that its pixels are square, given its resolution
 /// `x` × `y` (pixels per unit across and down); unchanged within 10 % (a fine-mode fax,
-/// 204 × 196, keeps its pixels rather than gain a blur). Refuses a stretched size
+/// 204 × 196, keeps its pixels rather than gain a blur) and past 4 × (an implausible
+/// resolution tag is ignored, not obeyed). Refuses a stretched size
 /// past the limits.
 fn square_pixels(img: DynamicImage, x: f32, y: f32, limits: &Limits) -> Result<DynamicImage> {
     let ratio = f64::from(x) / f64::from(y);
-    if !ratio.is_finite() || (ratio - 1.0).abs() <= 0.1 {
+    // fax resolutions differ by about 2 (204 x 98); a ratio past 4 is a broken tag, not a page
+    let stretch = ratio.max(1.0 / ratio);
+    if !ratio.is_finite() || stretch <= 1.1 || stretch > 4.0 {
         return Ok(img);
     }
     let (w, h) = (f64::from(img.width()), f64::from(img.height()));

@@ -88,11 +88,12 @@ pub struct PageTranscript {
 }
 
 impl PageTranscript {
-    /// A transcript of `text` (normalised to NFC here) from `source`.
+    /// A transcript of `text` from `source`, normalised here: NFC, and line breaks as `\n`
+    /// (pdfium ends lines with `\r\n`).
     pub fn new(source: TranscriptSource, text: &str, words: Vec<Word>, engine: String, ms: f64) -> Self {
         Self {
             source,
-            text: nfc(text),
+            text: nfc(&text.replace("\r\n", "\n").replace('\r', "\n")),
             words: words
                 .into_iter()
                 .map(|w| Word {
@@ -179,7 +180,7 @@ mod tests {
     #[test]
     fn text_is_nfc_and_pages_are_form_feed_separated() {
         // "Hoá" with a combining acute (NFD) becomes the precomposed letter
-        let page = t("Ho\u{61}\u{301} \u{111}\u{1a1}n\n");
+        let page = t("Ho\u{61}\u{301} \u{111}\u{1a1}n\r\n");
         assert_eq!(page.text, "Ho\u{e1} \u{111}\u{1a1}n\n");
         let two = t("trang hai");
         assert_eq!(

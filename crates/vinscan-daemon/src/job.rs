@@ -197,18 +197,26 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
     };
     let body =
         serde_json::to_vec_pretty(&output).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-    if let Some(text) = x.records.transcript_file() {
+    let out = daemon.stores.bucket(prefix.bucket());
+    match x.records.transcript_file() {
         // beside the output, before it: an output is only there once its transcript is
-        daemon
-            .stores
-            .bucket(prefix.bucket())
+        Some(text) => out
             .put(
                 &transcript_key(&key),
                 Bytes::from(text),
                 "text/plain; charset=utf-8",
             )
             .await
-            .map_err(|e| output_error(e, prefix.bucket()))?;
+            .map_err(|e| output_error(e, prefix.bucket()))?,
+        // none now (a scan under `pdf-text`, or the transcriber changed): an earlier run's is
+        // not this output's. Only where the pipeline transcribes, and never the job's failure
+        // (a role allowed to put but not to delete still writes its outputs).
+        None if pipeline.transcriber != vinscan_core::Transcriber::None => {
+            if let Err(e) = out.delete(&transcript_key(&key)).await {
+                tracing::warn!(job_id = %job.job_id, error = %e, "a stale transcript was not removed");
+            }
+        }
+        None => {}
     }
     daemon
         .stores
@@ -284,10 +292,13 @@ async fn remove_own_copy(daemon: &Daemon, job: &Job, bucket: &str, key: &str) {
     let owner = serde_json::from_slice::<serde_json::Value>(&object.bytes)
         .ok()
         .and_then(|v| v.get("job_id").and_then(|j| j.as_str()).map(str::to_owned));
-    if owner.as_deref() == Some(job.job_id.as_str())
-        && let Err(e) = store.delete(key).await
-    {
-        tracing::warn!(job_id = %job.job_id, error = %e, "a stale copy of the output was not removed");
+    if owner.as_deref() == Some(job.job_id.as_str()) {
+        // the transcript first: an output is never left without its own
+        for k in [transcript_key(key), key.to_owned()] {
+            if let Err(e) = store.delete(&k).await {
+                tracing::warn!(job_id = %job.job_id, key = %k, error = %e, "a stale copy of the output was not removed");
+            }
+        }
     }
 }
 

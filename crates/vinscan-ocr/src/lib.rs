@@ -24,6 +24,8 @@ pub struct Tesseract {
     language: CString,
     datapath: Option<CString>,
     pool: Mutex<Vec<TessBaseApi>>,
+    /// The most idle instances kept: the machine's cores.
+    max_idle: usize,
     engine: String,
 }
 
@@ -53,6 +55,7 @@ impl Tesseract {
             language: language_c,
             datapath: datapath_c,
             pool: Mutex::new(Vec::new()),
+            max_idle: std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get),
             engine: format!("tesseract {} {language}", version()),
         };
         let first = this.instance()?;
@@ -77,8 +80,12 @@ impl Tesseract {
                 ),
             )
         })?;
-        // Tesseract's debug and progress output goes nowhere (never to the daemon's stderr)
-        let _ = api.set_variable(c"debug_file", c"/dev/null");
+        // Tesseract's debug and progress output goes nowhere (never to the daemon's stderr).
+        // A process-wide setting: made once, before any instance reads a page.
+        static QUIET: std::sync::Once = std::sync::Once::new();
+        QUIET.call_once(|| {
+            let _ = api.set_variable(c"debug_file", c"/dev/null");
+        });
         Ok(api)
     }
 
@@ -90,8 +97,14 @@ impl Tesseract {
         }
     }
 
-    fn give_back(&self, api: TessBaseApi) {
-        if let Ok(mut pool) = self.pool.lock() {
+    /// Returns an instance to the pool, or drops it when the pool already holds as many as
+    /// the machine has cores (a burst of pages leaves no crowd of idle engines).
+    fn give_back(&self, mut api: TessBaseApi) {
+        // forget the page: an idle instance should not hold a page image and its results
+        let _ = api.set_image(&[255; 3], 1, 1, 3, 3);
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < self.max_idle
+        {
             pool.push(api);
         }
     }

@@ -178,11 +178,26 @@ impl PdfRenderer for PdfiumRenderer {
         })
     }
 
+    /// Every character of the page's text page in content order, pdfium's generated spaces and
+    /// line breaks included, whatever the page's rotation or box origin (pdfium-render's
+    /// `all()` bounds the text by the rotated page size and loses text on a rotated page).
+    /// Invisible text (render mode 3, a scanner's hidden OCR layer) is left out: it is not the
+    /// page's own text, and often lacks the Vietnamese diacritics.
     fn page_text(&self, pdf: &[u8], index: u32) -> Result<String> {
         let doc = self.open(pdf)?;
         let page = doc.pages().get(page_index(index)?).map_err(pdf_error)?;
         let text = page.text().map_err(pdf_error)?;
-        Ok(text.all())
+        let mut out = String::new();
+        for ch in text.chars().iter() {
+            // generated characters have no text object (an error here): they are kept
+            if matches!(ch.render_mode(), Ok(PdfPageTextRenderMode::Invisible)) {
+                continue;
+            }
+            if let Some(s) = ch.unicode_string() {
+                out.push_str(&s);
+            }
+        }
+        Ok(out)
     }
 }
 

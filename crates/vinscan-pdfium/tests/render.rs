@@ -100,3 +100,55 @@ fn a_pdf_with_bytes_before_its_header_renders_as_without_them() {
         assert!(a.pixels().any(|p| p.0[0] < 100), "page {} has ink", i + 1);
     }
 }
+
+/// A one-page PDF (ISO 32000-1: catalog, pages, Helvetica, one page with `page_extra` in its
+/// dictionary and `content` as its content stream, an exact xref table).
+fn one_page_pdf(page_extra: &str, content: &str) -> Vec<u8> {
+    let objects = [
+        "<< /Type /Catalog /Pages 2 0 R >>".to_owned(),
+        "<< /Type /Pages /Kids [4 0 R] /Count 1 >>".to_owned(),
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_owned(),
+        format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] {page_extra} /Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>"
+        ),
+        format!("<< /Length {} >>\nstream\n{content}endstream", content.len()),
+    ];
+    let mut out = b"%PDF-1.7\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, body) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
+    }
+    let xref = out.len();
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    for o in offsets {
+        out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    out.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
+    out
+}
+
+#[test]
+fn the_text_layer_is_whole_on_a_rotated_page_and_leaves_out_invisible_text() {
+    let r = renderer();
+    let lines = "BT /F1 12 Tf 14 TL 40 800 Td (So: 1234/QD-UBND ngay 05 thang 3) Tj T* \
+                 (Dieu 1. Ban hanh kem theo Quyet dinh nay) Tj T* (Dieu 2. Hieu luc) Tj ET\n";
+    for rotate in ["", "/Rotate 90", "/Rotate 270"] {
+        let text = r.page_text(&one_page_pdf(rotate, lines), 0).expect("text");
+        for want in ["So: 1234/QD-UBND", "Dieu 1. Ban hanh", "Dieu 2. Hieu luc"] {
+            assert!(text.contains(want), "{rotate:?}: {want:?} not in {text:?}");
+        }
+    }
+    // a scanner's searchable PDF: the OCR layer is invisible (3 Tr); only the visible line counts
+    let hidden = "BT 3 Tr /F1 12 Tf 40 800 Td (HIDDEN OCR LAYER WITHOUT DIACRITICS) Tj ET\n\
+                  BT 0 Tr /F1 12 Tf 40 700 Td (Visible) Tj ET\n";
+    let text = r.page_text(&one_page_pdf("", hidden), 0).expect("text");
+    assert!(!text.contains("HIDDEN"), "{text:?}");
+    assert!(text.contains("Visible"), "{text:?}");
+}

@@ -75,36 +75,56 @@ const OFILETYPE_REDUCEDIMAGE: u32 = 2;
 /// One open TIFF reading a borrowed buffer; closed on drop.
 struct Handle<'a> {
     tif: NonNull<Tiff>,
-    /// libtiff keeps this pointer as the handle's client data: boxed so that it never moves.
-    state: Box<MemTiff>,
+    /// The handle's client data, which libtiff keeps a pointer to: allocated once, never
+    /// moved, reached only through this pointer, freed after `TIFFClose`.
+    state: NonNull<MemTiff>,
     _bytes: PhantomData<&'a [u8]>,
 }
 
 impl<'a> Handle<'a> {
     fn open(bytes: &'a [u8], limits: &Limits) -> Result<Self> {
-        let mut state = Box::new(MemTiff {
+        let state = NonNull::from(Box::leak(Box::new(MemTiff {
             data: std::ptr::null(),
             len: 0,
             pos: 0,
             error: [0; 512],
             errors: 0,
-        });
+        })));
         let max_alloc = i64::try_from(limits.max_alloc()).unwrap_or(i64::MAX);
-        // SAFETY: `bytes` outlives the handle (its lifetime is the handle's), `state` is boxed
-        // and owned by the handle, and the C side only reads within `len`.
-        let tif = unsafe { vinscan_memtiff_open(bytes.as_ptr(), bytes.len() as u64, &mut *state, max_alloc) };
+        // SAFETY: `bytes` outlives the handle (its lifetime is the handle's), `state` is a live
+        // allocation owned by the handle, and the C side only reads within `len`.
+        let tif =
+            unsafe { vinscan_memtiff_open(bytes.as_ptr(), bytes.len() as u64, state.as_ptr(), max_alloc) };
         match NonNull::new(tif) {
             Some(tif) => Ok(Self {
                 tif,
                 state,
                 _bytes: PhantomData,
             }),
-            None => Err(libtiff_error(&state, "cannot open TIFF")),
+            None => {
+                // SAFETY: libtiff failed to open and holds no pointer to `state`: take it back.
+                let state = unsafe { Box::from_raw(state.as_ptr()) };
+                Err(libtiff_error(&state, "cannot open TIFF"))
+            }
         }
     }
 
+    fn state(&self) -> &MemTiff {
+        // SAFETY: live until drop; libtiff writes it only during calls made through `&mut self`
+        // or `&self` methods of this handle, never while this reference is held.
+        unsafe { self.state.as_ref() }
+    }
+
+    /// Forgets the errors of earlier operations, so that the next failure reports its own.
+    fn clear_errors(&mut self) {
+        // SAFETY: as in `state`; no libtiff call is in progress on this handle.
+        let state = unsafe { self.state.as_mut() };
+        state.errors = 0;
+        state.error[0] = 0;
+    }
+
     fn errors(&self) -> c_int {
-        self.state.errors
+        self.state().errors
     }
 
     fn fields(&self) -> Result<DirectoryFields> {
@@ -121,14 +141,14 @@ impl<'a> Handle<'a> {
 
     /// Moves to the next image directory: `Ok(false)` at the end of the chain.
     fn next_directory(&mut self, number: u32) -> Result<bool> {
-        let before = self.errors();
+        self.clear_errors();
         // SAFETY: the handle is open.
         if unsafe { TIFFReadDirectory(self.tif.as_ptr()) } == 1 {
             return Ok(true);
         }
-        if self.errors() > before {
+        if self.errors() > 0 {
             return Err(libtiff_error(
-                &self.state,
+                self.state(),
                 &format!("cannot read TIFF image directory {}", number + 1),
             ));
         }
@@ -138,8 +158,12 @@ impl<'a> Handle<'a> {
 
 impl Drop for Handle<'_> {
     fn drop(&mut self) {
-        // SAFETY: opened by vinscan_memtiff_open and closed exactly once.
-        unsafe { TIFFClose(self.tif.as_ptr()) }
+        // SAFETY: opened by vinscan_memtiff_open and closed exactly once; after TIFFClose
+        // libtiff holds no pointer to `state`, which is then freed exactly once.
+        unsafe {
+            TIFFClose(self.tif.as_ptr());
+            drop(Box::from_raw(self.state.as_ptr()));
+        }
     }
 }
 
@@ -240,6 +264,7 @@ impl TiffDecoder for LibTiff {
             .unwrap_or(1);
         let pixels = (fields.width as usize) * (fields.height as usize);
         let mut raster = vec![0u32; pixels];
+        handle.clear_errors();
         // SAFETY: `raster` holds width x height u32s, as TIFFReadRGBAImageOriented writes.
         let ok = unsafe {
             vinscan_memtiff_read_rgba(
@@ -251,7 +276,7 @@ impl TiffDecoder for LibTiff {
             )
         };
         if ok == 0 {
-            return Err(libtiff_error(&handle.state, "cannot decode TIFF page"));
+            return Err(libtiff_error(handle.state(), "cannot decode TIFF page"));
         }
         let resolution = (fields.x_resolution.is_finite()
             && fields.y_resolution.is_finite()
