@@ -11,7 +11,8 @@ must be what `data` holds; and `confidence` must cover exactly the leaves of `da
 records all come from llama.cpp, which reports token probabilities, or from e-invoice XML, whose
 values have confidence 1). A document record read in several page groups, or from an e-invoice
 (no read), may hold more array items than `maxItems` (the schema bounds one read); every other
-keyword holds.
+keyword holds. `grounding`, present where the pipeline makes transcripts, must point at strings
+of `data` and locate only what it found.
 Prints one line per failure and a closing 'N passed, M failed'; exits 1 on any failure.
 """
 import json
@@ -46,7 +47,46 @@ DOCUMENT_KEYS = {"sources", "pages", "pipeline", "schema", "data", "confidence",
                  "provenance"}
 
 
+# present only where the pipeline makes transcripts
+OPTIONAL_KEYS = {"grounding"}
+
 STATUSES = {"pass", "fail", "warn", "skipped"}
+
+
+def grounding_problems(rec):
+    """`grounding`, when present: each key a JSON Pointer to a string of data; each value
+    {found, score in [0, 1]}, a found one with its source and page (and maybe a box), a value
+    not found with neither."""
+    grounding = rec.get("grounding")
+    if grounding is None:
+        return []
+    if not isinstance(grounding, dict) or not grounding:
+        return ["grounding is not a non-empty object"]
+    problems = []
+    for pointer, g in grounding.items():
+        try:
+            value = resolve(rec["data"], pointer)
+        except (KeyError, IndexError, ValueError, TypeError):
+            problems.append(f"grounding of {pointer!r}, not in data")
+            continue
+        if not isinstance(value, str):
+            problems.append(f"grounding of {pointer!r}, which is not a string")
+        if not isinstance(g, dict) or not isinstance(g.get("found"), bool) \
+                or not isinstance(g.get("score"), (int, float)) or not 0 <= g["score"] <= 1:
+            problems.append(f"malformed grounding {g}")
+            continue
+        located = {"source", "page", "bbox"} & set(g)
+        if g["found"]:
+            if not isinstance(g.get("source"), str) or not isinstance(g.get("page"), int) or g["page"] < 1:
+                problems.append(f"grounding of {pointer!r} found without its source and page")
+            box = g.get("bbox")
+            if box is not None and not (isinstance(box, list) and len(box) == 4
+                                        and all(isinstance(v, int) and v >= 0 for v in box)
+                                        and box[0] <= box[2] and box[1] <= box[3]):
+                problems.append(f"grounding of {pointer!r} has a malformed box {box}")
+        elif located:
+            problems.append(f"grounding of {pointer!r} not found but located: {sorted(located)}")
+    return problems
 
 
 def resolve(doc, pointer):
@@ -101,7 +141,7 @@ def check_problems(rec):
     for c in rec["corrections"]:
         if resolve(rec["data"], c["pointer"]) != c["kept"]:
             problems.append(f"correction at {c['pointer']} is not what data holds")
-    return problems
+    return problems + grounding_problems(rec)
 
 
 def main():
@@ -123,7 +163,7 @@ def main():
                       if not (merged and e.validator == "maxItems")]
             errors += check_problems(rec)
             keys = DOCUMENT_KEYS if document else PAGE_KEYS
-            if errors or set(rec) != keys:
+            if errors or set(rec) - OPTIONAL_KEYS != keys:
                 failed += 1
                 why = errors[0] if errors else f"record keys {sorted(rec)}"
                 where = " + ".join(rec["sources"]) if document else f"{rec.get('source')} page {rec.get('page')}"
