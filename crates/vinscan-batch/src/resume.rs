@@ -25,11 +25,6 @@ pub fn document_name(output_name: &str) -> String {
     format!("{output_name}.json")
 }
 
-/// `<stem>.txt` for a record named `<stem>.json`: its transcript, beside it.
-pub fn transcript_name(record_name: &str) -> String {
-    format!("{}.txt", record_name.strip_suffix(".json").unwrap_or(record_name))
-}
-
 /// What an existing output must have been made from to be reused.
 #[derive(Debug, Clone)]
 pub struct Expected<'a> {

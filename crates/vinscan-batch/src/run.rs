@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde::Serialize;
+use vinscan_core::transcript::text_file_name;
 use vinscan_core::{DocumentRecord, Error, ErrorKind, Extractor, PageRecord, Pipeline, Unit};
 use vinscan_jobs::kinds::pipeline_error;
 use vinscan_storage::{ObjectStore, join_key};
@@ -16,7 +17,7 @@ use vinscan_storage::{ObjectStore, join_key};
 use crate::ModelOnDemand;
 use crate::document::{process_as_document, process_document};
 use crate::inputs::{Input, not_a_scan};
-use crate::resume::{Expected, document_name, matches, matches_document, page_name, transcript_name};
+use crate::resume::{Expected, document_name, matches, matches_document, page_name};
 
 /// A place records go: a store, a key prefix in it, and how a key is shown (a local path, or
 /// `s3://bucket/key`).
@@ -227,7 +228,7 @@ impl<'a> Batch<'a> {
             return Err(Error::new(ErrorKind::Internal, "no output place"));
         };
         let key = join_key(prefix, name);
-        let txt = join_key(prefix, &transcript_name(name));
+        let txt = join_key(prefix, &text_file_name(name));
         match transcript {
             // the transcript first: a record is only there once all of it is
             Some(text) => self
@@ -250,7 +251,7 @@ impl<'a> Batch<'a> {
             let other_key = join_key(other_prefix, name);
             // never the record just written (both places the same store and prefix)
             if (other.uri(), other_key.as_str()) != (store.uri(), key.as_str()) {
-                for k in [join_key(other_prefix, &transcript_name(name)), other_key] {
+                for k in [join_key(other_prefix, &text_file_name(name)), other_key] {
                     if let Err(e) = self.rt.block_on(other.delete(&k)) {
                         // a stale copy is only confusing, never wrong: its record says when it was made
                         tracing::warn!(key = %k, error = %e, "a stale copy of a record was not removed");

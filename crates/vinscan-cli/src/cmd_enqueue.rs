@@ -96,7 +96,7 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     });
     // some S3-compatible stores list objects without their ETags: ask each such object (real S3
     // always lists them, so this costs nothing there)
-    let objects = rt.block_on(with_etags(store.as_ref(), objects))?;
+    let objects = rt.block_on(with_etags(std::sync::Arc::clone(&store), objects))?;
     let (objects, already): (Vec<_>, Vec<_>) = objects
         .into_iter()
         .partition(|m| args.all || state.state.is_new(&m.key, &m.etag));
@@ -178,15 +178,32 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `objects` with every missing ETag filled in by a HEAD request.
+/// HEAD requests in flight at once when a listing lacks ETags.
+const HEADS_IN_FLIGHT: usize = 16;
+
+/// `objects` with every missing ETag filled in by a HEAD request, [`HEADS_IN_FLIGHT`] at a time.
 async fn with_etags(
-    store: &dyn vinscan_storage::ObjectStore,
+    store: std::sync::Arc<dyn vinscan_storage::ObjectStore>,
     mut objects: Vec<vinscan_storage::ObjectMeta>,
 ) -> anyhow::Result<Vec<vinscan_storage::ObjectMeta>> {
-    for m in objects.iter_mut().filter(|m| m.etag.is_empty()) {
-        m.etag = store.head(&m.key).await?.etag;
+    let mut missing = (0..objects.len())
+        .filter(|&i| objects[i].etag.is_empty())
+        .collect::<Vec<_>>()
+        .into_iter();
+    let mut heads = tokio::task::JoinSet::new();
+    loop {
+        while heads.len() < HEADS_IN_FLIGHT
+            && let Some(i) = missing.next()
+        {
+            let (store, key) = (std::sync::Arc::clone(&store), objects[i].key.clone());
+            heads.spawn(async move { (i, store.head(&key).await) });
+        }
+        let Some(done) = heads.join_next().await else {
+            return Ok(objects);
+        };
+        let (i, head) = done?;
+        objects[i].etag = head?.etag;
     }
-    Ok(objects)
 }
 
 /// Whether an object is put on the topic: a scan by its extension, or an `.xml` file (an

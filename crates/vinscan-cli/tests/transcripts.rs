@@ -38,6 +38,12 @@ fn inputs(dir: &Path) {
     .expect("png");
 }
 
+/// Runs `vinscan ARGS`, which must succeed.
+fn succeed(home: &Path, args: &[&std::ffi::OsStr]) {
+    let out = run(vinscan(home).args(args));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn assert_transcripts(out: &Path) {
     // born digital: the text layer, page by page
     let p1 = record(&out.join("quyet-dinh.pdf.p0001.json"));
@@ -83,17 +89,15 @@ fn extract_writes_each_pages_transcript_beside_its_record() {
     let src = tmp.path().join("in");
     inputs(&src);
     let out = tmp.path().join("out");
-    let status = run(vinscan(tmp.path())
-        .arg("extract")
-        .arg(src.join("quyet-dinh.pdf"))
-        .arg(src.join("hoa-don.png"))
-        .args(["--pipeline", "archive-page", "--out"])
-        .arg(&out));
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let (pdf, png) = (src.join("quyet-dinh.pdf"), src.join("hoa-don.png"));
+    let pages = [pdf.as_os_str(), png.as_os_str()];
+    let to_out = [
+        "--pipeline".as_ref(),
+        "archive-page".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    succeed(tmp.path(), &[&["extract".as_ref()][..], &pages, &to_out].concat());
     assert_transcripts(&out);
 
     // the same pages again under `pdf-text`: the scan now has no transcript, and the earlier
@@ -113,20 +117,15 @@ fn extract_writes_each_pages_transcript_beside_its_record() {
             std::fs::write(to.join(path.file_name().expect("name")), text).expect("write");
         }
     }
-    let again = run(vinscan(tmp.path())
-        .arg("extract")
-        .arg(src.join("quyet-dinh.pdf"))
-        .arg(src.join("hoa-don.png"))
-        .args(["--pipeline", "archive-page", "--pipelines-dir"])
-        .arg(&pipelines)
-        .arg("--schemas-dir")
-        .arg(&schemas)
-        .arg("--out")
-        .arg(&out));
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
+    let dirs = [
+        "--pipelines-dir".as_ref(),
+        pipelines.as_os_str(),
+        "--schemas-dir".as_ref(),
+        schemas.as_os_str(),
+    ];
+    succeed(
+        tmp.path(),
+        &[&["extract".as_ref()][..], &pages, &to_out, &dirs].concat(),
     );
     assert!(
         !out.join("hoa-don.png.p0001.txt").exists(),
@@ -146,15 +145,14 @@ fn batch_writes_transcripts_beside_its_records() {
     let src = tmp.path().join("in");
     inputs(&src);
     let out = tmp.path().join("out");
-    let status = run(vinscan(tmp.path())
-        .arg("batch")
-        .arg(&src)
-        .args(["--pipeline", "archive-page", "--out"])
-        .arg(&out));
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    let args = [
+        "batch".as_ref(),
+        src.as_os_str(),
+        "--pipeline".as_ref(),
+        "archive-page".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+    ];
+    succeed(tmp.path(), &args);
     assert_transcripts(&out);
 }

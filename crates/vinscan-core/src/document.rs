@@ -141,7 +141,7 @@ pub struct Decoders<'a> {
 }
 
 impl<'a> Decoders<'a> {
-    fn pdf(&self) -> Result<&'a dyn PdfRenderer> {
+    pub(crate) fn pdf(&self) -> Result<&'a dyn PdfRenderer> {
         self.pdf.ok_or_else(|| {
             Error::new(
                 ErrorKind::Config,

@@ -61,13 +61,7 @@ impl Extractor {
         let want_text_layer = matches!(pipeline.transcriber, Transcriber::Auto | Transcriber::PdfText);
         if want_text_layer && doc.format() == Format::Pdf {
             let t = Instant::now();
-            let renderer = self.pdf.as_deref().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Config,
-                    "PDF support is not available (pdfium library not loaded)",
-                )
-            })?;
-            let text = renderer.page_text(doc.bytes(), index)?;
+            let text = self.decoders().pdf()?.page_text(doc.bytes(), index)?;
             if crate::transcript::is_born_digital(&text) {
                 return Ok(Some(PageTranscript::new(
                     TranscriptSource::PdfText,

@@ -157,6 +157,12 @@ pub fn is_born_digital(text_layer: &str) -> bool {
     text_layer.chars().filter(|c| !c.is_whitespace()).count() >= MIN_TEXT_LAYER_CHARS
 }
 
+/// The name of the transcript file beside a record named `name`: `<stem>.txt` for
+/// `<stem>.json` (a record's key, object key or file name), else `name` + `.txt`.
+pub fn text_file_name(name: &str) -> String {
+    format!("{}.txt", name.strip_suffix(".json").unwrap_or(name))
+}
+
 /// The `<doc>.txt` of a document: each page's transcript in order (an empty page for one
 /// without), pages separated by a form feed on its own line. Ends with a newline.
 pub fn text_file<'a>(pages: impl IntoIterator<Item = Option<&'a PageTranscript>>) -> String {

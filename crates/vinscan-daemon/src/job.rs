@@ -10,6 +10,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use bytes::Bytes;
 use vinscan_core::hash::sha256_hex;
 use vinscan_core::read_document::DocumentSource;
+use vinscan_core::transcript::text_file_name;
 use vinscan_core::{Cancellation, DocumentRecord, Error, ErrorKind, PageRecord, Pipeline, Unit};
 use vinscan_jobs::keys::job_output_key;
 use vinscan_jobs::{Job, JobTimings, ObjectRef};
@@ -202,7 +203,7 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
         // beside the output, before it: an output is only there once its transcript is
         Some(text) => out
             .put(
-                &transcript_key(&key),
+                &text_file_name(&key),
                 Bytes::from(text),
                 "text/plain; charset=utf-8",
             )
@@ -212,7 +213,7 @@ async fn attempt(daemon: &Arc<Daemon>, job: &Job, cache: &mut Option<Extracted>)
         // not this output's. Only where the pipeline transcribes, and never the job's failure
         // (a role allowed to put but not to delete still writes its outputs).
         None if pipeline.transcriber != vinscan_core::Transcriber::None => {
-            if let Err(e) = out.delete(&transcript_key(&key)).await {
+            if let Err(e) = out.delete(&text_file_name(&key)).await {
                 tracing::warn!(job_id = %job.job_id, error = %e, "a stale transcript was not removed");
             }
         }
@@ -294,7 +295,7 @@ async fn remove_own_copy(daemon: &Daemon, job: &Job, bucket: &str, key: &str) {
         .and_then(|v| v.get("job_id").and_then(|j| j.as_str()).map(str::to_owned));
     if owner.as_deref() == Some(job.job_id.as_str()) {
         // the transcript first: an output is never left without its own
-        for k in [transcript_key(key), key.to_owned()] {
+        for k in [text_file_name(key), key.to_owned()] {
             if let Err(e) = store.delete(&k).await {
                 tracing::warn!(job_id = %job.job_id, key = %k, error = %e, "a stale copy of the output was not removed");
             }
@@ -414,11 +415,6 @@ enum Records {
     Document(Box<DocumentRecord>),
 }
 
-/// `<stem>.txt` beside an output `<stem>.json`: the job's page transcripts.
-fn transcript_key(output_key: &str) -> String {
-    format!("{}.txt", output_key.strip_suffix(".json").unwrap_or(output_key))
-}
-
 impl Records {
     /// The job's transcripts as one text file (pages in order, form-feed separated), when its
     /// pipeline made any.
@@ -528,7 +524,7 @@ mod tests {
     #[test]
     fn a_jobs_transcripts_go_beside_its_output() {
         assert_eq!(
-            transcript_key("results/a.png.archive-page.json"),
+            text_file_name("results/a.png.archive-page.json"),
             "results/a.png.archive-page.txt"
         );
         let page = |n: u32, text: Option<&str>| {
