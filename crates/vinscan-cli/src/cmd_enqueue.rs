@@ -90,10 +90,13 @@ pub fn run(global: &GlobalArgs, args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let listed = rt.block_on(store.list(&list_prefix))?;
     let mut state = rt.block_on(State::load(&args, &prefix))?;
     let listed_keys: std::collections::BTreeSet<String> = listed.iter().map(|m| m.key.clone()).collect();
-    let (objects, other): (Vec<_>, Vec<_>) = listed.into_iter().partition(|m| {
-        let relative = m.key.strip_prefix(&list_prefix).unwrap_or(&m.key);
-        !relative.split('/').any(|s| s.starts_with('.')) && enqueued(relative)
-    });
+    let relative =
+        |m: &vinscan_storage::ObjectMeta| m.key.strip_prefix(&list_prefix).unwrap_or(&m.key).to_owned();
+    // hidden paths (dot folders: the state object among them) are neither scans nor "not scans"
+    let (objects, other): (Vec<_>, Vec<_>) = listed
+        .into_iter()
+        .filter(|m| !relative(m).split('/').any(|s| s.starts_with('.')))
+        .partition(|m| enqueued(&relative(m)));
     // some S3-compatible stores list objects without their ETags: ask each such object (real S3
     // always lists them, so this costs nothing there)
     let objects = rt.block_on(with_etags(std::sync::Arc::clone(&store), objects))?;

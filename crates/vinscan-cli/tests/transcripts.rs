@@ -66,7 +66,7 @@ fn assert_transcripts(out: &Path) {
             .is_some_and(|e| e.starts_with("tesseract 5") && e.ends_with("vie")),
         "{t}"
     );
-    assert!(t["words"].as_u64().is_some_and(|n| n > 20), "{t}");
+    assert!(t["word_boxes"].as_u64().is_some_and(|n| n > 20), "{t}");
     let txt = text(&out.join("hoa-don.png.p0001.txt"));
     for line in ["CỬA HÀNG TẠP HOÁ MINH ANH", "Cảm ơn quý khách!"] {
         assert!(txt.contains(line), "{line:?} not in {txt}");

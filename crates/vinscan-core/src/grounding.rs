@@ -23,6 +23,10 @@ pub const FOUND_SCORE: f64 = 0.9;
 /// matches almost any page).
 pub const MIN_CHARS: usize = 2;
 
+/// Values shorter than this many folded characters count only as a whole word found exactly: a
+/// language code `vi` is not grounded by the `VI` of `VIỆT`, nor a `3` by a `2023`.
+pub const WHOLE_WORD_BELOW: usize = 5;
+
 /// Where one value was found, or that it was not.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldGrounding {
@@ -135,6 +139,19 @@ fn best_match(needle: &[char], haystack: &[char]) -> Option<(usize, usize, usize
     best
 }
 
+/// The first exact occurrence of `needle` in `haystack` that is a whole word (no letter or digit
+/// right before or after it), as (0 edits, start, end).
+fn whole_word_match(needle: &[char], haystack: &[char]) -> Option<(usize, usize, usize)> {
+    let is_word = |i: Option<&char>| i.is_some_and(|c| c.is_alphanumeric());
+    (0..=haystack.len().checked_sub(needle.len())?)
+        .find(|&s| {
+            haystack[s..s + needle.len()] == *needle
+                && !is_word(s.checked_sub(1).and_then(|b| haystack.get(b)))
+                && !is_word(haystack.get(s + needle.len()))
+        })
+        .map(|s| (0, s, s + needle.len()))
+}
+
 /// A page's transcript folded, with the word each folded char belongs to (OCR pages; `None`
 /// for a text layer).
 struct FoldedPage<'a> {
@@ -205,7 +222,14 @@ pub fn ground(data: &Value, pages: &[GroundingPage<'_>]) -> BTreeMap<String, Fie
         }
         let best = folded
             .iter()
-            .filter_map(|p| best_match(&needle, &p.chars).map(|m| (p, m)))
+            .filter_map(|p| {
+                if needle.len() < WHOLE_WORD_BELOW {
+                    whole_word_match(&needle, &p.chars)
+                } else {
+                    best_match(&needle, &p.chars)
+                }
+                .map(|m| (p, m))
+            })
             .min_by_key(|(_, (edits, _, _))| *edits);
         let grounding = match best {
             Some((p, (edits, start, end))) => {
@@ -361,6 +385,10 @@ mod tests {
         assert_eq!((cashier.page, cashier.bbox), (None, None));
         assert!(!g.contains_key("/items/0/name"), "one letter is not looked for");
         assert!(!g.contains_key("/items/0/amount") && !g.contains_key("/currency"));
+        // a short value only as a whole word: "Anh" is on the page, "An" and "45" are not
+        let short = ground(&json!({"a": "Anh", "b": "An", "c": "45"}), &pages);
+        assert!(short["/a"].found && short["/a"].bbox == Some([265, 10, 300, 30]));
+        assert!(!short["/b"].found && !short["/c"].found, "{short:?}");
         // one OCR error in ten characters is still found
         let misread = ground(&json!({"tax_code": "0312345670"}), &pages);
         assert!(misread["/tax_code"].found && misread["/tax_code"].score == 0.9);

@@ -115,7 +115,7 @@ impl PageTranscript {
             transcriber: self.source,
             engine: self.engine.clone(),
             chars: self.text.chars().filter(|c| !c.is_whitespace()).count(),
-            words: self.words.len(),
+            word_boxes: self.words.len(),
             mean_word_confidence: (!confidences.is_empty())
                 .then(|| round4(confidences.iter().sum::<f64>() / confidences.len() as f64)),
             ms: self.ms,
@@ -139,8 +139,8 @@ pub struct TranscriptProvenance {
     pub engine: String,
     /// Non-space characters in the transcript.
     pub chars: usize,
-    /// Words with boxes (0 for a text layer).
-    pub words: usize,
+    /// OCR words with boxes (0 for a text layer, which has none: not a word count).
+    pub word_boxes: usize,
     /// Mean OCR confidence of the words, 0..=1; absent without words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean_word_confidence: Option<f64>,
@@ -211,7 +211,7 @@ mod tests {
             },
         ];
         let p = page.provenance("qd.pdf", 3);
-        assert_eq!((p.page, p.chars, p.words), (3, 13, 2));
+        assert_eq!((p.page, p.chars, p.word_boxes), (3, 13, 2));
         assert_eq!(p.mean_word_confidence, Some(0.75));
         let json = serde_json::to_value(&p).expect("json");
         assert_eq!(json["transcriber"], "tesseract");

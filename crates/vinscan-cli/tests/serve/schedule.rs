@@ -41,6 +41,8 @@ fn run_enqueue(
             .expect("summary"),
     )
     .expect("json");
+    // notes.txt; never the state object in its dot folder
+    assert_eq!(summary["not_scans"], 1, "{summary}");
     (summary["enqueued"].as_u64(), summary["already_enqueued"].as_u64())
 }
 
