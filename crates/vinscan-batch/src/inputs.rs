@@ -22,6 +22,9 @@ pub enum InputPlace {
         store: Arc<dyn ObjectStore>,
         key: String,
     },
+    /// A leaf folder read as one document (`batch --folder-documents`): its files, in natural
+    /// name order (`p2` before `p10`), are the document's pages.
+    Folder(Vec<Input>),
 }
 
 /// One input of a batch run.
@@ -37,9 +40,14 @@ pub struct Input {
 }
 
 impl Input {
-    /// The input's bytes, refused before reading when larger than `max_bytes`.
+    /// The input's bytes, refused before reading when larger than `max_bytes`. A folder has
+    /// no bytes of its own: read its files.
     pub async fn read(&self, max_bytes: u64) -> Result<Vec<u8>, Error> {
         match &self.place {
+            InputPlace::Folder(_) => Err(Error::new(
+                ErrorKind::Internal,
+                "a folder document is read file by file",
+            )),
             InputPlace::File(path) => crate::local::read_file(path, max_bytes),
             InputPlace::Object { store, key } => store
                 .get(key, max_bytes, None::<&ObjectVersion>)
@@ -197,6 +205,60 @@ pub async fn s3_inputs(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Vec<
         .collect())
 }
 
+/// The folder part of a relative name (`a/b` for `a/b/c.jpg`; empty at the top).
+fn folder_of(name: &str) -> &str {
+    name.rsplit_once('/').map_or("", |(folder, _)| folder)
+}
+
+/// Groups a run's inputs into documents by folder (`batch --folder-documents`): the files of
+/// each *leaf* folder (one without sub-folders holding inputs) become one [`InputPlace::Folder`]
+/// input, named after the folder (`top_name` for files at the top of the source when it has
+/// no sub-folders); a file beside sub-folders stays a document of its own. An archive scanned
+/// page by page into one folder per document is then one record per document.
+pub fn folder_documents(inputs: Vec<Input>, top_name: &str) -> Vec<Input> {
+    let folders: HashSet<String> = inputs
+        .iter()
+        .map(|i| folder_of(&i.output_name).to_owned())
+        .collect();
+    let is_leaf = |folder: &str| {
+        !folders.iter().any(|other| {
+            other.len() > folder.len() && (folder.is_empty() || other.starts_with(&format!("{folder}/")))
+        })
+    };
+    let mut groups: std::collections::BTreeMap<String, Vec<Input>> = Default::default();
+    let mut out = Vec::new();
+    for input in inputs {
+        let folder = folder_of(&input.output_name).to_owned();
+        if is_leaf(&folder) {
+            groups.entry(folder).or_default().push(input);
+        } else {
+            out.push(input);
+        }
+    }
+    for (folder, mut members) in groups {
+        members.sort_by(|a, b| natord::compare(&a.output_name, &b.output_name));
+        let source = match members[0].source.rsplit_once('/') {
+            Some((parent, _)) if !folder.is_empty() => parent.to_owned(),
+            // at the top: a bucket prefix's members name it, a local folder's do not
+            Some((parent, _)) if parent.contains("://") => parent.to_owned(),
+            _ => top_name.to_owned(),
+        };
+        let output_name = if folder.is_empty() {
+            top_name.nfc().collect()
+        } else {
+            folder
+        };
+        out.push(Input {
+            source,
+            output_name,
+            scan_extension: true,
+            place: InputPlace::Folder(members),
+        });
+    }
+    out.sort_by(|a, b| a.output_name.cmp(&b.output_name));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +275,61 @@ mod tests {
         );
         assert_eq!(names.claim("b/scan.jpg", b"3"), "b/scan.jpg");
         assert_ne!(names.claim("a/ảnh chụp.jpg", b"4"), twin);
+    }
+
+    fn file(name: &str) -> Input {
+        Input {
+            source: format!("s3://archive/scans/{name}"),
+            output_name: name.to_owned(),
+            scan_extension: true,
+            place: InputPlace::File(PathBuf::from(name)),
+        }
+    }
+
+    fn members(input: &Input) -> Vec<&str> {
+        match &input.place {
+            InputPlace::Folder(m) => m.iter().map(|i| i.output_name.as_str()).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn leaf_folders_become_documents_in_natural_page_order() {
+        let inputs = [
+            "cover.pdf",
+            "1987/qd-12/p10.jpg",
+            "1987/qd-12/p2.jpg",
+            "1987/qd-12/p1.jpg",
+            "1987/notes.tif",
+            "1988/cv-3/scan.jpg",
+        ]
+        .map(file)
+        .into();
+        let docs = folder_documents(inputs, "scans");
+        let names: Vec<_> = docs.iter().map(|d| d.output_name.as_str()).collect();
+        // files beside sub-folders stay documents of their own
+        assert_eq!(names, ["1987/notes.tif", "1987/qd-12", "1988/cv-3", "cover.pdf"]);
+        assert_eq!(
+            members(&docs[1]),
+            ["1987/qd-12/p1.jpg", "1987/qd-12/p2.jpg", "1987/qd-12/p10.jpg"]
+        );
+        assert_eq!(docs[1].source, "s3://archive/scans/1987/qd-12");
+        assert!(matches!(docs[0].place, InputPlace::File(_)));
+    }
+
+    #[test]
+    fn a_source_without_sub_folders_is_one_document_named_after_it() {
+        let mut pages: Vec<Input> = ["trang 2.jpg", "trang 1.jpg"].map(file).into();
+        for p in &mut pages {
+            p.source = p.output_name.clone(); // local sources are relative paths
+        }
+        let docs = folder_documents(pages, "hồ sơ 12");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(
+            (docs[0].source.as_str(), docs[0].output_name.as_str()),
+            ("hồ sơ 12", "hồ sơ 12")
+        );
+        assert_eq!(members(&docs[0]), ["trang 1.jpg", "trang 2.jpg"]);
     }
 
     #[test]

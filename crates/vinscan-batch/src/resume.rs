@@ -28,7 +28,8 @@ pub fn document_name(output_name: &str) -> String {
 /// What an existing output must have been made from to be reused.
 #[derive(Debug, Clone)]
 pub struct Expected<'a> {
-    pub source_sha256: &'a str,
+    /// Each source's sha256, in page order: one for a file, a folder document's files.
+    pub source_sha256: &'a [String],
     pub pipeline_sha256: &'a str,
     pub schema_sha256: &'a str,
     pub model_sha256: &'a str,
@@ -40,19 +41,19 @@ pub struct Expected<'a> {
 pub fn matches(record: &PageRecord, e: &Expected<'_>) -> bool {
     let p = &record.provenance;
     p.record_format == vinscan_core::record::RECORD_FORMAT
-        && p.source_sha256 == e.source_sha256
+        && std::slice::from_ref(&p.source_sha256) == e.source_sha256
         && p.pipeline_sha256 == e.pipeline_sha256
         && p.schema_sha256 == e.schema_sha256
         && p.model.sha256 == e.model_sha256
         && p.model.mmproj_sha256 == e.mmproj_sha256
 }
 
-/// Whether a document record can be reused: as [`matches`], for a document of one source.
+/// Whether a document record can be reused: as [`matches`], made from the same sources in the
+/// same order.
 pub fn matches_document(record: &DocumentRecord, e: &Expected<'_>) -> bool {
     let p = &record.provenance;
     p.record_format == vinscan_core::record::RECORD_FORMAT
-        && p.sources.len() == 1
-        && p.sources[0].sha256 == e.source_sha256
+        && p.sources.iter().map(|s| &s.sha256).eq(e.source_sha256.iter())
         && p.pipeline_sha256 == e.pipeline_sha256
         && p.schema_sha256 == e.schema_sha256
         // a record no model made (an e-invoice XML) does not depend on the model files

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde::Serialize;
+use vinscan_core::hash::sha256_hex;
 use vinscan_core::transcript::text_file_name;
 use vinscan_core::{DocumentRecord, Error, ErrorKind, Extractor, PageRecord, Pipeline, Unit};
 use vinscan_jobs::kinds::pipeline_error;
@@ -16,7 +17,7 @@ use vinscan_storage::{ObjectStore, join_key};
 
 use crate::ModelOnDemand;
 use crate::document::{process_as_document, process_document};
-use crate::inputs::{Input, not_a_scan};
+use crate::inputs::{Input, InputPlace, not_a_scan};
 use crate::resume::{Expected, document_name, matches, matches_document, page_name};
 
 /// A place records go: a store, a key prefix in it, and how a key is shown (a local path, or
@@ -296,16 +297,9 @@ impl<'a> Batch<'a> {
     pub fn one_input<'i>(&self, input: &'i Input) -> Result<ManifestEntry<'i>, Error> {
         let t = Instant::now();
         self.progress.start(&input.source);
-        let read = self.rt.block_on(input.read(self.pipeline.limits.max_bytes));
-        let outcome = match read {
-            Err(e) if !input.scan_extension && e.kind() == ErrorKind::TooLarge => {
-                self.unsupported(e.context("not a scan by its name, and too large to read for its content"))
-            }
-            Err(e) => self.failed(input, e.context(&input.source), 0, Vec::new()),
-            Ok(bytes) => match (!input.scan_extension).then(|| not_a_scan(&bytes)).flatten() {
-                Some(why) => self.unsupported(why),
-                None => self.scan(input, bytes)?,
-            },
+        let outcome = match &input.place {
+            InputPlace::Folder(members) => self.folder(input, members)?,
+            _ => self.file(input)?,
         };
         self.counts
             .pages_needing_review
@@ -328,18 +322,67 @@ impl<'a> Batch<'a> {
         })
     }
 
-    fn scan(&self, input: &Input, bytes: Vec<u8>) -> Result<Outcome, Error> {
-        let sha = vinscan_core::hash::sha256_hex(&bytes);
+    /// A folder document's files read in page order; a file that is a scan by neither its
+    /// name nor its content (a `Thumbs.db`, notes) is left out, and a folder without scans is
+    /// unsupported.
+    fn folder(&self, input: &Input, members: &[Input]) -> Result<Outcome, Error> {
+        let mut parts = Vec::with_capacity(members.len());
+        for member in members {
+            match self.rt.block_on(member.read(self.pipeline.limits.max_bytes)) {
+                Err(e) if !member.scan_extension && e.kind() == ErrorKind::TooLarge => {}
+                Err(e) => return Ok(self.failed(input, e.context(&member.source), 0, Vec::new())),
+                Ok(bytes) if !member.scan_extension && not_a_scan(&bytes).is_some() => {}
+                Ok(bytes) => parts.push((member.source.clone(), bytes)),
+            }
+        }
+        if parts.is_empty() {
+            return Ok(self.unsupported(Error::new(
+                ErrorKind::Unsupported,
+                "the folder holds no JPEG, PNG, TIFF, WebP, BMP or PDF",
+            )));
+        }
+        if self.pipeline.unit != Unit::Document {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "folder documents need a document pipeline (unit = \"document\")",
+            ));
+        }
+        let shas: Vec<String> = parts.iter().map(|(_, b)| sha256_hex(b)).collect();
+        self.scan_document(input, parts, &self.expected(&shas))
+    }
+
+    /// What an existing output must have been made from to be reused.
+    fn expected<'s>(&'s self, source_sha256: &'s [String]) -> Expected<'s> {
         let (model_sha256, mmproj_sha256) = self.model.files_sha256();
-        let expected = Expected {
-            source_sha256: &sha,
+        Expected {
+            source_sha256,
             pipeline_sha256: &self.pipeline.sha256,
             schema_sha256: self.pipeline.schema.sha256(),
             model_sha256,
             mmproj_sha256,
-        };
+        }
+    }
+
+    /// One file: read, recognised, extracted.
+    fn file(&self, input: &Input) -> Result<Outcome, Error> {
+        let read = self.rt.block_on(input.read(self.pipeline.limits.max_bytes));
+        Ok(match read {
+            Err(e) if !input.scan_extension && e.kind() == ErrorKind::TooLarge => {
+                self.unsupported(e.context("not a scan by its name, and too large to read for its content"))
+            }
+            Err(e) => self.failed(input, e.context(&input.source), 0, Vec::new()),
+            Ok(bytes) => match (!input.scan_extension).then(|| not_a_scan(&bytes)).flatten() {
+                Some(why) => self.unsupported(why),
+                None => self.scan(input, bytes)?,
+            },
+        })
+    }
+
+    fn scan(&self, input: &Input, bytes: Vec<u8>) -> Result<Outcome, Error> {
+        let sha = [sha256_hex(&bytes)];
+        let expected = self.expected(&sha);
         if self.pipeline.unit == Unit::Document {
-            return self.scan_document(input, bytes, &expected);
+            return self.scan_document(input, vec![(input.source.clone(), bytes)], &expected);
         }
         // an output name the output store cannot hold fails the input before any inference
         if let Err(e) = self.check_keys(&page_name(&input.output_name, 1)) {
@@ -394,12 +437,12 @@ impl<'a> Batch<'a> {
         })
     }
 
-    /// A document pipeline's input: one record, `OUT/<output name>.json`, reused when it exists
-    /// and matches.
+    /// A document pipeline's input (a file, or a folder's files as `parts`: source and bytes in
+    /// page order): one record, `OUT/<output name>.json`, reused when it exists and matches.
     fn scan_document(
         &self,
         input: &Input,
-        bytes: Vec<u8>,
+        parts: Vec<(String, Vec<u8>)>,
         expected: &Expected<'_>,
     ) -> Result<Outcome, Error> {
         let name = document_name(&input.output_name);
@@ -423,12 +466,7 @@ impl<'a> Batch<'a> {
                 ..Outcome::new("skipped", pages, vec![shown], None)
             });
         }
-        let result = process_as_document(
-            &self.extractor,
-            self.model,
-            &self.pipeline,
-            vec![(input.source.clone(), bytes)],
-        )?;
+        let result = process_as_document(&self.extractor, self.model, &self.pipeline, parts)?;
         let record = match result {
             Ok(r) => r,
             Err(e) => return Ok(self.failed(input, e, 0, Vec::new())),

@@ -159,7 +159,8 @@ impl ModelArgs {
 
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
-    /// Scans: JPEG, PNG, TIFF (every page), WebP, BMP or PDF (every page).
+    /// Scans: JPEG, PNG, TIFF (every page), WebP, BMP or PDF (every page); a folder stands
+    /// for its files in natural name order (`p2` before `p10`).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Pipeline name (see `vinscan pipelines`).
@@ -193,6 +194,11 @@ pub struct BatchArgs {
     /// `[review]` rules) are written instead of --out, at the same relative name.
     #[arg(long, env = "VINSCAN_REVIEW_OUT")]
     pub review_out: Option<OsString>,
+    /// Read the files of each leaf folder (one without sub-folders) as the pages of one
+    /// document, in natural name order (`p2` before `p10`): an archive scanned page by page,
+    /// one folder per document. Needs a document pipeline; writes `OUT/<folder>.json`.
+    #[arg(long, env = "VINSCAN_FOLDER_DOCUMENTS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
+    pub folder_documents: bool,
     /// Process inputs even when their outputs exist and match.
     #[arg(long, env = "VINSCAN_FORCE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub force: bool,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vinscan_batch::inputs::{Input, local_inputs, s3_inputs};
+use vinscan_batch::inputs::{Input, folder_documents, local_inputs, s3_inputs};
 use vinscan_batch::{Batch, Place, Progress};
 use vinscan_storage::{Location, S3Config};
 
@@ -53,13 +53,32 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let inputs: Vec<Input> = match Location::parse_os(&args.source)? {
-        Location::Local(path) => local_inputs(&path)?,
+    if args.folder_documents && pipeline.unit == vinscan_core::Unit::Page {
+        anyhow::bail!(
+            "--folder-documents needs a document pipeline (unit = \"document\"); {} gives one record per page",
+            pipeline.name
+        );
+    }
+    let source = Location::parse_os(&args.source)?;
+    let mut inputs: Vec<Input> = match &source {
+        Location::Local(path) => local_inputs(path)?,
         location => {
-            let (store, prefix) = vinscan_storage::open_location(&location, &s3)?;
+            let (store, prefix) = vinscan_storage::open_location(location, &s3)?;
             rt.block_on(s3_inputs(store, &prefix))?
         }
     };
+    if args.folder_documents {
+        let top = match &source {
+            Location::Local(path) => std::path::absolute(path)?
+                .file_name()
+                .map_or_else(|| "documents".to_owned(), |n| n.to_string_lossy().into_owned()),
+            Location::S3(uri) => match uri.prefix().rsplit('/').next() {
+                Some(last) if !last.is_empty() => last.to_owned(),
+                _ => uri.bucket().to_owned(),
+            },
+        };
+        inputs = folder_documents(inputs, &top);
+    }
     let out_location = Location::parse_os(&args.out)?;
     let (out, out_prefix) = vinscan_storage::open_location(&out_location, &s3)?;
     if let Location::Local(dir) = &out_location {

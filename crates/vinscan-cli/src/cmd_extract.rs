@@ -82,11 +82,18 @@ impl Run<'_> {
         tracing::error!(source = %source, kind = %e.kind(), error = %e, "extraction failed");
     }
 
-    /// `files` as one document: one record.
-    fn document(&mut self, files: &[PathBuf]) -> anyhow::Result<()> {
-        let Some(first) = files.first() else { return Ok(()) };
-        let output_name = self.claim(first);
-        let source = first.display().to_string();
+    /// `files` as one document named after `named` (its first file, or the folder given):
+    /// one record.
+    fn document(&mut self, named: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
+        if files.is_empty() {
+            self.fail(
+                &named.display().to_string(),
+                &Error::new(ErrorKind::InvalidInput, "the folder holds no files"),
+            );
+            return Ok(());
+        }
+        let output_name = self.claim(named);
+        let source = named.display().to_string();
         let mut inputs = Vec::with_capacity(files.len());
         for path in files {
             match read_file(path, self.pipeline.limits.max_bytes) {
@@ -149,6 +156,22 @@ impl Run<'_> {
     }
 }
 
+/// The files given, each folder replaced by the files under it in natural name order (`p2`
+/// before `p10`; hidden ones left out).
+fn expand_folders(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::with_capacity(paths.len());
+    for path in paths {
+        if path.is_dir() {
+            let mut under = vinscan_batch::inputs::walk_local(path)?;
+            under.sort_by(|a, b| natord::compare(&a.to_string_lossy(), &b.to_string_lossy()));
+            files.extend(under);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    Ok(files)
+}
+
 pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
     let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
     let pipeline = catalog.pipeline(&args.pipeline)?;
@@ -168,12 +191,18 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
         failed: 0,
     };
     if args.as_document {
-        run.document(&args.files)?;
+        let files = expand_folders(&args.files)?;
+        // one folder given: the document is named after it
+        let named = match args.files.as_slice() {
+            [one] if one.is_dir() => one,
+            _ => files.first().unwrap_or(&args.files[0]),
+        };
+        run.document(named, &files)?;
     } else {
-        for path in &args.files {
+        for path in expand_folders(&args.files)? {
             match pipeline.unit {
-                Unit::Document => run.document(std::slice::from_ref(path))?,
-                Unit::Page => run.pages(path)?,
+                Unit::Document => run.document(&path, std::slice::from_ref(&path))?,
+                Unit::Page => run.pages(&path)?,
             }
         }
     }

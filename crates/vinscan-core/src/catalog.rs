@@ -29,6 +29,10 @@ const EMBEDDED_SCHEMAS: &[(&str, &str)] = &[
         "schemas/archive-page.schema.json",
         include_str!("../../../schemas/archive-page.schema.json"),
     ),
+    (
+        "schemas/archive.schema.json",
+        include_str!("../../../schemas/archive.schema.json"),
+    ),
 ];
 const EMBEDDED_PIPELINES: &[(&str, &str)] = &[
     (
@@ -46,6 +50,10 @@ const EMBEDDED_PIPELINES: &[(&str, &str)] = &[
     (
         "pipelines/archive-page.toml",
         include_str!("../../../pipelines/archive-page.toml"),
+    ),
+    (
+        "pipelines/archive.toml",
+        include_str!("../../../pipelines/archive.toml"),
     ),
 ];
 
@@ -168,9 +176,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn embedded_catalog_loads_the_four_pipelines() {
+    fn embedded_catalog_loads_the_five_pipelines() {
         let c = Catalog::embedded().expect("embedded catalog is valid");
-        for name in ["invoice", "receipt", "id-card", "archive-page"] {
+        for name in ["invoice", "receipt", "id-card", "archive-page", "archive"] {
             let p = c.pipeline(name).expect(name);
             assert!(p.schema.path().starts_with("schemas/"));
         }

@@ -173,24 +173,13 @@ impl Extractor {
         );
         request.cancel = cancel.clone();
         let generation = model.generate(request).map_err(|e| e.context(what()))?;
-        if generation.images != grid.images() {
-            return Err(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "{}: the vision encoder saw {} images, tiling planned {} ({}x{} grid)",
-                    what(),
-                    generation.images,
-                    grid.images(),
-                    grid.cols,
-                    grid.rows
-                ),
-            ));
-        }
+        check_images_seen(generation.images, grid).map_err(|e| e.context(what()))?;
 
         let t = Instant::now();
         let (mut data, normalised) =
             parse_and_validate(pipeline, &generation.text, generation.stop).map_err(|e| e.context(what()))?;
         let mut confidence = crate::confidence::field_confidence(&generation.text, &generation.tokens);
+        crate::known_values::fill(pipeline.schema.document(), &mut data, &mut confidence, 1);
         let checked = run_checks(
             pipeline,
             &mut data,
@@ -382,6 +371,22 @@ pub(crate) fn carry_confidence(
             confidence.insert(c.pointer.clone(), v);
         }
     }
+}
+
+/// That the vision encoder saw every image tiling planned for a page.
+fn check_images_seen(seen: u32, grid: crate::tiling::TileGrid) -> Result<()> {
+    if seen == grid.images() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Internal,
+        format!(
+            "the vision encoder saw {seen} images, tiling planned {} ({}x{} grid)",
+            grid.images(),
+            grid.cols,
+            grid.rows
+        ),
+    ))
 }
 
 /// Parses the model's text, normalises it and validates it against the pipeline's schema.

@@ -16,6 +16,7 @@ pub mod extract;
 pub mod grounding;
 pub mod hash;
 mod jpeg;
+pub mod known_values;
 pub mod limits;
 pub mod merge;
 pub mod model;

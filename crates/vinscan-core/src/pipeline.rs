@@ -233,10 +233,11 @@ impl PipelineFile {
             .validate()
             .map_err(|e| invalid(format!("schema_defaults: {e}")))?;
         let schema = resolve_schema(&self.schema, &self.schema_defaults).map_err(invalid)?;
-        let merge_problems = crate::merge::rule_problems(schema.document());
+        let mut merge_problems = crate::merge::rule_problems(schema.document());
+        merge_problems.extend(crate::known_values::problems(schema.document()));
         if !merge_problems.is_empty() {
             return Err(invalid(format!(
-                "{}: merge rules refused: {}",
+                "{}: merge rules or known values refused: {}",
                 schema.path(),
                 merge_problems.join("; ")
             )));

@@ -139,7 +139,9 @@ impl Extractor {
         let parts: Vec<Part> = reads.iter().map(|r| r.part.clone()).collect();
         let merged = merge(pipeline.schema.document(), &parts);
         let mut data = merged.data;
+        let mut confidence = merged.confidence;
         let schema = &pipeline.schema;
+        crate::known_values::fill(schema.document(), &mut data, &mut confidence, pages.len() as u32);
         let violations: Vec<String> = schema
             .violations(&data)
             .into_iter()
@@ -162,7 +164,6 @@ impl Extractor {
                 ),
             ));
         }
-        let mut confidence = merged.confidence;
         let checked = run_checks_allowing(
             pipeline,
             &mut data,

@@ -1,0 +1,215 @@
+//! The `archive` pipeline (one record per archived document) with the real pdfium, libtiff,
+//! Tesseract (Vietnamese model) and the tiny test model, on the fixtures in
+//! `tests/fixtures/archive` (made by its `make.py`):
+//! - a born-digital 3-page PDF: every page's transcript from its text layer;
+//! - a scanned 5-page TIFF (bilevel, CCITT Group 4, 300 dpi): every page through Tesseract;
+//! - a folder of page JPEGs: `extract DIR --as-document`, and `batch --folder-documents`, which
+//!   takes each leaf folder as one document and reuses its record on the next run.
+//!
+//! Each gives one record that Python's jsonschema accepts, whose `page_count` is the pages read
+//! (vinscan's value, not the model's), with a `.txt` of every page (form-feed separated) and
+//! provenance naming each page's transcriber.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures/archive").join(name)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .expect("json")
+}
+
+/// Runs `vinscan ARGS`, which must succeed; returns stdout.
+fn succeed(home: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = run(vinscan(home).args(args));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// The record at `json` and its transcript beside it: valid, `pages` pages, each transcribed by
+/// `transcriber`; returns the record and the transcript's pages.
+fn archive_record(json: &Path, pages: usize, transcriber: &str) -> (Value, Vec<String>) {
+    let (passed, failed, report) = validate(&[json.to_path_buf()]);
+    assert_eq!((passed, failed), (1, 0), "{report}");
+    let record = read_json(json);
+    assert_eq!(record["pipeline"], "archive");
+    assert_eq!(record["pages"].as_array().map(Vec::len), Some(pages), "{record}");
+    assert_eq!(record["data"]["page_count"], pages, "vinscan's page count");
+    assert_eq!(record["confidence"]["/page_count"], 1.0);
+    let transcripts = record["provenance"]["transcripts"]
+        .as_array()
+        .expect("provenance.transcripts");
+    assert_eq!(transcripts.len(), pages, "{transcripts:?}");
+    for t in transcripts {
+        assert_eq!(t["transcriber"], transcriber, "{t}");
+        assert!(t["chars"].as_u64() > Some(10), "{t}");
+    }
+    assert!(
+        record["grounding"].is_object(),
+        "grounding with transcripts: {record}"
+    );
+    let txt = std::fs::read_to_string(json.with_extension("txt")).expect("the .txt beside the record");
+    let text_pages: Vec<String> = txt.split('\u{c}').map(str::to_owned).collect();
+    assert_eq!(text_pages.len(), pages, "{txt}");
+    (record, text_pages)
+}
+
+#[test]
+fn a_born_digital_pdf_is_one_record_transcribed_from_its_text_layer() {
+    let home = tempfile::tempdir().expect("tmp");
+    let out = home.path().join("out");
+    let pdf = fixture("quyet-dinh-born-digital.pdf");
+    succeed(
+        home.path(),
+        &[
+            "extract".as_ref(),
+            pdf.as_os_str(),
+            "--pipeline".as_ref(),
+            "archive".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    let (_, text) = archive_record(&out.join("quyet-dinh-born-digital.pdf.json"), 3, "pdf-text");
+    assert!(text[0].contains("Số: 123/QĐ-UBND"), "{}", text[0]);
+    assert!(text[2].contains("Nguyễn Văn Bình"), "{}", text[2]);
+}
+
+#[test]
+fn a_group_4_tiff_scan_is_one_record_with_every_page_read_by_tesseract() {
+    let home = tempfile::tempdir().expect("tmp");
+    let out = home.path().join("out");
+    let tif = fixture("cong-van-g4-300dpi.tif");
+    succeed(
+        home.path(),
+        &[
+            "extract".as_ref(),
+            tif.as_os_str(),
+            "--pipeline".as_ref(),
+            "archive".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    let (record, text) = archive_record(&out.join("cong-van-g4-300dpi.tif.json"), 5, "tesseract");
+    for t in record["provenance"]["transcripts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(
+            t["engine"].as_str().map(|e| e.starts_with("tesseract")),
+            Some(true),
+            "{t}"
+        );
+        assert!(t["word_boxes"].as_u64() > Some(3), "{t}");
+    }
+    assert!(text[0].contains("45/SNV-VTLT"), "{}", text[0]);
+    assert!(text[4].contains("Trần Thị Hoa"), "{}", text[4]);
+}
+
+#[test]
+fn a_folder_of_page_scans_is_one_document_in_natural_page_order() {
+    let home = tempfile::tempdir().expect("tmp");
+    let out = home.path().join("out");
+    let folder = fixture("to-trinh-pages");
+    succeed(
+        home.path(),
+        &[
+            "extract".as_ref(),
+            folder.as_os_str(),
+            "--as-document".as_ref(),
+            "--pipeline".as_ref(),
+            "archive".as_ref(),
+            "--out".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    let (record, text) = archive_record(&out.join("to-trinh-pages.json"), 3, "tesseract");
+    let names: Vec<&str> = record["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str()?.rsplit('/').next())
+        .collect();
+    assert_eq!(names, ["trang-1.jpg", "trang-2.jpg", "trang-10.jpg"]);
+    assert!(text[0].contains("TỜ TRÌNH"), "{}", text[0]);
+    assert!(text[2].contains("Lê Văn An"), "{}", text[2]);
+}
+
+#[test]
+fn batch_takes_each_leaf_folder_as_one_document_and_reuses_it_next_run() {
+    let home = tempfile::tempdir().expect("tmp");
+    // a box of the archive: a decision on its own beside a folder of one document's pages
+    let src = home.path().join("hop-01");
+    let pages = src.join("to-trinh");
+    std::fs::create_dir_all(&pages).expect("dir");
+    for entry in std::fs::read_dir(fixture("to-trinh-pages")).expect("fixture") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, pages.join(path.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::write(pages.join("Thumbs.db"), b"not a scan").expect("write");
+    std::fs::copy(fixture("quyet-dinh-born-digital.pdf"), src.join("quyet-dinh.pdf")).expect("copy");
+    let out = home.path().join("out");
+    let args = [
+        "batch".as_ref(),
+        src.as_os_str(),
+        "--folder-documents".as_ref(),
+        "--pipeline".as_ref(),
+        "archive".as_ref(),
+        "--out".as_ref(),
+        out.as_os_str(),
+        "--no-progress".as_ref(),
+    ];
+    let summary: Value = serde_json::from_str(succeed(home.path(), &args).trim()).expect("summary");
+    assert_eq!(
+        (summary["inputs"].as_u64(), summary["processed"].as_u64()),
+        (Some(2), Some(2)),
+        "{summary}"
+    );
+    assert_eq!(summary["pages_written"], 6, "{summary}");
+    let (record, _) = archive_record(&out.join("to-trinh.json"), 3, "tesseract");
+    assert_eq!(
+        record["sources"].as_array().map(Vec::len),
+        Some(3),
+        "Thumbs.db left out: {record}"
+    );
+    archive_record(&out.join("quyet-dinh.pdf.json"), 3, "pdf-text");
+    let manifest = std::fs::read_to_string(out.join("manifest.jsonl")).expect("manifest");
+    assert!(manifest.contains(r#""source":"to-trinh""#), "{manifest}");
+
+    let again: Value = serde_json::from_str(succeed(home.path(), &args).trim()).expect("summary");
+    assert_eq!(
+        (again["skipped"].as_u64(), again["model_loaded"].as_bool()),
+        (Some(2), Some(false)),
+        "{again}"
+    );
+}
+
+#[test]
+fn folder_documents_need_a_document_pipeline() {
+    let home = tempfile::tempdir().expect("tmp");
+    let folder = fixture("to-trinh-pages");
+    let out = run(vinscan(home.path()).args([
+        "batch".as_ref(),
+        folder.as_os_str(),
+        "--folder-documents".as_ref(),
+        "--pipeline".as_ref(),
+        "archive-page".as_ref(),
+        "--out".as_ref(),
+        home.path().join("out").as_os_str(),
+    ]));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--folder-documents needs a document pipeline"),
+        "{stderr}"
+    );
+}
