@@ -7,6 +7,8 @@
 //!   ([`process_document`]) or one for the document ([`process_as_document`]).
 //! - [`run`]: a run over many inputs, `parallel` at a time, resumable, with a manifest line per
 //!   input found (ok, skipped, failed, unsupported).
+//! - [`eval`]: records compared with labels (vinscan's JSON Lines or SROIE key files), exact
+//!   match and character error rate per field (`vinscan eval`).
 //! - [`export`]: records flattened into CSV files or an XLSX workbook (`vinscan export`).
 //! - [`local`], [`resume`]: atomic local writes, bounded reads, and whether existing outputs
 //!   still match.
@@ -15,6 +17,7 @@
 //! [`ModelOnDemand`] (the binary loads llama.cpp on first use), stores through `ObjectStore`.
 
 pub mod document;
+pub mod eval;
 pub mod export;
 pub mod inputs;
 pub mod local;

@@ -67,6 +67,9 @@ pub enum Command {
     Pipelines(PipelinesArgs),
     /// Flatten a batch's records into a spreadsheet: CSV files or an XLSX workbook.
     Export(ExportArgs),
+    /// Compare records with labels field by field: exact match after normalisation and
+    /// character error rate, per field and overall (Markdown on stdout, JSON with --json).
+    Eval(EvalArgs),
     /// Run the daemon: consume job messages and S3 upload events from Kafka, write outputs to S3.
     #[cfg(feature = "kafka")]
     Serve(ServeArgs),
@@ -310,6 +313,21 @@ pub struct ExportArgs {
     /// Where to write: the workbook's path (xlsx) or a folder (csv). Default: OUT.
     #[arg(long, env = "VINSCAN_EXPORT_OUTPUT")]
     pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Labels: a JSON Lines file of `{"source", "data"}` (vinscan's format), or a folder of SROIE
+    /// key files (`NAME.json`/`NAME.txt`: company, date, address, total; read as the receipt
+    /// schema's fields).
+    #[arg(long, env = "VINSCAN_EVAL_LABELS")]
+    pub labels: PathBuf,
+    /// A folder of records (`batch --out`, `extract --out`): every `*.json` under it.
+    #[arg(long, env = "VINSCAN_EVAL_OUTPUTS")]
+    pub outputs: PathBuf,
+    /// Also write the report as JSON to this file.
+    #[arg(long, env = "VINSCAN_EVAL_JSON")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]

@@ -10,6 +10,7 @@ mod cmd_batch;
 mod cmd_convert;
 #[cfg(feature = "kafka")]
 mod cmd_enqueue;
+mod cmd_eval;
 mod cmd_export;
 mod cmd_extract;
 mod cmd_model;
@@ -49,6 +50,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<ExitCode> {
         cli::Command::Model { command } => cmd_model::run(command),
         cli::Command::Pipelines(args) => cmd_pipelines::run(&cli.global, args),
         cli::Command::Export(args) => cmd_export::run(args),
+        cli::Command::Eval(args) => cmd_eval::run(&cli.global, args),
         #[cfg(feature = "kafka")]
         cli::Command::Serve(args) => cmd_serve::run(&cli.global, args),
         #[cfg(feature = "kafka")]

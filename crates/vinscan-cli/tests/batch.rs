@@ -89,6 +89,7 @@ fn sroie_receipts_all_succeed_and_second_run_does_no_model_work() {
     assert_eq!(in_manifest, needing_review, "{m:?}");
     assert_eq!(s["pages_needing_review"].as_u64(), Some(needing_review), "{s}");
     export_opens_in_python(tmp.path(), &out_dir, &outputs);
+    eval_against_sroie_keys(tmp.path(), &src, &out_dir);
 
     let second = run(vinscan(tmp.path())
         .arg("batch")
@@ -388,6 +389,44 @@ fn records_needing_review_go_to_the_review_folder() {
 }
 
 /// CRC-32 (ISO-HDLC), as PNG chunks use.
+/// `vinscan eval` with the sample's SROIE key files: every receipt matched, 4 fields each (the
+/// tiny model's values are noise, so only the counts are known).
+fn eval_against_sroie_keys(home: &Path, images: &Path, out_dir: &Path) {
+    let keys = images.parent().expect("sample folder").join("key");
+    let json = home.join("eval.json");
+    let out = run(vinscan(home)
+        .args(["eval", "--labels"])
+        .arg(&keys)
+        .arg("--outputs")
+        .arg(out_dir)
+        .arg("--json")
+        .arg(&json));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).expect("eval.json")).expect("json");
+    assert_eq!(
+        (report["labels"].as_u64(), report["matched"].as_u64()),
+        (Some(40), Some(40)),
+        "{report}"
+    );
+    let fields: Vec<(&str, u64)> = report["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| Some((f["field"].as_str()?, f["n"].as_u64()?)))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("/date", 40),
+            ("/merchant_address", 40),
+            ("/merchant_name", 40),
+            ("/total", 40)
+        ]
+    );
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("| **overall** | 160 |"), "{md}");
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFFu32;
     for &b in bytes {

@@ -63,6 +63,23 @@ fn is_tone_mark(c: char) -> bool {
 /// folded char came from; a tone mark moved to its syllable's end maps to the syllable's last
 /// char.
 pub fn fold(text: &str) -> (Vec<char>, Vec<usize>) {
+    fold_case(text, true)
+}
+
+/// `text` as [`fold`] folds it but with its letter case kept, recomposed in NFC where a tone
+/// mark ends up after a vowel: a form for comparing, not for showing (`Bình` becomes `Binh`
+/// and a combining grave). `vinscan eval` compares values with labels in it (`Hoà Bình` and
+/// `Hòa  Bình` agree, `HÒA BÌNH` does not).
+pub fn normalise_text(text: &str) -> String {
+    fold_case(text, false)
+        .0
+        .into_iter()
+        .collect::<String>()
+        .nfc()
+        .collect()
+}
+
+fn fold_case(text: &str, lower: bool) -> (Vec<char>, Vec<usize>) {
     let mut out = Vec::new();
     let mut from = Vec::new();
     let mut tones: Vec<char> = Vec::new();
@@ -76,7 +93,12 @@ pub fn fold(text: &str) -> (Vec<char>, Vec<usize>) {
         }
     };
     for (i, c) in text.chars().enumerate() {
-        for d in c.to_lowercase().collect::<String>().nfd() {
+        let cased: String = if lower {
+            c.to_lowercase().collect()
+        } else {
+            c.into()
+        };
+        for d in cased.nfd() {
             if d.is_whitespace() {
                 flush(&mut out, &mut from, &mut tones, last);
                 if !out.is_empty() {
@@ -319,6 +341,18 @@ mod tests {
         let (chars, from) = fold(" A  b ");
         assert_eq!(s(&chars), "a b");
         assert_eq!(from, [1, 3, 4]);
+    }
+
+    #[test]
+    fn normalised_text_keeps_case_and_puts_tone_marks_at_the_syllable_end() {
+        assert_eq!(normalise_text("  Hòa \t Bình "), normalise_text("Hoà Bình"));
+        assert_eq!(normalise_text("Ho\u{61}\u{300} Bình"), normalise_text("Hoà Bình"));
+        assert_eq!(
+            normalise_text("Hòa").chars().count(),
+            3,
+            "recomposed where it can be"
+        );
+        assert_ne!(normalise_text("HÒA"), normalise_text("hòa"));
     }
 
     #[test]
