@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 
 #[cfg(not(feature = "pdf"))]
 use vinscan_core::{Error, ErrorKind};
-use vinscan_core::{Limits, PdfRenderer, RenderedPage};
+use vinscan_core::{Limits, PdfRenderer, RenderedPage, TextLayer};
 
 /// The product's extractor: PDF pages through pdfium (bound on first use), TIFF pages through
 /// libtiff, OCR through Tesseract with the Vietnamese model (loaded when a pipeline first
@@ -61,7 +61,7 @@ impl PdfRenderer for LazyPdf {
         self.renderer()?.render_page(pdf, index, dpi, limits)
     }
 
-    fn page_text(&self, pdf: &[u8], index: u32) -> vinscan_core::Result<String> {
-        self.renderer()?.page_text(pdf, index)
+    fn page_text(&self, pdf: &[u8], index: u32, size: (u32, u32)) -> vinscan_core::Result<TextLayer> {
+        self.renderer()?.page_text(pdf, index, size)
     }
 }

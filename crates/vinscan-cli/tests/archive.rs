@@ -50,6 +50,8 @@ fn archive_record(json: &Path, pages: usize, transcriber: &str) -> (Value, Vec<S
     for t in transcripts {
         assert_eq!(t["transcriber"], transcriber, "{t}");
         assert!(t["chars"].as_u64() > Some(10), "{t}");
+        // words with boxes, from OCR and from a text layer alike
+        assert!(t["word_boxes"].as_u64() > Some(3), "{t}");
     }
     assert!(
         record["grounding"].is_object(),

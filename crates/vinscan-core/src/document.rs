@@ -95,6 +95,14 @@ pub struct RenderedPage {
     pub rgb: Vec<u8>,
 }
 
+/// A PDF page's own text: its characters in content order and the words they make (runs of
+/// visible characters between whitespace), each with its box in page pixels and confidence 1.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TextLayer {
+    pub text: String,
+    pub words: Vec<crate::transcript::Word>,
+}
+
 /// Renders PDF pages. Implemented by `vinscan-pdfium`; the core never names pdfium.
 pub trait PdfRenderer: Send + Sync {
     /// Number of pages. Errors say why a PDF cannot be opened (corrupt, encrypted…).
@@ -102,8 +110,10 @@ pub trait PdfRenderer: Send + Sync {
     /// Renders page `index` (0-based) at `dpi`, scaled down if needed so that it fits `limits`.
     fn render_page(&self, pdf: &[u8], index: u32, dpi: f32, limits: &Limits) -> Result<RenderedPage>;
     /// The text layer of page `index` (0-based) in reading order, as the PDF's content streams
-    /// place it; empty for a scanned page without one.
-    fn page_text(&self, pdf: &[u8], index: u32) -> Result<String>;
+    /// place it (empty for a scanned page without one), and its words with their boxes in the
+    /// pixels of the page rendered at `size` (width, height: what [`Self::render_page`] gave),
+    /// rotation applied.
+    fn page_text(&self, pdf: &[u8], index: u32, size: (u32, u32)) -> Result<TextLayer>;
 }
 
 /// A decoded TIFF page before its Orientation tag is applied.

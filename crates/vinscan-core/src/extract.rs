@@ -61,12 +61,15 @@ impl Extractor {
         let want_text_layer = matches!(pipeline.transcriber, Transcriber::Auto | Transcriber::PdfText);
         if want_text_layer && doc.format() == Format::Pdf {
             let t = Instant::now();
-            let text = self.decoders().pdf()?.page_text(doc.bytes(), index)?;
-            if crate::transcript::is_born_digital(&text) {
+            let layer = self
+                .decoders()
+                .pdf()?
+                .page_text(doc.bytes(), index, page.image.dimensions())?;
+            if crate::transcript::is_born_digital(&layer.text) {
                 return Ok(Some(PageTranscript::new(
                     TranscriptSource::PdfText,
-                    &text,
-                    Vec::new(),
+                    &layer.text,
+                    layer.words,
                     "pdfium".into(),
                     ms(t),
                 )));

@@ -34,7 +34,9 @@ mod testutil;
 
 pub use catalog::Catalog;
 pub use confidence::OutputToken;
-pub use document::{Decoders, Document, Format, Page, PdfRenderer, RenderedPage, TiffDecoder, TiffPage};
+pub use document::{
+    Decoders, Document, Format, Page, PdfRenderer, RenderedPage, TextLayer, TiffDecoder, TiffPage,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use extract::{Extractor, VERSION};
 pub use limits::Limits;

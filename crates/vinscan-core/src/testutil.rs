@@ -47,8 +47,11 @@ impl crate::PdfRenderer for FakePdf {
         })
     }
 
-    fn page_text(&self, _pdf: &[u8], index: u32) -> crate::Result<String> {
-        Ok(format!("Trang {} của tài liệu quét thử nghiệm", index + 1))
+    fn page_text(&self, _pdf: &[u8], index: u32, _size: (u32, u32)) -> crate::Result<crate::TextLayer> {
+        Ok(crate::TextLayer {
+            text: format!("Trang {} của tài liệu quét thử nghiệm", index + 1),
+            words: Vec::new(),
+        })
     }
 }
 

@@ -79,7 +79,7 @@ pub struct PageTranscript {
     pub source: TranscriptSource,
     /// NFC text in reading order.
     pub text: String,
-    /// Words with boxes in page pixels (OCR only; empty for a text layer).
+    /// Words with boxes in page pixels (OCR's, or a text layer's runs between whitespace).
     pub words: Vec<Word>,
     /// The engine that made it (`pdfium` or the OCR engine's [`Ocr::engine`]).
     pub engine: String,

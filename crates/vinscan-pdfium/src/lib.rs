@@ -12,7 +12,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use pdfium_render::prelude::*;
-use vinscan_core::{Error, ErrorKind, Limits, PdfRenderer, RenderedPage, Result};
+use vinscan_core::{Error, ErrorKind, Limits, PdfRenderer, RenderedPage, Result, TextLayer, Word};
 
 /// Environment variables naming `libpdfium.so` (a file, or a directory holding it).
 pub const LIBRARY_ENV: [&str; 2] = ["VINSCAN_PDFIUM_LIB", "PDFIUM_LIB"];
@@ -182,23 +182,77 @@ impl PdfRenderer for PdfiumRenderer {
     /// line breaks included, whatever the page's rotation or box origin (pdfium-render's
     /// `all()` bounds the text by the rotated page size and loses text on a rotated page).
     /// Invisible text (render mode 3, a scanner's hidden OCR layer) is left out: it is not the
-    /// page's own text, and often lacks the Vietnamese diacritics.
-    fn page_text(&self, pdf: &[u8], index: u32) -> Result<String> {
+    /// page's own text, and often lacks the Vietnamese diacritics. A word is a run of visible
+    /// characters between whitespace; its box is the union of its characters' loose bounds
+    /// (font ascent to descent), mapped to pixels as pdfium renders the page at `size`.
+    fn page_text(&self, pdf: &[u8], index: u32, size: (u32, u32)) -> Result<TextLayer> {
         let doc = self.open(pdf)?;
         let page = doc.pages().get(page_index(index)?).map_err(pdf_error)?;
         let text = page.text().map_err(pdf_error)?;
-        let mut out = String::new();
+        let config = PdfRenderConfig::new()
+            .set_target_width(size.0 as Pixels)
+            .set_target_height(size.1 as Pixels);
+        let mut layer = TextLayer::default();
+        let mut word: Option<(String, PdfRect)> = None;
+        let finish = |word: &mut Option<(String, PdfRect)>, layer: &mut TextLayer| {
+            if let Some((text, rect)) = word.take()
+                && let Some(bbox) = pixel_box(&page, &rect, &config, size)
+            {
+                layer.words.push(Word {
+                    text,
+                    bbox,
+                    confidence: 1.0,
+                });
+            }
+        };
         for ch in text.chars().iter() {
             // generated characters have no text object (an error here): they are kept
             if matches!(ch.render_mode(), Ok(PdfPageTextRenderMode::Invisible)) {
                 continue;
             }
-            if let Some(s) = ch.unicode_string() {
-                out.push_str(&s);
+            let Some(s) = ch.unicode_string() else { continue };
+            layer.text.push_str(&s);
+            match ch.loose_bounds() {
+                Ok(rect) if !s.chars().all(char::is_whitespace) && !ch.is_generated().unwrap_or(false) => {
+                    match &mut word {
+                        Some((text, bounds)) => {
+                            text.push_str(&s);
+                            *bounds = union(bounds, &rect);
+                        }
+                        None => word = Some((s, rect)),
+                    }
+                }
+                _ => finish(&mut word, &mut layer),
             }
         }
-        Ok(out)
+        finish(&mut word, &mut layer);
+        Ok(layer)
     }
+}
+
+fn union(a: &PdfRect, b: &PdfRect) -> PdfRect {
+    PdfRect::new_from_values(
+        a.bottom().value.min(b.bottom().value),
+        a.left().value.min(b.left().value),
+        a.top().value.max(b.top().value),
+        a.right().value.max(b.right().value),
+    )
+}
+
+/// `rect` (page points) as left, top, right, bottom pixels of the page rendered by `config`,
+/// clamped to `size`; `None` when pdfium cannot map it or it is empty.
+fn pixel_box(
+    page: &PdfPage<'_>,
+    rect: &PdfRect,
+    config: &PdfRenderConfig,
+    size: (u32, u32),
+) -> Option<[u32; 4]> {
+    let a = page.points_to_pixels(rect.left(), rect.top(), config).ok()?;
+    let b = page.points_to_pixels(rect.right(), rect.bottom(), config).ok()?;
+    let clamp = |v: i32, max: u32| v.clamp(0, max as i32) as u32;
+    let (x0, x1) = (clamp(a.0.min(b.0), size.0), clamp(a.0.max(b.0), size.0));
+    let (y0, y1) = (clamp(a.1.min(b.1), size.1), clamp(a.1.max(b.1), size.1));
+    (x1 > x0 && y1 > y0).then_some([x0, y0, x1, y1])
 }
 
 fn page_index(index: u32) -> Result<PdfPageIndex> {

@@ -139,16 +139,48 @@ fn the_text_layer_is_whole_on_a_rotated_page_and_leaves_out_invisible_text() {
     let r = renderer();
     let lines = "BT /F1 12 Tf 14 TL 40 800 Td (So: 1234/QD-UBND ngay 05 thang 3) Tj T* \
                  (Dieu 1. Ban hanh kem theo Quyet dinh nay) Tj T* (Dieu 2. Hieu luc) Tj ET\n";
-    for rotate in ["", "/Rotate 90", "/Rotate 270"] {
-        let text = r.page_text(&one_page_pdf(rotate, lines), 0).expect("text");
+    for (rotate, size) in [
+        ("", (595, 842)),
+        ("/Rotate 90", (842, 595)),
+        ("/Rotate 270", (842, 595)),
+    ] {
+        let layer = r.page_text(&one_page_pdf(rotate, lines), 0, size).expect("text");
         for want in ["So: 1234/QD-UBND", "Dieu 1. Ban hanh", "Dieu 2. Hieu luc"] {
-            assert!(text.contains(want), "{rotate:?}: {want:?} not in {text:?}");
+            assert!(
+                layer.text.contains(want),
+                "{rotate:?}: {want:?} not in {:?}",
+                layer.text
+            );
+        }
+        // every word has a box on the page as rendered: a line across an upright page, down a
+        // page turned a quarter
+        assert_eq!(layer.words.len(), 19, "{rotate:?}: {:?}", layer.words);
+        let word = layer
+            .words
+            .iter()
+            .find(|w| w.text == "1234/QD-UBND")
+            .expect("the number, whole");
+        let [x0, y0, x1, y1] = word.bbox;
+        assert!(x1 <= size.0 && y1 <= size.1, "{rotate:?}: {word:?}");
+        let (w, h) = (x1 - x0, y1 - y0);
+        match rotate {
+            // 12 pt Helvetica at 1 px per point, 62 pt from the left, its baseline 42 pt below the top
+            "" => assert!(
+                w > 3 * h && (55..75).contains(&x0) && (25..42).contains(&y0),
+                "{word:?}"
+            ),
+            // turned clockwise: the line runs down the right-hand side
+            "/Rotate 90" => assert!(h > 3 * w && x0 > 780 && (55..75).contains(&y0), "{word:?}"),
+            _ => assert!(h > 3 * w && x1 < 62, "{word:?}"),
         }
     }
     // a scanner's searchable PDF: the OCR layer is invisible (3 Tr); only the visible line counts
     let hidden = "BT 3 Tr /F1 12 Tf 40 800 Td (HIDDEN OCR LAYER WITHOUT DIACRITICS) Tj ET\n\
                   BT 0 Tr /F1 12 Tf 40 700 Td (Visible) Tj ET\n";
-    let text = r.page_text(&one_page_pdf("", hidden), 0).expect("text");
-    assert!(!text.contains("HIDDEN"), "{text:?}");
-    assert!(text.contains("Visible"), "{text:?}");
+    let layer = r
+        .page_text(&one_page_pdf("", hidden), 0, (595, 842))
+        .expect("text");
+    assert!(!layer.text.contains("HIDDEN"), "{:?}", layer.text);
+    assert!(layer.text.contains("Visible"), "{:?}", layer.text);
+    assert_eq!(layer.words.len(), 1, "{:?}", layer.words);
 }
