@@ -84,6 +84,56 @@ fn a_born_digital_pdf_is_one_record_transcribed_from_its_text_layer() {
     assert!(text[2].contains("Nguyễn Văn Bình"), "{}", text[2]);
 }
 
+/// The prompt tokens of a record's reads beyond their image tokens.
+fn text_tokens(record: &Value) -> u64 {
+    record["provenance"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            g["generation"]["prompt_tokens"].as_u64().unwrap_or(0)
+                - g["generation"]["image_tokens"].as_u64().unwrap_or(0)
+        })
+        .sum()
+}
+
+#[test]
+fn the_transcript_goes_into_the_prompt_as_anchor_text() {
+    let home = tempfile::tempdir().expect("tmp");
+    let pdf = fixture("quyet-dinh-born-digital.pdf");
+    let extract = |pipelines: Option<&Path>| -> Value {
+        let mut cmd = vinscan(home.path());
+        if let Some(dir) = pipelines {
+            cmd.arg("--pipelines-dir")
+                .arg(dir)
+                .arg("--schemas-dir")
+                .arg(repo_root().join("schemas"));
+        }
+        let out = run(cmd.arg("extract").arg(&pdf).args(["--pipeline", "archive"]));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("one record")
+    };
+    let anchored = extract(None);
+    // the same pipeline without anchor text
+    let plain = home.path().join("pipelines");
+    std::fs::create_dir_all(&plain).expect("dir");
+    let toml = std::fs::read_to_string(repo_root().join("pipelines/archive.toml")).expect("pipeline");
+    assert!(toml.contains("anchor_text_bytes = 1200"), "{toml}");
+    std::fs::write(
+        plain.join("archive.toml"),
+        toml.replace("anchor_text_bytes = 1200", ""),
+    )
+    .expect("write");
+    let without = extract(Some(&plain));
+    // three pages of text layer (about 200 bytes each, the tiny model's tokens are bytes or
+    // longer) in front of the task
+    let added = text_tokens(&anchored) - text_tokens(&without);
+    assert!(
+        (150..=3 * 1200 + 600).contains(&added),
+        "{added} prompt tokens added"
+    );
+}
+
 #[test]
 fn a_group_4_tiff_scan_is_one_record_with_every_page_read_by_tesseract() {
     let home = tempfile::tempdir().expect("tmp");

@@ -14,7 +14,7 @@ use crate::record::{
     GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, TilesProvenance, Timings,
 };
 use crate::tiling::{TiledPage, tile_page};
-use crate::transcript::{Ocr, PageTranscript, Transcriber, TranscriptSource};
+use crate::transcript::{Ocr, PageTranscript, Transcriber, TranscriptSource, anchor_prompt};
 
 /// The vinscan version written into every record.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -175,6 +175,10 @@ impl Extractor {
             pipeline.max_tokens,
         );
         request.cancel = cancel.clone();
+        if let Some(t) = &transcript {
+            request.user_prompt =
+                anchor_prompt(&pipeline.prompt, &[(1, &t.text)], pipeline.anchor_text_bytes);
+        }
         let generation = model.generate(request).map_err(|e| e.context(what()))?;
         check_images_seen(generation.images, grid).map_err(|e| e.context(what()))?;
 

@@ -50,7 +50,14 @@ pub struct PipelineFile {
     /// [`crate::transcript`]). Default `none`.
     #[serde(default)]
     pub transcriber: Transcriber,
+    /// UTF-8 bytes of each page's transcript given to the model as anchor text before the task
+    /// (0, the default: none; see [`crate::transcript::anchor_prompt`]). Needs a transcriber.
+    #[serde(default)]
+    pub anchor_text_bytes: u32,
 }
+
+/// The most anchor text per page, in UTF-8 bytes.
+pub const MAX_ANCHOR_TEXT_BYTES: u32 = 8192;
 
 /// What one record covers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -145,6 +152,8 @@ pub struct Pipeline {
     pub review: ReviewRules,
     /// Where page transcripts come from.
     pub transcriber: Transcriber,
+    /// UTF-8 bytes of each page's transcript given to the model as anchor text (0: none).
+    pub anchor_text_bytes: u32,
     /// sha256 of the pipeline file.
     pub sha256: String,
 }
@@ -201,6 +210,18 @@ impl PipelineFile {
             return Err(invalid(format!(
                 "tiles: need 1 <= min <= max <= {MAX_TILES_LIMIT}, got min {min} max {max}"
             )));
+        }
+        if self.anchor_text_bytes > MAX_ANCHOR_TEXT_BYTES {
+            return Err(invalid(format!(
+                "anchor_text_bytes must be at most {MAX_ANCHOR_TEXT_BYTES}, got {}",
+                self.anchor_text_bytes
+            )));
+        }
+        if self.anchor_text_bytes > 0 && self.transcriber == Transcriber::None {
+            return Err(invalid(
+                "anchor_text_bytes gives the model each page's transcript: set a transcriber (auto, pdf-text or tesseract)"
+                    .to_owned(),
+            ));
         }
         let g = self.generation;
         if !(1..=16384).contains(&g.max_tokens) {
@@ -261,6 +282,7 @@ impl PipelineFile {
             limits: self.limits,
             review: self.review,
             transcriber: self.transcriber,
+            anchor_text_bytes: self.anchor_text_bytes,
             sha256,
         })
     }
@@ -307,6 +329,18 @@ mod tests {
                 .unit,
             Unit::Page
         );
+    }
+
+    #[test]
+    fn anchor_text_needs_a_transcriber_and_a_bound() {
+        let base = "name = \"t\"\nschema = \"t.json\"\nprompt = \"x\"\n";
+        let p = load(&format!("{base}transcriber = \"auto\"\nanchor_text_bytes = 900")).expect("valid");
+        assert_eq!(p.anchor_text_bytes, 900);
+        let e = load(&format!("{base}anchor_text_bytes = 900")).expect_err("no transcriber");
+        assert!(e.to_string().contains("set a transcriber"), "{e}");
+        let e =
+            load(&format!("{base}transcriber = \"auto\"\nanchor_text_bytes = 9000")).expect_err("too many");
+        assert!(e.to_string().contains("at most 8192"), "{e}");
     }
 
     #[test]

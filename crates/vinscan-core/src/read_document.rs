@@ -59,7 +59,15 @@ pub struct DocumentSource<'a> {
 pub fn tiles_per_page(pipeline: &Pipeline, info: &ModelInfo, pages: u32) -> Result<u32> {
     let (_, max) = tile_range(pipeline, info.max_tiles);
     let pages = pages.max(1);
-    let prompt = u32::try_from(pipeline.system_prompt.len() + pipeline.prompt.len()).unwrap_or(u32::MAX);
+    let anchor = if pipeline.anchor_text_bytes > 0 {
+        crate::transcript::anchor_overhead(pages)
+            .saturating_add(pipeline.anchor_text_bytes.saturating_mul(pages))
+    } else {
+        0
+    };
+    let prompt = u32::try_from(pipeline.system_prompt.len() + pipeline.prompt.len())
+        .unwrap_or(u32::MAX)
+        .saturating_add(anchor);
     let fixed = prompt
         .saturating_add(TEMPLATE_TOKENS)
         .saturating_add(PAGE_TEXT_TOKENS * pages)
@@ -101,6 +109,8 @@ struct View {
     page_image: ImageProvenance,
     segment: Option<Segment>,
     decode_ms: f64,
+    /// The page's transcript as anchor text (on its first view, when the pipeline gives it).
+    anchor: Option<String>,
 }
 
 impl Extractor {
@@ -303,6 +313,10 @@ impl Extractor {
             dpi: (doc.format() == Format::Pdf).then_some(pipeline.pdf_dpi),
         };
         let cuts = cut_page(width, height, pipeline, info, planned)?;
+        let anchor = transcript
+            .as_ref()
+            .filter(|_| pipeline.anchor_text_bytes > 0)
+            .map(|t| t.text.clone());
         if cuts.len() == 1 {
             let view = View {
                 source: s,
@@ -311,6 +325,7 @@ impl Extractor {
                 page_image,
                 segment: None,
                 decode_ms,
+                anchor,
             };
             return Ok((vec![view], transcript));
         }
@@ -323,8 +338,9 @@ impl Extractor {
                 image: image::imageops::crop_imm(&page.image, seg.x, seg.y, seg.width, seg.height).to_image(),
                 page_image: page_image.clone(),
                 segment: Some(seg),
-                // the page's decoding is counted once, with its first segment
+                // the page's decoding is counted once, with its first segment, and its text given once
                 decode_ms: if i == 0 { decode_ms } else { 0.0 },
+                anchor: if i == 0 { anchor.clone() } else { None },
             })
             .collect();
         Ok((views, transcript))
@@ -356,8 +372,12 @@ impl Extractor {
             views.first().map(name).unwrap_or_default(),
             views.last().map(name).unwrap_or_default()
         );
-        for (i, view) in views.into_iter().enumerate() {
+        let mut anchors = Vec::new();
+        for (i, mut view) in views.into_iter().enumerate() {
             decode_ms += view.decode_ms;
+            if let Some(text) = view.anchor.take() {
+                anchors.push((i as u32 + 1, text));
+            }
             let t = Instant::now();
             let tiled = tile_page(&view.image, min_tiles, max_tiles).map_err(|e| e.context(name(&view)))?;
             tiling_ms += t.elapsed().as_secs_f64() * 1e3;
@@ -384,7 +404,11 @@ impl Extractor {
         let n = images.len();
         let request = GenerateRequest {
             system_prompt: pipeline.system_prompt.clone(),
-            user_prompt: pipeline.prompt.clone(),
+            user_prompt: crate::transcript::anchor_prompt(
+                &pipeline.prompt,
+                &anchors.iter().map(|(n, t)| (*n, t.as_str())).collect::<Vec<_>>(),
+                pipeline.anchor_text_bytes,
+            ),
             images,
             expected_images: expected,
             output_schema: Arc::new(pipeline.schema.grammar().clone()),

@@ -152,6 +152,52 @@ pub fn nfc(text: &str) -> String {
     text.nfc().collect()
 }
 
+/// The prompt with anchor text: each page's transcript (1-based page in the read, text),
+/// at most `max_bytes` UTF-8 bytes of each (cut at a character), placed before the task as
+/// olmOCR gives a page's PDF text with its image. The model is told the text may be wrong and
+/// the image decides. `prompt` alone when there is no text or `max_bytes` is 0.
+///
+/// The added bytes are at most [`anchor_overhead`] plus `max_bytes` per page, which the
+/// context budget counts (a token is at least one byte).
+pub fn anchor_prompt(prompt: &str, pages: &[(u32, &str)], max_bytes: u32) -> String {
+    let texts: Vec<(u32, &str)> = pages
+        .iter()
+        .map(|&(n, text)| (n, cut_at_char(text.trim(), max_bytes as usize)))
+        .filter(|(_, t)| !t.is_empty())
+        .collect();
+    if texts.is_empty() || max_bytes == 0 {
+        return prompt.to_owned();
+    }
+    let mut out = String::from(ANCHOR_HEADER);
+    for (n, text) in texts {
+        if pages.len() > 1 {
+            out.push_str(&format!("Trang {n}:\n"));
+        }
+        out.push_str(text);
+        out.push_str("\n\n");
+    }
+    out.push_str(prompt);
+    out
+}
+
+const ANCHOR_HEADER: &str = "Văn bản trích từ trang (lớp chữ của PDF hoặc OCR, có thể sai; ảnh là căn cứ):\n";
+
+/// Bytes [`anchor_prompt`] adds to a prompt for `pages` pages besides their texts.
+pub fn anchor_overhead(pages: u32) -> u32 {
+    ANCHOR_HEADER.len() as u32 + pages * ("Trang 99999:\n\n\n".len() as u32)
+}
+
+fn cut_at_char(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Whether a PDF page's text layer makes it born digital ([`MIN_TEXT_LAYER_CHARS`]).
 pub fn is_born_digital(text_layer: &str) -> bool {
     text_layer.chars().filter(|c| !c.is_whitespace()).count() >= MIN_TEXT_LAYER_CHARS
@@ -217,6 +263,19 @@ mod tests {
         assert_eq!(json["transcriber"], "tesseract");
         assert_eq!(json["source"], "qd.pdf");
         assert!(json.get("text").is_none());
+    }
+
+    #[test]
+    fn anchor_text_goes_before_the_task_cut_at_a_character() {
+        assert_eq!(anchor_prompt("Trích xuất.", &[(1, "Số: 12")], 0), "Trích xuất.");
+        assert_eq!(anchor_prompt("Trích xuất.", &[(1, "  ")], 100), "Trích xuất.");
+        let one = anchor_prompt("Trích xuất.", &[(1, " Số: 123/QĐ ")], 100);
+        assert!(one.ends_with("\nSố: 123/QĐ\n\nTrích xuất."), "{one}");
+        assert!(!one.contains("Trang 1:"), "one page needs no number: {one}");
+        // "ố" is 3 bytes: a cut inside it keeps the character out
+        let cut = anchor_prompt("T.", &[(1, "Số"), (2, "Điều 2")], 3);
+        assert!(cut.contains("Trang 1:\nS\n\nTrang 2:\nĐi\n\nT."), "{cut}");
+        assert!(cut.len() as u32 <= "T.".len() as u32 + 2 * 3 + anchor_overhead(2));
     }
 
     #[test]
