@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Deterministic random-weight Vintern-shaped model pairs in GGUF, written with llama.cpp's own
+"""Deterministic random-weight Vintern-shaped model pairs (and a text model) in GGUF, written with llama.cpp's own
 `gguf` package. The layout (tensor names, metadata keys) is what llama.cpp's loader reads for a
 `qwen2` LLM and a `clip` projector of type `internvl` (see the vendored `src/llama-arch.cpp`,
 `tools/mtmd/clip-impl.h` and `tools/mtmd/models/internvl.cpp`).
@@ -7,6 +7,11 @@
 The tokenizer is byte-level BPE (GPT-2 byte alphabet, `qwen2` pre-tokenizer) carrying Qwen2.5's
 special tokens and InternVL's image markers at their real ids in the full preset, so prompts
 tokenise the way they do with Vintern.
+
+The `tiny-llama` preset is the text stage's stand-in for VinaLLaMA (a LLaMA-2 chat model): one
+`model.gguf` of the `llama` architecture with a SentencePiece vocabulary (`llama` tokenizer
+model: `<unk>`, `<s>`, `</s>`, byte-fallback tokens `<0x00>`..`<0xFF>`, printable ASCII
+pieces, `▁`) and VinaLLaMA's ChatML markers `<|im_start|>`/`<|im_end|>` with its template.
 """
 import argparse
 import os
@@ -187,6 +192,84 @@ def write_mmproj(path, v, n_text, q8, seed, max_tiles):
     out.finish()
 
 
+def spm_vocabulary():
+    """A SentencePiece vocabulary as llama.cpp's `llama` tokenizer reads it (`src/llama-vocab.cpp`):
+    tokens, scores and types; byte fallback covers any UTF-8."""
+    tokens, scores, types = ["<unk>", "<s>", "</s>"], [0.0, 0.0, 0.0], [
+        gguf.TokenType.UNKNOWN, gguf.TokenType.CONTROL, gguf.TokenType.CONTROL]
+    for b in range(256):
+        tokens.append(f"<0x{b:02X}>")
+        scores.append(0.0)
+        types.append(gguf.TokenType.BYTE)
+    pieces = ["\u2581"] + [chr(c) for c in range(0x21, 0x7F)] + ["\u2581" + w for w in ("S", "Tr", "ng", "Công")]
+    for i, piece in enumerate(pieces):
+        tokens.append(piece)
+        scores.append(-float(i + 1))
+        types.append(gguf.TokenType.NORMAL)
+    for special in ("<|im_start|>", "<|im_end|>"):
+        tokens.append(special)
+        scores.append(0.0)
+        types.append(gguf.TokenType.CONTROL)
+    return tokens, scores, types
+
+
+def write_llama_text(path, p, seed):
+    """A random-weight `llama` text model (the text stage's test model)."""
+    rng = np.random.default_rng(seed)
+    tokens, scores, types = spm_vocabulary()
+    E, L, H, KV, FF = p["embd"], p["layers"], p["heads"], p["kv_heads"], p["ff"]
+    head = E // H
+    out = Writer(path, "llama", np.float32, False)
+    w = out.w
+    w.add_name(p["name"])
+    w.add_context_length(p["ctx"])
+    w.add_embedding_length(E)
+    w.add_block_count(L)
+    w.add_feed_forward_length(FF)
+    w.add_head_count(H)
+    w.add_head_count_kv(KV)
+    w.add_rope_dimension_count(head)
+    w.add_rope_freq_base(10_000.0)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(tokens.index("<|im_end|>"))
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_chat_template(CHATML)
+    embd = normal(rng, (len(tokens), E))
+    # the closing bias of the tiny preset (see `closing_bias`), on the SPM pieces
+    embd[:, 0] = 1.0
+    for ch in CLOSERS:
+        embd[tokens.index(ch), 0] += p["closing_bias"]
+    out.matrix("token_embd.weight", embd)  # no `output.weight`: llama.cpp ties it to the embedding
+    out.f32("output_norm.weight", np.ones(E))
+    for i in range(L):
+        b = f"blk.{i}."
+        out.f32(b + "attn_norm.weight", np.ones(E))
+        out.matrix(b + "attn_q.weight", normal(rng, (E, E)))
+        out.matrix(b + "attn_k.weight", normal(rng, (KV * head, E)))
+        out.matrix(b + "attn_v.weight", normal(rng, (KV * head, E)))
+        out.matrix(b + "attn_output.weight", normal(rng, (E, E)))
+        out.f32(b + "ffn_norm.weight", np.ones(E))
+        out.matrix(b + "ffn_gate.weight", normal(rng, (FF, E)))
+        out.matrix(b + "ffn_up.weight", normal(rng, (FF, E)))
+        out.matrix(b + "ffn_down.weight", normal(rng, (E, FF)))
+    out.finish()
+    return len(tokens)
+
+
+TEXT_PRESETS = {
+    "tiny-llama": dict(name="vinscan-tiny-llama", embd=64, layers=2, heads=4, kv_heads=2, ff=128, ctx=8192,
+                       closing_bias=float(os.environ.get("VINSCAN_TINY_CLOSING_BIAS", "0.03"))),
+}
+
+
 PRESETS = {
     "tiny": {
         "llm": dict(name="vinscan-tiny-qwen2", embd=64, layers=2, heads=4, kv_heads=2, ff=128, ctx=32768,
@@ -207,14 +290,20 @@ PRESETS = {
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("preset", choices=sorted(PRESETS))
+    ap.add_argument("preset", choices=sorted(PRESETS) + sorted(TEXT_PRESETS))
     ap.add_argument("out_dir")
     ap.add_argument("--q8", action="store_true", help="store 2-D weights as q8_0")
     ap.add_argument("--max-tiles", type=int, default=12, help="clip.vision.preproc_max_tiles (default 12)")
     ap.add_argument("--seed", type=int, default=20261122)
     a = ap.parse_args()
-    p = PRESETS[a.preset]
     os.makedirs(a.out_dir, exist_ok=True)
+    if a.preset in TEXT_PRESETS:
+        model = os.path.join(a.out_dir, "model.gguf")
+        n_vocab = write_llama_text(model + ".tmp", TEXT_PRESETS[a.preset], a.seed)
+        os.replace(model + ".tmp", model)
+        print(f"{model}: {os.path.getsize(model)} bytes, n_vocab {n_vocab}", file=sys.stderr)
+        return
+    p = PRESETS[a.preset]
     model, mmproj = os.path.join(a.out_dir, "model.gguf"), os.path.join(a.out_dir, "mmproj.gguf")
     n_vocab = write_llm(model + ".tmp", p["llm"], a.q8, a.seed)
     write_mmproj(mmproj + ".tmp", p["vit"], p["llm"]["embd"], a.q8, a.seed + 1, a.max_tiles)

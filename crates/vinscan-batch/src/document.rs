@@ -84,8 +84,13 @@ pub fn process_as_document(
             "an e-invoice XML is a document by itself and cannot be read with other sources",
         )));
     }
-    let vision = model.model()?;
-    match extractor.extract_as_document(vision, &sources, pipeline, &Cancellation::new()) {
+    // the text stage reads the transcripts: Vintern is never loaded for it
+    let read = if extractor.text_stage_applies(pipeline) {
+        extractor.extract_text_document(&sources, pipeline, &Cancellation::new())
+    } else {
+        extractor.extract_as_document(model.model()?, &sources, pipeline, &Cancellation::new())
+    };
+    match read {
         Ok(record) => Ok(Ok(record)),
         Err(e) if e.kind() == ErrorKind::Unavailable => Err(e),
         Err(e) => Ok(Err(e)),

@@ -34,6 +34,9 @@ pub struct Expected<'a> {
     pub schema_sha256: &'a str,
     pub model_sha256: &'a str,
     pub mmproj_sha256: &'a str,
+    /// The text model's sha256 when the pipeline's text stage reads (then Vintern's files do
+    /// not matter).
+    pub text_model_sha256: Option<&'a str>,
 }
 
 /// Whether `record` can be reused: made from the same input, pipeline, schema and model files,
@@ -60,4 +63,6 @@ pub fn matches_document(record: &DocumentRecord, e: &Expected<'_>) -> bool {
         && p.model
             .as_ref()
             .is_none_or(|m| m.sha256 == e.model_sha256 && m.mmproj_sha256 == e.mmproj_sha256)
+        // made by the text stage exactly when it reads now, with the same text model
+        && p.text_model.as_ref().map(|m| m.sha256.as_str()) == e.text_model_sha256
 }

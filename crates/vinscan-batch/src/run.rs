@@ -360,6 +360,7 @@ impl<'a> Batch<'a> {
             schema_sha256: self.pipeline.schema.sha256(),
             model_sha256,
             mmproj_sha256,
+            text_model_sha256: self.extractor.text_model_sha256(&self.pipeline),
         }
     }
 

@@ -146,6 +146,16 @@ pub struct ModelArgs {
     /// this wait for a slot. They share the `--ctx-size` KV cells.
     #[arg(long, env = "VINSCAN_PARALLEL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
+    /// A llama.cpp text model for pipelines with a `[text_stage]`: a GGUF path, or a name
+    /// `vinscan model pull --text NAME` downloaded (`vinallama-2.7b`, `vinallama-7b`). Their
+    /// records then come from the document's transcripts read by this model instead of Vintern
+    /// reading the page images. Loaded on first use.
+    #[arg(long, env = "VINSCAN_TEXT_MODEL")]
+    pub text_model: Option<PathBuf>,
+    /// The text model's context window in tokens (transcripts + task + output); longer
+    /// transcripts are read in chunks and merged.
+    #[arg(long, env = "VINSCAN_TEXT_CTX_SIZE", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=131072))]
+    pub text_ctx_size: u32,
 }
 
 impl ModelArgs {
@@ -300,6 +310,10 @@ pub struct PullArgs {
     /// Projector file in the repository.
     #[arg(long, env = "VINSCAN_MMPROJ_FILE", default_value = crate::model_files::DEFAULT_MMPROJ_FILE)]
     pub mmproj_file: String,
+    /// Download a text model for the text stage instead of Vintern: `vinallama-2.7b`
+    /// (vilm/vinallama-2.7b-chat-GGUF, q5_0) or `vinallama-7b`; prints `{"text_model": PATH}`.
+    #[arg(long, env = "VINSCAN_PULL_TEXT", value_parser = clap::builder::PossibleValuesParser::new(crate::model_files::TEXT_MODELS.map(|(n, _, _)| n)))]
+    pub text: Option<String>,
 }
 
 #[derive(Debug, Args)]

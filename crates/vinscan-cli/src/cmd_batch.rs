@@ -113,19 +113,16 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         Some(Location::Local(dir)) => dir.join(key).display().to_string(),
         _ => format!("{review_uri}/{key}"),
     };
-    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
+    let extractor = crate::model_load::with_text_model(crate::pdf::extractor(), &args.model)?;
+    // Vintern is not needed when the text stage reads: missing files fail only a load
+    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref());
+    if !extractor.text_stage_applies(&pipeline) {
+        files.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    }
     let model = LazyModel::new(files, args.model.settings());
     let bar = progress_bar(inputs.len(), args.no_progress);
     let mut batch = Batch::new(
-        rt,
-        out,
-        out_prefix,
-        &out_name,
-        crate::pdf::extractor(),
-        &model,
-        pipeline,
-        args.force,
-        &bar,
+        rt, out, out_prefix, &out_name, extractor, &model, pipeline, args.force, &bar,
     );
     if let Some((_, store, prefix)) = &review {
         batch = batch.with_review_out(Place {

@@ -181,9 +181,14 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
             pipeline.name
         );
     }
-    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref())?;
+    let extractor = crate::model_load::with_text_model(crate::pdf::extractor(), &args.model)?;
+    // Vintern is not needed when the text stage reads: missing files fail only a load
+    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref());
+    if !extractor.text_stage_applies(&pipeline) {
+        files.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    }
     let mut run = Run {
-        extractor: crate::pdf::extractor(),
+        extractor,
         model: LazyModel::new(files, args.model.settings()),
         pipeline: &pipeline,
         out: args.out.as_deref(),

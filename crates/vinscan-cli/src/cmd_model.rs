@@ -45,17 +45,29 @@ fn verify_blob(path: &Path) -> anyhow::Result<()> {
 }
 
 fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
-    let repo = Repo::with_revision(args.repo.clone(), RepoType::Model, args.revision.clone());
-    let files = [&args.model_file, &args.mmproj_file];
+    if let Some(name) = &args.text {
+        let Some((repo, file)) = crate::model_files::text_model_source(name) else {
+            bail!("unknown text model {name}");
+        };
+        let paths = fetch(repo, &args.revision, &[file])?;
+        println!("{}", serde_json::json!({"text_model": paths[0]}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let paths = fetch(&args.repo, &args.revision, &[&args.model_file, &args.mmproj_file])?;
+    println!("{}", serde_json::json!({"model": paths[0], "mmproj": paths[1]}));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `files` of the Hub repository `repo` at `revision`, from the cache when HF_HUB_OFFLINE is
+/// set, else downloaded into it (and verified).
+fn fetch(repo_name: &str, revision: &str, files: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+    let repo = Repo::with_revision(repo_name.to_owned(), RepoType::Model, revision.to_owned());
     let mut paths: Vec<PathBuf> = Vec::new();
     if offline() {
         let cache = Cache::from_env().repo(repo);
         for f in files {
             let p = cache.get(f).with_context(|| {
-                format!(
-                    "HF_HUB_OFFLINE is set and {f} of {} is not in the cache",
-                    args.repo
-                )
+                format!("HF_HUB_OFFLINE is set and {f} of {repo_name} is not in the cache")
             })?;
             paths.push(p);
         }
@@ -65,14 +77,13 @@ fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
             .build()?;
         let api_repo = api.repo(repo);
         for f in files {
-            tracing::info!(repo = %args.repo, file = %f, "downloading");
+            tracing::info!(repo = %repo_name, file = %f, "downloading");
             let p = api_repo
                 .get(f)
-                .with_context(|| format!("downloading {f} from {}", args.repo))?;
+                .with_context(|| format!("downloading {f} from {repo_name}"))?;
             verify_blob(&p)?;
             paths.push(p);
         }
     }
-    println!("{}", serde_json::json!({"model": paths[0], "mmproj": paths[1]}));
-    Ok(ExitCode::SUCCESS)
+    Ok(paths)
 }

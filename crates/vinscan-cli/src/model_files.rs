@@ -13,6 +13,50 @@ pub const DEFAULT_MODEL_FILE: &str = "Vintern-1B-v3_5-Q8_0.gguf";
 /// Its vision projector file (InternViT-300M + MLP, q8_0).
 pub const DEFAULT_MMPROJ_FILE: &str = "mmproj-Vintern-1B-v3_5-Q8_0.gguf";
 
+/// The text models `vinscan model pull --text NAME` knows: short name, Hub repository, file.
+/// VinaLLaMA (VILM's Vietnamese LLaMA-2 chat models, ChatML template) as VILM publishes it in
+/// GGUF, q5_0.
+pub const TEXT_MODELS: [(&str, &str, &str); 2] = [
+    (
+        "vinallama-2.7b",
+        "vilm/vinallama-2.7b-chat-GGUF",
+        "vinallama-2.7b-chat_q5_0.gguf",
+    ),
+    (
+        "vinallama-7b",
+        "vilm/vinallama-7b-chat-GGUF",
+        "vinallama-7b-chat_q5_0.gguf",
+    ),
+];
+
+/// The repository and file of a known text model's short name.
+pub fn text_model_source(name: &str) -> Option<(&'static str, &'static str)> {
+    TEXT_MODELS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, repo, file)| (*repo, *file))
+}
+
+/// `--text-model`'s value as a file: a path that exists, or a known short name
+/// ([`TEXT_MODELS`]) that `vinscan model pull --text NAME` put in the Hub cache.
+pub fn resolve_text_model(given: &Path) -> anyhow::Result<PathBuf> {
+    if given.is_file() {
+        return Ok(given.to_path_buf());
+    }
+    let name = given.to_string_lossy();
+    match text_model_source(&name) {
+        Some((repo, file)) => hf_hub::Cache::from_env()
+            .repo(hf_hub::Repo::model(repo.to_owned()))
+            .get(file)
+            .with_context(|| format!("{file} of {repo} is not in the Hugging Face cache: run `vinscan model pull --text {name}`")),
+        None => bail!(
+            "text model {} not found (a GGUF path, or one of: {})",
+            given.display(),
+            TEXT_MODELS.map(|(n, _, _)| n).join(", ")
+        ),
+    }
+}
+
 /// Model and projector paths with their sha256.
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "llama"), allow(dead_code))]

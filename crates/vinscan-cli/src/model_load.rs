@@ -23,7 +23,9 @@ pub struct ModelSettings {
 
 /// The model, loaded on first use.
 pub struct LazyModel {
-    files: ModelFiles,
+    /// The Vintern files, or why they could not be found (a run whose pipeline reads with the
+    /// text stage needs none).
+    files: Result<ModelFiles, String>,
     settings: ModelSettings,
     model: OnceLock<Arc<dyn VisionModel>>,
     /// Held while loading, so workers asking at once load it once.
@@ -31,9 +33,9 @@ pub struct LazyModel {
 }
 
 impl LazyModel {
-    pub fn new(files: ModelFiles, settings: ModelSettings) -> Self {
+    pub fn new(files: anyhow::Result<ModelFiles>, settings: ModelSettings) -> Self {
         Self {
-            files,
+            files: files.map_err(|e| format!("{e:#}")),
             settings,
             model: OnceLock::new(),
             loading: std::sync::Mutex::new(()),
@@ -56,7 +58,8 @@ impl LazyModel {
         if let Some(m) = self.model.get() {
             return Ok(m.as_ref());
         }
-        let loaded = load_model(&self.files, self.settings)?;
+        let files = self.files.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let loaded = load_model(files, self.settings)?;
         Ok(self.model.get_or_init(|| loaded).as_ref())
     }
 }
@@ -72,7 +75,10 @@ impl vinscan_batch::ModelOnDemand for LazyModel {
     }
 
     fn files_sha256(&self) -> (&str, &str) {
-        (&self.files.model_sha256, &self.files.mmproj_sha256)
+        match &self.files {
+            Ok(f) => (&f.model_sha256, &f.mmproj_sha256),
+            Err(_) => ("", ""),
+        }
     }
 }
 
@@ -103,4 +109,92 @@ pub fn load_model(files: &ModelFiles, settings: ModelSettings) -> anyhow::Result
 #[cfg(not(feature = "llama"))]
 pub fn load_model(_: &ModelFiles, _: ModelSettings) -> anyhow::Result<Arc<dyn VisionModel>> {
     bail!("this vinscan was built without the `llama` feature: it cannot run a model")
+}
+
+/// The text stage's model, loaded on first use; its file and hash are known before.
+pub struct LazyTextModel {
+    info: vinscan_core::TextModelInfo,
+    settings: ModelSettings,
+    model: OnceLock<Result<Arc<dyn vinscan_core::TextModel>, vinscan_core::Error>>,
+}
+
+impl LazyTextModel {
+    /// `path`'s model with a context of `ctx_size` tokens; hashes the file now.
+    pub fn new(given: &std::path::Path, ctx_size: u32, settings: ModelSettings) -> anyhow::Result<Self> {
+        let path = crate::model_files::resolve_text_model(given)?;
+        let path = path.as_path();
+        Ok(Self {
+            info: vinscan_core::TextModelInfo {
+                name: None,
+                file: path.display().to_string(),
+                sha256: vinscan_core::hash::sha256_file(path)?,
+                ctx_size,
+            },
+            settings,
+            model: OnceLock::new(),
+        })
+    }
+
+    fn get(&self) -> Result<&Arc<dyn vinscan_core::TextModel>, vinscan_core::Error> {
+        self.model
+            .get_or_init(|| load_text_model(&self.info, self.settings))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+impl vinscan_core::TextModel for LazyTextModel {
+    fn info(&self) -> &vinscan_core::TextModelInfo {
+        match self.model.get() {
+            Some(Ok(m)) => m.info(),
+            _ => &self.info,
+        }
+    }
+
+    fn complete(&self, request: vinscan_core::TextRequest) -> vinscan_core::Result<vinscan_core::Generation> {
+        self.get()?.complete(request)
+    }
+}
+
+#[cfg(feature = "llama")]
+fn load_text_model(
+    info: &vinscan_core::TextModelInfo,
+    settings: ModelSettings,
+) -> Result<Arc<dyn vinscan_core::TextModel>, vinscan_core::Error> {
+    let config = vinscan_llama::TextConfig {
+        model: info.file.clone().into(),
+        threads: settings
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32)),
+        ctx_size: info.ctx_size,
+        gpu_layers: settings.gpu_layers,
+        sha256: Some(info.sha256.clone()),
+    };
+    Ok(Arc::new(vinscan_llama::LlamaTextModel::load(config)?))
+}
+
+#[cfg(not(feature = "llama"))]
+fn load_text_model(
+    _: &vinscan_core::TextModelInfo,
+    _: ModelSettings,
+) -> Result<Arc<dyn vinscan_core::TextModel>, vinscan_core::Error> {
+    Err(vinscan_core::Error::new(
+        vinscan_core::ErrorKind::Config,
+        "this vinscan was built without the `llama` feature: it cannot run a text model",
+    ))
+}
+
+/// `extractor` with the text model `--text-model` names, when it names one.
+pub fn with_text_model(
+    extractor: vinscan_core::Extractor,
+    args: &crate::cli::ModelArgs,
+) -> anyhow::Result<vinscan_core::Extractor> {
+    Ok(match &args.text_model {
+        Some(path) => extractor.with_text_model(Arc::new(LazyTextModel::new(
+            path,
+            args.text_ctx_size,
+            args.settings(),
+        )?)),
+        None => extractor,
+    })
 }

@@ -265,3 +265,72 @@ fn folder_documents_need_a_document_pipeline() {
         "{stderr}"
     );
 }
+
+/// `vinscan extract FILE --pipeline archive --text-model M` with a Vintern that does not exist:
+/// the record must come from the text stage alone.
+fn text_stage_record(home: &Path, file: &Path, extra: &[&str]) -> Value {
+    let out = home.join("out");
+    let mut cmd = vinscan(home);
+    cmd.env("VINSCAN_MODEL", home.join("no-vintern.gguf"))
+        .env("VINSCAN_MMPROJ", home.join("no-mmproj.gguf"))
+        .args(["extract", "--pipeline", "archive", "--text-model"])
+        .arg(text_model())
+        .args(extra)
+        .arg("--out")
+        .arg(&out)
+        .arg(file);
+    let res = run(&mut cmd);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let name = file.file_name().expect("name").to_string_lossy().into_owned();
+    let json = out.join(format!("{name}.json"));
+    let transcriber = if name.ends_with(".pdf") {
+        "pdf-text"
+    } else {
+        "tesseract"
+    };
+    let pages = if name.ends_with(".pdf") { 3 } else { 5 };
+    let (record, _) = archive_record(&json, pages, transcriber);
+    let p = &record["provenance"];
+    assert!(p.get("model").is_none(), "Vintern read nothing: {p}");
+    assert_eq!(p["text_model"]["file"], text_model().display().to_string(), "{p}");
+    assert_eq!(
+        p["pages"].as_array().map(Vec::len),
+        Some(0),
+        "no images read: {p}"
+    );
+    for g in p["groups"].as_array().into_iter().flatten() {
+        assert_eq!(g["generation"]["image_tokens"], 0, "{g}");
+        assert!(g["generation"]["prompt_tokens"].as_u64() > Some(50), "{g}");
+    }
+    record
+}
+
+#[test]
+fn the_text_stage_reads_the_transcripts_with_a_llama_model_and_no_vintern() {
+    let home = tempfile::tempdir().expect("tmp");
+    let record = text_stage_record(home.path(), &fixture("cong-van-g4-300dpi.tif"), &[]);
+    // every page in one read at the default context
+    let groups = record["provenance"]["groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["pages"], serde_json::json!([1, 2, 3, 4, 5]));
+}
+
+#[test]
+fn a_transcript_longer_than_the_text_context_is_read_in_chunks_and_merged() {
+    let home = tempfile::tempdir().expect("tmp");
+    let record = text_stage_record(
+        home.path(),
+        &fixture("quyet-dinh-born-digital.pdf"),
+        &["--text-ctx-size", "4200"],
+    );
+    // 4,200 tokens less 3,072 for the output and the prompts leave room for about two pages
+    let groups = record["provenance"]["groups"].as_array().expect("groups");
+    assert!(groups.len() >= 2, "{groups:?}");
+    let covered: Vec<u64> = groups
+        .iter()
+        .flat_map(|g| g["pages"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p.as_u64())
+        .collect();
+    assert_eq!(covered.first(), Some(&1));
+    assert_eq!(covered.last(), Some(&3), "every page read: {covered:?}");
+}

@@ -117,3 +117,64 @@ fn missing_file_and_empty_offline_cache_are_clear_errors() {
     assert_eq!(offline.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&offline.stderr).contains("not in the cache"));
 }
+
+#[test]
+fn pulls_vinallama_by_name_and_the_text_stage_finds_it_in_the_cache() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    // the published layout, with the tiny llama-architecture model in place of the weights
+    let repo = tmp.path().join("hub/vilm/vinallama-2.7b-chat-GGUF");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    std::fs::copy(text_model(), repo.join("vinallama-2.7b-chat_q5_0.gguf")).expect("copy");
+    let home = tmp.path().join("hf-home");
+    let server = hub(&tmp.path().join("hub"));
+    let out = run(Command::new(env!("CARGO_BIN_EXE_vinscan"))
+        .args(["model", "pull", "--text", "vinallama-2.7b"])
+        .env("HF_HOME", &home)
+        .env("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port))
+        .env_remove("HF_HUB_OFFLINE"));
+    assert!(out.status.success(), "pull failed");
+    let paths: serde_json::Value = serde_json::from_slice(&out.stdout).expect("paths JSON");
+    let pulled = paths["text_model"].as_str().expect("text_model path").to_owned();
+    assert_eq!(
+        std::fs::read(&pulled).expect("downloaded"),
+        std::fs::read(text_model()).expect("original")
+    );
+    drop(server);
+
+    // `--text-model vinallama-2.7b` is the cached file; no Vintern is needed
+    let pdf = repo_root().join("tests/fixtures/archive/quyet-dinh-born-digital.pdf");
+    let ex = run(vinscan(tmp.path())
+        .args([
+            "extract",
+            "--pipeline",
+            "archive",
+            "--text-model",
+            "vinallama-2.7b",
+        ])
+        .arg(&pdf)
+        .env("HF_HOME", &home)
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("VINSCAN_MODEL")
+        .env_remove("VINSCAN_MMPROJ"));
+    assert!(ex.status.success(), "{}", String::from_utf8_lossy(&ex.stderr));
+    let record: serde_json::Value = serde_json::from_slice(&ex.stdout).expect("one record");
+    let used = record["provenance"]["text_model"]["file"]
+        .as_str()
+        .expect("text model");
+    assert_eq!(
+        std::fs::canonicalize(used).ok(),
+        std::fs::canonicalize(&pulled).ok()
+    );
+
+    // a name that was never pulled says how to get it
+    let missing = run(vinscan(tmp.path())
+        .args(["extract", "--pipeline", "archive", "--text-model", "vinallama-7b"])
+        .arg(&pdf)
+        .env("HF_HOME", &home));
+    assert!(!missing.status.success());
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        stderr.contains("vinscan model pull --text vinallama-7b"),
+        "{stderr}"
+    );
+}

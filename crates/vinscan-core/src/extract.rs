@@ -30,13 +30,20 @@ pub struct Extractor {
     pdf: Option<Arc<dyn PdfRenderer>>,
     tiff: Option<Arc<dyn TiffDecoder>>,
     ocr: Option<Arc<dyn Ocr>>,
+    /// The text stage's model, for pipelines with a `[text_stage]`.
+    pub(crate) text: Option<Arc<dyn crate::text_stage::TextModel>>,
 }
 
 impl Extractor {
     /// An extractor reading PDFs with `pdf` and TIFFs with `tiff`; a document of a format
     /// whose decoder is `None` is refused with [`ErrorKind::Config`].
     pub fn new(pdf: Option<Arc<dyn PdfRenderer>>, tiff: Option<Arc<dyn TiffDecoder>>) -> Self {
-        Self { pdf, tiff, ocr: None }
+        Self {
+            pdf,
+            tiff,
+            ocr: None,
+            text: None,
+        }
     }
 
     /// This extractor with `ocr` for pipelines that transcribe pages by OCR.
@@ -184,7 +191,8 @@ impl Extractor {
 
         let t = Instant::now();
         let (mut data, normalised) =
-            parse_and_validate(pipeline, &generation.text, generation.stop).map_err(|e| e.context(what()))?;
+            parse_and_validate(pipeline, &generation.text, generation.stop, pipeline.max_tokens)
+                .map_err(|e| e.context(what()))?;
         let mut confidence = crate::confidence::field_confidence(&generation.text, &generation.tokens);
         crate::known_values::fill(pipeline.schema.document(), &mut data, &mut confidence, 1);
         let checked = run_checks(
@@ -398,13 +406,20 @@ fn check_images_seen(seen: u32, grid: crate::tiling::TileGrid) -> Result<()> {
 
 /// Parses the model's text, normalises it and validates it against the pipeline's schema.
 /// Normalisation is kept only if the normalised value still validates.
-pub fn parse_and_validate(pipeline: &Pipeline, text: &str, stop: StopReason) -> Result<(Value, Vec<String>)> {
+/// `max_tokens` is the output cap the read had.
+pub fn parse_and_validate(
+    pipeline: &Pipeline,
+    text: &str,
+    stop: StopReason,
+    max_tokens: u32,
+) -> Result<(Value, Vec<String>)> {
     let parsed: Value = serde_json::from_str(text).map_err(|e| {
         let start: String = text.chars().take(80).collect();
         let why = if stop == StopReason::MaxTokens {
+            let n = text.chars().count();
+            let end: String = text.chars().skip(n.saturating_sub(80)).collect();
             format!(
-                "output cut off at max_tokens = {} before the JSON was complete (output starts {start:?})",
-                pipeline.max_tokens
+                "output cut off at max_tokens = {max_tokens} before the JSON was complete (output starts {start:?}, ends {end:?})"
             )
         } else {
             format!("model output is not JSON ({e}; output starts {start:?})")

@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod confidence;
 pub mod document;
+mod document_record;
 pub mod einvoice;
 pub mod error;
 pub mod extract;
@@ -26,6 +27,7 @@ pub mod read_document;
 pub mod record;
 pub mod review;
 pub mod segment;
+pub mod text_stage;
 pub mod tiling;
 pub mod transcript;
 
@@ -46,4 +48,5 @@ pub use model::{
 pub use pipeline::{Pipeline, Unit};
 pub use record::{DocumentRecord, PageRecord, PageRef};
 pub use review::{Review, ReviewRules};
+pub use text_stage::{TextModel, TextModelInfo, TextRequest, TextStage};
 pub use transcript::{Ocr, OcrPage, PageTranscript, Transcriber, TranscriptSource, Word};

@@ -8,6 +8,7 @@ use vinscan_schema::{BoundDefaults, Schema};
 
 use crate::limits::Limits;
 use crate::review::ReviewRules;
+use crate::text_stage::TextStage;
 use crate::tiling::MAX_TILES_LIMIT;
 use crate::transcript::Transcriber;
 
@@ -54,6 +55,11 @@ pub struct PipelineFile {
     /// (0, the default: none; see [`crate::transcript::anchor_prompt`]). Needs a transcriber.
     #[serde(default)]
     pub anchor_text_bytes: u32,
+    /// A chat LLM over the document's transcripts instead of Vintern over its images, when a
+    /// text model is configured (see [`crate::text_stage`]). Needs a transcriber and
+    /// `unit = "document"`.
+    #[serde(default)]
+    pub text_stage: Option<TextStage>,
 }
 
 /// The most anchor text per page, in UTF-8 bytes.
@@ -154,6 +160,8 @@ pub struct Pipeline {
     pub transcriber: Transcriber,
     /// UTF-8 bytes of each page's transcript given to the model as anchor text (0: none).
     pub anchor_text_bytes: u32,
+    /// The text stage, used when a text model is configured.
+    pub text_stage: Option<TextStage>,
     /// sha256 of the pipeline file.
     pub sha256: String,
 }
@@ -223,6 +231,19 @@ impl PipelineFile {
                     .to_owned(),
             ));
         }
+        if let Some(stage) = &self.text_stage {
+            if self.transcriber == Transcriber::None || self.unit != Unit::Document {
+                return Err(invalid(
+                    "text_stage reads a document's transcripts: it needs unit = \"document\" and a transcriber (auto, pdf-text or tesseract)"
+                        .to_owned(),
+                ));
+            }
+            if stage.max_tokens.is_some_and(|n| !(1..=16384).contains(&n)) || stage.prompt.trim().is_empty() {
+                return Err(invalid(
+                    "text_stage needs a prompt and max_tokens within 1..=16384".to_owned(),
+                ));
+            }
+        }
         let g = self.generation;
         if !(1..=16384).contains(&g.max_tokens) {
             return Err(invalid(format!(
@@ -283,6 +304,7 @@ impl PipelineFile {
             review: self.review,
             transcriber: self.transcriber,
             anchor_text_bytes: self.anchor_text_bytes,
+            text_stage: self.text_stage,
             sha256,
         })
     }

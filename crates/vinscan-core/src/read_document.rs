@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::document::{Document, Format};
+use crate::document_record::{DocumentReads, GroupRead};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{
     Extractor, VERSION, carry_confidence, format_name, generation_provenance, model_provenance,
     parse_and_validate, request_image, run_checks_allowing, tile_range,
 };
-use crate::merge::{Part, merge};
+use crate::merge::Part;
 use crate::model::{Cancellation, GenerateRequest, ModelInfo, VisionModel};
 use crate::pipeline::Pipeline;
 use crate::record::{
@@ -91,14 +92,6 @@ pub fn tiles_per_page(pipeline: &Pipeline, info: &ModelInfo, pages: u32) -> Resu
     Ok(tiles.min(max))
 }
 
-/// What one read of a group produced, before merging.
-struct GroupRead {
-    part: Part,
-    normalised: Vec<String>,
-    provenance: GroupProvenance,
-    pages: Vec<DocumentPage>,
-}
-
 /// One image of a read: a page, or a segment of a page too tall or wide for the grid.
 struct View {
     source: usize,
@@ -144,101 +137,13 @@ impl Extractor {
             ));
         }
         let (reads, transcripts) = self.read_all(model, sources, &pages, pipeline, cancel)?;
-
-        let t = Instant::now();
-        let parts: Vec<Part> = reads.iter().map(|r| r.part.clone()).collect();
-        let merged = merge(pipeline.schema.document(), &parts);
-        let mut data = merged.data;
-        let mut confidence = merged.confidence;
-        let schema = &pipeline.schema;
-        crate::known_values::fill(schema.document(), &mut data, &mut confidence, pages.len() as u32);
-        let violations: Vec<String> = schema
-            .violations(&data)
-            .into_iter()
-            .filter(|v| !(v.keyword == "maxItems" && merged.concatenated.contains(&v.instance_path)))
-            .map(|v| v.to_string())
-            .collect();
-        if !violations.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidOutput,
-                format!(
-                    "{}: the merged record of {} page groups does not conform to {}: {}",
-                    sources
-                        .iter()
-                        .map(|s| s.doc.name())
-                        .collect::<Vec<_>>()
-                        .join(" + "),
-                    reads.len(),
-                    schema.path(),
-                    violations.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
-                ),
-            ));
-        }
-        let checked = run_checks_allowing(
-            pipeline,
-            &mut data,
-            vinscan_schema::today_in_vietnam(chrono::Utc::now()),
-            |v| v.keyword == "maxItems" && merged.concatenated.contains(&v.instance_path),
-        );
-        carry_confidence(&mut confidence, &checked.corrections);
-        let review = pipeline.review.decide(&checked, &confidence);
-        let merge_ms = t.elapsed().as_secs_f64() * 1e3;
-
-        let mut timings = Timings::default();
-        for r in &reads {
-            add_timings(&mut timings, &r.provenance.timings_ms);
-        }
-        timings.validate += merge_ms;
-        timings.total = started.elapsed().as_secs_f64() * 1e3;
-        let names: Vec<String> = sources.iter().map(|s| s.doc.name().to_owned()).collect();
-        let page_refs = pages
-            .iter()
-            .map(|&(s, p)| PageRef {
-                source: names[s].clone(),
-                page: p + 1,
-            })
-            .collect();
-        let (groups, page_provenance, normalised) = read_provenance(reads, &merged.concatenated);
-        let provenance = DocumentProvenance {
-            record_format: crate::record::RECORD_FORMAT,
-            sources: sources
-                .iter()
-                .map(|s| SourceProvenance {
-                    source: s.doc.name().to_owned(),
-                    sha256: s.sha256.to_owned(),
-                    format: format_name(s.doc.format()).to_owned(),
-                    page_count: s.doc.page_count(),
-                })
-                .collect(),
-            pipeline: pipeline.name.clone(),
-            pipeline_sha256: pipeline.sha256.clone(),
-            schema_id: schema.id().to_owned(),
-            schema_sha256: schema.sha256().to_owned(),
-            model: Some(model_provenance(model.info())),
-            vinscan_version: VERSION.to_owned(),
-            pages: page_provenance,
-            groups,
-            disagreements: merged.disagreements,
-            normalised,
-            timings_ms: timings,
-            transcripts: transcript_provenance(&names, &pages, &transcripts),
-            created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        };
-        let grounding = document_grounding(&data, &names, &pages, &transcripts);
-        Ok(DocumentRecord {
-            grounding,
-            sources: names,
-            pages: page_refs,
-            pipeline: pipeline.name.clone(),
-            schema: schema.path().to_owned(),
-            data,
-            confidence,
-            checks: checked.checks,
-            corrections: checked.corrections,
-            review,
-            provenance,
+        let reads = DocumentReads {
+            reads,
             transcripts,
-        })
+            model: Some(model_provenance(model.info())),
+            text_model: None,
+        };
+        self.finish_document(sources, &pages, reads, pipeline, started)
     }
 
     /// Every page of `pages` (source index, 0-based page) decoded as the reads need it, cut
@@ -429,7 +334,8 @@ impl Extractor {
         }
         let t = Instant::now();
         let (data, normalised) =
-            parse_and_validate(pipeline, &generation.text, generation.stop).map_err(|e| e.context(&what))?;
+            parse_and_validate(pipeline, &generation.text, generation.stop, pipeline.max_tokens)
+                .map_err(|e| e.context(&what))?;
         let confidence = crate::confidence::field_confidence(&generation.text, &generation.tokens);
         let validate_ms = t.elapsed().as_secs_f64() * 1e3;
         let timings = Timings::of_read(
@@ -490,75 +396,7 @@ fn cut_page(
     }
 }
 
-/// The reads' provenance in order, each with the lengths of its concatenated arrays; the
-/// images read; and the pointers the normaliser changed (deduplicated).
-fn read_provenance(
-    reads: Vec<GroupRead>,
-    concatenated: &[String],
-) -> (Vec<GroupProvenance>, Vec<DocumentPage>, Vec<String>) {
-    let mut normalised = Vec::new();
-    let mut groups = Vec::new();
-    let mut pages = Vec::new();
-    for mut r in reads {
-        r.provenance.array_lengths = concatenated
-            .iter()
-            .filter_map(|p| Some((p.clone(), r.part.data.pointer(p)?.as_array()?.len())))
-            .collect();
-        normalised.extend(r.normalised);
-        groups.push(r.provenance);
-        pages.extend(r.pages);
-    }
-    normalised.sort();
-    normalised.dedup();
-    (groups, pages, normalised)
-}
-
-fn add_timings(sum: &mut Timings, t: &Timings) {
-    sum.decode += t.decode;
-    sum.tiling += t.tiling;
-    sum.encode_prefill += t.encode_prefill;
-    sum.generate += t.generate;
-    sum.sample += t.sample;
-    sum.queue += t.queue;
-    sum.confidence += t.confidence;
-    sum.validate += t.validate;
-}
-
 mod einvoice;
-
-/// Where each string of a document's `data` is in its pages' transcripts.
-fn document_grounding(
-    data: &serde_json::Value,
-    names: &[String],
-    pages: &[(usize, u32)],
-    transcripts: &[Option<PageTranscript>],
-) -> std::collections::BTreeMap<String, crate::grounding::FieldGrounding> {
-    let pages: Vec<crate::grounding::GroundingPage<'_>> = pages
-        .iter()
-        .zip(transcripts)
-        .filter_map(|(&(s, p), t)| {
-            t.as_ref().map(|transcript| crate::grounding::GroundingPage {
-                source: &names[s],
-                page: p + 1,
-                transcript,
-            })
-        })
-        .collect();
-    crate::grounding::ground(data, &pages)
-}
-
-/// The provenance of the pages' transcripts, in page order (pages without one left out).
-fn transcript_provenance(
-    names: &[String],
-    pages: &[(usize, u32)],
-    transcripts: &[Option<PageTranscript>],
-) -> Vec<crate::transcript::TranscriptProvenance> {
-    pages
-        .iter()
-        .zip(transcripts)
-        .filter_map(|(&(s, p), t)| t.as_ref().map(|t| t.provenance(&names[s], p + 1)))
-        .collect()
-}
 
 #[cfg(test)]
 mod tests;

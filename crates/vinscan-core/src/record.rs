@@ -95,6 +95,15 @@ pub struct ModelProvenance {
     pub mmproj_sha256: String,
 }
 
+/// The text stage's model (`crate::text_stage`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextModelProvenance {
+    /// `general.name` of the GGUF, if any.
+    pub name: Option<String>,
+    pub file: String,
+    pub sha256: String,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageProvenance {
     pub width: u32,
@@ -240,6 +249,10 @@ pub struct DocumentProvenance {
     /// are taken as they are).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelProvenance>,
+    /// The text model that read the transcripts, when the pipeline's text stage ran (then
+    /// `model` is absent and `pages` empty: no image was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_model: Option<TextModelProvenance>,
     pub vinscan_version: String,
     /// Every image the model read, in reading order: each page, or each segment of a page cut
     /// for the tile grid.
@@ -290,7 +303,8 @@ pub struct DocumentPage {
 /// One read of a document: the pages read together in one prompt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GroupProvenance {
-    /// 1-based positions in `provenance.pages` (the images read: pages, or segments of one).
+    /// 1-based positions in `provenance.pages` (the images read: pages, or segments of one);
+    /// for a text-stage read, in the record's `pages` (the pages whose transcript it read).
     pub pages: Vec<u32>,
     /// The tile budget each page of the read had, lowered from the pipeline's so that every
     /// image, the prompt and the output fit the context.

@@ -5,6 +5,9 @@
 //! and owns every handle; [`LlamaVisionModel`] forwards requests to it over a channel and waits
 //! for the reply (the shape of text-embeddings-inference's backends).
 //!
+//! [`LlamaTextModel`] is the text stage's model (any llama.cpp text model: VinaLLaMA, Gemma),
+//! on a thread of its own in the same way.
+//!
 //! [`tools`] holds what tools off the serving path need from llama.cpp (its quantiser, the
 //! file-type names, the prompt text): `vinscan-convert` calls them.
 //!
@@ -20,6 +23,7 @@ mod prompt;
 mod sampling;
 mod scheduler;
 mod session;
+mod text;
 pub mod tools;
 
 use std::path::PathBuf;
@@ -30,6 +34,7 @@ use std::thread::JoinHandle;
 use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, Result, VisionModel};
 
 pub use files::{ProjectorMeta, read_projector_meta, vision_flops_per_tile};
+pub use text::{LlamaTextModel, TextConfig};
 pub use tools::quantize;
 
 /// How to load the model.

@@ -28,6 +28,21 @@ pub fn model_dir() -> PathBuf {
     dir
 }
 
+/// The tiny random `llama` text model (the text stage's stand-in for VinaLLaMA).
+pub fn text_model() -> PathBuf {
+    let dir = std::env::var_os("VINSCAN_TEST_TEXT_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-models/tiny-llama"));
+    let model = dir.join("model.gguf");
+    assert!(
+        model.is_file(),
+        "no test text model in {}: run `ops/make_test_model.py tiny-llama {}` (ops/test-env.sh does)",
+        dir.display(),
+        dir.display()
+    );
+    model
+}
+
 pub fn python() -> PathBuf {
     let p = std::env::var_os("VINSCAN_PYTHON")
         .map(PathBuf::from)
@@ -51,7 +66,8 @@ pub fn vinscan(home: &Path) -> Command {
         .env("VINSCAN_LOG_FORMAT", "json")
         .env("HF_HOME", home.join("hf"))
         .env_remove("VINSCAN_PIPELINES_DIR")
-        .env_remove("VINSCAN_SCHEMAS_DIR");
+        .env_remove("VINSCAN_SCHEMAS_DIR")
+        .env_remove("VINSCAN_TEXT_MODEL");
     c
 }
 

@@ -84,6 +84,7 @@ impl Extractor {
             schema_id: schema.id().to_owned(),
             schema_sha256: schema.sha256().to_owned(),
             model: None,
+            text_model: None,
             vinscan_version: VERSION.to_owned(),
             pages: Vec::new(),
             groups: Vec::new(),
