@@ -149,6 +149,8 @@ def write_mmproj(path, v, n_text, q8, seed, max_tiles):
     w.add_file_type(file_type(v["dtype"], q8))
     w.add_clip_has_vision_encoder(True)
     w.add_clip_projector_type(gguf.VisionProjectorType.INTERNVL)
+    # as vinscan's converter marks its projectors (random weights: the row order means nothing)
+    w.add_string("vinscan.clip.position_embd_order", "class-last")
     w.add_vision_projection_dim(n_text)
     w.add_vision_image_size(S)
     w.add_vision_patch_size(P)

@@ -84,9 +84,14 @@ pub fn process_as_document(
             "an e-invoice XML is a document by itself and cannot be read with other sources",
         )));
     }
-    // the text stage reads the transcripts: Vintern is never loaded for it
+    // the text stage reads the transcripts: Vintern is loaded for it only to make them
     let read = if extractor.text_stage_applies(pipeline) {
-        extractor.extract_text_document(&sources, pipeline, &Cancellation::new())
+        let vision = if extractor.needs_vision_model(pipeline) {
+            Some(model.model()?)
+        } else {
+            None
+        };
+        extractor.extract_text_document(vision, &sources, pipeline, &Cancellation::new())
     } else {
         extractor.extract_as_document(model.model()?, &sources, pipeline, &Cancellation::new())
     };

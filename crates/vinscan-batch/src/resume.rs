@@ -34,8 +34,8 @@ pub struct Expected<'a> {
     pub schema_sha256: &'a str,
     pub model_sha256: &'a str,
     pub mmproj_sha256: &'a str,
-    /// The text model's sha256 when the pipeline's text stage reads (then Vintern's files do
-    /// not matter).
+    /// The text model's sha256 when the pipeline's text stage reads (then Vintern's files
+    /// matter only when Vintern transcribed the pages, and the record names it).
     pub text_model_sha256: Option<&'a str>,
 }
 
@@ -59,7 +59,8 @@ pub fn matches_document(record: &DocumentRecord, e: &Expected<'_>) -> bool {
         && p.sources.iter().map(|s| &s.sha256).eq(e.source_sha256.iter())
         && p.pipeline_sha256 == e.pipeline_sha256
         && p.schema_sha256 == e.schema_sha256
-        // a record no model made (an e-invoice XML) does not depend on the model files
+        // a record no vision model made (an e-invoice XML, or the text stage over transcripts
+        // Vintern did not make) does not depend on its files
         && p.model
             .as_ref()
             .is_none_or(|m| m.sha256 == e.model_sha256 && m.mmproj_sha256 == e.mmproj_sha256)

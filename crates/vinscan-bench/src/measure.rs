@@ -273,6 +273,7 @@ mod tests {
                 model_sha256: String::new(),
                 mmproj_file: "mmproj.gguf".into(),
                 mmproj_sha256: String::new(),
+                mmproj_repaired_from: None,
                 max_tiles: 6,
                 image_size: 448,
                 tokens_per_image: 256,

@@ -154,7 +154,7 @@ pub struct ModelArgs {
     pub text_model: Option<PathBuf>,
     /// The text model's context window in tokens (transcripts + task + output); longer
     /// transcripts are read in chunks and merged.
-    #[arg(long, env = "VINSCAN_TEXT_CTX_SIZE", default_value_t = 8192, value_parser = clap::value_parser!(u32).range(512..=131072))]
+    #[arg(long, env = "VINSCAN_TEXT_CTX_SIZE", default_value_t = vinscan_core::text_stage::DEFAULT_TEXT_CTX_SIZE, value_parser = clap::value_parser!(u32).range(512..=131072))]
     pub text_ctx_size: u32,
 }
 
@@ -235,6 +235,21 @@ pub enum ModelCommand {
     /// teacher-forced logits, greedy tokens) as .npy/.json files for the parity tests.
     #[cfg(feature = "llama")]
     Trace(TraceArgs),
+    /// Write a copy of an InternVL projector from llama.cpp's own converter with its position
+    /// table in the order llama.cpp's graph reads it (the class token's row last; every other
+    /// byte kept), and print its path. `model pull` does this by itself (docs/FIDELITY.md).
+    #[cfg(feature = "llama")]
+    Repair(RepairArgs),
+}
+
+#[cfg(feature = "llama")]
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The projector (mmproj) GGUF.
+    pub file: PathBuf,
+    /// Where to write the copy; default: beside FILE, named `<stem>.repaired.gguf`.
+    #[arg(long, env = "VINSCAN_REPAIR_OUT")]
+    pub out: Option<PathBuf>,
 }
 
 #[cfg(feature = "llama")]

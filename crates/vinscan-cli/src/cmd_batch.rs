@@ -113,10 +113,16 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         Some(Location::Local(dir)) => dir.join(key).display().to_string(),
         _ => format!("{review_uri}/{key}"),
     };
-    let extractor = crate::model_load::with_text_model(crate::pdf::extractor(), &args.model)?;
-    // Vintern is not needed when the text stage reads: missing files fail only a load
+    let extractor = crate::model_load::with_text_model(
+        crate::pdf::extractor(),
+        args.model.text_model.as_deref(),
+        args.model.text_ctx_size,
+        args.model.settings(),
+    )?;
+    // Vintern is not needed when the text stage reads pages it did not transcribe: missing
+    // files then fail only a load
     let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref());
-    if !extractor.text_stage_applies(&pipeline) {
+    if extractor.needs_vision_model(&pipeline) {
         files.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
     }
     let model = LazyModel::new(files, args.model.settings());

@@ -19,6 +19,37 @@ pub fn run(command: ModelCommand) -> anyhow::Result<ExitCode> {
         ModelCommand::Convert(args) => crate::cmd_convert::run_convert(&args),
         #[cfg(feature = "llama")]
         ModelCommand::Trace(args) => crate::cmd_convert::run_trace(&args),
+        #[cfg(feature = "llama")]
+        ModelCommand::Repair(args) => run_repair(&args),
+    }
+}
+
+/// `vinscan model repair FILE`: prints `{"mmproj": COPY, "repaired": true, ...}`, or
+/// `{"mmproj": FILE, "repaired": false, "reason": ...}` for a projector already in the graph's
+/// order; another file is an error.
+#[cfg(feature = "llama")]
+fn run_repair(args: &crate::cli::RepairArgs) -> anyhow::Result<ExitCode> {
+    use vinscan_convert::repair::{PositionOrder, inspect, repair, repaired_path};
+    match inspect(&args.file)? {
+        PositionOrder::ClassLast => {
+            println!(
+                "{}",
+                serde_json::json!({"mmproj": args.file, "repaired": false,
+                    "reason": "the position table is already in the graph's order (class row last)"})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PositionOrder::NotInternvl => bail!("{}: not an InternVL projector", args.file.display()),
+        PositionOrder::Upstream => {
+            let out = args.out.clone().unwrap_or_else(|| repaired_path(&args.file));
+            let done = repair(&args.file, &out)?;
+            println!(
+                "{}",
+                serde_json::json!({"mmproj": out, "repaired": true, "rows": done.rows,
+                    "repaired_from": done.from_sha256})
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -54,7 +85,11 @@ fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let paths = fetch(&args.repo, &args.revision, &[&args.model_file, &args.mmproj_file])?;
-    println!("{}", serde_json::json!({"model": paths[0], "mmproj": paths[1]}));
+    let (mmproj, repaired) = crate::model_files::graph_order_projector(&paths[1])?;
+    println!(
+        "{}",
+        serde_json::json!({"model": paths[0], "mmproj": mmproj, "mmproj_repaired": repaired})
+    );
     Ok(ExitCode::SUCCESS)
 }
 

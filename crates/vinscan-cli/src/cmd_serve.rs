@@ -58,8 +58,22 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<ExitCode> {
         // every message in flight can decode in the same batch
         parallel: (config.daemon.max_in_flight as u32).clamp(1, 64),
     };
+    // the text stage's model is loaded with Vintern, before consuming: a load that fails
+    // stops the start instead of holding every text-stage job
+    let text = config
+        .model
+        .text_model
+        .as_deref()
+        .map(|path| {
+            let ctx = config
+                .model
+                .text_ctx_size
+                .unwrap_or(vinscan_core::text_stage::DEFAULT_TEXT_CTX_SIZE);
+            crate::model_load::LazyTextModel::new(path, ctx, settings).map(Arc::new)
+        })
+        .transpose()?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let exit = rt.block_on(serve(config, routes, catalog, files, settings))?;
+    let exit = rt.block_on(serve(config, routes, catalog, text, files, settings))?;
     // Blocking work the grace period cancelled may still be finishing a vision encode: its
     // delivery is already abandoned, so the process does not wait for it (tokio's runtime drop
     // would wait forever), nor for the model thread to wind down.
@@ -75,6 +89,7 @@ async fn serve(
     config: ServeConfig,
     routes: Routes,
     catalog: vinscan_core::Catalog,
+    text: Option<Arc<crate::model_load::LazyTextModel>>,
     files: ModelFiles,
     settings: ModelSettings,
 ) -> anyhow::Result<Exit> {
@@ -93,10 +108,21 @@ async fn serve(
 
     // the model first: a member that holds partitions while loading would stall them
     let t = Instant::now();
-    let model = tokio::task::spawn_blocking(move || load_model(&files, settings))
-        .await
-        .context("model loading task")??;
+    let text_model = text.clone();
+    let model = tokio::task::spawn_blocking(move || {
+        let model = load_model(&files, settings)?;
+        if let Some(text) = text_model {
+            text.load()?;
+        }
+        anyhow::Ok(model)
+    })
+    .await
+    .context("model loading task")??;
     tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, "model loaded");
+    let mut extractor = crate::pdf::extractor();
+    if let Some(text) = text {
+        extractor = extractor.with_text_model(text);
+    }
 
     let kafka = kafka_settings(&config);
     let source = Arc::new(JobConsumer::subscribe(&kafka, &config.kafka.topics)?);
@@ -107,7 +133,7 @@ async fn serve(
         config,
         routes,
         catalog,
-        Arc::new(crate::pdf::extractor()),
+        Arc::new(extractor),
         model,
         stores,
         publisher,

@@ -57,6 +57,24 @@ pub fn resolve_text_model(given: &Path) -> anyhow::Result<PathBuf> {
     }
 }
 
+/// The projector to run for `path`, a file `vinscan model pull` cached: itself, or for an
+/// InternVL projector from llama.cpp's converter its copy with the position table in the
+/// graph's order, made beside it when missing (`vinscan_convert::repair`). Returns the path
+/// and whether it is such a copy. Without the `llama` feature, `path` itself.
+pub fn graph_order_projector(path: &Path) -> anyhow::Result<(PathBuf, bool)> {
+    #[cfg(feature = "llama")]
+    {
+        let (p, repaired) = vinscan_convert::repair::ensure_repaired(path)
+            .with_context(|| format!("repairing {}", path.display()))?;
+        if repaired {
+            tracing::info!(mmproj = %p.display(), from = %path.display(), "projector repaired: the class token's position row moved last");
+        }
+        Ok((p, repaired))
+    }
+    #[cfg(not(feature = "llama"))]
+    Ok((path.to_path_buf(), false))
+}
+
 /// Model and projector paths with their sha256.
 #[derive(Debug, Clone)]
 #[cfg_attr(not(feature = "llama"), allow(dead_code))]
@@ -86,12 +104,20 @@ impl ModelFiles {
             }
         };
         let model = pick(model, DEFAULT_MODEL_FILE, "--model")?;
+        let given = mmproj.is_some();
         let mmproj = pick(mmproj, DEFAULT_MMPROJ_FILE, "--mmproj")?;
         for (p, what) in [(&model, "model"), (&mmproj, "mmproj")] {
             if !p.is_file() {
                 bail!("{what} file {} not found", p.display());
             }
         }
+        // the pulled projector is used in the graph's order; one given is used as it is (the
+        // engine warns when it is not)
+        let mmproj = if given {
+            mmproj
+        } else {
+            graph_order_projector(&mmproj)?.0
+        };
         let model_sha256 = sha256_file(&model)?;
         let mmproj_sha256 = sha256_file(&mmproj)?;
         Ok(Self {

@@ -135,6 +135,13 @@ impl LazyTextModel {
         })
     }
 
+    /// Loads the model now (the daemon does at start), or says why it cannot.
+    pub fn load(&self) -> anyhow::Result<()> {
+        self.get()
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("text model {}: {e}", self.info.file))
+    }
+
     fn get(&self) -> Result<&Arc<dyn vinscan_core::TextModel>, vinscan_core::Error> {
         self.model
             .get_or_init(|| load_text_model(&self.info, self.settings))
@@ -184,17 +191,16 @@ fn load_text_model(
     ))
 }
 
-/// `extractor` with the text model `--text-model` names, when it names one.
+/// `extractor` with the text model at `path` (a GGUF path or a pulled name), when one is
+/// given; the file is hashed now and loaded on first use.
 pub fn with_text_model(
     extractor: vinscan_core::Extractor,
-    args: &crate::cli::ModelArgs,
+    path: Option<&std::path::Path>,
+    ctx_size: u32,
+    settings: ModelSettings,
 ) -> anyhow::Result<vinscan_core::Extractor> {
-    Ok(match &args.text_model {
-        Some(path) => extractor.with_text_model(Arc::new(LazyTextModel::new(
-            path,
-            args.text_ctx_size,
-            args.settings(),
-        )?)),
+    Ok(match path {
+        Some(path) => extractor.with_text_model(Arc::new(LazyTextModel::new(path, ctx_size, settings)?)),
         None => extractor,
     })
 }

@@ -334,3 +334,55 @@ fn a_transcript_longer_than_the_text_context_is_read_in_chunks_and_merged() {
     assert_eq!(covered.first(), Some(&1));
     assert_eq!(covered.last(), Some(&3), "every page read: {covered:?}");
 }
+
+/// `transcriber = "vintern"`: the tiny Vintern reads each page image as free text, and the text
+/// stage (the tiny llama) reads those transcripts; the record names both models.
+#[test]
+fn vintern_transcribes_the_pages_for_the_text_stage() {
+    let home = tempfile::tempdir().expect("tmp");
+    let out = home.path().join("out");
+    let pipelines = home.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).expect("dir");
+    let toml = std::fs::read_to_string(repo_root().join("pipelines/archive.toml")).expect("pipeline");
+    assert!(toml.contains("transcriber = \"auto\""), "{toml}");
+    let toml = toml.replace(
+        "transcriber = \"auto\"",
+        "transcriber = \"vintern\"\ntranscription = { max_tokens = 40 }",
+    );
+    std::fs::write(pipelines.join("archive.toml"), toml).expect("write");
+    let folder = fixture("to-trinh-pages");
+    let mut cmd = vinscan(home.path());
+    cmd.arg("--pipelines-dir")
+        .arg(&pipelines)
+        .arg("--schemas-dir")
+        .arg(repo_root().join("schemas"))
+        .args([
+            "extract",
+            "--as-document",
+            "--pipeline",
+            "archive",
+            "--text-model",
+        ])
+        .arg(text_model())
+        .arg("--out")
+        .arg(&out)
+        .arg(&folder);
+    let res = run(&mut cmd);
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let json = out.join("to-trinh-pages.json");
+    let (passed, failed, report) = validate(std::slice::from_ref(&json));
+    assert_eq!((passed, failed), (1, 0), "{report}");
+    let record = read_json(&json);
+    let p = &record["provenance"];
+    let transcripts = p["transcripts"].as_array().expect("transcripts");
+    assert_eq!(transcripts.len(), 3, "{p}");
+    for t in transcripts {
+        assert_eq!(t["transcriber"], "vintern", "{t}");
+        assert_eq!(t["word_boxes"], 0, "Vintern gives no boxes: {t}");
+        assert!(t["engine"].as_str().is_some_and(|e| !e.is_empty()), "{t}");
+    }
+    assert!(p["model"]["sha256"].is_string(), "Vintern transcribed: {p}");
+    assert_eq!(p["text_model"]["file"], text_model().display().to_string(), "{p}");
+    let txt = std::fs::read_to_string(json.with_extension("txt")).expect("the .txt");
+    assert_eq!(txt.split('\u{c}').count(), 3, "{txt:?}");
+}

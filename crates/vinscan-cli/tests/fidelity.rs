@@ -463,3 +463,106 @@ fn sharded_checkpoint_converts_identically() {
         );
     }
 }
+
+/// A projector in upstream's order, as the published GGUF pair is made, pulled from the local
+/// hub: `model pull` writes the repaired copy beside the cached file and answers with it, that
+/// copy passes the whole parity the f32 conversion passes (`upstream_position_order_is_measurably_off`
+/// shows the same file failing it unrepaired), `model repair` makes the same bytes, and a
+/// record read through the pulled files names the file it was repaired from.
+#[test]
+fn a_pulled_upstream_projector_is_repaired_and_matches_the_reference() {
+    let f = fixture();
+    let upstream = f.root.join("gguf-upstream-pull");
+    let o = run(vinscan_plain()
+        .args(["model", "convert"])
+        .arg(&f.checkpoint)
+        .arg("--out")
+        .arg(&upstream)
+        .args(["--type", "f32", "--upstream-position-order"]));
+    assert!(o.status.success());
+    let repo = f.root.join("hub/ngxson/Vintern-1B-v3_5-GGUF");
+    std::fs::create_dir_all(&repo).expect("mkdir");
+    for (from, to) in [
+        ("model.gguf", "Vintern-1B-v3_5-Q8_0.gguf"),
+        ("mmproj.gguf", "mmproj-Vintern-1B-v3_5-Q8_0.gguf"),
+    ] {
+        std::fs::copy(upstream.join(from), repo.join(to)).expect("copy");
+    }
+    let server = hub(&f.root.join("hub"));
+    let home = f.root.join("hf-pull");
+    let pulled = run(vinscan_plain()
+        .args(["model", "pull"])
+        .env("HF_HOME", &home)
+        .env("HF_ENDPOINT", format!("http://127.0.0.1:{}", server.port))
+        .env_remove("HF_HUB_OFFLINE"));
+    assert!(pulled.status.success());
+    drop(server);
+    let paths: Value = serde_json::from_slice(&pulled.stdout).expect("paths JSON");
+    assert_eq!(paths["mmproj_repaired"], true, "{paths}");
+    let mmproj = PathBuf::from(paths["mmproj"].as_str().expect("mmproj"));
+    assert!(
+        mmproj.starts_with(&home) && mmproj.to_string_lossy().ends_with(".repaired.gguf"),
+        "{paths}"
+    );
+
+    let trace = f.root.join("trace-pulled");
+    let o = run(vinscan_plain()
+        .args(["model", "trace"])
+        .arg(&f.page)
+        .arg("--out")
+        .arg(&trace)
+        .arg("--model")
+        .arg(paths["model"].as_str().expect("model"))
+        .arg("--mmproj")
+        .arg(&mmproj));
+    assert!(o.status.success(), "trace failed");
+    let report = f.root.join("parity-pulled.json");
+    let out = Command::new(ref_python())
+        .arg(repo_root().join("ops/reference/parity.py"))
+        .arg(&f.checkpoint)
+        .arg(&trace)
+        .args(["--weights", "f32", "--report"])
+        .arg(&report)
+        .output()
+        .expect("parity");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
+    for t in check(&r, "embeddings")["per_tile"].as_array().expect("tiles") {
+        assert!(t["cosine"].as_f64().unwrap_or(0.0) > 0.9999, "{t}");
+    }
+
+    // `model repair` writes the same bytes; a second repair has nothing to do
+    let copy = f.root.join("repaired-by-hand.gguf");
+    let o = run(vinscan_plain()
+        .args(["model", "repair"])
+        .arg(upstream.join("mmproj.gguf"))
+        .arg("--out")
+        .arg(&copy));
+    assert!(o.status.success());
+    assert!(std::fs::read(&copy).expect("copy") == std::fs::read(&mmproj).expect("pulled"));
+    let again = run(vinscan_plain().args(["model", "repair"]).arg(&copy));
+    assert!(again.status.success());
+    let again: Value = serde_json::from_slice(&again.stdout).expect("JSON");
+    assert_eq!(again["repaired"], false, "{again}");
+
+    // a record read with the pulled files says which published file was repaired
+    let (pipelines, schemas) = probe_pipeline(&f.root);
+    let ex = run(vinscan_plain()
+        .args(["extract", "--pipeline", "probe"])
+        .arg(&f.page)
+        .arg("--pipelines-dir")
+        .arg(pipelines)
+        .arg("--schemas-dir")
+        .arg(schemas)
+        .env("HF_HOME", &home)
+        .env("HF_HUB_OFFLINE", "1"));
+    assert!(ex.status.success());
+    let record: Value = serde_json::from_slice(&ex.stdout).expect("record");
+    let original = vinscan_core::hash::sha256_file(&upstream.join("mmproj.gguf")).expect("sha");
+    assert_eq!(
+        record["provenance"]["model"]["mmproj_repaired_from"],
+        original.as_str(),
+        "{}",
+        record["provenance"]
+    );
+}

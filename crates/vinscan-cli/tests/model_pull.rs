@@ -3,40 +3,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use common::*;
-
-struct Hub {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn hub(root: &std::path::Path) -> Hub {
-    let mut child = Command::new(python())
-        .arg(repo_root().join("tests/tools/fake_hub.py"))
-        .arg(root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start fake hub");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    Hub {
-        child,
-        port: line.trim().parse().expect("port number"),
-    }
-}
 
 fn pull(home: &std::path::Path, endpoint: &str) -> std::process::Output {
     run(Command::new(env!("CARGO_BIN_EXE_vinscan"))

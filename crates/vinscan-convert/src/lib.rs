@@ -11,8 +11,10 @@
 //! One deliberate difference from upstream's Python converter: llama.cpp's InternVL graph
 //! appends the class token *after* the patches, while InternViT puts it first; the learned
 //! position embedding is therefore written rotated (class row last) so that every patch gets its
-//! own position, as in the reference. `--upstream-position-order` writes upstream's layout
-//! (see docs/FIDELITY.md for the measured effect).
+//! own position, as in the reference, and the projector says so under vinscan's key
+//! ([`vinscan_core::model::projector_keys::POSITION_ORDER`]). `--upstream-position-order`
+//! writes upstream's layout without the key (see docs/FIDELITY.md for the measured effect);
+//! [`repair`] turns such a file, or one from llama.cpp's converter, into vinscan's.
 //!
 //! Architecture invariant: the planner and the GGUF writer (`config`, `plan`, `metadata`,
 //! `gguf`, `hf`, `tokenizer`) are plain Rust and never name llama.cpp; they build and test
@@ -33,6 +35,7 @@ mod gguf;
 mod hf;
 mod metadata;
 mod plan;
+pub mod repair;
 mod tokenizer;
 mod weights;
 
@@ -134,7 +137,12 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, options: &ConvertOptions) -> Resul
     if let WeightType::Llama { name: type_name } = options.weights {
         quantize(&partial(&model), type_name, options.threads)?;
     }
-    let meta = mmproj_metadata(&s, &format!("{name}-mmproj"), mmproj_type.file_type());
+    let meta = mmproj_metadata(
+        &s,
+        &format!("{name}-mmproj"),
+        mmproj_type.file_type(),
+        !options.upstream_position_order,
+    );
     write(&partial(&mmproj_path), &meta, &mmproj, &ckpt)?;
     for p in [&model, &mmproj_path] {
         std::fs::rename(partial(p), p).map_err(|e| ConvertError::io(p, e))?;

@@ -23,8 +23,16 @@ pub(crate) fn llm_metadata(s: &Shapes, name: &str, file_type: u32) -> Vec<(&'sta
     ]
 }
 
-pub(crate) fn mmproj_metadata(s: &Shapes, name: &str, file_type: u32) -> Vec<(&'static str, Kv)> {
-    vec![
+/// The projector's keys; with `class_last`, vinscan's key saying the position table is in the
+/// graph's order ([`vinscan_core::model::projector_keys`]).
+pub(crate) fn mmproj_metadata(
+    s: &Shapes,
+    name: &str,
+    file_type: u32,
+    class_last: bool,
+) -> Vec<(&'static str, Kv)> {
+    use vinscan_core::model::projector_keys::{CLASS_LAST, POSITION_ORDER};
+    let mut keys = vec![
         ("general.architecture", Kv::Str("clip".into())),
         ("general.type", Kv::Str("mmproj".into())),
         ("general.name", Kv::Str(name.to_owned())),
@@ -49,5 +57,9 @@ pub(crate) fn mmproj_metadata(s: &Shapes, name: &str, file_type: u32) -> Vec<(&'
         ("clip.vision.projector.scale_factor", Kv::U32(s.merge as u32)),
         ("clip.vision.preproc_min_tiles", Kv::U32(s.min_tiles as u32)),
         ("clip.vision.preproc_max_tiles", Kv::U32(s.max_tiles as u32)),
-    ]
+    ];
+    if class_last {
+        keys.push((POSITION_ORDER, Kv::Str(CLASS_LAST.into())));
+    }
+    keys
 }

@@ -9,12 +9,18 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{Extractor, VERSION, carry_confidence, format_name, run_checks_allowing};
 use crate::merge::{Part, merge};
 use crate::pipeline::Pipeline;
-use crate::read_document::DocumentSource;
 use crate::record::{
     DocumentPage, DocumentProvenance, DocumentRecord, GroupProvenance, ModelProvenance, PageRef,
     SourceProvenance, TextModelProvenance, Timings,
 };
 use crate::transcript::PageTranscript;
+
+/// One source of a document: the opened file and the hex sha256 of its bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct DocumentSource<'a> {
+    pub doc: &'a crate::document::Document,
+    pub sha256: &'a str,
+}
 
 /// What one read of a group produced, before merging.
 pub(crate) struct GroupRead {

@@ -8,7 +8,9 @@ use serde_json::Value;
 
 use crate::document::{Decoders, Document, Format, Page, PdfRenderer, TiffDecoder};
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{Cancellation, GenerateRequest, Generation, ModelInfo, StopReason, VisionModel};
+use crate::model::{
+    Cancellation, GenerateRequest, Generation, ModelInfo, OutputConstraint, StopReason, VisionModel,
+};
 use crate::pipeline::Pipeline;
 use crate::record::{
     GenerationProvenance, ImageProvenance, ModelProvenance, PageRecord, Provenance, TilesProvenance, Timings,
@@ -31,7 +33,7 @@ pub struct Extractor {
     tiff: Option<Arc<dyn TiffDecoder>>,
     ocr: Option<Arc<dyn Ocr>>,
     /// The text stage's model, for pipelines with a `[text_stage]`.
-    pub(crate) text: Option<Arc<dyn crate::text_stage::TextModel>>,
+    pub(crate) text: Option<Arc<dyn crate::model::TextModel>>,
 }
 
 impl Extractor {
@@ -55,16 +57,30 @@ impl Extractor {
     }
 
     /// The transcript of page `index` (0-based) of `doc`, decoded as `page`, as `pipeline`'s
-    /// `transcriber` asks: the PDF text layer of a born-digital page, OCR of the image, or
-    /// none. Errors: OCR asked for without an OCR engine ([`ErrorKind::Config`]), or the
-    /// engine's own.
+    /// `transcriber` asks: the PDF text layer of a born-digital page, OCR of the image,
+    /// Vintern's reading of it (`vision`), or none. Errors: OCR asked for without an OCR engine,
+    /// or Vintern without a vision model ([`ErrorKind::Config`]), or the engine's own.
     pub fn transcribe(
         &self,
+        vision: Option<&dyn VisionModel>,
         doc: &Document,
         index: u32,
         page: &Page,
         pipeline: &Pipeline,
+        cancel: &Cancellation,
     ) -> Result<Option<PageTranscript>> {
+        if pipeline.transcriber == Transcriber::Vintern {
+            let model = vision.ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Config,
+                    format!(
+                        "pipeline {} transcribes pages with Vintern, but no vision model is configured",
+                        pipeline.name
+                    ),
+                )
+            })?;
+            return transcribe_with_vintern(model, page, pipeline, cancel).map(Some);
+        }
         let want_text_layer = matches!(pipeline.transcriber, Transcriber::Auto | Transcriber::PdfText);
         if want_text_layer && doc.format() == Format::Pdf {
             let t = Instant::now();
@@ -165,7 +181,7 @@ impl Extractor {
         let page = doc.page(index, pipeline.pdf_dpi, &pipeline.limits, self.decoders())?;
         let decode_ms = ms(t);
         let transcript = self
-            .transcribe(doc, index, &page, pipeline)
+            .transcribe(Some(model), doc, index, &page, pipeline, cancel)
             .map_err(|e| e.context(what()))?;
 
         let info = model.info();
@@ -178,7 +194,7 @@ impl Extractor {
         let mut request = page_request(
             pipeline,
             tiled,
-            Arc::new(pipeline.schema.grammar().clone()),
+            OutputConstraint::JsonSchema(Arc::new(pipeline.schema.grammar().clone())),
             pipeline.max_tokens,
         );
         request.cancel = cancel.clone();
@@ -270,6 +286,7 @@ pub(crate) fn model_provenance(info: &ModelInfo) -> ModelProvenance {
         sha256: info.model_sha256.clone(),
         mmproj_file: info.mmproj_file.clone(),
         mmproj_sha256: info.mmproj_sha256.clone(),
+        mmproj_repaired_from: info.mmproj_repaired_from.clone(),
     }
 }
 
@@ -291,6 +308,41 @@ pub(crate) fn generation_provenance(generation: &Generation, max_tokens: u32) ->
     }
 }
 
+/// Vintern's free-text reading of `page`, tiled as the pipeline's reads are, under the
+/// pipeline's `[transcription]` prompt and token cap.
+fn transcribe_with_vintern(
+    model: &dyn VisionModel,
+    page: &Page,
+    pipeline: &Pipeline,
+    cancel: &Cancellation,
+) -> Result<PageTranscript> {
+    let t = Instant::now();
+    let info = model.info();
+    let (min, max) = tile_range(pipeline, info.max_tiles);
+    let tiled = tile_page(&page.image, min, max)?;
+    let grid = tiled.grid;
+    let mut request = page_request(
+        pipeline,
+        tiled,
+        OutputConstraint::FreeText,
+        pipeline.transcription.max_tokens,
+    );
+    request.user_prompt = pipeline.transcription.prompt.clone();
+    request.cancel = cancel.clone();
+    let generation = model.generate(request)?;
+    check_images_seen(generation.images, grid)?;
+    let engine = info.name.clone().unwrap_or_else(|| info.model_file.clone());
+    let mut transcript = PageTranscript::new(
+        TranscriptSource::Vintern,
+        &generation.text,
+        Vec::new(),
+        engine,
+        ms(t),
+    );
+    transcript.cut_off = generation.stop == StopReason::MaxTokens;
+    Ok(transcript)
+}
+
 /// The tile counts a pipeline's page may use with a model whose projector allows `model_max`.
 pub fn tile_range(pipeline: &Pipeline, model_max: u32) -> (u32, u32) {
     let max = pipeline.max_tiles.min(model_max).max(1);
@@ -298,11 +350,11 @@ pub fn tile_range(pipeline: &Pipeline, model_max: u32) -> (u32, u32) {
 }
 
 /// The model request for one tiled page under a pipeline's prompts and decoding settings, with
-/// output constrained to `output_schema`; not cancellable until the caller sets `cancel`.
+/// output constrained to `output`; not cancellable until the caller sets `cancel`.
 pub fn page_request(
     pipeline: &Pipeline,
     tiled: TiledPage,
-    output_schema: Arc<Value>,
+    output: OutputConstraint,
     max_tokens: u32,
 ) -> GenerateRequest {
     let expected_images = tiled.grid.images();
@@ -311,7 +363,7 @@ pub fn page_request(
         user_prompt: pipeline.prompt.clone(),
         images: vec![request_image(tiled)],
         expected_images,
-        output_schema,
+        output,
         max_tokens,
         repeat_penalty: pipeline.repeat_penalty,
         repeat_last_n: pipeline.repeat_last_n,

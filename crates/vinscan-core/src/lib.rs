@@ -43,10 +43,12 @@ pub use error::{Error, ErrorKind, Result};
 pub use extract::{Extractor, VERSION};
 pub use limits::Limits;
 pub use model::{
-    Cancellation, GenerateRequest, Generation, ModelInfo, ModelTimings, RequestImage, StopReason, VisionModel,
+    Cancellation, GenerateRequest, Generation, ModelInfo, ModelTimings, OutputConstraint, RequestImage,
+    StopReason, VisionModel,
 };
+pub use model::{TextModel, TextModelInfo, TextRequest};
+pub use pipeline::TextStage;
 pub use pipeline::{Pipeline, Unit};
 pub use record::{DocumentRecord, PageRecord, PageRef};
 pub use review::{Review, ReviewRules};
-pub use text_stage::{TextModel, TextModelInfo, TextRequest, TextStage};
 pub use transcript::{Ocr, OcrPage, PageTranscript, Transcriber, TranscriptSource, Word};

@@ -22,6 +22,10 @@ pub struct ModelInfo {
     pub model_sha256: String,
     pub mmproj_file: String,
     pub mmproj_sha256: String,
+    /// When the projector is a copy `vinscan model repair` made (its position table's class
+    /// row moved last, [`projector_keys::REPAIRED_FROM`]): the sha256 of the file it was made
+    /// from.
+    pub mmproj_repaired_from: Option<String>,
     /// The largest tile grid the projector's preprocessor accepts (`clip.vision.preproc_max_tiles`).
     pub max_tiles: u32,
     /// The vision encoder's input side in pixels.
@@ -47,7 +51,7 @@ pub struct RequestImage {
 }
 
 /// One read for the model: prompts, the pages (one, or the pages of a document read
-/// together, in order), the schema.
+/// together, in order), and what the output may be (JSON under a schema, or free text).
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
     pub system_prompt: String,
@@ -59,8 +63,8 @@ pub struct GenerateRequest {
     pub images: Vec<RequestImage>,
     /// How many images (tiles + thumbnails, over all pages) the encoder must see.
     pub expected_images: u32,
-    /// JSON Schema the output is constrained to (compiled to a grammar by the engine).
-    pub output_schema: Arc<Value>,
+    /// What the output is constrained to.
+    pub output: OutputConstraint,
     pub max_tokens: u32,
     /// 1.0 disables the repetition penalty.
     pub repeat_penalty: f32,
@@ -68,6 +72,17 @@ pub struct GenerateRequest {
     /// Set by the caller to stop the page: the engine checks it before the page starts and at
     /// every decoding step, and answers `Cancelled`.
     pub cancel: Cancellation,
+}
+
+/// What a read's output may be.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputConstraint {
+    /// JSON conforming to this JSON Schema (compiled to a grammar by the engine; llguidance
+    /// in `vinscan-llama`).
+    JsonSchema(Arc<Value>),
+    /// Any text: a page transcription. Only the model's end-of-generation token and
+    /// `max_tokens` end it.
+    FreeText,
 }
 
 /// A flag the caller raises to stop work in flight (shutdown). Cloning shares the flag.
@@ -170,4 +185,55 @@ pub trait VisionModel: Send + Sync {
     /// `Ok` while the engine can serve; once it cannot, an `Unavailable` error saying why.
     /// Cheap: readiness probes call it every few seconds.
     fn health(&self) -> Result<()>;
+}
+
+/// What a loaded text model is, for provenance and the context budget.
+#[derive(Debug, Clone)]
+pub struct TextModelInfo {
+    /// `general.name` of the GGUF, if any.
+    pub name: Option<String>,
+    pub file: String,
+    pub sha256: String,
+    /// The context window in tokens: the prompt and the output of one request must fit.
+    pub ctx_size: u32,
+}
+
+/// One request to the text model: chat messages and the schema the output is constrained to.
+#[derive(Debug, Clone)]
+pub struct TextRequest {
+    pub system_prompt: String,
+    pub user_prompt: String,
+    /// JSON Schema the output is constrained to (compiled to a grammar by the engine).
+    pub output_schema: Arc<Value>,
+    pub max_tokens: u32,
+    /// 1.0 disables the repetition penalty.
+    pub repeat_penalty: f32,
+    pub repeat_last_n: u32,
+    pub cancel: Cancellation,
+}
+
+/// A chat LLM that answers [`TextRequest`]s. Implemented by `vinscan-llama` (llama.cpp, the
+/// model's own chat template); the core never names llama.cpp.
+pub trait TextModel: Send + Sync {
+    /// Known without loading the model (file and hash), so a run can decide whether existing
+    /// outputs are current before loading it.
+    fn info(&self) -> &TextModelInfo;
+    /// The answer: `Generation` with no images. Errors: `Unavailable` when the engine is gone,
+    /// `Cancelled`, `Config` when the model cannot load or the schema cannot be compiled.
+    fn complete(&self, request: TextRequest) -> Result<Generation>;
+}
+
+/// GGUF keys vinscan writes into an InternVL projector (llama.cpp ignores keys it does not
+/// know).
+pub mod projector_keys {
+    /// The row order of the vision position table (`v.position_embd.weight`):
+    /// [`CLASS_LAST`] when the class token's row is last, as llama.cpp's InternVL graph
+    /// (`tools/mtmd/models/internvl.cpp`) appends the class token after the patches. Written
+    /// by `vinscan model convert` and `vinscan model repair`; absent from files made by
+    /// llama.cpp's own converter, whose table is class row first (docs/FIDELITY.md).
+    pub const POSITION_ORDER: &str = "vinscan.clip.position_embd_order";
+    /// [`POSITION_ORDER`]'s value for the graph's order.
+    pub const CLASS_LAST: &str = "class-last";
+    /// On a projector `vinscan model repair` wrote: the sha256 of the file it repaired.
+    pub const REPAIRED_FROM: &str = "vinscan.clip.repaired_from_sha256";
 }

@@ -8,7 +8,6 @@ use vinscan_schema::{BoundDefaults, Schema};
 
 use crate::limits::Limits;
 use crate::review::ReviewRules;
-use crate::text_stage::TextStage;
 use crate::tiling::MAX_TILES_LIMIT;
 use crate::transcript::Transcriber;
 
@@ -47,10 +46,13 @@ pub struct PipelineFile {
     /// Bounds for generation where the schema sets none (see [`BoundDefaults`]).
     #[serde(default)]
     pub schema_defaults: BoundDefaults,
-    /// Where page transcripts come from (`none`, `auto`, `pdf-text`, `tesseract`; see
-    /// [`crate::transcript`]). Default `none`.
+    /// Where page transcripts come from (`none`, `auto`, `pdf-text`, `tesseract`, `vintern`;
+    /// see [`crate::transcript`]). Default `none`.
     #[serde(default)]
     pub transcriber: Transcriber,
+    /// How Vintern transcribes a page for `transcriber = "vintern"`.
+    #[serde(default)]
+    pub transcription: Option<TranscriptionSection>,
     /// UTF-8 bytes of each page's transcript given to the model as anchor text before the task
     /// (0, the default: none; see [`crate::transcript::anchor_prompt`]). Needs a transcriber.
     #[serde(default)]
@@ -60,6 +62,44 @@ pub struct PipelineFile {
     /// `unit = "document"`.
     #[serde(default)]
     pub text_stage: Option<TextStage>,
+}
+
+/// How Vintern transcribes a page (`transcriber = "vintern"`): free text under no grammar.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TranscriptionSection {
+    /// The task after the page image; default [`VINTERN_TRANSCRIBE_PROMPT`].
+    pub prompt: String,
+    /// Output cap in tokens; a page cut here is marked `cut_off` in provenance.
+    pub max_tokens: u32,
+}
+
+impl Default for TranscriptionSection {
+    fn default() -> Self {
+        Self {
+            prompt: VINTERN_TRANSCRIBE_PROMPT.to_owned(),
+            max_tokens: 2048,
+        }
+    }
+}
+
+/// What Vintern is asked to transcribe a page (in Vietnamese, the language it was tuned in):
+/// every line of text in reading order, nothing added.
+pub const VINTERN_TRANSCRIBE_PROMPT: &str =
+    "Chép lại toàn bộ văn bản trong ảnh theo đúng thứ tự đọc, mỗi dòng một dòng. Không bình luận gì thêm.";
+
+/// A pipeline's `[text_stage]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextStage {
+    /// The task, given after the transcripts.
+    pub prompt: String,
+    /// Default `crate::text_stage::TEXT_SYSTEM_PROMPT`.
+    #[serde(default)]
+    pub system_prompt: Option<String>,
+    /// Output cap in tokens; default the pipeline's `generation.max_tokens`.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
 }
 
 /// The most anchor text per page, in UTF-8 bytes.
@@ -158,6 +198,8 @@ pub struct Pipeline {
     pub review: ReviewRules,
     /// Where page transcripts come from.
     pub transcriber: Transcriber,
+    /// Vintern's transcription prompt and cap, for `transcriber = "vintern"`.
+    pub transcription: TranscriptionSection,
     /// UTF-8 bytes of each page's transcript given to the model as anchor text (0: none).
     pub anchor_text_bytes: u32,
     /// The text stage, used when a text model is configured.
@@ -185,6 +227,52 @@ impl PipelineFile {
             path: path.to_owned(),
             source,
         })
+    }
+
+    /// The transcript settings agree: anchor text, the text stage and `[transcription]` each
+    /// need the transcriber they use.
+    fn check_transcripts(&self) -> Result<(), String> {
+        if self.anchor_text_bytes > MAX_ANCHOR_TEXT_BYTES {
+            return Err(format!(
+                "anchor_text_bytes must be at most {MAX_ANCHOR_TEXT_BYTES}, got {}",
+                self.anchor_text_bytes
+            ));
+        }
+        if self.anchor_text_bytes > 0 && self.transcriber == Transcriber::None {
+            return Err(
+                "anchor_text_bytes gives the model each page's transcript: set a transcriber (auto, pdf-text, tesseract or vintern)"
+                    .to_owned(),
+            );
+        }
+        if let Some(stage) = &self.text_stage {
+            if self.transcriber == Transcriber::None || self.unit != Unit::Document {
+                return Err(
+                    "text_stage reads a document's transcripts: it needs unit = \"document\" and a transcriber (auto, pdf-text, tesseract or vintern)"
+                        .to_owned(),
+                );
+            }
+            if stage.max_tokens.is_some_and(|n| !(1..=16384).contains(&n)) || stage.prompt.trim().is_empty() {
+                return Err("text_stage needs a prompt and max_tokens within 1..=16384".to_owned());
+            }
+        }
+        if let Some(t) = &self.transcription {
+            if self.transcriber != Transcriber::Vintern {
+                return Err(
+                    "[transcription] sets how Vintern transcribes: it needs transcriber = \"vintern\""
+                        .to_owned(),
+                );
+            }
+            if t.prompt.trim().is_empty() {
+                return Err("transcription.prompt must not be empty".to_owned());
+            }
+            if !(1..=16384).contains(&t.max_tokens) {
+                return Err(format!(
+                    "transcription.max_tokens must be 1..=16384, got {}",
+                    t.max_tokens
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Checks every field and binds the schema: `resolve_schema` compiles the named schema with
@@ -219,31 +307,7 @@ impl PipelineFile {
                 "tiles: need 1 <= min <= max <= {MAX_TILES_LIMIT}, got min {min} max {max}"
             )));
         }
-        if self.anchor_text_bytes > MAX_ANCHOR_TEXT_BYTES {
-            return Err(invalid(format!(
-                "anchor_text_bytes must be at most {MAX_ANCHOR_TEXT_BYTES}, got {}",
-                self.anchor_text_bytes
-            )));
-        }
-        if self.anchor_text_bytes > 0 && self.transcriber == Transcriber::None {
-            return Err(invalid(
-                "anchor_text_bytes gives the model each page's transcript: set a transcriber (auto, pdf-text or tesseract)"
-                    .to_owned(),
-            ));
-        }
-        if let Some(stage) = &self.text_stage {
-            if self.transcriber == Transcriber::None || self.unit != Unit::Document {
-                return Err(invalid(
-                    "text_stage reads a document's transcripts: it needs unit = \"document\" and a transcriber (auto, pdf-text or tesseract)"
-                        .to_owned(),
-                ));
-            }
-            if stage.max_tokens.is_some_and(|n| !(1..=16384).contains(&n)) || stage.prompt.trim().is_empty() {
-                return Err(invalid(
-                    "text_stage needs a prompt and max_tokens within 1..=16384".to_owned(),
-                ));
-            }
-        }
+        self.check_transcripts().map_err(invalid)?;
         let g = self.generation;
         if !(1..=16384).contains(&g.max_tokens) {
             return Err(invalid(format!(
@@ -303,6 +367,7 @@ impl PipelineFile {
             limits: self.limits,
             review: self.review,
             transcriber: self.transcriber,
+            transcription: self.transcription.unwrap_or_default(),
             anchor_text_bytes: self.anchor_text_bytes,
             text_stage: self.text_stage,
             sha256,
@@ -363,6 +428,36 @@ mod tests {
         let e =
             load(&format!("{base}transcriber = \"auto\"\nanchor_text_bytes = 9000")).expect_err("too many");
         assert!(e.to_string().contains("at most 8192"), "{e}");
+    }
+
+    #[test]
+    fn transcription_settings_need_the_vintern_transcriber() {
+        let base = "name = \"t\"\nschema = \"t.json\"\nprompt = \"x\"\n";
+        let p = load(&format!("{base}transcriber = \"vintern\"")).expect("defaults");
+        assert_eq!(p.transcription, TranscriptionSection::default());
+        let p = load(&format!(
+            "{base}transcriber = \"vintern\"\n[transcription]\nmax_tokens = 300"
+        ))
+        .expect("valid");
+        assert_eq!(p.transcription.max_tokens, 300);
+        assert_eq!(p.transcription.prompt, VINTERN_TRANSCRIBE_PROMPT);
+        for (extra, says) in [
+            (
+                "transcriber = \"tesseract\"\n[transcription]\nmax_tokens = 300",
+                "needs transcriber = \"vintern\"",
+            ),
+            (
+                "transcriber = \"vintern\"\n[transcription]\nmax_tokens = 0",
+                "transcription.max_tokens",
+            ),
+            (
+                "transcriber = \"vintern\"\n[transcription]\nprompt = \" \"",
+                "transcription.prompt",
+            ),
+        ] {
+            let e = load(&format!("{base}{extra}")).expect_err(extra);
+            assert!(e.to_string().contains(says), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::extract::{
     parse_and_validate, request_image, run_checks_allowing, tile_range,
 };
 use crate::merge::Part;
-use crate::model::{Cancellation, GenerateRequest, ModelInfo, VisionModel};
+use crate::model::{Cancellation, GenerateRequest, ModelInfo, OutputConstraint, VisionModel};
 use crate::pipeline::Pipeline;
 use crate::record::{
     DocumentPage, DocumentProvenance, DocumentRecord, GroupProvenance, ImageProvenance, PageRef,
@@ -41,12 +41,7 @@ const TEMPLATE_TOKENS: u32 = 32;
 /// Prompt tokens each page adds besides its images: `Image-N: `, `<img>`, `</img>`, newline.
 const PAGE_TEXT_TOKENS: u32 = 16;
 
-/// One source of a document: the opened file and the hex sha256 of its bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct DocumentSource<'a> {
-    pub doc: &'a Document,
-    pub sha256: &'a str,
-}
+pub use crate::document_record::DocumentSource;
 
 /// The tile budget of each page when `pages` pages are read in one prompt: the pipeline's
 /// budget, lowered until `pages × images per page × tokens per image + prompt + max_tokens`
@@ -178,7 +173,7 @@ impl Extractor {
         for &(s, p) in pages {
             let doc = sources[s].doc;
             cancel.check(&format!("{} page {}", doc.name(), p + 1))?;
-            let (page_views, transcript) = self.page_views(doc, s, p, pipeline, model.info(), planned)?;
+            let (page_views, transcript) = self.page_views(model, doc, s, p, pipeline, planned, cancel)?;
             transcripts.push(transcript);
             for view in page_views {
                 views.push(view);
@@ -195,20 +190,22 @@ impl Extractor {
 
     /// Page `p` of `doc` (source `s`) decoded, as one view or its segments ([`cut_page`]),
     /// and its transcript when the pipeline makes one.
+    #[allow(clippy::too_many_arguments)] // one page's inputs, each named where it is called
     fn page_views(
         &self,
+        model: &dyn VisionModel,
         doc: &Document,
         s: usize,
         p: u32,
         pipeline: &Pipeline,
-        info: &ModelInfo,
         planned: Plan,
+        cancel: &Cancellation,
     ) -> Result<(Vec<View>, Option<PageTranscript>)> {
         let t = Instant::now();
         let page = doc.page(p, pipeline.pdf_dpi, &pipeline.limits, self.decoders())?;
         let decode_ms = t.elapsed().as_secs_f64() * 1e3;
         let transcript = self
-            .transcribe(doc, p, &page, pipeline)
+            .transcribe(Some(model), doc, p, &page, pipeline, cancel)
             .map_err(|e| e.context(format_args!("{} page {}", doc.name(), p + 1)))?;
         let (width, height) = page.image.dimensions();
         let page_image = ImageProvenance {
@@ -217,7 +214,7 @@ impl Extractor {
             orientation: page.orientation,
             dpi: (doc.format() == Format::Pdf).then_some(pipeline.pdf_dpi),
         };
-        let cuts = cut_page(width, height, pipeline, info, planned)?;
+        let cuts = cut_page(width, height, pipeline, model.info(), planned)?;
         let anchor = transcript
             .as_ref()
             .filter(|_| pipeline.anchor_text_bytes > 0)
@@ -316,7 +313,7 @@ impl Extractor {
             ),
             images,
             expected_images: expected,
-            output_schema: Arc::new(pipeline.schema.grammar().clone()),
+            output: OutputConstraint::JsonSchema(Arc::new(pipeline.schema.grammar().clone())),
             max_tokens: pipeline.max_tokens,
             repeat_penalty: pipeline.repeat_penalty,
             repeat_last_n: pipeline.repeat_last_n,

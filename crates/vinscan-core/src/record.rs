@@ -93,6 +93,10 @@ pub struct ModelProvenance {
     pub sha256: String,
     pub mmproj_file: String,
     pub mmproj_sha256: String,
+    /// When the projector is a repaired copy (`vinscan model repair`: the class token's
+    /// position row moved last): the sha256 of the published file it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mmproj_repaired_from: Option<String>,
 }
 
 /// The text stage's model (`crate::text_stage`).
@@ -245,12 +249,14 @@ pub struct DocumentProvenance {
     pub pipeline_sha256: String,
     pub schema_id: String,
     pub schema_sha256: String,
-    /// The model that read the pages; absent when none did (an e-invoice XML, whose values
-    /// are taken as they are).
+    /// The vision model that read the pages or transcribed them; absent when none did (an
+    /// e-invoice XML, whose values are taken as they are; the text stage over transcripts from
+    /// the text layer or OCR).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<ModelProvenance>,
     /// The text model that read the transcripts, when the pipeline's text stage ran (then
-    /// `model` is absent and `pages` empty: no image was read).
+    /// `pages` is empty: no image was read for the record, and `model` is present only when
+    /// Vintern made the transcripts).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text_model: Option<TextModelProvenance>,
     pub vinscan_version: String,

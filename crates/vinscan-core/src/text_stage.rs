@@ -15,67 +15,21 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Deserialize;
-use serde_json::Value;
-
+use crate::document_record::DocumentSource;
 use crate::document_record::{DocumentReads, GroupRead};
 use crate::error::{Error, ErrorKind, Result};
 use crate::extract::{Extractor, generation_provenance, parse_and_validate};
 use crate::merge::Part;
-use crate::model::{Cancellation, Generation};
+use crate::model::{Cancellation, VisionModel};
+pub use crate::model::{TextModel, TextModelInfo, TextRequest};
 use crate::pipeline::Pipeline;
-use crate::read_document::DocumentSource;
+pub use crate::pipeline::TextStage;
 use crate::record::{GroupProvenance, TextModelProvenance, Timings};
 
-/// What a loaded text model is, for provenance and the context budget.
-#[derive(Debug, Clone)]
-pub struct TextModelInfo {
-    /// `general.name` of the GGUF, if any.
-    pub name: Option<String>,
-    pub file: String,
-    pub sha256: String,
-    /// The context window in tokens: the prompt and the output of one request must fit.
-    pub ctx_size: u32,
-}
-
-/// One request to the text model: chat messages and the schema the output is constrained to.
-#[derive(Debug, Clone)]
-pub struct TextRequest {
-    pub system_prompt: String,
-    pub user_prompt: String,
-    /// JSON Schema the output is constrained to (compiled to a grammar by the engine).
-    pub output_schema: Arc<Value>,
-    pub max_tokens: u32,
-    /// 1.0 disables the repetition penalty.
-    pub repeat_penalty: f32,
-    pub repeat_last_n: u32,
-    pub cancel: Cancellation,
-}
-
-/// A chat LLM that answers [`TextRequest`]s. Implemented by `vinscan-llama` (llama.cpp, the
-/// model's own chat template); the core never names llama.cpp.
-pub trait TextModel: Send + Sync {
-    /// Known without loading the model (file and hash), so a run can decide whether existing
-    /// outputs are current before loading it.
-    fn info(&self) -> &TextModelInfo;
-    /// The answer: `Generation` with no images. Errors: `Unavailable` when the engine is gone,
-    /// `Cancelled`, `Config` when the model cannot load or the schema cannot be compiled.
-    fn complete(&self, request: TextRequest) -> Result<Generation>;
-}
-
-/// A pipeline's `[text_stage]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TextStage {
-    /// The task, given after the transcripts.
-    pub prompt: String,
-    /// Default [`TEXT_SYSTEM_PROMPT`].
-    #[serde(default)]
-    pub system_prompt: Option<String>,
-    /// Output cap in tokens; default the pipeline's `generation.max_tokens`.
-    #[serde(default)]
-    pub max_tokens: Option<u32>,
-}
+/// The text model's context window in tokens when none is configured: a few pages of
+/// transcripts beside a 3,072-token output. A model trained on less (VinaLLaMA, as LLaMA-2:
+/// 4,096) reads the positions past it poorly; `vinscan-llama` warns when the context is longer.
+pub const DEFAULT_TEXT_CTX_SIZE: u32 = 8192;
 
 /// The text model's system message when a pipeline sets none.
 pub const TEXT_SYSTEM_PROMPT: &str =
@@ -131,6 +85,32 @@ pub fn chunk_pages<'t>(pages: &[(u32, &'t str)], budget: usize) -> Vec<Vec<(u32,
     chunks
 }
 
+/// The bytes of transcripts one read can take: the context less the output cap and the fixed
+/// prompt (a prompt token is at least one byte, so bytes bound the transcripts' tokens).
+/// `Config` when that leaves no room.
+fn transcript_budget(
+    pipeline: &Pipeline,
+    stage: &TextStage,
+    system_prompt: &str,
+    max_tokens: u32,
+    ctx_size: u32,
+) -> Result<usize> {
+    let fixed = system_prompt.len() + stage.prompt.len() + TRANSCRIPT_HEADER.len() + TEMPLATE_BYTES;
+    let budget = (ctx_size as usize)
+        .saturating_sub(max_tokens as usize)
+        .saturating_sub(fixed);
+    if budget < 2 * PIECE_BYTES {
+        return Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "pipeline {}: the text stage's prompt and max_tokens = {max_tokens} leave no room for transcripts in a context of {ctx_size} tokens; raise the text model's context (--text-ctx-size, or text_ctx_size in serve's [model])",
+                pipeline.name
+            ),
+        ));
+    }
+    Ok(budget)
+}
+
 /// The user message of one read: the chunk's transcripts, then the task.
 fn user_prompt(chunk: &[(u32, &str)], task: &str) -> String {
     let mut out = String::from(TRANSCRIPT_HEADER);
@@ -142,6 +122,29 @@ fn user_prompt(chunk: &[(u32, &str)], task: &str) -> String {
 }
 
 impl Extractor {
+    /// The transcript of each of `pages` (source index, 0-based page), decoded one at a time.
+    fn transcribe_all(
+        &self,
+        vision: Option<&dyn VisionModel>,
+        sources: &[DocumentSource<'_>],
+        pages: &[(usize, u32)],
+        pipeline: &Pipeline,
+        cancel: &Cancellation,
+    ) -> Result<Vec<Option<crate::transcript::PageTranscript>>> {
+        let mut transcripts = Vec::with_capacity(pages.len());
+        for &(s, p) in pages {
+            let doc = sources[s].doc;
+            let what = || format!("{} page {}", doc.name(), p + 1);
+            cancel.check(&what())?;
+            let page = doc.page(p, pipeline.pdf_dpi, &pipeline.limits, self.decoders())?;
+            transcripts.push(
+                self.transcribe(vision, doc, p, &page, pipeline, cancel)
+                    .map_err(|e| e.context(what()))?,
+            );
+        }
+        Ok(transcripts)
+    }
+
     /// This extractor with `model` for pipelines that have a text stage.
     pub fn with_text_model(mut self, model: Arc<dyn TextModel>) -> Self {
         self.text = Some(model);
@@ -154,6 +157,12 @@ impl Extractor {
         pipeline.text_stage.is_some() && self.text.is_some()
     }
 
+    /// Whether reading `pipeline`'s documents takes the vision model (Vintern): always, unless
+    /// the text stage reads them from transcripts Vintern does not make.
+    pub fn needs_vision_model(&self, pipeline: &Pipeline) -> bool {
+        !self.text_stage_applies(pipeline) || pipeline.transcriber == crate::Transcriber::Vintern
+    }
+
     /// The sha256 of the text model when `pipeline`'s records come from it.
     pub fn text_model_sha256(&self, pipeline: &Pipeline) -> Option<&str> {
         self.text
@@ -163,7 +172,7 @@ impl Extractor {
     }
 
     /// Every page of `sources` as one document record read by the text stage (see the module
-    /// docs).
+    /// docs). `vision` transcribes the pages when the pipeline's transcriber is `vintern`.
     ///
     /// # Errors
     /// `Config` when the pipeline has no text stage or the extractor no text model, or the
@@ -171,6 +180,7 @@ impl Extractor {
     /// read whose output does not conform; the model's own errors.
     pub fn extract_text_document(
         &self,
+        vision: Option<&dyn VisionModel>,
         sources: &[DocumentSource<'_>],
         pipeline: &Pipeline,
         cancel: &Cancellation,
@@ -197,17 +207,7 @@ impl Extractor {
             ));
         }
         let t = Instant::now();
-        let mut transcripts = Vec::with_capacity(pages.len());
-        for &(s, p) in &pages {
-            let doc = sources[s].doc;
-            let what = || format!("{} page {}", doc.name(), p + 1);
-            cancel.check(&what())?;
-            let page = doc.page(p, pipeline.pdf_dpi, &pipeline.limits, self.decoders())?;
-            transcripts.push(
-                self.transcribe(doc, p, &page, pipeline)
-                    .map_err(|e| e.context(what()))?,
-            );
-        }
+        let transcripts = self.transcribe_all(vision, sources, &pages, pipeline, cancel)?;
         let transcribe_ms = t.elapsed().as_secs_f64() * 1e3;
 
         let system_prompt = stage
@@ -215,21 +215,7 @@ impl Extractor {
             .clone()
             .unwrap_or_else(|| TEXT_SYSTEM_PROMPT.to_owned());
         let max_tokens = stage.max_tokens.unwrap_or(pipeline.max_tokens);
-        // a prompt token is at least one byte, so bytes bound the transcripts' tokens
-        let fixed = system_prompt.len() + stage.prompt.len() + TRANSCRIPT_HEADER.len() + TEMPLATE_BYTES;
-        let budget = (model.info().ctx_size as usize)
-            .saturating_sub(max_tokens as usize)
-            .saturating_sub(fixed);
-        if budget < 2 * PIECE_BYTES {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!(
-                    "pipeline {}: the text stage's prompt and max_tokens = {max_tokens} leave no room for transcripts in a context of {} tokens; raise --text-ctx-size",
-                    pipeline.name,
-                    model.info().ctx_size
-                ),
-            ));
-        }
+        let budget = transcript_budget(pipeline, stage, &system_prompt, max_tokens, model.info().ctx_size)?;
         let texts: Vec<(u32, &str)> = transcripts
             .iter()
             .enumerate()
@@ -288,7 +274,10 @@ impl Extractor {
         let reads = DocumentReads {
             reads,
             transcripts,
-            model: None,
+            // Vintern read the images only when it transcribed them
+            model: vision
+                .filter(|_| pipeline.transcriber == crate::Transcriber::Vintern)
+                .map(|m| crate::extract::model_provenance(m.info())),
             text_model: Some(TextModelProvenance {
                 name: info.name.clone(),
                 file: info.file.clone(),

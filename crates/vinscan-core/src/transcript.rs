@@ -4,6 +4,9 @@
 //! - `pdf-text`: the PDF's own text layer, when the page is born digital (no OCR, no model);
 //! - `tesseract`: OCR of the page image through an [`Ocr`] port (Tesseract 5 with the
 //!   Vietnamese model in `vinscan-ocr`), which also gives word boxes;
+//! - `vintern`: Vintern reading the page image as free text (no JSON grammar, the pipeline's
+//!   `[transcription]` prompt and token cap), for scans where Tesseract reads poorly; no word
+//!   boxes;
 //! - `auto`: the text layer where the page has one, else OCR.
 //!
 //! Transcripts are NFC. A document's transcript file (`<doc>.txt`) has its pages in order,
@@ -31,6 +34,8 @@ pub enum Transcriber {
     PdfText,
     /// OCR of every page image, born digital or not.
     Tesseract,
+    /// Vintern transcribing every page image (free text).
+    Vintern,
 }
 
 /// Where a page's transcript came from.
@@ -39,6 +44,7 @@ pub enum Transcriber {
 pub enum TranscriptSource {
     PdfText,
     Tesseract,
+    Vintern,
 }
 
 /// A recognised word and where it is on the page.
@@ -81,28 +87,39 @@ pub struct PageTranscript {
     pub text: String,
     /// Words with boxes in page pixels (OCR's, or a text layer's runs between whitespace).
     pub words: Vec<Word>,
-    /// The engine that made it (`pdfium` or the OCR engine's [`Ocr::engine`]).
+    /// The engine that made it (`pdfium`, the OCR engine's [`Ocr::engine`], or the vision
+    /// model's name or file).
     pub engine: String,
     /// Milliseconds it took.
     pub ms: f64,
+    /// The transcriber stopped at its token cap: the page's text may go on (Vintern only).
+    pub cut_off: bool,
 }
 
 impl PageTranscript {
-    /// A transcript of `text` from `source`, normalised here: NFC, and line breaks as `\n`
-    /// (pdfium ends lines with `\r\n`).
+    /// A transcript of `text` from `source`, normalised here: NFC, line breaks as `\n` (pdfium
+    /// ends lines with `\r\n`; a form feed, which separates pages in the `.txt`, becomes one
+    /// too), and no other control characters but tabs.
     pub fn new(source: TranscriptSource, text: &str, words: Vec<Word>, engine: String, ms: f64) -> Self {
+        let text: String = text
+            .replace("\r\n", "\n")
+            .chars()
+            .map(|c| if c == '\r' || c == '\u{c}' { '\n' } else { c })
+            .filter(|&c| !c.is_control() || c == '\n' || c == '\t')
+            .collect();
         Self {
             source,
-            text: nfc(&text.replace("\r\n", "\n").replace('\r', "\n")),
+            text: nfc(&text),
             words: words
                 .into_iter()
                 .map(|w| Word {
-                    text: nfc(&w.text),
+                    text: nfc(&w.text.replace(|c: char| c.is_control(), "")),
                     ..w
                 })
                 .collect(),
             engine,
             ms,
+            cut_off: false,
         }
     }
 
@@ -119,6 +136,7 @@ impl PageTranscript {
             mean_word_confidence: (!confidences.is_empty())
                 .then(|| round4(confidences.iter().sum::<f64>() / confidences.len() as f64)),
             ms: self.ms,
+            cut_off: self.cut_off,
         }
     }
 }
@@ -134,7 +152,7 @@ pub struct TranscriptProvenance {
     pub source: String,
     /// 1-based page number within its source.
     pub page: u32,
-    /// What made the transcript: `pdf-text` or `tesseract`.
+    /// What made the transcript: `pdf-text`, `tesseract` or `vintern`.
     pub transcriber: TranscriptSource,
     pub engine: String,
     /// Non-space characters in the transcript.
@@ -145,6 +163,9 @@ pub struct TranscriptProvenance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mean_word_confidence: Option<f64>,
     pub ms: f64,
+    /// Present (true) when the transcriber stopped at its token cap: the text may be cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cut_off: bool,
 }
 
 /// NFC of `text`.
@@ -234,6 +255,8 @@ mod tests {
         // "Hoá" with a combining acute (NFD) becomes the precomposed letter
         let page = t("Ho\u{61}\u{301} \u{111}\u{1a1}n\r\n");
         assert_eq!(page.text, "Ho\u{e1} \u{111}\u{1a1}n\n");
+        // a page's own form feed would split it in the .txt; other controls go
+        assert_eq!(t("a\u{c}b\u{0}\u{7}\tc\rd").text, "a\nb\tc\nd");
         let two = t("trang hai");
         assert_eq!(
             text_file([Some(&page), None, Some(&two)]),
@@ -345,7 +368,7 @@ mod tests {
         let page = doc
             .page(0, p.pdf_dpi, &p.limits, extractor.decoders())
             .expect("page");
-        extractor.transcribe(doc, 0, &page, &p)
+        extractor.transcribe(None, doc, 0, &page, &p, &crate::Cancellation::new())
     }
 
     #[test]
@@ -405,6 +428,10 @@ mod tests {
     fn transcriber_names_are_kebab_case() {
         let t: Transcriber = serde_json::from_str("\"pdf-text\"").expect("pdf-text");
         assert_eq!(t, Transcriber::PdfText);
-        assert!(serde_json::from_str::<Transcriber>("\"vintern\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<Transcriber>("\"vintern\"").expect("vintern"),
+            Transcriber::Vintern
+        );
+        assert!(serde_json::from_str::<Transcriber>("\"easyocr\"").is_err());
     }
 }

@@ -472,10 +472,16 @@ async fn extract_blocking(
                 .iter()
                 .map(|(doc, sha256)| DocumentSource { doc, sha256 })
                 .collect();
-            let record =
-                daemon
-                    .extractor
-                    .extract_as_document(daemon.model.as_ref(), &sources, &pipeline, &cancel)?;
+            let extractor = &daemon.extractor;
+            // an e-invoice XML is read without a model, by extract_as_document
+            let xml = sources
+                .iter()
+                .any(|s| s.doc.format() == vinscan_core::Format::Xml);
+            let record = if extractor.text_stage_applies(&pipeline) && !xml {
+                extractor.extract_text_document(Some(daemon.model.as_ref()), &sources, &pipeline, &cancel)?
+            } else {
+                extractor.extract_as_document(daemon.model.as_ref(), &sources, &pipeline, &cancel)?
+            };
             let per_source = docs
                 .iter()
                 .map(|(d, sha)| (sha.clone(), d.page_count()))

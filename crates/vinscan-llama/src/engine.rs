@@ -136,6 +136,12 @@ impl Engine {
     fn load(config: &LlamaConfig) -> Result<Self> {
         let backend = backend()?;
         let meta = read_projector_meta(&config.mmproj)?;
+        if !meta.class_row_last {
+            tracing::warn!(
+                mmproj = %config.mmproj.display(),
+                "the projector's position table is in llama.cpp's converter's order (class row first): every patch gets its neighbour's position; `vinscan model repair` writes a copy in the graph's order (docs/FIDELITY.md)"
+            );
+        }
         if !config.model.is_file() {
             return Err(Error::new(
                 ErrorKind::Config,
@@ -172,6 +178,7 @@ impl Engine {
             model_sha256,
             mmproj_file: file_name(&config.mmproj),
             mmproj_sha256,
+            mmproj_repaired_from: meta.repaired_from.clone(),
             max_tiles: meta.max_tiles.min(vinscan_core::tiling::MAX_TILES_LIMIT),
             image_size: meta.image_size,
             tokens_per_image: meta.tokens_per_image,

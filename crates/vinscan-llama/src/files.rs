@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use llama_cpp_2::gguf::GgufContext;
+use vinscan_core::model::projector_keys;
 use vinscan_core::{Error, ErrorKind, Result};
 
 /// Projector facts that drive tiling.
@@ -19,6 +20,12 @@ pub struct ProjectorMeta {
     /// The weights' type from `general.file_type` (`f16`, `q8_0`, …); `None` when the key is
     /// absent or names a type vinscan does not know.
     pub weight_type: Option<&'static str>,
+    /// Whether the position table is in the graph's order (vinscan's
+    /// [`projector_keys::POSITION_ORDER`] key): `false` for a file from llama.cpp's converter,
+    /// whose patches each get their neighbour's position (docs/FIDELITY.md).
+    pub class_row_last: bool,
+    /// [`projector_keys::REPAIRED_FROM`]: the file `vinscan model repair` made this one from.
+    pub repaired_from: Option<String>,
 }
 
 /// Reads the projector's metadata and refuses anything but an InternVL-family projector.
@@ -81,6 +88,8 @@ pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
         max_tiles,
         tokens_per_image,
         weight_type: u32_of("general.file_type").and_then(crate::tools::file_type_name),
+        class_row_last: string(projector_keys::POSITION_ORDER).as_deref() == Some(projector_keys::CLASS_LAST),
+        repaired_from: string(projector_keys::REPAIRED_FROM),
     })
 }
 

@@ -18,7 +18,9 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use llguidance::Matcher;
 use llguidance::api::TopLevelGrammar;
-use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelTimings, StopReason};
+use vinscan_core::{
+    Error, ErrorKind, GenerateRequest, Generation, ModelTimings, OutputConstraint, StopReason,
+};
 
 use crate::page::{Active, Reply, accept, internal, ms, next_token};
 use crate::prompt::{Prepared, compact_json_grammar, prepare};
@@ -28,6 +30,8 @@ use crate::{Command, LlamaConfig};
 
 /// KV cells kept free for llama.cpp's slot search when pages are admitted.
 const KV_SLACK: u32 = 512;
+/// The grammar of a free-text read (a transcription): any UTF-8 text, newlines included.
+const FREE_TEXT: &str = "(?s:.*)";
 
 /// Output cells a page is admitted with. Pages are admitted on their prompt plus this much output,
 /// not their whole `max_tokens` budget (6,144 for the shipped pipelines would let one page in at
@@ -328,7 +332,13 @@ impl Scheduler {
         };
         let started = Instant::now();
         let queue_ms = (started - since).as_secs_f64() * 1e3;
-        let grammar = TopLevelGrammar::from_json_schema(compact_json_grammar(&request.output_schema));
+        let grammar = match &request.output {
+            OutputConstraint::JsonSchema(schema) => {
+                TopLevelGrammar::from_json_schema(compact_json_grammar(schema))
+            }
+            // any text: the matcher then masks nothing and forces nothing
+            OutputConstraint::FreeText => TopLevelGrammar::from_regex(FREE_TEXT),
+        };
         let parser = match s.factory.create_parser(grammar) {
             Ok(p) => p,
             Err(e) => {

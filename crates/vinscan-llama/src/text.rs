@@ -224,6 +224,16 @@ fn serve(
     };
     let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
     let ctx_size = config.ctx_size.max(512);
+    if ctx_size > model.n_ctx_train() {
+        // llama.cpp applies no RoPE scaling the GGUF does not declare: positions past the
+        // trained context read poorly, so say so rather than silently (VinaLLaMA: 4,096)
+        tracing::warn!(
+            model = %config.model.display(),
+            ctx_size,
+            n_ctx_train = model.n_ctx_train(),
+            "the text context is longer than the model was trained on; lower it to n_ctx_train (--text-ctx-size, or text_ctx_size in serve's [model])"
+        );
+    }
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(ctx_size))
         .with_n_batch(N_BATCH)
@@ -298,42 +308,9 @@ fn generate(
     let started = Instant::now();
     request.cancel.check("text stage")?;
     let vocab = model.vocab();
-    let prompt = chat_prompt(model, &request.system_prompt, &request.user_prompt)?;
-    let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
-    let n_ctx = ctx.n_ctx() as usize;
-    if tokens.len() + request.max_tokens as usize > n_ctx {
-        return Err(Error::new(
-            ErrorKind::InvalidInput,
-            format!(
-                "a prompt of {} tokens and max_tokens = {} do not fit the text model's context of {n_ctx}",
-                tokens.len(),
-                request.max_tokens
-            ),
-        ));
-    }
-    let grammar = TopLevelGrammar::from_json_schema(compact_json_grammar(&request.output_schema));
-    let parser = factory.create_parser(grammar).map_err(|e| {
-        Error::new(
-            ErrorKind::Config,
-            format!("schema cannot be compiled to a grammar: {e}"),
-        )
-    })?;
-    let mut matcher = Matcher::new(Ok(parser));
-    ctx.clear_kv_cache();
-    // the prompt, in batches; logits for its last token only
-    let mut n_past = 0i32;
-    let mut batch = LlamaBatch::new(N_BATCH as usize, 1);
-    for (i, chunk) in tokens.chunks(N_BATCH as usize).enumerate() {
-        batch.clear();
-        let last_chunk = (i + 1) * N_BATCH as usize >= tokens.len();
-        for (k, &t) in chunk.iter().enumerate() {
-            batch
-                .add(t, n_past + k as i32, &[0], last_chunk && k + 1 == chunk.len())
-                .map_err(|e| internal("batch", e))?;
-        }
-        ctx.decode(&mut batch).map_err(|e| internal("prefill", e))?;
-        n_past += chunk.len() as i32;
-    }
+    let tokens = prompt_tokens(model, ctx, request)?;
+    let mut matcher = schema_matcher(factory, &request.output_schema)?;
+    let (mut n_past, mut batch) = prefill(ctx, &tokens)?;
     let prefill_ms = ms(started);
     let gen_started = Instant::now();
     let mut penalty = Penalty::new(
@@ -415,12 +392,8 @@ fn generate(
         n_past += feed.len() as i32;
         logits_at = batch.n_tokens() - 1;
     };
-    let text = String::from_utf8(out).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidOutput,
-            format!("the text model's output is not UTF-8: {e}"),
-        )
-    })?;
+    let text = utf8(out)?;
+    let generate_ms = ms(gen_started);
     Ok(Generation {
         text,
         stop,
@@ -436,13 +409,78 @@ fn generate(
         tokens: output_tokens,
         timings: ModelTimings {
             encode_prefill_ms: prefill_ms,
-            generate_ms: ms(gen_started),
+            generate_ms,
             sample_ms,
-            step_share_ms: ms(gen_started) - sample_ms,
+            step_share_ms: generate_ms - sample_ms,
             queue_ms: 0.0,
             confidence_ms,
         },
     })
+}
+
+/// The output as text; `InvalidOutput` when its bytes are not UTF-8.
+fn utf8(out: Vec<u8>) -> Result<String> {
+    String::from_utf8(out).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOutput,
+            format!("the text model's output is not UTF-8: {e}"),
+        )
+    })
+}
+
+/// The request's chat prompt as tokens; `InvalidInput` when it and the output cap do not fit
+/// the context.
+fn prompt_tokens(
+    model: &LlamaModel,
+    ctx: &LlamaContext<'_>,
+    request: &TextRequest,
+) -> Result<Vec<LlamaToken>> {
+    let prompt = chat_prompt(model, &request.system_prompt, &request.user_prompt)?;
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), true, true);
+    let n_ctx = ctx.n_ctx() as usize;
+    if tokens.len() + request.max_tokens as usize > n_ctx {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "a prompt of {} tokens and max_tokens = {} do not fit the text model's context of {n_ctx}",
+                tokens.len(),
+                request.max_tokens
+            ),
+        ));
+    }
+    Ok(tokens)
+}
+
+/// A matcher for output conforming to `schema`; `Config` when it cannot be compiled.
+fn schema_matcher(factory: &ParserFactory, schema: &serde_json::Value) -> Result<Matcher> {
+    let grammar = TopLevelGrammar::from_json_schema(compact_json_grammar(schema));
+    let parser = factory.create_parser(grammar).map_err(|e| {
+        Error::new(
+            ErrorKind::Config,
+            format!("schema cannot be compiled to a grammar: {e}"),
+        )
+    })?;
+    Ok(Matcher::new(Ok(parser)))
+}
+
+/// The prompt decoded into an emptied context, in batches, with logits for its last token
+/// only (the last batch's last entry); returns the positions filled and that batch.
+fn prefill(ctx: &mut LlamaContext<'_>, tokens: &[LlamaToken]) -> Result<(i32, LlamaBatch<'static>)> {
+    ctx.clear_kv_cache();
+    let mut n_past = 0i32;
+    let mut batch = LlamaBatch::new(N_BATCH as usize, 1);
+    for (i, chunk) in tokens.chunks(N_BATCH as usize).enumerate() {
+        batch.clear();
+        let last_chunk = (i + 1) * N_BATCH as usize >= tokens.len();
+        for (k, &t) in chunk.iter().enumerate() {
+            batch
+                .add(t, n_past + k as i32, &[0], last_chunk && k + 1 == chunk.len())
+                .map_err(|e| internal("batch", e))?;
+        }
+        ctx.decode(&mut batch).map_err(|e| internal("prefill", e))?;
+        n_past += chunk.len() as i32;
+    }
+    Ok((n_past, batch))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Value, json};
 use vinscan_core::extract::request_image;
 use vinscan_core::tiling::tile_page;
-use vinscan_core::{Cancellation, ErrorKind, GenerateRequest, StopReason, VisionModel};
+use vinscan_core::{Cancellation, ErrorKind, GenerateRequest, OutputConstraint, StopReason, VisionModel};
 use vinscan_llama::{LlamaConfig, LlamaVisionModel, read_projector_meta};
 
 fn model_dir() -> PathBuf {
@@ -68,7 +68,7 @@ fn request(width: u32, height: u32, schema: Value, max_tokens: u32) -> GenerateR
         user_prompt: "Trích xuất JSON.".into(),
         images: vec![request_image(tiled)],
         expected_images,
-        output_schema: Arc::new(schema),
+        output: OutputConstraint::JsonSchema(Arc::new(schema)),
         max_tokens,
         repeat_penalty: 1.1,
         repeat_last_n: 64,
@@ -96,6 +96,9 @@ fn projector_metadata_is_read() {
     assert_eq!(meta.tokens_per_image, 256, "32x32 patches, pixel-shuffled by 2");
     // the tiny preset writes its projector in f32 (general.file_type 0)
     assert_eq!(meta.weight_type, Some("f32"));
+    // written as vinscan's converter writes it: the position table in the graph's order
+    assert!(meta.class_row_last);
+    assert_eq!(meta.repaired_from, None);
 }
 
 /// A document's pages read together: every page's tiles and thumbnail reach the encoder, in
@@ -158,6 +161,23 @@ fn constrained_output_is_schema_valid_json() {
             "{v}"
         );
     }
+}
+
+/// A transcription is free text: no grammar masks or forces a token, and only the cap or the
+/// end-of-generation token ends it.
+#[test]
+fn free_text_output_is_sampled_token_by_token_without_a_grammar() {
+    let mut r = request(448, 448, bounded_schema(), 24);
+    r.output = OutputConstraint::FreeText;
+    let g = model().generate(r).expect("generate");
+    assert_eq!(g.forced_tokens, 0, "{:?}", g.text);
+    // one step per token, and one more when the end token was sampled
+    assert_eq!(
+        g.model_steps,
+        g.generated_tokens + u32::from(g.stop == StopReason::EndOfOutput)
+    );
+    assert!(g.generated_tokens <= 24, "{}", g.generated_tokens);
+    assert!(!g.text.starts_with("{\"seller\""), "{:?}", g.text);
 }
 
 #[test]

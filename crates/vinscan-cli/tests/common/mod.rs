@@ -307,3 +307,34 @@ pub fn card_pdfs(broken: bool) -> (Vec<u8>, Vec<u8>) {
     let card = |lines| sized_text_pdf(&[lines], (243, 153), 6);
     (card(front), card(back))
 }
+
+/// A local HTTP server speaking the Hub's file protocol (`tests/tools/fake_hub.py`) over
+/// `root` (`root/<owner>/<repo>/<file>`); stopped when dropped.
+pub struct Hub {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn hub(root: &Path) -> Hub {
+    let mut child = Command::new(python())
+        .arg(repo_root().join("tests/tools/fake_hub.py"))
+        .arg(root)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start fake hub");
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("stdout");
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).expect("port");
+    Hub {
+        child,
+        port: line.trim().parse().expect("port number"),
+    }
+}

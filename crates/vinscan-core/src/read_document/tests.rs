@@ -11,6 +11,7 @@ use crate::confidence::OutputToken;
 use crate::document::Decoders;
 use crate::limits::Limits;
 use crate::model::{Generation, ModelTimings, StopReason};
+use crate::transcript::TranscriptSource;
 
 /// Answers each read with the next scripted text, every byte a sampled token of
 /// probability `p`; records what each read was given.
@@ -18,6 +19,8 @@ struct Scripted {
     info: ModelInfo,
     answers: Mutex<VecDeque<(String, f32)>>,
     seen: Mutex<Vec<(usize, u32)>>,
+    /// Each read's task text and whether its output was free text.
+    asked: Mutex<Vec<(String, bool)>>,
 }
 
 impl Scripted {
@@ -29,6 +32,7 @@ impl Scripted {
                 model_sha256: String::new(),
                 mmproj_file: "p.gguf".into(),
                 mmproj_sha256: String::new(),
+                mmproj_repaired_from: None,
                 max_tiles: 12,
                 image_size: 448,
                 tokens_per_image: 256,
@@ -37,7 +41,18 @@ impl Scripted {
             },
             answers: Mutex::new(answers.iter().map(|(v, p)| (v.to_string(), *p)).collect()),
             seen: Mutex::new(Vec::new()),
+            asked: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Answers the next reads with `texts` as they are (free text, not JSON).
+    fn then_texts_first(self, texts: &[&str]) -> Self {
+        let mut answers = self.answers.lock().expect("lock");
+        for t in texts.iter().rev() {
+            answers.push_front(((*t).to_owned(), 1.0));
+        }
+        drop(answers);
+        self
     }
 }
 
@@ -49,6 +64,10 @@ impl VisionModel for Scripted {
     fn generate(&self, request: GenerateRequest) -> Result<Generation> {
         let mut seen = self.seen.lock().expect("lock");
         seen.push((request.images.len(), request.expected_images));
+        self.asked.lock().expect("lock").push((
+            request.user_prompt.clone(),
+            request.output == crate::OutputConstraint::FreeText,
+        ));
         let (text, p) = self
             .answers
             .lock()
@@ -63,7 +82,12 @@ impl VisionModel for Scripted {
             .collect();
         Ok(Generation {
             text,
-            stop: StopReason::EndOfOutput,
+            // every answer is 10 tokens: a cap of 10 or less cuts it
+            stop: if request.max_tokens <= 10 {
+                StopReason::MaxTokens
+            } else {
+                StopReason::EndOfOutput
+            },
             prompt_tokens: 100,
             image_tokens: 256 * request.expected_images,
             images: request.expected_images,
@@ -381,4 +405,177 @@ fn a_documents_pages_each_get_their_transcript_in_order() {
         .expect("one record");
     assert!(record.transcript_file().is_none());
     assert!(record.provenance.transcripts.is_empty());
+}
+
+#[test]
+fn vintern_transcribes_each_page_as_free_text_before_the_read() {
+    let doc = scan(2);
+    let answer = (json!({"number": "12/QĐ", "items": []}), 0.9);
+    let model = Scripted::new(std::slice::from_ref(&answer), 8192)
+        .then_texts_first(&["Số: 12/QĐ\nQUYẾT ĐỊNH", "Nơi nhận:"]);
+    let source = DocumentSource {
+        doc: &doc,
+        sha256: "ab",
+    };
+    let record = crate::testutil::fake_pdf_extractor()
+        .extract_as_document(
+            &model,
+            &[source],
+            &pipeline_with(2, "transcriber = \"vintern\"\nanchor_text_bytes = 200"),
+            &Cancellation::new(),
+        )
+        .expect("one record");
+    let asked = model.asked.lock().expect("lock").clone();
+    assert_eq!(asked.len(), 3, "two transcriptions, then one read: {asked:?}");
+    for (prompt, free) in &asked[..2] {
+        assert!(free, "a transcription has no grammar");
+        assert_eq!(prompt, crate::pipeline::VINTERN_TRANSCRIBE_PROMPT);
+    }
+    // the read is under the schema, with the transcripts as anchor text
+    assert!(!asked[2].1);
+    assert!(
+        asked[2].0.contains("Số: 12/QĐ\nQUYẾT ĐỊNH") && asked[2].0.contains("Nơi nhận:"),
+        "{}",
+        asked[2].0
+    );
+    let t = &record.provenance.transcripts;
+    assert_eq!(t.len(), 2);
+    assert!(
+        t.iter()
+            .all(|t| t.transcriber == TranscriptSource::Vintern && t.engine == "m.gguf" && !t.cut_off)
+    );
+    assert_eq!(
+        record.transcript_file().as_deref(),
+        Some("Số: 12/QĐ\nQUYẾT ĐỊNH\n\u{c}\nNơi nhận:\n")
+    );
+    assert!(record.grounding["/number"].found);
+
+    // a transcription that reaches its cap is marked cut off
+    let model = Scripted::new(&[answer], 8192).then_texts_first(&["Số: 12", "Nơi"]);
+    let record = crate::testutil::fake_pdf_extractor()
+        .extract_as_document(
+            &model,
+            &[source],
+            &pipeline_with(2, "transcriber = \"vintern\"\n[transcription]\nmax_tokens = 10"),
+            &Cancellation::new(),
+        )
+        .expect("one record");
+    assert!(record.provenance.transcripts.iter().all(|t| t.cut_off));
+    let json = serde_json::to_value(&record.provenance.transcripts[0]).expect("json");
+    assert_eq!(json["cut_off"], true);
+    assert_eq!(json["transcriber"], "vintern");
+}
+
+#[test]
+fn vintern_transcription_without_a_vision_model_is_a_config_error() {
+    let doc = scan(1);
+    let p = pipeline_with(1, "transcriber = \"vintern\"");
+    let page = doc
+        .page(
+            0,
+            p.pdf_dpi,
+            &p.limits,
+            crate::testutil::fake_pdf_extractor().decoders(),
+        )
+        .expect("page");
+    let e = crate::testutil::fake_pdf_extractor()
+        .transcribe(None, &doc, 0, &page, &p, &Cancellation::new())
+        .expect_err("no model");
+    assert_eq!(e.kind(), ErrorKind::Config);
+    assert!(e.to_string().contains("no vision model"), "{e}");
+}
+
+/// Answers every text-stage request with `answer`; keeps the user prompts.
+struct FakeText {
+    info: crate::model::TextModelInfo,
+    answer: Value,
+    prompts: Mutex<Vec<String>>,
+}
+
+impl crate::model::TextModel for FakeText {
+    fn info(&self) -> &crate::model::TextModelInfo {
+        &self.info
+    }
+
+    fn complete(&self, request: crate::model::TextRequest) -> Result<Generation> {
+        self.prompts.lock().expect("lock").push(request.user_prompt);
+        Ok(Generation {
+            text: self.answer.to_string(),
+            stop: StopReason::EndOfOutput,
+            prompt_tokens: 10,
+            image_tokens: 0,
+            images: 0,
+            generated_tokens: 5,
+            model_steps: 5,
+            forced_tokens: 0,
+            reused_prompt_tokens: 0,
+            peak_batch_pages: 1,
+            restarts: 0,
+            tokens: Vec::new(),
+            timings: ModelTimings::default(),
+        })
+    }
+}
+
+#[test]
+fn the_text_stage_names_vintern_only_when_vintern_made_the_transcripts() {
+    let doc = scan(2);
+    let source = DocumentSource {
+        doc: &doc,
+        sha256: "ab",
+    };
+    let text = Arc::new(FakeText {
+        info: crate::model::TextModelInfo {
+            name: None,
+            file: "llama.gguf".into(),
+            sha256: "cd".into(),
+            ctx_size: 8192,
+        },
+        answer: json!({"number": "12/QĐ", "items": []}),
+        prompts: Mutex::new(Vec::new()),
+    });
+    let extractor = crate::testutil::fake_pdf_extractor().with_text_model(text.clone());
+    let stage = "\n[text_stage]\nprompt = \"fill\"";
+    // Vintern transcribes, the text model reads the transcripts
+    let vintern = pipeline_with(2, &format!("transcriber = \"vintern\"{stage}"));
+    assert!(extractor.text_stage_applies(&vintern) && extractor.needs_vision_model(&vintern));
+    let vision = Scripted::new(&[], 8192).then_texts_first(&["Số: 12/QĐ", "Nơi nhận"]);
+    let record = extractor
+        .extract_text_document(Some(&vision), &[source], &vintern, &Cancellation::new())
+        .expect("record");
+    let prompts = text.prompts.lock().expect("lock").clone();
+    assert_eq!(prompts.len(), 1);
+    assert!(
+        prompts[0].contains("Trang 1:\nSố: 12/QĐ\n\nTrang 2:\nNơi nhận\n\nfill"),
+        "{}",
+        prompts[0]
+    );
+    assert_eq!(
+        vision.asked.lock().expect("lock").len(),
+        2,
+        "one transcription per page"
+    );
+    assert!(record.provenance.model.is_some(), "Vintern transcribed");
+    assert_eq!(
+        record.provenance.text_model.as_ref().map(|m| m.sha256.as_str()),
+        Some("cd")
+    );
+    // the text layer transcribes: a vision model at hand is neither used nor named
+    let layer = pipeline_with(2, &format!("transcriber = \"pdf-text\"{stage}"));
+    assert!(!extractor.needs_vision_model(&layer));
+    let vision = Scripted::new(&[], 8192);
+    let record = extractor
+        .extract_text_document(Some(&vision), &[source], &layer, &Cancellation::new())
+        .expect("record");
+    assert!(vision.asked.lock().expect("lock").is_empty());
+    assert!(record.provenance.model.is_none());
+    assert!(
+        record
+            .provenance
+            .transcripts
+            .iter()
+            .all(|t| t.transcriber == TranscriptSource::PdfText)
+    );
+    // without a text model, the pipeline's reads are Vintern's
+    assert!(crate::testutil::fake_pdf_extractor().needs_vision_model(&layer));
 }

@@ -441,6 +441,16 @@ pub fn daemon_over(config: crate::ServeConfig, fakes: &Fakes) -> Arc<crate::Daem
         Ok(c) => c,
         Err(e) => panic!("embedded catalog: {e}"),
     };
+    daemon_with(config, fakes, catalog, vinscan_core::Extractor::default())
+}
+
+/// A daemon over these fakes with its own pipelines and extractor (a text model, say).
+pub fn daemon_with(
+    config: crate::ServeConfig,
+    fakes: &Fakes,
+    catalog: vinscan_core::Catalog,
+    extractor: vinscan_core::Extractor,
+) -> Arc<crate::Daemon> {
     let names: Vec<String> = catalog.pipelines().map(|p| p.name.clone()).collect();
     let routes = match vinscan_jobs::routing::Routes::new(
         config.routes.clone(),
@@ -456,7 +466,7 @@ pub fn daemon_over(config: crate::ServeConfig, fakes: &Fakes) -> Arc<crate::Daem
         config,
         routes,
         catalog,
-        Arc::new(vinscan_core::Extractor::default()),
+        Arc::new(extractor),
         fakes.model.clone(),
         Arc::new(fakes.stores.clone()),
         fakes.publisher.clone(),

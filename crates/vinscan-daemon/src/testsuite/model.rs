@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use vinscan_core::{
-    Error, ErrorKind, GenerateRequest, Generation, ModelInfo, ModelTimings, StopReason, VisionModel,
+    Error, ErrorKind, GenerateRequest, Generation, ModelInfo, ModelTimings, OutputConstraint, StopReason,
+    VisionModel,
 };
 
 use super::lock;
@@ -50,6 +51,7 @@ impl ScriptedModel {
                 model_sha256: "0".repeat(64),
                 mmproj_file: "scripted-mmproj.gguf".into(),
                 mmproj_sha256: "0".repeat(64),
+                mmproj_repaired_from: None,
                 max_tiles: 6,
                 image_size: 448,
                 tokens_per_image: 256,
@@ -77,7 +79,10 @@ impl ScriptedModel {
 
     fn answer(&self, request: &GenerateRequest) -> Generation {
         Generation {
-            text: smallest_instance(&request.output_schema).to_string(),
+            text: match &request.output {
+                OutputConstraint::JsonSchema(schema) => smallest_instance(schema).to_string(),
+                OutputConstraint::FreeText => "Trang đã chép.".to_owned(),
+            },
             stop: StopReason::EndOfOutput,
             prompt_tokens: 100,
             image_tokens: 64 * request.expected_images,

@@ -1,0 +1,189 @@
+//! Repair of small projectors written by the crate's own GGUF writer.
+
+use super::*;
+use crate::gguf::{GgufFile, TensorInfo, TensorType, Value};
+
+/// A 28 px, 14 px-patch projector (4 patches + the class row = 5 position rows of 3 values,
+/// row `r` holding `r`), a q8_0 tensor before the table and an f16 one after it.
+fn projector(dir: &Path, projector_type: &str, extra: &[(&str, Value)]) -> PathBuf {
+    let path = dir.join(format!("{projector_type}.gguf"));
+    let mut meta = vec![
+        ("general.architecture", Value::Str("clip".into())),
+        ("clip.projector_type", Value::Str(projector_type.into())),
+        ("clip.vision.image_size", Value::U32(28)),
+        ("clip.vision.patch_size", Value::U32(14)),
+        ("clip.vision.image_mean", Value::ArrF32(vec![0.5; 3])),
+    ];
+    meta.extend(extra.iter().cloned());
+    let tensors = vec![
+        TensorInfo {
+            name: "v.patch_embd.weight".into(),
+            ne: vec![32, 2],
+            ty: TensorType::Q8_0,
+        },
+        TensorInfo {
+            name: POSITION_TENSOR.into(),
+            ne: vec![3, 5],
+            ty: TensorType::F32,
+        },
+        TensorInfo {
+            name: "mm.model.fc.weight".into(),
+            ne: vec![7],
+            ty: TensorType::F16,
+        },
+    ];
+    let mut f = GgufFile::create(&path, &meta, tensors.clone()).expect("create");
+    let mut bytes = Vec::new();
+    for t in &tensors {
+        let values: Vec<f32> = if t.name == POSITION_TENSOR {
+            (0..15).map(|i| (i / 3) as f32).collect()
+        } else {
+            (0..t.elements()).map(|i| i as f32 * 0.25 - 3.0).collect()
+        };
+        t.ty.encode(&values, &mut bytes);
+        f.write_tensor(&bytes).expect("tensor");
+    }
+    f.finish().expect("finish");
+    path
+}
+
+/// Each tensor's bytes, by name.
+fn tensor_bytes(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let h = read_header(path).expect("header");
+    let data = std::fs::read(path).expect("read");
+    h.tensors
+        .iter()
+        .map(|t| {
+            let ty = match t.ggml_type {
+                0 => TensorType::F32,
+                1 => TensorType::F16,
+                8 => TensorType::Q8_0,
+                other => panic!("type {other}"),
+            };
+            let start = (h.data_start + t.offset) as usize;
+            let n = ty.bytes(t.ne.iter().product()) as usize;
+            (t.name.clone(), data[start..start + n].to_vec())
+        })
+        .collect()
+}
+
+#[test]
+fn the_class_row_moves_last_and_every_other_byte_is_kept() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = projector(dir.path(), "internvl", &[]);
+    assert_eq!(inspect(&src).expect("inspect"), PositionOrder::Upstream);
+    let dst = dir.path().join("fixed.gguf");
+    let done = repair(&src, &dst).expect("repair");
+    assert_eq!(done.rows, 5);
+    assert_eq!(inspect(&dst).expect("inspect"), PositionOrder::ClassLast);
+    let h = read_header(&dst).expect("header");
+    assert_eq!(h.string(REPAIRED_FROM), Some(done.from_sha256.as_str()));
+    assert_eq!(h.uint("clip.vision.image_size"), Some(28), "old keys kept");
+    let (before, after) = (tensor_bytes(&src), tensor_bytes(&dst));
+    for ((name, a), (name2, b)) in before.iter().zip(&after) {
+        assert_eq!(name, name2);
+        if name == POSITION_TENSOR {
+            let rows: Vec<f32> = b
+                .chunks(4)
+                .step_by(3)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+                .collect();
+            assert_eq!(rows, [1.0, 2.0, 3.0, 4.0, 0.0], "row 0 (the class token's) last");
+        } else {
+            assert_eq!(a, b, "{name} unchanged");
+        }
+    }
+    // the copy is what llama.cpp's layout says: a tensor's data ends the file
+    let len = std::fs::metadata(&dst).expect("meta").len();
+    let last = h.tensors.last().expect("tensor");
+    assert_eq!(
+        len,
+        h.data_start + last.offset + 7 * 2 + 18,
+        "f16 [7] and its padding"
+    );
+}
+
+#[test]
+fn only_an_upstream_internvl_projector_is_repaired() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let other = projector(dir.path(), "mlp", &[]);
+    assert_eq!(inspect(&other).expect("inspect"), PositionOrder::NotInternvl);
+    let e = repair(&other, &dir.path().join("x.gguf")).expect_err("not internvl");
+    assert!(e.to_string().contains("not an InternVL projector"), "{e}");
+    let done = projector(
+        dir.path(),
+        "internvl",
+        &[(POSITION_ORDER, Value::Str(CLASS_LAST.into()))],
+    );
+    assert_eq!(inspect(&done).expect("inspect"), PositionOrder::ClassLast);
+    let e = repair(&done, &dir.path().join("x.gguf")).expect_err("already");
+    assert!(e.to_string().contains("already class row last"), "{e}");
+    assert!(!dir.path().join("x.gguf").exists());
+}
+
+#[test]
+fn the_repaired_copy_is_made_once_and_remade_when_the_source_changes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = projector(dir.path(), "internvl", &[]);
+    let (copy, repaired) = ensure_repaired(&src).expect("repair");
+    assert!(repaired);
+    assert_eq!(copy, dir.path().join("internvl.repaired.gguf"));
+    let made = std::fs::metadata(&copy)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    assert_eq!(ensure_repaired(&src).expect("again"), (copy.clone(), true));
+    assert_eq!(
+        std::fs::metadata(&copy)
+            .and_then(|m| m.modified())
+            .expect("mtime"),
+        made,
+        "reused"
+    );
+    // a new source (another revision's bytes): the copy is made again from it
+    let src2 = projector(
+        dir.path(),
+        "internvl",
+        &[("general.name", Value::Str("v2".into()))],
+    );
+    assert_eq!(src2, src);
+    ensure_repaired(&src).expect("remade");
+    let from = read_header(&copy)
+        .expect("header")
+        .string(REPAIRED_FROM)
+        .map(str::to_owned);
+    assert_eq!(from, Some(vinscan_core::hash::sha256_file(&src).expect("sha")));
+    // a vinscan conversion is used as it is
+    let done = projector(
+        dir.path(),
+        "done",
+        &[(POSITION_ORDER, Value::Str(CLASS_LAST.into()))],
+    );
+    assert_eq!(ensure_repaired(&done).expect("as is"), (done.clone(), false));
+}
+
+#[test]
+fn cut_or_foreign_files_are_refused_not_panicked_on() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = projector(dir.path(), "internvl", &[]);
+    let bytes = std::fs::read(&src).expect("read");
+    let h = read_header(&src).expect("header");
+    let cut = dir.path().join("cut.gguf");
+    // every cut inside the header is a clear error
+    let end = 24 + h.kv_bytes.len() + h.desc_bytes.len();
+    for n in [0, 3, 10, 30, 60, 100, end - 1] {
+        std::fs::write(&cut, &bytes[..n]).expect("write");
+        assert!(inspect(&cut).is_err(), "cut at {n} of {end} accepted");
+    }
+    // cut inside the data: the table cannot be read whole
+    std::fs::write(&cut, &bytes[..h.data_start as usize + 40]).expect("write");
+    let e = repair(&cut, &dir.path().join("y.gguf")).expect_err("cut data");
+    assert!(e.to_string().contains("ends"), "{e}");
+    std::fs::write(&cut, b"not a gguf at all").expect("write");
+    assert!(inspect(&cut).is_err());
+    // a huge declared string length is refused before allocating
+    let mut huge = bytes[..24].to_vec();
+    huge.extend(u64::MAX.to_le_bytes());
+    std::fs::write(&cut, &huge).expect("write");
+    let e = inspect(&cut).expect_err("huge");
+    assert!(e.to_string().contains("not a GGUF header"), "{e}");
+}
