@@ -61,15 +61,24 @@ pub fn resolve_text_model(given: &Path) -> anyhow::Result<PathBuf> {
 /// InternVL projector from llama.cpp's converter its copy with the position table in the
 /// graph's order, made beside it when missing (`vinscan_convert::repair`). Returns the path
 /// and whether it is such a copy. Without the `llama` feature, `path` itself.
+/// A copy that cannot be written (a read-only or full cache) leaves `path` in use, with a
+/// warning.
 pub fn graph_order_projector(path: &Path) -> anyhow::Result<(PathBuf, bool)> {
     #[cfg(feature = "llama")]
     {
-        let (p, repaired) = vinscan_convert::repair::ensure_repaired(path)
-            .with_context(|| format!("repairing {}", path.display()))?;
-        if repaired {
-            tracing::info!(mmproj = %p.display(), from = %path.display(), "projector repaired: the class token's position row moved last");
+        match vinscan_convert::repair::ensure_repaired(path) {
+            Ok((p, repaired)) => {
+                if repaired {
+                    tracing::info!(mmproj = %p.display(), from = %path.display(), "projector repaired: the class token's position row moved last");
+                }
+                Ok((p, repaired))
+            }
+            // a cache that cannot be written to (read-only, full) still runs, as it is
+            Err(e) => {
+                tracing::warn!(mmproj = %path.display(), error = %e, "the projector could not be repaired; it is used as it is, every patch with its neighbour's position (`vinscan model repair` writes the copy elsewhere)");
+                Ok((path.to_path_buf(), false))
+            }
         }
-        Ok((p, repaired))
     }
     #[cfg(not(feature = "llama"))]
     Ok((path.to_path_buf(), false))

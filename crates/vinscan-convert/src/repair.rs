@@ -24,6 +24,10 @@ pub const POSITION_TENSOR: &str = "v.position_embd.weight";
 
 /// The longest string or array a header may declare before the file is taken as corrupt.
 const MAX_HEADER_ITEMS: u64 = 1 << 24;
+/// The largest `general.alignment` taken (GGUF's default is 32).
+const MAX_ALIGNMENT: u64 = 1 << 16;
+/// The largest position table read into memory: InternViT-6B's 1,025 rows of 3,200 f32 are 13 MB.
+const MAX_TABLE_BYTES: u64 = 1 << 28;
 
 /// What a projector's position table order is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,9 +255,9 @@ fn read_header(path: &Path) -> Result<Header, ConvertError> {
         data_start: 0,
     };
     header.alignment = header.uint("general.alignment").unwrap_or(32);
-    if header.alignment == 0 || !header.alignment.is_power_of_two() {
+    if !header.alignment.is_power_of_two() || header.alignment > MAX_ALIGNMENT {
         return Err(ConvertError::Invalid(format!(
-            "{}: general.alignment {} is not a power of two",
+            "{}: general.alignment {} is not a power of two up to 65536",
             path.display(),
             header.alignment
         )));
@@ -269,15 +273,47 @@ pub fn inspect(path: &Path) -> Result<PositionOrder, ConvertError> {
     Ok(read_header(path)?.order())
 }
 
-/// Bytes of one row of `ne0` elements of ggml type `ty`, for the types a position table comes
-/// in (f32, f16, bf16, q8_0; `ggml_type_size` / `ggml_blck_size` in `ggml/src/ggml.c`).
-fn row_bytes(ty: u32, ne0: u64) -> Option<u64> {
-    match ty {
-        0 => Some(4 * ne0),
-        1 | 30 => Some(2 * ne0),
-        8 if ne0.is_multiple_of(32) => Some(ne0 / 32 * 34),
-        _ => None,
+/// A ggml type's name, elements per block and bytes per block (`type_traits` in
+/// `ggml/src/ggml.c`), for the types a projector's tensors come in.
+fn ggml_type(ty: u32) -> Option<(&'static str, u64, u64)> {
+    Some(match ty {
+        0 => ("f32", 1, 4),
+        1 => ("f16", 1, 2),
+        2 => ("q4_0", 32, 18),
+        3 => ("q4_1", 32, 20),
+        6 => ("q5_0", 32, 22),
+        7 => ("q5_1", 32, 24),
+        8 => ("q8_0", 32, 34),
+        10 => ("q2_K", 256, 84),
+        11 => ("q3_K", 256, 110),
+        12 => ("q4_K", 256, 144),
+        13 => ("q5_K", 256, 176),
+        14 => ("q6_K", 256, 210),
+        30 => ("bf16", 1, 2),
+        _ => return None,
+    })
+}
+
+/// Bytes of `t`'s data, or why they cannot be known (an unknown type, a row that is not whole
+/// blocks, a size past `u64`).
+fn tensor_bytes(t: &TensorDesc) -> Result<u64, String> {
+    let (name, block, bytes) = ggml_type(t.ggml_type).ok_or_else(|| {
+        format!(
+            "tensor {} has ggml type {}, whose size vinscan does not know",
+            t.name, t.ggml_type
+        )
+    })?;
+    let ne0 = t.ne.first().copied().unwrap_or(1);
+    if !ne0.is_multiple_of(block) {
+        return Err(format!(
+            "tensor {} ({name}) has rows of {ne0}, not whole blocks of {block}",
+            t.name
+        ));
     }
+    (ne0 / block)
+        .checked_mul(bytes)
+        .and_then(|row| t.ne.iter().skip(1).try_fold(row, |n, &d| n.checked_mul(d)))
+        .ok_or_else(|| format!("tensor {} is larger than any file", t.name))
 }
 
 /// What [`repair`] did.
@@ -320,34 +356,128 @@ pub fn repair(src: &Path, dst: &Path) -> Result<Repaired, ConvertError> {
             )));
         }
     }
-    let t = h
-        .tensors
-        .iter()
-        .find(|t| t.name == POSITION_TENSOR)
-        .ok_or_else(|| ConvertError::MissingTensor(format!("{POSITION_TENSOR} in {shown}")))?;
-    let ne0 = t.ne.first().copied().unwrap_or(0);
-    let rows: u64 = t.ne.iter().skip(1).product();
-    let side = h
-        .uint("clip.vision.image_size")
-        .zip(h.uint("clip.vision.patch_size"))
-        .filter(|(_, p)| *p > 0)
-        .map(|(i, p)| i / p);
-    if side.is_none_or(|s| rows != s * s + 1) {
+    if let Some(key) = [POSITION_ORDER, REPAIRED_FROM]
+        .into_iter()
+        .find(|k| h.get(k).is_some())
+    {
         return Err(ConvertError::Invalid(format!(
-            "{shown}: {POSITION_TENSOR} has {rows} rows, not the patches of clip.vision.image_size / patch_size plus the class row"
+            "{shown}: already has vinscan's key {key} (not {POSITION_ORDER} = {CLASS_LAST}): not a file to repair"
         )));
     }
-    let row = row_bytes(t.ggml_type, ne0).ok_or_else(|| {
-        ConvertError::Unsupported(format!(
-            "{shown}: {POSITION_TENSOR} is of ggml type {}; f32, f16, bf16 and q8_0 are repaired",
-            t.ggml_type
-        ))
-    })?;
+    let (offset, row, rows) = position_table(&h, src)?;
+    if same_file(src, dst) {
+        return Err(ConvertError::Invalid(format!(
+            "{}: the repaired copy must not replace the file it is made from",
+            dst.display()
+        )));
+    }
     let from_sha256 = vinscan_core::hash::sha256_file(src).map_err(|e| ConvertError::Io(e.to_string()))?;
-    let partial = dst.with_extension("gguf.partial");
-    write_repaired(&h, src, &partial, (t.offset, row, rows), &from_sha256)?;
-    std::fs::rename(&partial, dst).map_err(|e| ConvertError::io(dst, e))?;
+    // a name of this process's own: concurrent repairs never write into each other's file
+    let name = dst
+        .file_name()
+        .map_or_else(|| "mmproj".into(), |n| n.to_string_lossy().into_owned());
+    let partial = dst.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+    let written = write_repaired(&h, src, &partial, (offset, row, rows), &from_sha256)
+        .and_then(|()| std::fs::rename(&partial, dst).map_err(|e| ConvertError::io(dst, e)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e);
+    }
     Ok(Repaired { rows, from_sha256 })
+}
+
+/// Where the position table is (offset in the data, bytes per row, rows), after checking that
+/// every tensor lies whole inside the file and the table has a row per patch plus the class
+/// row.
+fn position_table(h: &Header, src: &Path) -> Result<(u64, u64, u64), ConvertError> {
+    let shown = src.display();
+    let bad = |m: String| ConvertError::Invalid(format!("{shown}: {m}"));
+    let len = std::fs::metadata(src)
+        .map_err(|e| ConvertError::io(src, e))?
+        .len();
+    let data = len
+        .checked_sub(h.data_start)
+        .ok_or_else(|| bad("the file ends before its tensor data".into()))?;
+    for t in &h.tensors {
+        let size = tensor_bytes(t).map_err(|m| ConvertError::Unsupported(format!("{shown}: {m}")))?;
+        if t.offset.checked_add(size).is_none_or(|end| end > data) {
+            return Err(bad(format!(
+                "the file ends inside tensor {} (cut short?)",
+                t.name
+            )));
+        }
+    }
+    let mut tables = h.tensors.iter().filter(|t| t.name == POSITION_TENSOR);
+    let (Some(t), None) = (tables.next(), tables.next()) else {
+        return Err(ConvertError::MissingTensor(format!(
+            "one {POSITION_TENSOR} in {shown}"
+        )));
+    };
+    let rows = t.ne.iter().skip(1).try_fold(1u64, |n, &d| n.checked_mul(d));
+    let patches = match (h.uint("clip.vision.image_size"), h.uint("clip.vision.patch_size")) {
+        (Some(i), Some(p)) if p > 0 => (i / p).checked_mul(i / p).and_then(|n| n.checked_add(1)),
+        _ => {
+            return Err(bad(
+                "no clip.vision.image_size and patch_size to count the patches by".into(),
+            ));
+        }
+    };
+    let rows = match (rows, patches) {
+        (Some(r), Some(p)) if r == p && r > 1 => r,
+        _ => {
+            return Err(bad(format!(
+                "{POSITION_TENSOR} does not have a row per patch plus the class row ({rows:?} rows, {patches:?} expected)"
+            )));
+        }
+    };
+    let size = tensor_bytes(t).map_err(|m| ConvertError::Unsupported(format!("{shown}: {m}")))?;
+    if !matches!(t.ggml_type, 0 | 1 | 8 | 30) {
+        return Err(ConvertError::Unsupported(format!(
+            "{shown}: {POSITION_TENSOR} is {}; f32, f16, bf16 and q8_0 tables are repaired",
+            ggml_type(t.ggml_type).map_or("unknown", |(n, _, _)| n)
+        )));
+    }
+    if size > MAX_TABLE_BYTES {
+        return Err(bad(format!(
+            "{POSITION_TENSOR} of {size} bytes is not a vision position table"
+        )));
+    }
+    Ok((t.offset, size / rows, rows))
+}
+
+/// Whether `a` and `b` name the same file (`b` may not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| {
+        p.canonicalize().ok().or_else(|| {
+            let parent = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            Some(parent.canonicalize().ok()?.join(p.file_name()?))
+        })
+    };
+    canon(a).is_some_and(|a| Some(a) == canon(b))
+}
+
+/// Copies `input` to its end into `out`; returns the bytes copied. Read errors name the
+/// source, write errors (a full disk) the destination.
+fn copy_bytes(
+    input: &mut impl Read,
+    out: &mut impl Write,
+    (src, dst): (&Path, &Path),
+) -> Result<u64, ConvertError> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut copied = 0u64;
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ConvertError::io(src, e)),
+        };
+        out.write_all(&buf[..n]).map_err(|e| ConvertError::io(dst, e))?;
+        copied += n as u64;
+    }
 }
 
 /// A string key-value in GGUF's layout.
@@ -385,7 +515,7 @@ fn write_repaired(
     out.write_all(&head).map_err(io_dst)?;
     // the data: unchanged up to the table, the table rotated by one row, unchanged after
     input.seek(SeekFrom::Start(h.data_start)).map_err(io_src)?;
-    let copied = std::io::copy(&mut (&mut input).take(offset), &mut out).map_err(io_src)?;
+    let copied = copy_bytes(&mut (&mut input).take(offset), &mut out, (src, dst))?;
     let mut table = vec![0u8; (row * rows) as usize];
     input.read_exact(&mut table).map_err(|e| {
         ConvertError::Invalid(format!(
@@ -401,7 +531,7 @@ fn write_repaired(
     }
     table.rotate_left(row as usize);
     out.write_all(&table).map_err(io_dst)?;
-    std::io::copy(&mut input, &mut out).map_err(io_src)?;
+    copy_bytes(&mut input, &mut out, (src, dst))?;
     out.flush().map_err(io_dst)?;
     out.get_ref().sync_all().map_err(io_dst)
 }
@@ -419,7 +549,10 @@ pub fn ensure_repaired(path: &Path) -> Result<(PathBuf, bool), ConvertError> {
     let copy = repaired_path(path);
     // a copy is current when it was made from these very bytes
     if copy.is_file() {
-        let made_from = read_header(&copy)?.string(REPAIRED_FROM).map(str::to_owned);
+        // a copy that cannot be read (cut by a crash, say) is made again
+        let made_from = read_header(&copy)
+            .ok()
+            .and_then(|h| h.string(REPAIRED_FROM).map(str::to_owned));
         let sha = vinscan_core::hash::sha256_file(path).map_err(|e| ConvertError::Io(e.to_string()))?;
         if made_from.as_deref() == Some(sha.as_str()) {
             return Ok((copy, true));

@@ -229,6 +229,29 @@ impl PipelineFile {
         })
     }
 
+    /// No prompt holds a NUL character, which the engines' C strings cannot carry (every page
+    /// would fail at run time).
+    fn check_prompts(&self) -> Result<(), String> {
+        let mut prompts = vec![
+            ("prompt", Some(self.prompt.as_str())),
+            ("system_prompt", self.system_prompt.as_deref()),
+        ];
+        if let Some(t) = &self.transcription {
+            prompts.push(("transcription.prompt", Some(t.prompt.as_str())));
+        }
+        if let Some(t) = &self.text_stage {
+            prompts.push(("text_stage.prompt", Some(t.prompt.as_str())));
+            prompts.push(("text_stage.system_prompt", t.system_prompt.as_deref()));
+        }
+        match prompts
+            .into_iter()
+            .find(|(_, p)| p.is_some_and(|p| p.contains('\0')))
+        {
+            Some((name, _)) => Err(format!("{name} holds a NUL character")),
+            None => Ok(()),
+        }
+    }
+
     /// The transcript settings agree: anchor text, the text stage and `[transcription]` each
     /// need the transcriber they use.
     fn check_transcripts(&self) -> Result<(), String> {
@@ -308,6 +331,7 @@ impl PipelineFile {
             )));
         }
         self.check_transcripts().map_err(invalid)?;
+        self.check_prompts().map_err(invalid)?;
         let g = self.generation;
         if !(1..=16384).contains(&g.max_tokens) {
             return Err(invalid(format!(
@@ -449,6 +473,10 @@ mod tests {
             (
                 "transcriber = \"vintern\"\n[transcription]\nmax_tokens = 0",
                 "transcription.max_tokens",
+            ),
+            (
+                "transcriber = \"vintern\"\n[transcription]\nprompt = \"a\\u0000b\"",
+                "holds a NUL",
             ),
             (
                 "transcriber = \"vintern\"\n[transcription]\nprompt = \" \"",

@@ -22,6 +22,23 @@ pub(crate) fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1e3
 }
 
+/// A read's output bytes as text. A read stopped at its token cap can end inside a character
+/// (a token is one byte or a few): those trailing bytes are dropped, so a transcription cut
+/// at its cap keeps what it read. Bytes that are not UTF-8 otherwise are `InvalidOutput`.
+pub(crate) fn output_text(out: Vec<u8>, stop: StopReason) -> Result<String> {
+    let invalid = || Error::new(ErrorKind::InvalidOutput, "model output is not valid UTF-8");
+    match String::from_utf8(out) {
+        Ok(text) => Ok(text),
+        Err(e) if stop == StopReason::MaxTokens && e.utf8_error().error_len().is_none() => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).map_err(|_| invalid())
+        }
+        Err(_) => Err(invalid()),
+    }
+}
+
 /// One page being decoded.
 pub(crate) struct Active {
     pub(crate) seq: i32,
@@ -154,4 +171,28 @@ pub(crate) fn accept(
         return Ok(Some(StopReason::MaxTokens));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_character_cut_by_the_token_cap_is_dropped_and_nothing_else() {
+        // "Đà" is C4 90 C3 A0: cut after C3
+        let cut = vec![0xC4, 0x90, 0xC3];
+        assert_eq!(output_text(cut.clone(), StopReason::MaxTokens).expect("cut"), "Đ");
+        // an output that ended by itself must be whole
+        assert!(output_text(cut, StopReason::EndOfOutput).is_err());
+        // a bad byte in the middle is not a cut
+        let bad = vec![b'a', 0xFF, b'b'];
+        assert_eq!(
+            output_text(bad, StopReason::MaxTokens).map_err(|e| e.kind()),
+            Err(ErrorKind::InvalidOutput)
+        );
+        assert_eq!(
+            output_text("Đà".as_bytes().to_vec(), StopReason::EndOfOutput).expect("whole"),
+            "Đà"
+        );
+    }
 }

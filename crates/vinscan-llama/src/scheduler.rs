@@ -514,30 +514,28 @@ impl Scheduler {
     fn finish(&mut self, s: &mut Session<'_>, a: Active, stop: StopReason) {
         self.release(s, a.seq);
         let generate_ms = ms(a.gen_started);
-        let result = String::from_utf8(a.out)
-            .map_err(|_| Error::new(ErrorKind::InvalidOutput, "model output is not valid UTF-8"))
-            .map(|text| Generation {
-                text,
-                stop,
-                prompt_tokens: a.prompt_tokens,
-                image_tokens: a.image_tokens,
-                images: a.images,
-                generated_tokens: a.generated,
-                model_steps: a.steps,
-                forced_tokens: a.forced,
-                reused_prompt_tokens: a.reused,
-                peak_batch_pages: a.peak,
-                restarts: a.restarts,
-                tokens: a.tokens,
-                timings: ModelTimings {
-                    encode_prefill_ms: a.encode_prefill_ms,
-                    generate_ms,
-                    sample_ms: a.sample_ms,
-                    step_share_ms: a.step_share_ms,
-                    queue_ms: a.queue_ms,
-                    confidence_ms: a.confidence_ms,
-                },
-            });
+        let result = crate::page::output_text(a.out, stop).map(|text| Generation {
+            text,
+            stop,
+            prompt_tokens: a.prompt_tokens,
+            image_tokens: a.image_tokens,
+            images: a.images,
+            generated_tokens: a.generated,
+            model_steps: a.steps,
+            forced_tokens: a.forced,
+            reused_prompt_tokens: a.reused,
+            peak_batch_pages: a.peak,
+            restarts: a.restarts,
+            tokens: a.tokens,
+            timings: ModelTimings {
+                encode_prefill_ms: a.encode_prefill_ms,
+                generate_ms,
+                sample_ms: a.sample_ms,
+                step_share_ms: a.step_share_ms,
+                queue_ms: a.queue_ms,
+                confidence_ms: a.confidence_ms,
+            },
+        });
         tracing::debug!(
             seq = a.seq,
             prompt_tokens = a.prompt_tokens,

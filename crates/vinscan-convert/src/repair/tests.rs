@@ -7,6 +7,16 @@ use crate::gguf::{GgufFile, TensorInfo, TensorType, Value};
 /// row `r` holding `r`), a q8_0 tensor before the table and an f16 one after it.
 fn projector(dir: &Path, projector_type: &str, extra: &[(&str, Value)]) -> PathBuf {
     let path = dir.join(format!("{projector_type}.gguf"));
+    write_projector(&path, projector_type, extra);
+    path
+}
+
+/// An InternVL [`projector`] at `path`.
+fn projector_named(path: &Path, extra: &[(&str, Value)]) {
+    write_projector(path, "internvl", extra);
+}
+
+fn write_projector(path: &Path, projector_type: &str, extra: &[(&str, Value)]) {
     let mut meta = vec![
         ("general.architecture", Value::Str("clip".into())),
         ("clip.projector_type", Value::Str(projector_type.into())),
@@ -32,7 +42,7 @@ fn projector(dir: &Path, projector_type: &str, extra: &[(&str, Value)]) -> PathB
             ty: TensorType::F16,
         },
     ];
-    let mut f = GgufFile::create(&path, &meta, tensors.clone()).expect("create");
+    let mut f = GgufFile::create(path, &meta, tensors.clone()).expect("create");
     let mut bytes = Vec::new();
     for t in &tensors {
         let values: Vec<f32> = if t.name == POSITION_TENSOR {
@@ -44,7 +54,6 @@ fn projector(dir: &Path, projector_type: &str, extra: &[(&str, Value)]) -> PathB
         f.write_tensor(&bytes).expect("tensor");
     }
     f.finish().expect("finish");
-    path
 }
 
 /// Each tensor's bytes, by name.
@@ -186,4 +195,51 @@ fn cut_or_foreign_files_are_refused_not_panicked_on() {
     std::fs::write(&cut, &huge).expect("write");
     let e = inspect(&cut).expect_err("huge");
     assert!(e.to_string().contains("not a GGUF header"), "{e}");
+}
+
+#[test]
+fn a_file_cut_anywhere_after_the_table_or_marked_by_vinscan_is_not_repaired() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = projector(dir.path(), "internvl", &[]);
+    let bytes = std::fs::read(&src).expect("read");
+    let cut = dir.path().join("cut.gguf");
+    let dst = dir.path().join("out.gguf");
+    // the last tensor cut short: refused, and nothing left behind
+    std::fs::write(&cut, &bytes[..bytes.len() - 20]).expect("write");
+    let e = repair(&cut, &dst).expect_err("cut");
+    assert!(e.to_string().contains("cut short"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.contains("partial") || n == "out.gguf")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // a file with one of vinscan's keys but not the graph's order is not touched twice
+    let odd = dir.path().join("odd.gguf");
+    projector_named(&odd, &[(POSITION_ORDER, Value::Str("class-first".into()))]);
+    let e = repair(&odd, &dst).expect_err("marked");
+    assert!(e.to_string().contains("already has vinscan's key"), "{e}");
+    // the copy never replaces its source
+    let e = repair(&src, &src).expect_err("same file");
+    assert!(e.to_string().contains("must not replace"), "{e}");
+    assert_eq!(inspect(&src).expect("intact"), PositionOrder::Upstream);
+    // a huge alignment is refused before anything is written
+    let aligned = dir.path().join("aligned.gguf");
+    projector_named(&aligned, &[("general.alignment", Value::U32(1 << 30))]);
+    assert!(
+        inspect(&aligned)
+            .expect_err("alignment")
+            .to_string()
+            .contains("general.alignment")
+    );
+}
+
+#[test]
+fn an_unreadable_repaired_copy_is_made_again() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = projector(dir.path(), "internvl", &[]);
+    let (copy, _) = ensure_repaired(&src).expect("repair");
+    std::fs::write(&copy, b"GGUF").expect("cut the copy");
+    assert_eq!(ensure_repaired(&src).expect("remade"), (copy.clone(), true));
+    assert_eq!(inspect(&copy).expect("whole again"), PositionOrder::ClassLast);
 }
