@@ -372,17 +372,23 @@ pub fn repair(src: &Path, dst: &Path) -> Result<Repaired, ConvertError> {
         )));
     }
     let from_sha256 = vinscan_core::hash::sha256_file(src).map_err(|e| ConvertError::Io(e.to_string()))?;
-    // a name of this process's own: concurrent repairs never write into each other's file
+    // a new file of its own, created exclusively beside `dst` (concurrent repairs, even from
+    // processes with the same pid in containers sharing a cache, never write into one file),
+    // removed when dropped unwritten and renamed over `dst` only when complete
     let name = dst
         .file_name()
         .map_or_else(|| "mmproj".into(), |n| n.to_string_lossy().into_owned());
-    let partial = dst.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    let written = write_repaired(&h, src, &partial, (offset, row, rows), &from_sha256)
-        .and_then(|()| std::fs::rename(&partial, dst).map_err(|e| ConvertError::io(dst, e)));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
+    let dir = dst
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(|e| ConvertError::io(dst, e))?;
+    write_repaired(&h, src, partial.as_file(), dst, (offset, row, rows), &from_sha256)?;
+    partial.persist(dst).map_err(|e| ConvertError::io(dst, e.error))?;
     Ok(Repaired { rows, from_sha256 })
 }
 
@@ -489,10 +495,12 @@ fn string_kv(out: &mut Vec<u8>, key: &str, value: &str) {
     out.extend(value.as_bytes());
 }
 
-/// `h`'s file with two more keys and the table at `(offset, row bytes, rows)` rotated.
+/// `h`'s file with two more keys and the table at `(offset, row bytes, rows)` rotated, into
+/// `file` (the temporary file for `dst`, which names it in errors).
 fn write_repaired(
     h: &Header,
     src: &Path,
+    file: &File,
     dst: &Path,
     (offset, row, rows): (u64, u64, u64),
     from_sha256: &str,
@@ -500,7 +508,7 @@ fn write_repaired(
     let io_src = |e: std::io::Error| ConvertError::io(src, e);
     let io_dst = |e: std::io::Error| ConvertError::io(dst, e);
     let mut input = BufReader::new(File::open(src).map_err(io_src)?);
-    let mut out = BufWriter::new(File::create(dst).map_err(io_dst)?);
+    let mut out = BufWriter::new(file);
     let mut head = Vec::with_capacity(h.kv_bytes.len() + h.desc_bytes.len() + 256);
     head.extend(b"GGUF");
     head.extend(h.version.to_le_bytes());

@@ -139,7 +139,7 @@ impl Engine {
         if !meta.class_row_last {
             tracing::warn!(
                 mmproj = %config.mmproj.display(),
-                "the projector's position table is in llama.cpp's converter's order (class row first): every patch gets its neighbour's position; `vinscan model repair` writes a copy in the graph's order (docs/FIDELITY.md)"
+                "the projector does not say its position table is in the graph's order: if llama.cpp's converter made it (a published GGUF), every patch gets its neighbour's position, and `vinscan model repair` writes a copy in the graph's order; if an earlier vinscan converted it, it is right already (convert it again to mark it) (docs/FIDELITY.md)"
             );
         }
         if !config.model.is_file() {

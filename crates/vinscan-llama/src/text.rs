@@ -392,7 +392,7 @@ fn generate(
         n_past += feed.len() as i32;
         logits_at = batch.n_tokens() - 1;
     };
-    let text = utf8(out)?;
+    let text = crate::page::output_text(out, stop)?;
     let generate_ms = ms(gen_started);
     Ok(Generation {
         text,
@@ -415,16 +415,6 @@ fn generate(
             queue_ms: 0.0,
             confidence_ms,
         },
-    })
-}
-
-/// The output as text; `InvalidOutput` when its bytes are not UTF-8.
-fn utf8(out: Vec<u8>) -> Result<String> {
-    String::from_utf8(out).map_err(|e| {
-        Error::new(
-            ErrorKind::InvalidOutput,
-            format!("the text model's output is not UTF-8: {e}"),
-        )
     })
 }
 

@@ -33,7 +33,8 @@ fn write_projector(path: &Path, projector_type: &str, extra: &[(&str, Value)]) {
         },
         TensorInfo {
             name: POSITION_TENSOR.into(),
-            ne: vec![3, 5],
+            // as llama.cpp's converter writes InternViT's [1, N + 1, C] table: [C, N + 1, 1]
+            ne: vec![3, 5, 1],
             ty: TensorType::F32,
         },
         TensorInfo {
@@ -232,6 +233,35 @@ fn a_file_cut_anywhere_after_the_table_or_marked_by_vinscan_is_not_repaired() {
             .to_string()
             .contains("general.alignment")
     );
+}
+
+#[test]
+fn a_file_aligned_to_64_bytes_keeps_its_alignment() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("a64.gguf");
+    projector_named(&src, &[("general.alignment", Value::U32(64))]);
+    // the crate's writer pads to 32: realign its data by hand to 64
+    let h = read_header(&src).expect("header");
+    let written_at = (24 + h.kv_bytes.len() + h.desc_bytes.len()).next_multiple_of(32);
+    if !written_at.is_multiple_of(64) {
+        let bytes = std::fs::read(&src).expect("read");
+        let mut fixed = bytes[..written_at].to_vec();
+        fixed.extend(std::iter::repeat_n(0u8, 32));
+        fixed.extend(&bytes[written_at..]);
+        std::fs::write(&src, fixed).expect("write");
+    }
+    let h = read_header(&src).expect("header");
+    assert_eq!((h.alignment, h.data_start % 64), (64, 0));
+    let dst = dir.path().join("a64.fixed.gguf");
+    repair(&src, &dst).expect("repair");
+    let out = read_header(&dst).expect("header");
+    assert_eq!(out.data_start % 64, 0);
+    let (before, after) = (tensor_bytes(&src), tensor_bytes(&dst));
+    assert_eq!(
+        before[0], after[0],
+        "the tensor before the table is where its offset says"
+    );
+    assert_eq!(before[2], after[2]);
 }
 
 #[test]
