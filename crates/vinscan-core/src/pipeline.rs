@@ -58,7 +58,7 @@ pub struct PipelineFile {
     #[serde(default)]
     pub anchor_text_bytes: u32,
     /// A chat LLM over the document's transcripts instead of Vintern over its images, when a
-    /// text model is configured (see [`crate::text_stage`]). Needs a transcriber and
+    /// text model is configured (the `text_stage` module). Needs a transcriber and
     /// `unit = "document"`.
     #[serde(default)]
     pub text_stage: Option<TextStage>,
@@ -94,7 +94,7 @@ pub const VINTERN_TRANSCRIBE_PROMPT: &str =
 pub struct TextStage {
     /// The task, given after the transcripts.
     pub prompt: String,
-    /// Default `crate::text_stage::TEXT_SYSTEM_PROMPT`.
+    /// Default: the `text_stage` module's `TEXT_SYSTEM_PROMPT`.
     #[serde(default)]
     pub system_prompt: Option<String>,
     /// Output cap in tokens; default the pipeline's `generation.max_tokens`.

@@ -99,7 +99,7 @@ pub struct ModelProvenance {
     pub mmproj_repaired_from: Option<String>,
 }
 
-/// The text stage's model (`crate::text_stage`).
+/// The text stage's model (the `text_stage` module).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TextModelProvenance {
     /// `general.name` of the GGUF, if any.
