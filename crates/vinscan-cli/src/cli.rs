@@ -168,6 +168,30 @@ impl ModelArgs {
             parallel: self.parallel,
         }
     }
+
+    /// The extractor (with the text model, when one is given) and the lazily loaded Vintern
+    /// for a run of `pipeline`. Vintern's files must resolve unless the text stage reads pages
+    /// Vintern does not transcribe; then missing files would fail only a load, which never
+    /// comes.
+    pub fn extractor_and_model(
+        &self,
+        pipeline: &vinscan_core::Pipeline,
+    ) -> anyhow::Result<(vinscan_core::Extractor, crate::model_load::LazyModel)> {
+        let extractor = crate::model_load::with_text_model(
+            crate::pdf::extractor(),
+            self.text_model.as_deref(),
+            self.text_ctx_size,
+            self.settings(),
+        )?;
+        let files = crate::model_files::ModelFiles::resolve(self.model.as_deref(), self.mmproj.as_deref());
+        if extractor.needs_vision_model(pipeline) {
+            files.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        }
+        Ok((
+            extractor,
+            crate::model_load::LazyModel::new(files, self.settings()),
+        ))
+    }
 }
 
 #[derive(Debug, Args)]

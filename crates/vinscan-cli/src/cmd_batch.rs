@@ -11,8 +11,6 @@ use vinscan_batch::{Batch, Place, Progress};
 use vinscan_storage::{Location, S3Config};
 
 use crate::cli::{BatchArgs, GlobalArgs};
-use crate::model_files::ModelFiles;
-use crate::model_load::LazyModel;
 
 /// The progress bar on a terminal.
 struct Bar(ProgressBar);
@@ -113,19 +111,7 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         Some(Location::Local(dir)) => dir.join(key).display().to_string(),
         _ => format!("{review_uri}/{key}"),
     };
-    let extractor = crate::model_load::with_text_model(
-        crate::pdf::extractor(),
-        args.model.text_model.as_deref(),
-        args.model.text_ctx_size,
-        args.model.settings(),
-    )?;
-    // Vintern is not needed when the text stage reads pages it did not transcribe: missing
-    // files then fail only a load
-    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref());
-    if extractor.needs_vision_model(&pipeline) {
-        files.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    }
-    let model = LazyModel::new(files, args.model.settings());
+    let (extractor, model) = args.model.extractor_and_model(&pipeline)?;
     let bar = progress_bar(inputs.len(), args.no_progress);
     let mut batch = Batch::new(
         rt, out, out_prefix, &out_name, extractor, &model, pipeline, args.force, &bar,

@@ -14,7 +14,6 @@ use vinscan_batch::{process_as_document, process_document};
 use vinscan_core::{Error, ErrorKind, Extractor, Pipeline, Unit};
 
 use crate::cli::{ExtractArgs, GlobalArgs};
-use crate::model_files::ModelFiles;
 use crate::model_load::LazyModel;
 
 fn json<T: serde::Serialize>(value: &T, pretty: bool) -> vinscan_core::Result<Vec<u8>> {
@@ -181,21 +180,10 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
             pipeline.name
         );
     }
-    let extractor = crate::model_load::with_text_model(
-        crate::pdf::extractor(),
-        args.model.text_model.as_deref(),
-        args.model.text_ctx_size,
-        args.model.settings(),
-    )?;
-    // Vintern is not needed when the text stage reads pages it did not transcribe: missing
-    // files then fail only a load
-    let files = ModelFiles::resolve(args.model.model.as_deref(), args.model.mmproj.as_deref());
-    if extractor.needs_vision_model(&pipeline) {
-        files.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    }
+    let (extractor, model) = args.model.extractor_and_model(&pipeline)?;
     let mut run = Run {
         extractor,
-        model: LazyModel::new(files, args.model.settings()),
+        model,
         pipeline: &pipeline,
         out: args.out.as_deref(),
         names: OutputNames::default(),
