@@ -172,6 +172,11 @@ impl Fixture {
     }
 
     pub fn write_config(&self) {
+        self.write_config_with("");
+    }
+
+    /// The config with `daemon_extra` (TOML lines) added to its `[daemon]` table.
+    pub fn write_config_with(&self, daemon_extra: &str) {
         let model = common::model_dir();
         let text = format!(
             r#"
@@ -201,7 +206,7 @@ retry_initial_ms = 200
 retry_max_delay_ms = 3000
 shutdown_grace_s = 20
 listen = "127.0.0.1:0"
-
+{daemon_extra}
 [[routes]]
 bucket = "{input}"
 prefix = "uploads/"
@@ -281,8 +286,11 @@ output_prefix = "s3://{out}/uploads"
             .collect()
     }
 
-    /// Whether every job has its result or dead-letter record and every offset is committed.
-    pub fn complete(&self) -> bool {
+    /// What is not yet there (empty once every job has its result or dead-letter record and
+    /// every offset is committed): expected jobs without their result or dead-letter record (each
+    /// with what the dead-letter topic says about it, when anything), unseen poison messages,
+    /// uncommitted offsets.
+    pub fn incomplete(&self) -> Vec<String> {
         let results = self.read(&self.results_topic);
         let ok: BTreeSet<&str> = results
             .iter()
@@ -300,15 +308,49 @@ output_prefix = "s3://{out}/uploads"
             .iter()
             .filter_map(|r| r["original"]["payload_sha256"].as_str())
             .collect();
-        self.expected.ok.keys().all(|j| ok.contains(j.as_str()))
-            && self.expected.bad_jobs.keys().all(|j| dead.contains(j.as_str()))
-            && self.expected.poison.iter().all(|p| poison.contains(p.as_str()))
-            && self
-                .expected
+        let dead_letter_of = |job: &str| {
+            dlq.iter()
+                .find(|r| r["job_id"] == job)
+                .map(|r| {
+                    format!(
+                        " (dead-lettered: {} {})",
+                        r["error"]["kind"], r["error"]["message"]
+                    )
+                })
+                .unwrap_or_default()
+        };
+        let mut missing: Vec<String> = self
+            .expected
+            .ok
+            .keys()
+            .filter(|j| !ok.contains(j.as_str()))
+            .map(|j| format!("no ok result for {j}{}", dead_letter_of(j)))
+            .collect();
+        missing.extend(
+            self.expected
+                .bad_jobs
+                .keys()
+                .filter(|j| !dead.contains(j.as_str()))
+                .map(|j| format!("no dead letter for {j}")),
+        );
+        missing.extend(
+            self.expected
+                .poison
+                .iter()
+                .filter(|p| !poison.contains(p.as_str()))
+                .map(|p| format!("no dead letter for poison {p:?}")),
+        );
+        missing.extend(
+            self.expected
                 .binary_poison
                 .iter()
-                .all(|p| binary.contains(p.as_str()))
-            && self.committed_all()
+                .filter(|p| !binary.contains(p.as_str()))
+                .map(|p| format!("no dead letter for binary poison {p}")),
+        );
+        if !self.committed_all() {
+            missing.push("offsets not all committed".to_owned());
+        }
+        missing
     }
 
     pub fn committed_all(&self) -> bool {
@@ -321,8 +363,16 @@ output_prefix = "s3://{out}/uploads"
 
     pub fn wait_complete(&self, timeout: Duration) {
         let t = Instant::now();
-        while !self.complete() {
-            assert!(t.elapsed() < timeout, "not complete after {timeout:?}");
+        loop {
+            let missing = self.incomplete();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                t.elapsed() < timeout,
+                "not complete after {timeout:?}: {}",
+                missing.join("; ")
+            );
             std::thread::sleep(Duration::from_secs(2));
         }
     }
