@@ -215,11 +215,12 @@ fn folder_of(name: &str) -> &str {
 /// input, named after the folder (`top_name` for files at the top of the source when it has
 /// no sub-folders); a file beside sub-folders stays a document of its own. An archive scanned
 /// page by page into one folder per document is then one record per document.
+///
+/// Folders are told apart by their names as read ([`Input::source`]), not by the output
+/// names: an NFC folder and its NFD twin (two folders to the file system) stay two documents,
+/// the second named `<folder>~<8 hex>` like twin files.
 pub fn folder_documents(inputs: Vec<Input>, top_name: &str) -> Vec<Input> {
-    let folders: HashSet<String> = inputs
-        .iter()
-        .map(|i| folder_of(&i.output_name).to_owned())
-        .collect();
+    let folders: HashSet<String> = inputs.iter().map(|i| folder_of(&i.source).to_owned()).collect();
     let is_leaf = |folder: &str| {
         !folders.iter().any(|other| {
             other.len() > folder.len() && (folder.is_empty() || other.starts_with(&format!("{folder}/")))
@@ -228,26 +229,31 @@ pub fn folder_documents(inputs: Vec<Input>, top_name: &str) -> Vec<Input> {
     let mut groups: std::collections::BTreeMap<String, Vec<Input>> = Default::default();
     let mut out = Vec::new();
     for input in inputs {
-        let folder = folder_of(&input.output_name).to_owned();
+        let folder = folder_of(&input.source).to_owned();
         if is_leaf(&folder) {
             groups.entry(folder).or_default().push(input);
         } else {
             out.push(input);
         }
     }
+    // every output name already taken, so a folder's name cannot take a file's
+    let mut names = OutputNames::default();
+    for input in &out {
+        names.claim(&input.output_name, input.source.as_bytes());
+    }
     for (folder, mut members) in groups {
         members.sort_by(|a, b| natord::compare(&a.output_name, &b.output_name));
-        let source = match members[0].source.rsplit_once('/') {
-            Some((parent, _)) if !folder.is_empty() => parent.to_owned(),
-            // at the top: a bucket prefix's members name it, a local folder's do not
-            Some((parent, _)) if parent.contains("://") => parent.to_owned(),
-            _ => top_name.to_owned(),
-        };
-        let output_name = if folder.is_empty() {
-            top_name.nfc().collect()
+        // relative to the source: empty for the files at its top
+        let relative = folder_of(&members[0].output_name);
+        let (source, wanted) = if relative.is_empty() && !folder.contains("://") {
+            // a local source's top: its members' names do not hold it
+            (top_name.to_owned(), top_name)
+        } else if relative.is_empty() {
+            (folder.clone(), top_name)
         } else {
-            folder
+            (folder.clone(), relative)
         };
+        let output_name = names.claim(wanted, folder.as_bytes());
         out.push(Input {
             source,
             output_name,
@@ -330,6 +336,29 @@ mod tests {
             ("hồ sơ 12", "hồ sơ 12")
         );
         assert_eq!(members(&docs[0]), ["trang 1.jpg", "trang 2.jpg"]);
+    }
+
+    #[test]
+    fn an_nfc_folder_and_its_nfd_twin_stay_two_documents() {
+        let mut names = OutputNames::default();
+        let pages: Vec<Input> = [
+            "Hồ sơ 01/trang-1.jpg",
+            "Ho\u{0302}\u{0300} so\u{031b} 01/trang-1.jpg",
+        ]
+        .map(|source| {
+            let mut i = file(source);
+            i.source = source.to_owned(); // local sources are relative paths
+            i.output_name = names.claim(source, source.as_bytes());
+            i
+        })
+        .into();
+        let docs = folder_documents(pages, "top");
+        let named: Vec<_> = docs.iter().map(|d| d.output_name.as_str()).collect();
+        assert_eq!(named.len(), 2, "{named:?}");
+        assert_eq!(named[0], "Hồ sơ 01");
+        assert!(named[1].starts_with("Hồ sơ 01~"), "{named:?}");
+        assert!(docs.iter().all(|d| members(d).len() == 1));
+        assert_ne!(docs[0].source, docs[1].source);
     }
 
     #[test]

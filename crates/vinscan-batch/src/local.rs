@@ -38,8 +38,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::from_io(&e, dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".vinscan-tmp-")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".vinscan-tmp-");
+    // a temporary file is private (0600); an output is a plain file: 0666 less the umask, as
+    // a plain create gives
+    #[cfg(unix)]
+    builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(|e| Error::from_io(&e, dir.display()))?;
     tmp.write_all(bytes)
@@ -61,6 +66,11 @@ mod tests {
         write_atomic(&path, b"{}").expect("write");
         write_atomic(&path, b"{\"x\":1}").expect("overwrite");
         assert_eq!(std::fs::read(&path).expect("read"), b"{\"x\":1}");
+        // the mode of a plain create (0666 less the umask), not the temporary file's 0600
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, b"").expect("plain");
+        let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions();
+        assert_eq!(mode(&path), mode(&plain));
         let names: Vec<_> = std::fs::read_dir(dir.path().join("a"))
             .expect("dir")
             .map(|e| e.expect("entry").file_name())

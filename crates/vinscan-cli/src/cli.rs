@@ -43,10 +43,12 @@ pub struct GlobalArgs {
     /// Debug logging (VINSCAN_LOG takes an EnvFilter directive instead).
     #[arg(long, short, env = "VINSCAN_VERBOSE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue, global = true)]
     pub verbose: bool,
-    /// Directory of pipeline files (default: the pipelines built into vinscan).
+    /// Directory of pipeline files (default: the pipelines built into vinscan); give
+    /// --schemas-dir with it (a pipeline names its schema file).
     #[arg(long, env = "VINSCAN_PIPELINES_DIR", global = true, requires = "schemas_dir")]
     pub pipelines_dir: Option<PathBuf>,
-    /// Directory of schema files (default: the schemas built into vinscan).
+    /// Directory of schema files (default: the schemas built into vinscan); give
+    /// --pipelines-dir with it.
     #[arg(long, env = "VINSCAN_SCHEMAS_DIR", global = true, requires = "pipelines_dir")]
     pub schemas_dir: Option<PathBuf>,
 }
@@ -183,6 +185,14 @@ impl ModelArgs {
             self.text_ctx_size,
             self.settings(),
         )?;
+        if self.text_model.is_some() && pipeline.text_stage.is_none() {
+            tracing::warn!(
+                pipeline = %pipeline.name,
+                "--text-model is not used: the pipeline has no [text_stage]"
+            );
+        }
+        // before any page is read: a context too small fails every document alike
+        extractor.check_text_stage(pipeline)?;
         let files = crate::model_files::ModelFiles::resolve(self.model.as_deref(), self.mmproj.as_deref());
         if extractor.needs_vision_model(pipeline) {
             files.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
@@ -271,7 +281,8 @@ pub enum ModelCommand {
 pub struct RepairArgs {
     /// The projector (mmproj) GGUF.
     pub file: PathBuf,
-    /// Where to write the copy; default: beside FILE, named `<stem>.repaired.gguf`.
+    /// Where to write the copy (a file, or a folder to put `<stem>.repaired.gguf` in);
+    /// default: beside FILE, named `<stem>.repaired.gguf`.
     #[arg(long, env = "VINSCAN_REPAIR_OUT")]
     pub out: Option<PathBuf>,
 }

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use vinscan_batch::inputs::OutputNames;
+use vinscan_batch::inputs::{OutputNames, not_a_scan};
 use vinscan_batch::local::{read_file, write_atomic};
 use vinscan_batch::resume::{document_path, page_path};
 use vinscan_batch::{process_as_document, process_document};
-use vinscan_core::{Error, ErrorKind, Extractor, Pipeline, Unit};
+use vinscan_core::{Error, ErrorKind, Extractor, Format, Pipeline, Unit};
 
 use crate::cli::{ExtractArgs, GlobalArgs};
 use crate::model_load::LazyModel;
@@ -58,6 +58,36 @@ fn emit<T: serde::Serialize>(
     }
 }
 
+/// A file to read, and whether it was found by walking a folder given rather than named.
+struct Given {
+    path: PathBuf,
+    found: bool,
+}
+
+/// What reading a [`Given`] file gave.
+enum Read {
+    Bytes(Vec<u8>),
+    /// Found in a folder, and a scan by neither its name nor its content (a `Thumbs.db`,
+    /// notes): left out, as `batch` leaves it out of a folder document.
+    Skipped,
+    Failed(Error),
+}
+
+fn read_given(given: &Given, max_bytes: u64) -> Read {
+    let by_name = Format::has_scan_extension(&given.path.to_string_lossy());
+    let skippable = given.found && !by_name;
+    match read_file(&given.path, max_bytes) {
+        Err(e) if skippable && e.kind() == ErrorKind::TooLarge => Read::Skipped,
+        Err(e) => Read::Failed(e),
+        Ok(bytes) if skippable && not_a_scan(&bytes).is_some() => Read::Skipped,
+        Ok(bytes) => Read::Bytes(bytes),
+    }
+}
+
+fn skipped(path: &Path) {
+    tracing::warn!(source = %path.display(), "skipped: neither its name nor its content is a scan");
+}
+
 struct Run<'a> {
     extractor: Extractor,
     model: LazyModel,
@@ -83,26 +113,30 @@ impl Run<'_> {
 
     /// `files` as one document named after `named` (its first file, or the folder given):
     /// one record.
-    fn document(&mut self, named: &Path, files: &[PathBuf]) -> anyhow::Result<()> {
-        if files.is_empty() {
-            self.fail(
-                &named.display().to_string(),
-                &Error::new(ErrorKind::InvalidInput, "the folder holds no files"),
-            );
-            return Ok(());
-        }
-        let output_name = self.claim(named);
+    fn document(&mut self, named: &Path, files: &[Given]) -> anyhow::Result<()> {
         let source = named.display().to_string();
         let mut inputs = Vec::with_capacity(files.len());
-        for path in files {
-            match read_file(path, self.pipeline.limits.max_bytes) {
-                Ok(b) => inputs.push((path.display().to_string(), b)),
-                Err(e) => {
-                    self.fail(&path.display().to_string(), &e);
+        for given in files {
+            match read_given(given, self.pipeline.limits.max_bytes) {
+                Read::Bytes(b) => inputs.push((given.path.display().to_string(), b)),
+                Read::Skipped => skipped(&given.path),
+                Read::Failed(e) => {
+                    self.fail(&given.path.display().to_string(), &e);
                     return Ok(());
                 }
             }
         }
+        if inputs.is_empty() {
+            let why = if files.is_empty() {
+                "the folder holds no files"
+            } else {
+                "the folder holds no JPEG, PNG, TIFF, WebP, BMP, PDF or e-invoice XML"
+            };
+            self.fail(&source, &Error::new(ErrorKind::InvalidInput, why));
+            return Ok(());
+        }
+        let output_name = self.claim(named);
+        let sources = inputs.len();
         let result = process_as_document(&self.extractor, &self.model, self.pipeline, inputs)?;
         match result.and_then(|record| {
             let pages = record.pages.len();
@@ -114,24 +148,29 @@ impl Run<'_> {
             Ok(pages)
         }) {
             Ok(pages) => {
-                tracing::info!(source = %source, sources = files.len(), pages, "extracted as one document")
+                tracing::info!(source = %source, sources, pages, "extracted as one document")
             }
             Err(e) => self.fail(&source, &e),
         }
         Ok(())
     }
 
-    /// One record per page of `path`.
-    fn pages(&mut self, path: &Path) -> anyhow::Result<()> {
-        let output_name = self.claim(path);
+    /// One record per page of `given`.
+    fn pages(&mut self, given: &Given) -> anyhow::Result<()> {
+        let path = given.path.as_path();
         let source = path.display().to_string();
-        let bytes = match read_file(path, self.pipeline.limits.max_bytes) {
-            Ok(b) => b,
-            Err(e) => {
+        let bytes = match read_given(given, self.pipeline.limits.max_bytes) {
+            Read::Bytes(b) => b,
+            Read::Skipped => {
+                skipped(path);
+                return Ok(());
+            }
+            Read::Failed(e) => {
                 self.fail(&source, &e);
                 return Ok(());
             }
         };
+        let output_name = self.claim(path);
         let out = self.out;
         let result = process_document(
             &self.extractor,
@@ -156,16 +195,31 @@ impl Run<'_> {
 }
 
 /// The files given, each folder replaced by the files under it in natural name order (`p2`
-/// before `p10`; hidden ones left out).
-fn expand_folders(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+/// before `p10`; hidden ones left out). `leaf_only` (`--as-document`): a folder's files are
+/// one document's pages, so a folder with sub-folders is refused rather than flattened.
+fn expand_folders(paths: &[PathBuf], leaf_only: bool) -> anyhow::Result<Vec<Given>> {
     let mut files = Vec::with_capacity(paths.len());
     for path in paths {
         if path.is_dir() {
             let mut under = vinscan_batch::inputs::walk_local(path)?;
+            if leaf_only && let Some(nested) = under.iter().find(|f| f.parent() != Some(path.as_path())) {
+                anyhow::bail!(
+                    "{} holds sub-folders ({} is in one): --as-document reads one folder's files as the pages of one document; for one record per leaf folder run `vinscan batch {} --folder-documents`",
+                    path.display(),
+                    nested.display(),
+                    path.display()
+                );
+            }
+            if under.is_empty() {
+                anyhow::bail!("{} holds no files", path.display());
+            }
             under.sort_by(|a, b| natord::compare(&a.to_string_lossy(), &b.to_string_lossy()));
-            files.extend(under);
+            files.extend(under.into_iter().map(|path| Given { path, found: true }));
         } else {
-            files.push(path.clone());
+            files.push(Given {
+                path: path.clone(),
+                found: false,
+            });
         }
     }
     Ok(files)
@@ -190,18 +244,23 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
         failed: 0,
     };
     if args.as_document {
-        let files = expand_folders(&args.files)?;
+        let files = expand_folders(&args.files, true)?;
         // one folder given: the document is named after it
         let named = match args.files.as_slice() {
-            [one] if one.is_dir() => one,
-            _ => files.first().unwrap_or(&args.files[0]),
+            [one] if one.is_dir() => one.clone(),
+            _ => files
+                .first()
+                .map_or_else(|| args.files[0].clone(), |g| g.path.clone()),
         };
-        run.document(named, &files)?;
+        run.document(&named, &files)?;
     } else {
-        for path in expand_folders(&args.files)? {
+        for given in expand_folders(&args.files, false)? {
             match pipeline.unit {
-                Unit::Document => run.document(&path, std::slice::from_ref(&path))?,
-                Unit::Page => run.pages(&path)?,
+                Unit::Document => {
+                    let named = given.path.clone();
+                    run.document(&named, std::slice::from_ref(&given))?;
+                }
+                Unit::Page => run.pages(&given)?,
             }
         }
     }

@@ -32,16 +32,27 @@ fn run_repair(args: &crate::cli::RepairArgs) -> anyhow::Result<ExitCode> {
     use vinscan_convert::repair::{PositionOrder, inspect, repair, repaired_path};
     match inspect(&args.file)? {
         PositionOrder::ClassLast => {
+            let mut reason =
+                "the position table is already in the graph's order (class row last): use the file as it is"
+                    .to_owned();
+            if let Some(out) = &args.out {
+                reason.push_str(&format!("; nothing was written to {}", out.display()));
+            }
             println!(
                 "{}",
-                serde_json::json!({"mmproj": args.file, "repaired": false,
-                    "reason": "the position table is already in the graph's order (class row last)"})
+                serde_json::json!({"mmproj": args.file, "repaired": false, "reason": reason})
             );
             Ok(ExitCode::SUCCESS)
         }
         PositionOrder::NotInternvl => bail!("{}: not an InternVL projector", args.file.display()),
         PositionOrder::Upstream => {
-            let out = args.out.clone().unwrap_or_else(|| repaired_path(&args.file));
+            let beside = repaired_path(&args.file);
+            let out = match &args.out {
+                // a folder: the repaired copy goes in it under its usual name
+                Some(dir) if dir.is_dir() => dir.join(beside.file_name().unwrap_or_default()),
+                Some(out) => out.clone(),
+                None => beside,
+            };
             let done = repair(&args.file, &out)?;
             println!(
                 "{}",

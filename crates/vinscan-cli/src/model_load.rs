@@ -123,6 +123,8 @@ impl LazyTextModel {
     pub fn new(given: &std::path::Path, ctx_size: u32, settings: ModelSettings) -> anyhow::Result<Self> {
         let path = crate::model_files::resolve_text_model(given)?;
         let path = path.as_path();
+        #[cfg(feature = "llama")]
+        vinscan_llama::check_text_model_file(path)?;
         Ok(Self {
             info: vinscan_core::TextModelInfo {
                 name: None,

@@ -171,7 +171,15 @@ fn a_group_4_tiff_scan_is_one_record_with_every_page_read_by_tesseract() {
 fn a_folder_of_page_scans_is_one_document_in_natural_page_order() {
     let home = tempfile::tempdir().expect("tmp");
     let out = home.path().join("out");
-    let folder = fixture("to-trinh-pages");
+    // the fixture's pages beside what a scanner's folder also holds: left out, as batch does
+    let folder = home.path().join("to-trinh-pages");
+    std::fs::create_dir_all(&folder).expect("dir");
+    for entry in std::fs::read_dir(fixture("to-trinh-pages")).expect("fixture") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, folder.join(path.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::write(folder.join("Thumbs.db"), b"").expect("write");
+    std::fs::write(folder.join("notes.txt"), "thiếu trang 4").expect("write");
     succeed(
         home.path(),
         &[
@@ -194,6 +202,20 @@ fn a_folder_of_page_scans_is_one_document_in_natural_page_order() {
     assert_eq!(names, ["trang-1.jpg", "trang-2.jpg", "trang-10.jpg"]);
     assert!(text[0].contains("TỜ TRÌNH"), "{}", text[0]);
     assert!(text[2].contains("Lê Văn An"), "{}", text[2]);
+    // a folder holding folders is not flattened into one document
+    std::fs::create_dir_all(folder.join("phu-luc")).expect("dir");
+    std::fs::copy(folder.join("trang-1.jpg"), folder.join("phu-luc/trang-1.jpg")).expect("copy");
+    let refused = run(vinscan(home.path()).arg("extract").arg(&folder).args([
+        "--as-document",
+        "--pipeline",
+        "archive",
+    ]));
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("holds sub-folders") && stderr.contains("--folder-documents"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -333,6 +355,31 @@ fn a_transcript_longer_than_the_text_context_is_read_in_chunks_and_merged() {
         .collect();
     assert_eq!(covered.first(), Some(&1));
     assert_eq!(covered.last(), Some(&3), "every page read: {covered:?}");
+}
+
+#[test]
+fn a_text_model_that_cannot_run_is_refused_before_any_page_is_read() {
+    let home = tempfile::tempdir().expect("tmp");
+    let garbage = home.path().join("garbage.gguf");
+    std::fs::write(&garbage, b"GGML this is not a model").expect("write");
+    let pdf = fixture("quyet-dinh-born-digital.pdf");
+    for (model, ctx, expected) in [
+        (garbage.as_path(), "8192", "not a GGUF file"),
+        // the projector is a GGUF, but not a language model
+        (&model_dir().join("mmproj.gguf"), "8192", "not a language model"),
+        // room for the output cap and the prompts, none for transcripts
+        (&text_model(), "3200", "leave no room for transcripts"),
+    ] {
+        let out = run(vinscan(home.path())
+            .args(["extract", "--pipeline", "archive", "--text-model"])
+            .arg(model)
+            .args(["--text-ctx-size", ctx])
+            .arg(&pdf));
+        assert_eq!(out.status.code(), Some(2), "a usage error: {model:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{stderr}");
+        assert!(!stderr.contains("transcribed"), "no page read: {stderr}");
+    }
 }
 
 /// `transcriber = "vintern"`: the tiny Vintern reads each page image as free text, and the text

@@ -83,3 +83,36 @@ fn labels_that_are_not_labels_are_refused_with_the_line() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("line 1: not a label"), "{stderr}");
 }
+
+#[test]
+fn a_wrong_outputs_folder_or_a_source_labelled_twice_is_an_error_not_a_score() {
+    let home = tempfile::tempdir().expect("tmp");
+    let labels = home.path().join("labels.jsonl");
+    let eval = |outputs: &std::path::Path| {
+        run(vinscan(home.path())
+            .args(["eval", "--labels"])
+            .arg(&labels)
+            .arg("--outputs")
+            .arg(outputs))
+    };
+    let label = json!({"source": "a.jpg", "data": {"total": "10"}});
+    std::fs::write(&labels, format!("{label}\n")).expect("write");
+    let empty = home.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let out = eval(&empty);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no records"));
+    // records, none of a labelled source: the report, then an error
+    let other = home.path().join("other");
+    std::fs::create_dir_all(&other).expect("dir");
+    let record = json!({"sources": ["b.jpg"], "pages": [{"source": "b.jpg", "page": 1}],
+        "pipeline": "receipt", "schema": "schemas/receipt.schema.json", "data": {"total": 10}});
+    std::fs::write(other.join("b.jpg.json"), record.to_string()).expect("write");
+    let out = eval(&other);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record in"));
+    std::fs::write(&labels, format!("{label}\n{label}\n")).expect("write");
+    let out = eval(&other);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("labelled more than once"));
+}

@@ -339,7 +339,7 @@ pub fn repaired_path(path: &Path) -> PathBuf {
 /// # Errors
 /// `Invalid` when `src` is not an InternVL projector in upstream order (already class-last,
 /// another projector, a table whose rows are not the patches plus one), or is cut short;
-/// `Unsupported` for a table in a type other than f32, f16, bf16 or q8_0; `Io`.
+/// `Unsupported` for a table in a type other than f32 (llama.cpp aborts on any other); `Io`.
 pub fn repair(src: &Path, dst: &Path) -> Result<Repaired, ConvertError> {
     let h = read_header(src)?;
     let shown = src.display();
@@ -382,11 +382,14 @@ pub fn repair(src: &Path, dst: &Path) -> Result<Repaired, ConvertError> {
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let partial = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(|e| ConvertError::io(dst, e))?;
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".partial");
+    // a temporary file is private (0600); the repaired projector is a model file others
+    // (a daemon's user) read: 0666 less the umask, as a plain create gives
+    #[cfg(unix)]
+    builder.permissions(<std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o666));
+    let partial = builder.tempfile_in(dir).map_err(|e| ConvertError::io(dst, e))?;
     write_repaired(&h, src, partial.as_file(), dst, (offset, row, rows), &from_sha256)?;
     partial.persist(dst).map_err(|e| ConvertError::io(dst, e.error))?;
     Ok(Repaired { rows, from_sha256 })
@@ -437,9 +440,11 @@ fn position_table(h: &Header, src: &Path) -> Result<(u64, u64, u64), ConvertErro
         }
     };
     let size = tensor_bytes(t).map_err(|m| ConvertError::Unsupported(format!("{shown}: {m}")))?;
-    if !matches!(t.ggml_type, 0 | 1 | 8 | 30) {
+    // llama.cpp's InternVL graph adds the table to f32 activations, and ggml's CPU add aborts
+    // the process on any other type: a table in another type never ran, so is not repaired
+    if t.ggml_type != 0 {
         return Err(ConvertError::Unsupported(format!(
-            "{shown}: {POSITION_TENSOR} is {}; f32, f16, bf16 and q8_0 tables are repaired",
+            "{shown}: {POSITION_TENSOR} is {}; llama.cpp runs only an f32 table (it aborts on any other type), so only f32 tables are repaired",
             ggml_type(t.ggml_type).map_or("unknown", |(n, _, _)| n)
         )));
     }

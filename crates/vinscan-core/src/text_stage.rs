@@ -163,6 +163,21 @@ impl Extractor {
         !self.text_stage_applies(pipeline) || pipeline.transcriber == crate::Transcriber::Vintern
     }
 
+    /// Checks, without IO and before any page is read, that the text stage of `pipeline` can
+    /// run with this extractor's text model: its context leaves room for transcripts beside
+    /// the prompt and the output cap. Ok when the text stage does not apply.
+    ///
+    /// # Errors
+    /// `Config`, naming the context and `max_tokens`.
+    pub fn check_text_stage(&self, pipeline: &Pipeline) -> Result<()> {
+        let (Some(stage), Some(model)) = (pipeline.text_stage.as_ref(), self.text.as_deref()) else {
+            return Ok(());
+        };
+        let system_prompt = stage.system_prompt.as_deref().unwrap_or(TEXT_SYSTEM_PROMPT);
+        let max_tokens = stage.max_tokens.unwrap_or(pipeline.max_tokens);
+        transcript_budget(pipeline, stage, system_prompt, max_tokens, model.info().ctx_size).map(|_| ())
+    }
+
     /// The sha256 of the text model when `pipeline`'s records come from it.
     pub fn text_model_sha256(&self, pipeline: &Pipeline) -> Option<&str> {
         self.text
@@ -209,6 +224,20 @@ impl Extractor {
         let t = Instant::now();
         let transcripts = self.transcribe_all(vision, sources, &pages, pipeline, cancel)?;
         let transcribe_ms = t.elapsed().as_secs_f64() * 1e3;
+        // with no text the model would be asked about nothing and fill the fields from its
+        // prior: no record rather than an invented one
+        if transcripts
+            .iter()
+            .all(|t| t.as_ref().is_none_or(|t| t.text.trim().is_empty()))
+        {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "no page has a transcript (transcriber = \"{}\"): the text stage has nothing to read",
+                    pipeline.transcriber.name()
+                ),
+            ));
+        }
 
         let system_prompt = stage
             .system_prompt

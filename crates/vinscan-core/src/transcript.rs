@@ -38,6 +38,19 @@ pub enum Transcriber {
     Vintern,
 }
 
+impl Transcriber {
+    /// The name a pipeline file gives it (`transcriber = "pdf-text"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Auto => "auto",
+            Self::PdfText => "pdf-text",
+            Self::Tesseract => "tesseract",
+            Self::Vintern => "vintern",
+        }
+    }
+}
+
 /// Where a page's transcript came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -332,6 +345,14 @@ mod tests {
 
         fn engine(&self) -> String {
             "fake-ocr".into()
+        }
+    }
+
+    #[test]
+    fn a_transcriber_is_named_as_pipeline_files_name_it() {
+        use Transcriber::*;
+        for t in [None, Auto, PdfText, Tesseract, Vintern] {
+            assert_eq!(serde_json::to_value(t).expect("json"), t.name());
         }
     }
 

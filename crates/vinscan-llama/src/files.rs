@@ -28,7 +28,56 @@ pub struct ProjectorMeta {
     pub repaired_from: Option<String>,
 }
 
-/// Reads the projector's metadata and refuses anything but an InternVL-family projector.
+/// Checks, from its header alone, that `path` is a GGUF language model (not a projector, not
+/// another file), so a bad `--text-model` is refused before any page is read rather than by
+/// every document's first read.
+///
+/// # Errors
+/// `Config` naming the file and what is wrong with it.
+pub fn check_text_model_file(path: &Path) -> Result<()> {
+    let config = |m: &str| Error::new(ErrorKind::Config, format!("text model {}: {m}", path.display()));
+    let gguf = GgufContext::from_file(path).ok_or_else(|| config("not a GGUF file"))?;
+    let i = gguf.find_key("general.architecture");
+    // ggml aborts the process when a value is read as the wrong type: check the type first
+    let arch = (i >= 0 && gguf.kv_type(i) == llama_cpp_sys_2::GGUF_TYPE_STRING)
+        .then(|| gguf.val_str(i))
+        .flatten()
+        .ok_or_else(|| config("no general.architecture key: not a model llama.cpp can load"))?;
+    if arch == "clip" {
+        return Err(config("a multimodal projector (mmproj), not a language model"));
+    }
+    Ok(())
+}
+
+/// InternViT's position table, as llama.cpp names it (`TN_POS_EMBD` in `tools/mtmd/clip-impl.h`).
+const POSITION_TABLE: &str = "v.position_embd.weight";
+
+/// The ggml type of tensor `name` in the GGUF file at `path`; `None` when the file cannot be
+/// read or has no such tensor. llama-cpp-2's `GgufContext` reads keys only, so this opens the
+/// file's header through the raw gguf API (metadata only: `no_alloc`, no tensor data read).
+fn tensor_type(path: &Path, name: &str) -> Option<llama_cpp_sys_2::ggml_type> {
+    let path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let name = std::ffi::CString::new(name).ok()?;
+    let params = llama_cpp_sys_2::gguf_init_params {
+        no_alloc: true,
+        ctx: std::ptr::null_mut(),
+    };
+    // SAFETY: both strings are NUL-terminated and outlive the calls; with `ctx` null gguf
+    // allocates no ggml context; the gguf context is freed once, below, and not used after.
+    unsafe {
+        let ctx = llama_cpp_sys_2::gguf_init_from_file(path.as_ptr(), params);
+        if ctx.is_null() {
+            return None;
+        }
+        let id = llama_cpp_sys_2::gguf_find_tensor(ctx, name.as_ptr());
+        let ty = (id >= 0).then(|| llama_cpp_sys_2::gguf_get_tensor_type(ctx, id));
+        llama_cpp_sys_2::gguf_free(ctx);
+        ty
+    }
+}
+
+/// Reads the projector's metadata and refuses anything but an InternVL-family projector, or
+/// one whose position table llama.cpp cannot add (anything but f32).
 pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
     let config = |m: String| Error::new(ErrorKind::Config, format!("{}: {m}", path.display()));
     if !path.is_file() {
@@ -67,6 +116,19 @@ pub fn read_projector_meta(path: &Path) -> Result<ProjectorMeta> {
     if projector_type != "internvl" {
         return Err(config(format!(
             "projector type {projector_type:?} is not \"internvl\": vinscan runs Vintern / InternVL models"
+        )));
+    }
+    if let Some(ty) = tensor_type(path, POSITION_TABLE)
+        && ty != llama_cpp_sys_2::GGML_TYPE_F32
+    {
+        return Err(config(format!(
+            "{POSITION_TABLE} is {}: llama.cpp's InternVL graph adds it to f32 activations and aborts the process on any other type; convert the projector again (`vinscan model convert` writes an f32 table)",
+            match ty {
+                llama_cpp_sys_2::GGML_TYPE_F16 => "f16".to_owned(),
+                llama_cpp_sys_2::GGML_TYPE_BF16 => "bf16".to_owned(),
+                llama_cpp_sys_2::GGML_TYPE_Q8_0 => "q8_0".to_owned(),
+                other => format!("ggml type {other}"),
+            }
         )));
     }
     let image_size =

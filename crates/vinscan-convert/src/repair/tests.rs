@@ -17,6 +17,10 @@ fn projector_named(path: &Path, extra: &[(&str, Value)]) {
 }
 
 fn write_projector(path: &Path, projector_type: &str, extra: &[(&str, Value)]) {
+    write_projector_with_table(path, projector_type, extra, TensorType::F32);
+}
+
+fn write_projector_with_table(path: &Path, projector_type: &str, extra: &[(&str, Value)], table: TensorType) {
     let mut meta = vec![
         ("general.architecture", Value::Str("clip".into())),
         ("clip.projector_type", Value::Str(projector_type.into())),
@@ -35,7 +39,7 @@ fn write_projector(path: &Path, projector_type: &str, extra: &[(&str, Value)]) {
             name: POSITION_TENSOR.into(),
             // as llama.cpp's converter writes InternViT's [1, N + 1, C] table: [C, N + 1, 1]
             ne: vec![3, 5, 1],
-            ty: TensorType::F32,
+            ty: table,
         },
         TensorInfo {
             name: "mm.model.fc.weight".into(),
@@ -169,6 +173,16 @@ fn the_repaired_copy_is_made_once_and_remade_when_the_source_changes() {
         &[(POSITION_ORDER, Value::Str(CLASS_LAST.into()))],
     );
     assert_eq!(ensure_repaired(&done).expect("as is"), (done.clone(), false));
+}
+
+#[test]
+fn a_table_llama_cpp_cannot_add_is_not_repaired() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let src = dir.path().join("f16.gguf");
+    write_projector_with_table(&src, "internvl", &[], TensorType::F16);
+    let e = repair(&src, &dir.path().join("y.gguf")).expect_err("f16 table");
+    assert!(e.to_string().contains("only f32"), "{e}");
+    assert!(!dir.path().join("y.gguf").exists());
 }
 
 #[test]

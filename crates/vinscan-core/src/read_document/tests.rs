@@ -578,4 +578,13 @@ fn the_text_stage_names_vintern_only_when_vintern_made_the_transcripts() {
     );
     // without a text model, the pipeline's reads are Vintern's
     assert!(crate::testutil::fake_pdf_extractor().needs_vision_model(&layer));
+    // no page with text: no record, rather than one the text model invents
+    let blank = Scripted::new(&[], 8192).then_texts_first(&[" \n", ""]);
+    let asked = text.prompts.lock().expect("lock").len();
+    let e = extractor
+        .extract_text_document(Some(&blank), &[source], &vintern, &Cancellation::new())
+        .expect_err("nothing to read");
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert!(e.message().contains("transcriber = \"vintern\""), "{e}");
+    assert_eq!(text.prompts.lock().expect("lock").len(), asked, "not asked");
 }
