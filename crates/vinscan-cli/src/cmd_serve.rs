@@ -106,6 +106,16 @@ async fn serve(
     ));
     tracing::info!(listen = %addr, "operations endpoint up: /metrics /healthz /readyz");
 
+    let mut extractor = crate::pdf::extractor();
+    if let Some(text) = &text {
+        extractor = extractor.with_text_model(text.clone());
+    }
+    // a text-stage pipeline whose reads cannot fit the text model's context would fail every
+    // job sent to it: refuse the start, before the models load
+    for pipeline in catalog.pipelines() {
+        extractor.check_text_stage(pipeline)?;
+    }
+
     // the model first: a member that holds partitions while loading would stall them
     let t = Instant::now();
     let text_model = text.clone();
@@ -119,10 +129,6 @@ async fn serve(
     .await
     .context("model loading task")??;
     tracing::info!(elapsed_ms = t.elapsed().as_millis() as u64, "model loaded");
-    let mut extractor = crate::pdf::extractor();
-    if let Some(text) = text {
-        extractor = extractor.with_text_model(text);
-    }
 
     let kafka = kafka_settings(&config);
     let source = Arc::new(JobConsumer::subscribe(&kafka, &config.kafka.topics)?);
