@@ -9,7 +9,7 @@ cd "$root"
 bash ops/setup.sh
 # shellcheck source=ops/test-env.sh
 source ops/test-env.sh
-# PyTorch + transformers for the fidelity tests (crates/vinscan-cli/tests/fidelity.rs).
+# PyTorch + transformers for the fidelity tests (crates/vinscan-cli/tests/fidelity/).
 VINSCAN_REF_PYTHON="$(bash ops/reference-env.sh)/bin/python"
 export VINSCAN_REF_PYTHON
 s3_data=$(mktemp -d)

@@ -34,6 +34,13 @@ PRESETS = {
                  intermediate_size=128, vocab_size=320, tie_word_embeddings=False),
         vit=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
         n_ordinary=None, dtype="float32", max_dynamic_patch=6),
+    # Tiny with Vintern-3B's structure (Qwen2.5-3B: the output head tied to the embeddings,
+    # 8 query heads per key/value head); the ViT is InternViT-300M as in the 1B.
+    "tiny-3b": dict(
+        llm=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=1,
+                 intermediate_size=160, vocab_size=320, tie_word_embeddings=True),
+        vit=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+        n_ordinary=None, dtype="float32", max_dynamic_patch=6),
     # Vintern-1B-v3.5 (InternVL2.5-1B's layout, 0.94B parameters): Qwen2.5-0.5B with its own
     # output head (untied) + InternViT-300M-448px, bf16.
     "full": dict(
@@ -163,6 +170,9 @@ def main():
     ap.add_argument("preset", choices=sorted(PRESETS))
     ap.add_argument("out_dir")
     ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("--layout", choices=["vintern", "hf"], default="vintern",
+                    help="vintern: InternVL's original names (as Vintern publishes); hf: transformers' "
+                         "InternVL port as its save_pretrained writes it (the `-hf` repositories)")
     a = ap.parse_args()
     p = PRESETS[a.preset]
     os.makedirs(a.out_dir, exist_ok=True)
@@ -171,6 +181,16 @@ def main():
     model = build_model(config)
     randomise(model, a.seed)
     dtype = getattr(torch, p["dtype"])
+    if a.layout == "hf":
+        model.to(dtype).save_pretrained(a.out_dir)
+        # the tile budget lives in the image processor's file in this layout
+        with open(os.path.join(a.out_dir, "preprocessor_config.json"), "w") as f:
+            json.dump({"image_processor_type": "GotOcr2ImageProcessorFast", "crop_to_patches": True,
+                       "min_patches": 1, "max_patches": p["max_dynamic_patch"],
+                       "size": {"height": 448, "width": 448}}, f, indent=2)
+        n = sum(t.numel() for t in model.parameters())
+        print(f"{a.out_dir}: transformers layout, {n} parameters ({p['dtype']})", file=sys.stderr)
+        return
     tensors = {k: v.to(dtype).contiguous() for k, v in to_original(model.state_dict(), config).items()}
     save_file(tensors, os.path.join(a.out_dir, "model.safetensors"), metadata={"format": "pt"})
     with open(os.path.join(a.out_dir, "config.json"), "w") as f:

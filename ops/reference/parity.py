@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from transformers import PreTrainedTokenizerFast
+from transformers import InternVLForConditionalGeneration, PreTrainedTokenizerFast
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,6 +91,10 @@ def pixel_values(tiles_u8):
 def load_reference(hf_dir):
     with open(os.path.join(hf_dir, "config.json")) as f:
         config = json.load(f)
+    if config.get("architectures") == ["InternVLForConditionalGeneration"]:
+        # transformers' own layout (`make_checkpoint.py --layout hf`): its loader reads it
+        model = InternVLForConditionalGeneration.from_pretrained(hf_dir, dtype=torch.float32)
+        return model.eval(), config
     model = build_model(config)
     tensors = {}
     for name in sorted(os.listdir(hf_dir)):

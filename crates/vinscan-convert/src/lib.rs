@@ -1,7 +1,8 @@
 //! `vinscan model convert`: a Vintern / InternVL 2.x–2.5 Hugging Face checkpoint
-//! (`InternVLChatModel`: InternViT + MLP projector + Qwen2, safetensors) to the GGUF pair that
-//! llama.cpp's current loaders read: a `qwen2` LLM with its byte-level BPE tokenizer and chat
-//! template, and a `clip` mmproj with projector type `internvl`.
+//! (`InternVLChatModel`: InternViT + MLP projector + Qwen2, safetensors; or the same model in
+//! transformers' port, `InternVLForConditionalGeneration`, the `-hf` repositories: see `layout`)
+//! to the GGUF pair that llama.cpp's current loaders read: a `qwen2` LLM with its byte-level BPE
+//! tokenizer and chat template, and a `clip` mmproj with projector type `internvl`.
 //!
 //! The spec is the vendored llama.cpp: tensor names and hyper-parameters as `src/llama-arch.cpp`
 //! and `tools/mtmd/clip-impl.h` name them, the graph in `tools/mtmd/models/internvl.cpp`. Every
@@ -33,6 +34,7 @@ mod error;
 pub mod fidelity;
 mod gguf;
 mod hf;
+mod layout;
 mod metadata;
 mod plan;
 pub mod repair;
@@ -99,11 +101,18 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, options: &ConvertOptions) -> Resul
         (None, WeightType::Llama { .. }) => WeightType::F16,
         (None, w) => w,
     };
-    let config = read_json(&hf_dir.join("config.json"))?;
+    let preprocessor = hf_dir.join("preprocessor_config.json");
+    let preprocessor = if preprocessor.is_file() {
+        Some(read_json(&preprocessor)?)
+    } else {
+        None
+    };
+    let (config, layout) =
+        layout::original_config(&read_json(&hf_dir.join("config.json"))?, preprocessor.as_ref())?;
     let s = shapes(&config)?;
     let ckpt = Checkpoint::open(hf_dir)?;
-    let llm = llm_plan(&s, options.weights.written());
-    let mmproj = mmproj_plan(&s, mmproj_type.written(), options.upstream_position_order);
+    let llm = llm_plan(&s, options.weights.written()).in_layout(layout);
+    let mmproj = mmproj_plan(&s, mmproj_type.written(), options.upstream_position_order).in_layout(layout);
     check(&llm, &ckpt)?;
     check(&mmproj, &ckpt)?;
     let tokenizer = tokenizer::read(hf_dir, s.vocab, &config)?;

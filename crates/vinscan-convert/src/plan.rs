@@ -8,6 +8,7 @@ use crate::ConvertError;
 use crate::config::Shapes;
 use crate::gguf::{GgufFile, TensorInfo, TensorType, Value as Kv};
 use crate::hf::Checkpoint;
+use crate::layout::{Layout, port_name, port_qkv_part};
 
 /// Where a GGUF tensor's values come from.
 #[derive(Debug, Clone)]
@@ -64,6 +65,32 @@ impl Plan {
 
     fn vector(&mut self, gguf: String, hf: String, n: usize) {
         self.add(gguf, Source::Copy(hf), &[n], TensorType::F32);
+    }
+
+    /// This plan reading a checkpoint in `layout`: the planner names InternVL's original
+    /// tensors; transformers' port has other names and q, k and v apart
+    /// ([`crate::layout`]).
+    pub(crate) fn in_layout(mut self, layout: Layout) -> Self {
+        if layout == Layout::Original {
+            return self;
+        }
+        for t in &mut self.tensors {
+            t.source = match std::mem::replace(&mut t.source, Source::Copy(String::new())) {
+                Source::Copy(name) => Source::Copy(port_name(&name)),
+                Source::Positions { name, upstream } => Source::Positions {
+                    name: port_name(&name),
+                    upstream,
+                },
+                Source::QkvPart(name, k) => {
+                    // the fused tensor's first axis holds q, k and v: each is a third of it
+                    if let Some(outer) = t.expected.first_mut() {
+                        *outer /= 3;
+                    }
+                    Source::Copy(port_qkv_part(&name, k).unwrap_or(name))
+                }
+            };
+        }
+        self
     }
 }
 

@@ -111,6 +111,24 @@ fn transcript_budget(
     Ok(budget)
 }
 
+/// With no text the model would be asked about nothing and fill the fields from its prior:
+/// `InvalidInput` (no record) rather than an invented one.
+fn some_text(transcripts: &[Option<crate::transcript::PageTranscript>], pipeline: &Pipeline) -> Result<()> {
+    if transcripts
+        .iter()
+        .all(|t| t.as_ref().is_none_or(|t| t.text.trim().is_empty()))
+    {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "no page has a transcript (transcriber = \"{}\"): the text stage has nothing to read",
+                pipeline.transcriber.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The user message of one read: the chunk's transcripts, then the task.
 fn user_prompt(chunk: &[(u32, &str)], task: &str) -> String {
     let mut out = String::from(TRANSCRIPT_HEADER);
@@ -224,20 +242,7 @@ impl Extractor {
         let t = Instant::now();
         let transcripts = self.transcribe_all(vision, sources, &pages, pipeline, cancel)?;
         let transcribe_ms = t.elapsed().as_secs_f64() * 1e3;
-        // with no text the model would be asked about nothing and fill the fields from its
-        // prior: no record rather than an invented one
-        if transcripts
-            .iter()
-            .all(|t| t.as_ref().is_none_or(|t| t.text.trim().is_empty()))
-        {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                format!(
-                    "no page has a transcript (transcriber = \"{}\"): the text stage has nothing to read",
-                    pipeline.transcriber.name()
-                ),
-            ));
-        }
+        some_text(&transcripts, pipeline)?;
 
         let system_prompt = stage
             .system_prompt

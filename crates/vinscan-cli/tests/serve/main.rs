@@ -13,6 +13,7 @@
 mod broker_crash;
 #[path = "../common/mod.rs"]
 mod common;
+mod completion;
 mod crashing;
 mod fixture;
 mod messages;

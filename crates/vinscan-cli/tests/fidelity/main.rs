@@ -4,9 +4,12 @@
 //! against the reference (PyTorch + transformers) by `ops/reference/parity.py`: tiles, prompt
 //! token ids, per-tile vision embeddings, 201 teacher-forced next-token logit rows and a
 //! 32-token greedy continuation. The tolerances and their reasons live in parity.py.
-//! Broken checkpoints are refused with a message naming the problem.
+//! Broken checkpoints are refused with a message naming the problem; `layouts` holds the same
+//! parity for transformers' `-hf` layout and Vintern-3B's structure.
 
+#[path = "../common/mod.rs"]
 mod common;
+mod layouts;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -102,21 +105,36 @@ fn converted(weights: &str) -> PathBuf {
 fn parity(weights: &str, extra: &[&str]) -> Value {
     let f = fixture();
     let gguf = converted(weights);
-    let trace = f.root.join(format!("trace-{weights}"));
+    let pair = (gguf.join("model.gguf"), gguf.join("mmproj.gguf"));
+    parity_of(&f.checkpoint, &pair, &f.root.join(weights), weights, extra)
+}
+
+/// `vinscan model trace` of the fixture's page on the GGUF `(model, mmproj)` pair (into
+/// `work`), then parity.py against `checkpoint` for `weights`, with its `extra` flags, which
+/// must pass; returns the report.
+fn parity_of(
+    checkpoint: &Path,
+    pair: &(PathBuf, PathBuf),
+    work: &Path,
+    weights: &str,
+    extra: &[&str],
+) -> Value {
+    let f = fixture();
+    let trace = work.join("trace");
     let o = run(vinscan_plain()
         .args(["model", "trace"])
         .arg(&f.page)
         .arg("--out")
         .arg(&trace)
         .arg("--model")
-        .arg(gguf.join("model.gguf"))
+        .arg(&pair.0)
         .arg("--mmproj")
-        .arg(gguf.join("mmproj.gguf")));
+        .arg(&pair.1));
     assert!(o.status.success(), "trace failed");
-    let report = f.root.join(format!("parity-{weights}.json"));
+    let report = work.join("parity.json");
     let out = Command::new(ref_python())
         .arg(repo_root().join("ops/reference/parity.py"))
-        .arg(&f.checkpoint)
+        .arg(checkpoint)
         .arg(&trace)
         .args(["--weights", weights])
         .arg("--report")
@@ -129,7 +147,7 @@ fn parity(weights: &str, extra: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("parity {weights}:\n{text}");
+    eprintln!("parity {weights} of {}:\n{text}", checkpoint.display());
     let report: Value =
         serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("report JSON");
     assert!(out.status.success(), "parity {weights} failed:\n{text}");
@@ -505,28 +523,14 @@ fn a_pulled_upstream_projector_is_repaired_and_matches_the_reference() {
         "{paths}"
     );
 
-    let trace = f.root.join("trace-pulled");
-    let o = run(vinscan_plain()
-        .args(["model", "trace"])
-        .arg(&f.page)
-        .arg("--out")
-        .arg(&trace)
-        .arg("--model")
-        .arg(paths["model"].as_str().expect("model"))
-        .arg("--mmproj")
-        .arg(&mmproj));
-    assert!(o.status.success(), "trace failed");
-    let report = f.root.join("parity-pulled.json");
-    let out = Command::new(ref_python())
-        .arg(repo_root().join("ops/reference/parity.py"))
-        .arg(&f.checkpoint)
-        .arg(&trace)
-        .args(["--weights", "f32", "--report"])
-        .arg(&report)
-        .output()
-        .expect("parity");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
-    let r: Value = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
+    let model = PathBuf::from(paths["model"].as_str().expect("model"));
+    let r = parity_of(
+        &f.checkpoint,
+        &(model, mmproj.clone()),
+        &f.root.join("pulled"),
+        "f32",
+        &[],
+    );
     for t in check(&r, "embeddings")["per_tile"].as_array().expect("tiles") {
         assert!(t["cosine"].as_f64().unwrap_or(0.0) > 0.9999, "{t}");
     }
