@@ -2,13 +2,16 @@
 """A local stand-in for the Hugging Face Hub's file endpoint, for testing `vinscan model pull`.
 
 usage: fake_hub.py DIR   (serves DIR/<owner>/<name>/<file> on 127.0.0.1, prints the port)
-Answers GET/HEAD /<owner>/<name>/resolve/<revision>/<file> like the Hub does for LFS files:
+Answers GET /api/models/<owner>/<name>/revision/<revision> with the repository's file list
+(`siblings`), as the Hub's model-info endpoint does, and
+GET/HEAD /<owner>/<name>/resolve/<revision>/<file> like the Hub does for LFS files:
 `x-repo-commit`, `x-linked-etag` (the file's sha256), `x-linked-size`, `Content-Range` on
 ranged requests (the client reads the size from `bytes=0-0`), 404 for unknown files.
 Logs each request path to stderr.
 """
 import hashlib
 import http.server
+import json
 import os
 import re
 import sys
@@ -28,7 +31,27 @@ class Hub(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.do_GET(body=False)
 
+    def _info(self):
+        m = re.fullmatch(r"/api/models/([^/]+)/([^/]+)/revision/([^/]+)", self.path)
+        if not m:
+            return None
+        repo = os.path.join(ROOT, m.group(1), m.group(2))
+        if not os.path.isdir(repo):
+            return None
+        files = sorted(os.path.relpath(os.path.join(d, f), repo) for d, _, fs in os.walk(repo) for f in fs)
+        return json.dumps({"id": f"{m.group(1)}/{m.group(2)}", "sha": COMMIT,
+                           "siblings": [{"rfilename": f} for f in files]}).encode()
+
     def do_GET(self, body=True):
+        info = self._info()
+        if info is not None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(info)))
+            self.end_headers()
+            if body:
+                self.wfile.write(info)
+            return
         path = self._file()
         if path is None:
             self.send_response(404)

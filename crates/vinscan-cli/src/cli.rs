@@ -348,6 +348,11 @@ pub struct TraceArgs {
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
+    /// A published Vintern by name: `vintern-1b-v3.5` (the default: its GGUF pair),
+    /// `vintern-1b-v2` or `vintern-3b` (5CD-AI's checkpoints, converted here to a q8_0 pair);
+    /// the repository and file flags below then do not apply.
+    #[arg(env = "VINSCAN_PULL_VARIANT", value_parser = clap::builder::PossibleValuesParser::new(crate::variants::VARIANTS.map(|v| v.name)), conflicts_with = "text")]
+    pub variant: Option<String>,
     /// Hub repository.
     #[arg(long, env = "VINSCAN_MODEL_REPO", default_value = crate::model_files::DEFAULT_REPO)]
     pub repo: String,

@@ -95,6 +95,9 @@ fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::json!({"text_model": paths[0]}));
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(name) = &args.variant {
+        return pull_variant(name, &args.revision);
+    }
     let paths = fetch(&args.repo, &args.revision, &[&args.model_file, &args.mmproj_file])?;
     let (mmproj, repaired) = crate::model_files::graph_order_projector(&paths[1])?;
     println!(
@@ -102,6 +105,37 @@ fn pull(args: &PullArgs) -> anyhow::Result<ExitCode> {
         serde_json::json!({"model": paths[0], "mmproj": mmproj, "mmproj_repaired": repaired})
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `model pull NAME`: the variant's pair, with the settings its files carry.
+#[cfg(feature = "llama")]
+fn pull_variant(name: &str, revision: &str) -> anyhow::Result<ExitCode> {
+    use crate::variants::{Published, pull_checkpoint, variant};
+    let v = variant(name).with_context(|| format!("unknown Vintern variant {name}"))?;
+    let (model, mmproj, repaired) = match v.published {
+        Published::Gguf { model, mmproj } => {
+            let paths = fetch(v.repo, revision, &[model, mmproj])?;
+            let (mmproj, repaired) = crate::model_files::graph_order_projector(&paths[1])?;
+            (paths[0].clone(), mmproj, repaired)
+        }
+        Published::Checkpoint => {
+            let (model, mmproj) = pull_checkpoint(v, revision, offline(), fetch)?;
+            (model, mmproj, false)
+        }
+    };
+    let meta = vinscan_llama::read_projector_meta(&mmproj)?;
+    println!(
+        "{}",
+        serde_json::json!({"variant": v.name, "repo": v.repo, "model": model, "mmproj": mmproj,
+            "mmproj_repaired": repaired, "max_tiles": meta.max_tiles,
+            "context_length": vinscan_llama::trained_context(&model)})
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(not(feature = "llama"))]
+fn pull_variant(_: &str, _: &str) -> anyhow::Result<ExitCode> {
+    bail!("this vinscan was built without the `llama` feature: it cannot convert or check a model")
 }
 
 /// `files` of the Hub repository `repo` at `revision`, from the cache when HF_HUB_OFFLINE is

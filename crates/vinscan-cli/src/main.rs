@@ -22,6 +22,7 @@ mod model_load;
 #[cfg(feature = "ocr")]
 mod ocr;
 mod pdf;
+mod variants;
 
 use std::process::ExitCode;
 

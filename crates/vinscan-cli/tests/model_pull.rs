@@ -54,6 +54,16 @@ fn pulls_into_the_cache_then_works_offline() {
         serde_json::from_slice::<serde_json::Value>(&offline.stdout).expect("json"),
         paths
     );
+    // the default by its name: the same files, with the settings they carry
+    let named = run(Command::new(env!("CARGO_BIN_EXE_vinscan"))
+        .args(["model", "pull", "vintern-1b-v3.5"])
+        .env("HF_HOME", &home)
+        .env("HF_HUB_OFFLINE", "1"));
+    assert!(named.status.success(), "{}", String::from_utf8_lossy(&named.stderr));
+    let named: serde_json::Value = serde_json::from_slice(&named.stdout).expect("json");
+    assert_eq!((&named["model"], &named["mmproj"]), (&paths["model"], &paths["mmproj"]));
+    assert_eq!(named["variant"], "vintern-1b-v3.5");
+    assert!(named["max_tiles"].as_u64() > Some(0), "{named}");
 
     // and extract finds the pulled files without --model/--mmproj
     let page = tmp.path().join("page.png");

@@ -49,6 +49,19 @@ pub fn check_text_model_file(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The context the language model at `path` was trained with (`<architecture>.context_length`,
+/// llama.cpp's `LLM_KV_CONTEXT_LENGTH`), in tokens; `None` when the file does not say.
+pub fn trained_context(path: &Path) -> Option<u32> {
+    let gguf = GgufContext::from_file(path)?;
+    let i = gguf.find_key("general.architecture");
+    // ggml aborts the process when a value is read as the wrong type: check types first
+    let arch = (i >= 0 && gguf.kv_type(i) == llama_cpp_sys_2::GGUF_TYPE_STRING)
+        .then(|| gguf.val_str(i))
+        .flatten()?;
+    let i = gguf.find_key(&format!("{arch}.context_length"));
+    (i >= 0 && gguf.kv_type(i) == llama_cpp_sys_2::GGUF_TYPE_UINT32).then(|| gguf.val_u32(i))
+}
+
 /// InternViT's position table, as llama.cpp names it (`TN_POS_EMBD` in `tools/mtmd/clip-impl.h`).
 const POSITION_TABLE: &str = "v.position_embd.weight";
 

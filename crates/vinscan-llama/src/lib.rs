@@ -33,7 +33,9 @@ use std::thread::JoinHandle;
 
 use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, Result, VisionModel};
 
-pub use files::{ProjectorMeta, check_text_model_file, read_projector_meta, vision_flops_per_tile};
+pub use files::{
+    ProjectorMeta, check_text_model_file, read_projector_meta, trained_context, vision_flops_per_tile,
+};
 pub use text::{LlamaTextModel, TextConfig};
 pub use tools::quantize;
 
