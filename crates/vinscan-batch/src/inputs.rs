@@ -216,20 +216,32 @@ fn folder_of(name: &str) -> &str {
 /// no sub-folders); a file beside sub-folders stays a document of its own. An archive scanned
 /// page by page into one folder per document is then one record per document.
 ///
-/// Folders are told apart by their names as read ([`Input::source`]), not by the output
-/// names: an NFC folder and its NFD twin (two folders to the file system) stay two documents,
-/// the second named `<folder>~<8 hex>` like twin files.
+/// Folders are told apart by their names' bytes (a local file's parent path, an object's
+/// key), not by the names shown or the output names: an NFC folder and its NFD twin, or two
+/// names that differ only in bytes that are not UTF-8 (an archive's VNI or TCVN3 names), stay
+/// two documents, the one allocated second (byte order) named `<folder>~<8 hex>` like twin
+/// files.
 pub fn folder_documents(inputs: Vec<Input>, top_name: &str) -> Vec<Input> {
-    let folders: HashSet<String> = inputs.iter().map(|i| folder_of(&i.source).to_owned()).collect();
-    let is_leaf = |folder: &str| {
+    let key = |input: &Input| -> Vec<u8> {
+        match &input.place {
+            InputPlace::File(path) => path
+                .parent()
+                .map(|p| p.as_os_str().as_encoded_bytes().to_vec())
+                .unwrap_or_default(),
+            _ => folder_of(&input.source).as_bytes().to_vec(),
+        }
+    };
+    let folders: HashSet<Vec<u8>> = inputs.iter().map(key).collect();
+    let is_leaf = |folder: &[u8]| {
         !folders.iter().any(|other| {
-            other.len() > folder.len() && (folder.is_empty() || other.starts_with(&format!("{folder}/")))
+            other.len() > folder.len()
+                && (folder.is_empty() || (other.starts_with(folder) && other[folder.len()] == b'/'))
         })
     };
-    let mut groups: std::collections::BTreeMap<String, Vec<Input>> = Default::default();
+    let mut groups: std::collections::BTreeMap<Vec<u8>, Vec<Input>> = Default::default();
     let mut out = Vec::new();
     for input in inputs {
-        let folder = folder_of(&input.source).to_owned();
+        let folder = key(&input);
         if is_leaf(&folder) {
             groups.entry(folder).or_default().push(input);
         } else {
@@ -243,17 +255,18 @@ pub fn folder_documents(inputs: Vec<Input>, top_name: &str) -> Vec<Input> {
     }
     for (folder, mut members) in groups {
         members.sort_by(|a, b| natord::compare(&a.output_name, &b.output_name));
+        let shown = folder_of(&members[0].source).to_owned();
         // relative to the source: empty for the files at its top
         let relative = folder_of(&members[0].output_name);
-        let (source, wanted) = if relative.is_empty() && !folder.contains("://") {
+        let (source, wanted) = if relative.is_empty() && !shown.contains("://") {
             // a local source's top: its members' names do not hold it
             (top_name.to_owned(), top_name)
         } else if relative.is_empty() {
-            (folder.clone(), top_name)
+            (shown, top_name)
         } else {
-            (folder.clone(), relative)
+            (shown, relative)
         };
-        let output_name = names.claim(wanted, folder.as_bytes());
+        let output_name = names.claim(wanted, &folder);
         out.push(Input {
             source,
             output_name,
@@ -359,6 +372,28 @@ mod tests {
         assert!(named[1].starts_with("Hồ sơ 01~"), "{named:?}");
         assert!(docs.iter().all(|d| members(d).len() == 1));
         assert_ne!(docs[0].source, docs[1].source);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folders_whose_names_differ_only_outside_utf8_stay_apart() {
+        use std::os::unix::ffi::OsStrExt;
+        let pages: Vec<Input> = [&b"a\xff/p1.jpg"[..], &b"a\xfe/p1.jpg"[..]]
+            .map(|raw| {
+                let path = PathBuf::from(std::ffi::OsStr::from_bytes(raw));
+                let shown = path.to_string_lossy().into_owned();
+                Input {
+                    source: shown.clone(),
+                    output_name: shown,
+                    scan_extension: true,
+                    place: InputPlace::File(path),
+                }
+            })
+            .into();
+        let docs = folder_documents(pages, "top");
+        assert_eq!(docs.len(), 2);
+        assert_ne!(docs[0].output_name, docs[1].output_name);
+        assert!(docs.iter().all(|d| members(d).len() == 1));
     }
 
     #[test]

@@ -115,6 +115,8 @@ impl Run<'_> {
     /// one record.
     fn document(&mut self, named: &Path, files: &[Given]) -> anyhow::Result<()> {
         let source = named.display().to_string();
+        // claimed whatever happens next, so a run's names are the same in the next run
+        let output_name = self.claim(named);
         let mut inputs = Vec::with_capacity(files.len());
         for given in files {
             match read_given(given, self.pipeline.limits.max_bytes) {
@@ -135,7 +137,6 @@ impl Run<'_> {
             self.fail(&source, &Error::new(ErrorKind::InvalidInput, why));
             return Ok(());
         }
-        let output_name = self.claim(named);
         let sources = inputs.len();
         let result = process_as_document(&self.extractor, &self.model, self.pipeline, inputs)?;
         match result.and_then(|record| {
@@ -159,18 +160,21 @@ impl Run<'_> {
     fn pages(&mut self, given: &Given) -> anyhow::Result<()> {
         let path = given.path.as_path();
         let source = path.display().to_string();
-        let bytes = match read_given(given, self.pipeline.limits.max_bytes) {
+        let read = read_given(given, self.pipeline.limits.max_bytes);
+        if let Read::Skipped = read {
+            skipped(path);
+            return Ok(());
+        }
+        // claimed whether or not the read worked, so a run's names are the same in the next run
+        let output_name = self.claim(path);
+        let bytes = match read {
             Read::Bytes(b) => b,
-            Read::Skipped => {
-                skipped(path);
-                return Ok(());
-            }
+            Read::Skipped => return Ok(()),
             Read::Failed(e) => {
                 self.fail(&source, &e);
                 return Ok(());
             }
         };
-        let output_name = self.claim(path);
         let out = self.out;
         let result = process_document(
             &self.extractor,
@@ -195,10 +199,11 @@ impl Run<'_> {
 }
 
 /// The files given, each folder replaced by the files under it in natural name order (`p2`
-/// before `p10`; hidden ones left out). `leaf_only` (`--as-document`): a folder's files are
-/// one document's pages, so a folder with sub-folders is refused rather than flattened.
-fn expand_folders(paths: &[PathBuf], leaf_only: bool) -> anyhow::Result<Vec<Given>> {
-    let mut files = Vec::with_capacity(paths.len());
+/// before `p10`; hidden ones left out), and the folders given that hold no files.
+/// `leaf_only` (`--as-document`): a folder's files are one document's pages, so a folder with
+/// sub-folders is refused rather than flattened.
+fn expand_folders(paths: &[PathBuf], leaf_only: bool) -> anyhow::Result<(Vec<Given>, Vec<PathBuf>)> {
+    let (mut files, mut empty) = (Vec::with_capacity(paths.len()), Vec::new());
     for path in paths {
         if path.is_dir() {
             let mut under = vinscan_batch::inputs::walk_local(path)?;
@@ -211,7 +216,7 @@ fn expand_folders(paths: &[PathBuf], leaf_only: bool) -> anyhow::Result<Vec<Give
                 );
             }
             if under.is_empty() {
-                anyhow::bail!("{} holds no files", path.display());
+                empty.push(path.clone());
             }
             under.sort_by(|a, b| natord::compare(&a.to_string_lossy(), &b.to_string_lossy()));
             files.extend(under.into_iter().map(|path| Given { path, found: true }));
@@ -222,7 +227,7 @@ fn expand_folders(paths: &[PathBuf], leaf_only: bool) -> anyhow::Result<Vec<Give
             });
         }
     }
-    Ok(files)
+    Ok((files, empty))
 }
 
 pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
@@ -244,7 +249,8 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
         failed: 0,
     };
     if args.as_document {
-        let files = expand_folders(&args.files, true)?;
+        // an empty folder adds no pages; with none at all the document fails below
+        let (files, _) = expand_folders(&args.files, true)?;
         // one folder given: the document is named after it
         let named = match args.files.as_slice() {
             [one] if one.is_dir() => one.clone(),
@@ -254,7 +260,14 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
         };
         run.document(&named, &files)?;
     } else {
-        for given in expand_folders(&args.files, false)? {
+        let (files, empty) = expand_folders(&args.files, false)?;
+        for folder in empty {
+            run.fail(
+                &folder.display().to_string(),
+                &Error::new(ErrorKind::InvalidInput, "the folder holds no files"),
+            );
+        }
+        for given in files {
             match pipeline.unit {
                 Unit::Document => {
                     let named = given.path.clone();

@@ -90,11 +90,15 @@ fn wanted(file: &str) -> bool {
 }
 
 /// Downloads (or finds in the cache, offline) the checkpoint of `variant` at `revision`, and
-/// converts it once into `<HF cache>/vinscan/<name>/<commit>/`; returns the pair.
+/// converts it once into `<HF cache>/vinscan/<name>/<commit>/`; returns the pair. Online, the
+/// file list and every download are pinned to the commit the Hub names for `revision`, so a
+/// push upstream in between cannot mix two commits' files; offline, a pair converted earlier is
+/// found from the cached revision's commit without reading the checkpoint again.
 ///
 /// # Errors
-/// The Hub's or the cache's errors, a checkpoint without `config.json` or safetensors, and
-/// the converter's (a checkpoint it does not read is refused by name).
+/// The Hub's or the cache's errors, a checkpoint without `config.json`, `tokenizer.json` or
+/// safetensors weights (refused before the weights are downloaded), and the converter's (a
+/// checkpoint it does not read is refused by name).
 #[cfg(feature = "llama")]
 pub fn pull_checkpoint(
     variant: &Variant,
@@ -102,11 +106,28 @@ pub fn pull_checkpoint(
     offline: bool,
     fetch: impl Fn(&str, &str, &[&str]) -> anyhow::Result<Vec<PathBuf>>,
 ) -> anyhow::Result<(PathBuf, PathBuf)> {
-    let files: Vec<String> = if offline {
-        // the snapshot in the cache holds exactly what an earlier pull downloaded
+    let converted = |commit: &str| {
+        let out = hf_hub::Cache::from_env()
+            .path()
+            .join("vinscan")
+            .join(variant.name)
+            .join(commit);
+        (out.join("model.gguf"), out.join("mmproj.gguf"))
+    };
+    let (commit, files) = if offline {
+        // hf-hub keeps a revision's files side by side in its commit's snapshot folder
         let config = fetch(variant.repo, revision, &["config.json"])?;
-        let snapshot = config[0].parent().map(Path::to_path_buf).unwrap_or_default();
-        listed(&snapshot)?
+        let snapshot = config[0].parent().context("a cached file has no folder")?;
+        let commit = snapshot
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .context("a cached snapshot has no name")?;
+        let pair = converted(&commit);
+        if pair.0.is_file() && pair.1.is_file() {
+            return Ok(pair);
+        }
+        let files = listed(snapshot)?;
+        (commit, files)
     } else {
         let repo = hf_hub::Repo::with_revision(
             variant.repo.to_owned(),
@@ -118,47 +139,86 @@ pub fn pull_checkpoint(
             .repo(repo)
             .info()
             .with_context(|| format!("listing the files of {}", variant.repo))?;
-        info.siblings
+        let files = info
+            .siblings
             .into_iter()
             .map(|s| s.rfilename)
             .filter(|f| wanted(f))
-            .collect()
+            .collect();
+        (info.sha, files)
     };
-    if !files.iter().any(|f| f == "config.json") || !files.iter().any(|f| f.ends_with(".safetensors")) {
-        bail!(
-            "{} has no config.json and safetensors weights: not a checkpoint vinscan converts",
-            variant.repo
-        );
+    let pair = converted(&commit);
+    if pair.0.is_file() && pair.1.is_file() {
+        return Ok(pair);
     }
-    let names: Vec<&str> = files.iter().map(String::as_str).collect();
-    let paths = fetch(variant.repo, revision, &names)?;
-    // hf-hub keeps a revision's files side by side in its snapshot folder
+    for needed in ["config.json", "tokenizer.json"] {
+        if !files.iter().any(|f| f == needed) {
+            bail!(
+                "{} has no {needed}: not a checkpoint vinscan converts",
+                variant.repo
+            );
+        }
+    }
+    let small: Vec<&str> = files
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.ends_with(".safetensors"))
+        .collect();
+    let paths = fetch(variant.repo, &commit, &small)?;
     let snapshot = paths[0]
         .parent()
         .context("a downloaded file has no folder")?
         .to_path_buf();
-    let commit = snapshot
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| revision.to_owned());
-    let out = hf_hub::Cache::from_env()
-        .path()
-        .join("vinscan")
-        .join(variant.name)
-        .join(commit);
-    let pair = (out.join("model.gguf"), out.join("mmproj.gguf"));
-    if pair.0.is_file() && pair.1.is_file() {
-        return Ok(pair);
+    let weights = weight_files(&snapshot, &files)?;
+    let weights: Vec<&str> = weights.iter().map(String::as_str).collect();
+    fetch(variant.repo, &commit, &weights)?;
+    if !offline {
+        // downloads by commit record that commit only: say which one `revision` is, so an
+        // offline pull of `revision` finds them
+        hf_hub::Cache::from_env()
+            .repo(hf_hub::Repo::with_revision(
+                variant.repo.to_owned(),
+                hf_hub::RepoType::Model,
+                revision.to_owned(),
+            ))
+            .create_ref(&commit)
+            .with_context(|| format!("recording {revision} of {} in the cache", variant.repo))?;
     }
-    tracing::info!(repo = %variant.repo, out = %out.display(), "converting the checkpoint to a q8_0 GGUF pair");
+    tracing::info!(repo = %variant.repo, commit = %commit, "converting the checkpoint to a q8_0 GGUF pair");
     let options = vinscan_convert::ConvertOptions {
         weights: vinscan_convert::WeightType::Q8_0,
         mmproj_weights: Some(vinscan_convert::WeightType::Q8_0),
         ..Default::default()
     };
-    vinscan_convert::convert(&snapshot, &out, &options)
+    let out = pair.0.parent().context("the pair has no folder")?;
+    vinscan_convert::convert(&snapshot, out, &options)
         .with_context(|| format!("converting {} ({})", variant.repo, snapshot.display()))?;
     Ok(pair)
+}
+
+/// The safetensors files the converter reads: the shards the index (already in `snapshot`)
+/// names, else `model.safetensors`.
+#[cfg(feature = "llama")]
+fn weight_files(snapshot: &Path, files: &[String]) -> anyhow::Result<Vec<String>> {
+    let index = snapshot.join("model.safetensors.index.json");
+    if !index.is_file() {
+        if files.iter().any(|f| f == "model.safetensors") {
+            return Ok(vec!["model.safetensors".to_owned()]);
+        }
+        bail!("no model.safetensors and no model.safetensors.index.json: not a checkpoint vinscan converts");
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index).with_context(|| index.display().to_string())?)
+            .with_context(|| index.display().to_string())?;
+    let mut shards: Vec<String> = index["weight_map"]
+        .as_object()
+        .context("model.safetensors.index.json has no weight_map")?
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
 }
 
 /// The checkpoint files in a cached snapshot folder.

@@ -59,9 +59,16 @@ fn pulls_into_the_cache_then_works_offline() {
         .args(["model", "pull", "vintern-1b-v3.5"])
         .env("HF_HOME", &home)
         .env("HF_HUB_OFFLINE", "1"));
-    assert!(named.status.success(), "{}", String::from_utf8_lossy(&named.stderr));
+    assert!(
+        named.status.success(),
+        "{}",
+        String::from_utf8_lossy(&named.stderr)
+    );
     let named: serde_json::Value = serde_json::from_slice(&named.stdout).expect("json");
-    assert_eq!((&named["model"], &named["mmproj"]), (&paths["model"], &paths["mmproj"]));
+    assert_eq!(
+        (&named["model"], &named["mmproj"]),
+        (&paths["model"], &paths["mmproj"])
+    );
     assert_eq!(named["variant"], "vintern-1b-v3.5");
     assert!(named["max_tiles"].as_u64() > Some(0), "{named}");
 

@@ -28,8 +28,8 @@ pub(crate) enum Layout {
 }
 
 /// The checkpoint's `config.json` in the original form the planner reads, and its layout.
-/// `preprocessor` is the checkpoint's `preprocessor_config.json`, when it has one (the port
-/// keeps the tile budget there).
+/// `preprocessor` is the port's image processor settings, when the checkpoint has them
+/// ([`image_processor`]): the port keeps the tile budget there.
 ///
 /// # Errors
 /// `UnknownArchitecture` for a port whose language model is not Qwen2; `Unsupported` for a
@@ -78,13 +78,29 @@ pub(crate) fn original_config(
             )));
         }
     }
-    if !vision
-        .get("use_absolute_position_embeddings")
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
-    {
+    let flag = |v: &Value, key: &str, default: bool| v.get(key).and_then(Value::as_bool).unwrap_or(default);
+    if !flag(vision, "use_absolute_position_embeddings", true) {
         return Err(ConvertError::Unsupported(
             "vision_config.use_absolute_position_embeddings false: llama.cpp's graph adds a learned position table".into(),
+        ));
+    }
+    if !flag(vision, "use_mean_pooling", true) {
+        return Err(ConvertError::Unsupported(
+            "vision_config.use_mean_pooling false: the ViT's output then goes through a final layer norm llama.cpp's InternVL graph does not apply".into(),
+        ));
+    }
+    // one layer's features: a list concatenates several, which llama.cpp's graph does not
+    let select = config.get("vision_feature_layer").cloned().unwrap_or(json!(-1));
+    if !select.is_i64() {
+        return Err(ConvertError::Unsupported(format!(
+            "vision_feature_layer {select}: llama.cpp's graph takes one layer's features"
+        )));
+    }
+    if let Some(p) = preprocessor
+        && !flag(p, "crop_to_patches", true)
+    {
+        return Err(ConvertError::Unsupported(
+            "the image processor's crop_to_patches is false: llama.cpp always tiles (InternVL's dynamic 448 px tiles and the thumbnail)".into(),
         ));
     }
     // `[448, 448]` in the port, a number in the original
@@ -110,7 +126,7 @@ pub(crate) fn original_config(
     let original = json!({
         "architectures": ["InternVLChatModel"],
         "downsample_ratio": config.get("downsample_ratio").cloned().unwrap_or(json!(0.5)),
-        "select_layer": config.get("vision_feature_layer").cloned().unwrap_or(json!(-1)),
+        "select_layer": select,
         // the port implements InternVL's pixel shuffle v2 and the thumbnail tile only
         "ps_version": "v2",
         "use_thumbnail": true,
@@ -180,7 +196,8 @@ fn vision_config(vision: &Value, image: Value, patch: Value) -> Value {
     );
     vit.insert(
         "qkv_bias".into(),
-        vision.get("attention_bias").cloned().unwrap_or(json!(true)),
+        // transformers' default, as its port reads the file
+        vision.get("attention_bias").cloned().unwrap_or(json!(false)),
     );
     Value::Object(vit)
 }
@@ -190,6 +207,24 @@ fn copy(from: &Value, keys: &[&str]) -> serde_json::Map<String, Value> {
     keys.iter()
         .filter_map(|k| Some(((*k).to_owned(), from.get(*k)?.clone())))
         .collect()
+}
+
+/// The image processor's settings of a checkpoint folder: `preprocessor_config.json`, or the
+/// `image_processor` object of `processor_config.json` (where transformers 5's
+/// `Processor.save_pretrained` puts them); `None` when it has neither.
+///
+/// # Errors
+/// A file that cannot be read or is not JSON.
+pub(crate) fn image_processor(dir: &std::path::Path) -> Result<Option<Value>, ConvertError> {
+    let pre = dir.join("preprocessor_config.json");
+    if pre.is_file() {
+        return crate::hf::read_json(&pre).map(Some);
+    }
+    let processor = dir.join("processor_config.json");
+    if processor.is_file() {
+        return Ok(crate::hf::read_json(&processor)?.get("image_processor").cloned());
+    }
+    Ok(None)
 }
 
 /// Per-layer renames of InternViT, original → port.
@@ -316,9 +351,18 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("text_config.model_type is llama"), "{e}");
-        let mut full = port.clone();
-        full["vision_feature_select_strategy"] = json!("full");
-        assert!(original_config(&full, None).is_err());
+        for (key, value) in [
+            ("vision_feature_select_strategy", json!("full")),
+            ("vision_feature_layer", json!([-1, -2])),
+        ] {
+            let mut other = port.clone();
+            other[key] = value;
+            assert!(original_config(&other, None).is_err(), "{key}");
+        }
+        let mut pooled = port.clone();
+        pooled["vision_config"]["use_mean_pooling"] = json!(false);
+        assert!(original_config(&pooled, None).is_err());
+        assert!(original_config(&port, Some(&json!({"crop_to_patches": false}))).is_err());
         let original = crate::config::tests::config();
         assert_eq!(
             original_config(&original, None).expect("original"),

@@ -101,12 +101,7 @@ pub fn convert(hf_dir: &Path, out_dir: &Path, options: &ConvertOptions) -> Resul
         (None, WeightType::Llama { .. }) => WeightType::F16,
         (None, w) => w,
     };
-    let preprocessor = hf_dir.join("preprocessor_config.json");
-    let preprocessor = if preprocessor.is_file() {
-        Some(read_json(&preprocessor)?)
-    } else {
-        None
-    };
+    let preprocessor = layout::image_processor(hf_dir)?;
     let (config, layout) =
         layout::original_config(&read_json(&hf_dir.join("config.json"))?, preprocessor.as_ref())?;
     let s = shapes(&config)?;

@@ -111,15 +111,21 @@ fn transcript_budget(
     Ok(budget)
 }
 
-/// With no text the model would be asked about nothing and fill the fields from its prior:
-/// `InvalidInput` (no record) rather than an invented one.
+/// With no text the model would be asked about nothing and fill the fields from its prior: no
+/// record rather than an invented one. `InvalidOutput` when Vintern transcribed (its output was
+/// empty), else `InvalidInput` (no text layer, nothing OCR could read).
 fn some_text(transcripts: &[Option<crate::transcript::PageTranscript>], pipeline: &Pipeline) -> Result<()> {
     if transcripts
         .iter()
         .all(|t| t.as_ref().is_none_or(|t| t.text.trim().is_empty()))
     {
+        let kind = if pipeline.transcriber == crate::Transcriber::Vintern {
+            ErrorKind::InvalidOutput
+        } else {
+            ErrorKind::InvalidInput
+        };
         return Err(Error::new(
-            ErrorKind::InvalidInput,
+            kind,
             format!(
                 "no page has a transcript (transcriber = \"{}\"): the text stage has nothing to read",
                 pipeline.transcriber.name()

@@ -61,18 +61,20 @@ fn vintern_3b_structure_converts_and_matches_the_reference() {
     }
 }
 
-/// `model pull vintern-3b`: the publisher's checkpoint (here tiny-3b in transformers' layout,
-/// beside files the converter does not read) is listed through the Hub's model-info endpoint,
-/// downloaded, converted once into the cache to a q8_0 pair that matches the reference, and
-/// found again offline.
+/// `model pull vintern-3b`: the publisher's checkpoint (here tiny-3b in InternVL's original
+/// layout, as 5CD-AI publishes Vintern-3B-beta, beside files the converter does not read) is
+/// listed through the Hub's model-info endpoint, downloaded, converted once into the cache to a
+/// q8_0 pair that matches the reference, and found again offline.
 #[test]
 fn a_variant_published_as_a_checkpoint_is_pulled_and_converted() {
     let f = fixture();
     let work = f.root.join("pull-3b");
     let repo = work.join("hub/5CD-AI/Vintern-3B-beta");
-    make_checkpoint("tiny-3b", "hf", &repo);
+    make_checkpoint("tiny-3b", "vintern", &repo);
     std::fs::write(repo.join("README.md"), "# Vintern-3B-beta").expect("write");
     std::fs::write(repo.join("modeling_internvl_chat.py"), "raise SystemExit").expect("write");
+    // weights no index names and that are not model.safetensors: not the model's
+    std::fs::write(repo.join("draft.safetensors"), b"not read").expect("write");
     let server = hub(&work.join("hub"));
     let endpoint = format!("http://127.0.0.1:{}", server.port);
     let home = work.join("hf-home");
@@ -90,7 +92,10 @@ fn a_variant_published_as_a_checkpoint_is_pulled_and_converted() {
     };
     let pulled = pull(false);
     assert_eq!(pulled["variant"], "vintern-3b", "{pulled}");
-    assert_eq!(pulled["max_tiles"], 6, "the checkpoint's max_patches: {pulled}");
+    assert_eq!(
+        pulled["max_tiles"], 6,
+        "the checkpoint's max_dynamic_patch: {pulled}"
+    );
     assert_eq!(pulled["context_length"], 32768, "{pulled}");
     let path = |k: &str| PathBuf::from(pulled[k].as_str().expect("path"));
     assert!(path("model").starts_with(&home), "{pulled}");
@@ -101,8 +106,11 @@ fn a_variant_published_as_a_checkpoint_is_pulled_and_converted() {
         .expect("entry")
         .path();
     assert!(snapshot.join("config.json").is_file());
-    assert!(!snapshot.join("README.md").exists() && !snapshot.join("modeling_internvl_chat.py").exists());
-    let r = parity_of(&repo, &(path("model"), path("mmproj")), &work, "q8_0", &[]);
+    for unread in ["README.md", "modeling_internvl_chat.py", "draft.safetensors"] {
+        assert!(!snapshot.join(unread).exists(), "{unread} downloaded");
+    }
+    // the reference reads what was downloaded (the served folder also holds the draft)
+    let r = parity_of(&snapshot, &(path("model"), path("mmproj")), &work, "q8_0", &[]);
     for t in check(&r, "embeddings")["per_tile"].as_array().expect("tiles") {
         assert!(t["cosine"].as_f64().unwrap_or(0.0) > 0.99, "{t}");
     }

@@ -584,7 +584,7 @@ fn the_text_stage_names_vintern_only_when_vintern_made_the_transcripts() {
     let e = extractor
         .extract_text_document(Some(&blank), &[source], &vintern, &Cancellation::new())
         .expect_err("nothing to read");
-    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    assert_eq!(e.kind(), ErrorKind::InvalidOutput, "Vintern read nothing");
     assert!(e.message().contains("transcriber = \"vintern\""), "{e}");
     assert_eq!(text.prompts.lock().expect("lock").len(), asked, "not asked");
 }
