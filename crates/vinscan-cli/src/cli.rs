@@ -138,8 +138,8 @@ pub struct ModelArgs {
     /// CPU threads for inference (default: all cores).
     #[arg(long, env = "VINSCAN_THREADS")]
     pub threads: Option<u32>,
-    /// Context window in tokens (image tokens + prompt + output).
-    #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = DEFAULT_CTX_SIZE)]
+    /// Context window in tokens (image tokens + prompt + output); at least 1024.
+    #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = DEFAULT_CTX_SIZE, value_parser = clap::value_parser!(u32).range(i64::from(vinscan_core::model::MIN_CTX_SIZE)..))]
     pub ctx_size: u32,
     /// Layers offloaded to the GPU (builds with `--features cuda`).
     #[arg(long, env = "VINSCAN_GPU_LAYERS", default_value_t = 0)]

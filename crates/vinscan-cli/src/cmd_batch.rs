@@ -2,11 +2,12 @@
 //! (a folder, a file or an S3 prefix), its output store, the model loaded on first use and a
 //! progress bar — and prints the summary.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use vinscan_batch::inputs::{Input, folder_documents, local_inputs, s3_inputs};
+use vinscan_batch::inputs::{Input, InputPlace, folder_documents, local_inputs, s3_inputs};
 use vinscan_batch::{Batch, Place, Progress};
 use vinscan_storage::{Location, S3Config};
 
@@ -43,6 +44,39 @@ fn progress_bar(len: usize, hidden: bool) -> Bar {
     Bar(bar)
 }
 
+/// `inputs` less the local files under any of the local folders `outputs` (compared after
+/// resolving links); S3 inputs and outputs are left as they are (an output prefix inside the
+/// source prefix holds `.json` files that are refused as unsupported, not read as scans).
+fn without_outputs(inputs: Vec<Input>, outputs: &[&OsString]) -> Vec<Input> {
+    let dirs: Vec<std::path::PathBuf> = outputs
+        .iter()
+        .filter_map(|o| match Location::parse_os(o) {
+            Ok(Location::Local(dir)) => std::fs::canonicalize(dir).ok(),
+            _ => None,
+        })
+        .collect();
+    if dirs.is_empty() {
+        return inputs;
+    }
+    let before = inputs.len();
+    let kept: Vec<Input> = inputs
+        .into_iter()
+        .filter(|i| match &i.place {
+            InputPlace::File(path) => {
+                !std::fs::canonicalize(path).is_ok_and(|real| dirs.iter().any(|d| real.starts_with(d)))
+            }
+            _ => true,
+        })
+        .collect();
+    if kept.len() < before {
+        tracing::info!(
+            left_out = before - kept.len(),
+            "files under --out or --review-out are not inputs"
+        );
+    }
+    kept
+}
+
 pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
@@ -65,6 +99,11 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
             rt.block_on(s3_inputs(store, &prefix))?
         }
     };
+    // an earlier run's outputs under the source (`--out` inside it) are not scans to read
+    let outputs: Vec<&OsString> = std::iter::once(&args.out)
+        .chain(args.review_out.as_ref())
+        .collect();
+    inputs = without_outputs(inputs, &outputs);
     if args.folder_documents {
         let top = match &source {
             Location::Local(path) => std::path::absolute(path)?

@@ -271,6 +271,30 @@ fn local_folders_are_not_buckets() {
     assert!(written.contains(&"no-extension.json".to_owned()), "{written:?}");
 }
 
+/// `--out` inside the source: the next run does not read the first run's outputs as inputs.
+#[test]
+fn outputs_inside_the_source_are_not_read_as_inputs() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    std::fs::write(src.join("a.jpg"), encode(&scan(320, 240, 1), ImageFormat::Jpeg)).expect("write");
+    let out_dir = src.join("results");
+    for round in 0..2 {
+        let res = run(vinscan(tmp.path())
+            .arg("batch")
+            .arg(&src)
+            .args(["--pipeline", "receipt", "--out"])
+            .arg(&out_dir));
+        assert!(res.status.success(), "round {round}: {:?}", res.status);
+        let s = summary(&res.stdout);
+        assert_eq!(
+            (s["inputs"].as_u64(), s["unsupported"].as_u64()),
+            (Some(1), Some(0)),
+            "round {round}: {s}"
+        );
+    }
+}
+
 /// Regression: `extract --out` named outputs by base name only, so `a/scan.jpg` and
 /// `b/scan.jpg` overwrote each other with exit 0.
 #[test]

@@ -344,8 +344,19 @@ fn rgb_image(r: RenderedPage) -> Result<RgbImage> {
     })
 }
 
-fn image_error(e: image::ImageError) -> Error {
+/// `e` as vinscan's error; a limit refused by the decoder before the size was known names the
+/// limits (`limits`), as vinscan's own size check does.
+fn image_error(e: image::ImageError, limits: &Limits) -> Error {
     use image::ImageError as E;
+    if let E::Limits(_) = &e {
+        return Error::new(
+            ErrorKind::TooLarge,
+            format!(
+                "cannot decode image: {e} (at most {} px a side and {} pixels)",
+                limits.max_dimension, limits.max_pixels
+            ),
+        );
+    }
     let kind = match &e {
         E::Limits(_) => ErrorKind::TooLarge,
         E::Unsupported(_) => ErrorKind::Unsupported,
@@ -393,11 +404,11 @@ fn decode_single(bytes: &[u8], format: Format, limits: &Limits) -> Result<Page> 
     l.max_image_height = Some(limits.max_dimension);
     l.max_alloc = Some(limits.max_alloc());
     reader.limits(l);
-    let mut decoder = reader.into_decoder().map_err(image_error)?;
+    let mut decoder = reader.into_decoder().map_err(|e| image_error(e, limits))?;
     let (w, h) = decoder.dimensions();
     check_pixels(w, h, limits)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(image_error)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| image_error(e, limits))?;
     img.apply_orientation(orientation);
     let applied = (orientation != Orientation::NoTransforms).then(|| orientation.to_exif());
     Ok(Page {

@@ -13,6 +13,11 @@ use crate::error::Result;
 /// image tokens), the prompt, and a pipeline's output cap, for several pages in flight.
 pub const DEFAULT_CTX_SIZE: u32 = 12288;
 
+/// The smallest context window a Vintern model is run with, in tokens: one 448 px tile is 256
+/// image tokens, so less would not hold a page with its prompt and an answer. Smaller settings
+/// are refused where they are given (`--ctx-size`, serve's `[model] ctx_size`).
+pub const MIN_CTX_SIZE: u32 = 1024;
+
 /// What a loaded model is, for provenance and for tiling decisions.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelInfo {

@@ -378,6 +378,13 @@ impl ServeConfig {
         }
         if self
             .model
+            .ctx_size
+            .is_some_and(|n| n < vinscan_core::model::MIN_CTX_SIZE)
+        {
+            return bad("model.ctx_size must be at least 1024");
+        }
+        if self
+            .model
             .text_ctx_size
             .is_some_and(|n| !(512..=131_072).contains(&n))
         {

@@ -25,8 +25,9 @@ use crate::scheduler::Scheduler;
 use crate::session::{MAX_PARALLEL, N_BATCH, Session};
 use crate::{Command, LlamaConfig, read_projector_meta};
 
-/// The smallest context window the engine makes, whatever is configured.
-const MIN_CTX_SIZE: u32 = 1024;
+// The smallest context window the engine makes, whatever is configured (the CLI and the
+// daemon's config refuse smaller ones before they get here).
+use vinscan_core::model::MIN_CTX_SIZE;
 
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 

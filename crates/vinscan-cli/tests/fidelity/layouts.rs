@@ -6,21 +6,6 @@
 
 use super::*;
 
-/// `make_checkpoint.py PRESET --layout LAYOUT` into `checkpoint`.
-fn make_checkpoint(preset: &str, layout: &str, checkpoint: &Path) {
-    let out = Command::new(ref_python())
-        .arg(repo_root().join("ops/reference/make_checkpoint.py"))
-        .args([preset, "--layout", layout])
-        .arg(checkpoint)
-        .output()
-        .expect("run make_checkpoint.py");
-    assert!(
-        out.status.success(),
-        "make_checkpoint.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// `make_checkpoint.py PRESET --layout LAYOUT`, converted to f32, traced and held to f32
 /// parity (every check passes); returns what `model convert` printed.
 fn converts_and_matches(preset: &str, layout: &str) -> Value {

@@ -38,6 +38,22 @@ struct Fixture {
     page: PathBuf,
 }
 
+/// `make_checkpoint.py PRESET --layout LAYOUT` (`vintern`: InternVL's original names; `hf`:
+/// transformers' port) into `checkpoint`.
+fn make_checkpoint(preset: &str, layout: &str, checkpoint: &Path) {
+    let out = Command::new(ref_python())
+        .arg(repo_root().join("ops/reference/make_checkpoint.py"))
+        .args([preset, "--layout", layout])
+        .arg(checkpoint)
+        .output()
+        .expect("run make_checkpoint.py");
+    assert!(
+        out.status.success(),
+        "make_checkpoint.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The tiny checkpoint and a 1200×600 page (a 2×1 grid plus the thumbnail), made once.
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
@@ -45,17 +61,7 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
         let checkpoint = root.join("vintern-tiny-hf");
-        let out = Command::new(ref_python())
-            .arg(repo_root().join("ops/reference/make_checkpoint.py"))
-            .arg("tiny")
-            .arg(&checkpoint)
-            .output()
-            .expect("run make_checkpoint.py");
-        assert!(
-            out.status.success(),
-            "make_checkpoint.py failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        make_checkpoint("tiny", "vintern", &checkpoint);
         let page = root.join("page.png");
         std::fs::write(&page, encode(&scan(1200, 600, 7), ImageFormat::Png)).expect("page");
         Fixture {

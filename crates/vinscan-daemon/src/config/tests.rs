@@ -156,6 +156,7 @@ fn refuses_bad_configs() {
         &format!("{MINIMAL}\n[model]\ntext_ctx_size = 4096"),
         "text_model is not",
     );
+    bad(&format!("{MINIMAL}\n[model]\nctx_size = 10"), "at least 1024");
 }
 
 #[test]
