@@ -231,13 +231,19 @@ pub fn folder_documents(inputs: Vec<Input>, top_name: &str) -> Vec<Input> {
             _ => folder_of(&input.source).as_bytes().to_vec(),
         }
     };
-    let folders: HashSet<Vec<u8>> = inputs.iter().map(key).collect();
-    let is_leaf = |folder: &[u8]| {
-        !folders.iter().any(|other| {
-            other.len() > folder.len()
-                && (folder.is_empty() || (other.starts_with(folder) && other[folder.len()] == b'/'))
-        })
-    };
+    // every folder above one holding an input (the top, "", above any other): a leaf is a
+    // folder that is none of them; one pass, not a comparison of every pair of folders
+    let mut above: HashSet<Vec<u8>> = HashSet::new();
+    for input in &inputs {
+        let folder = key(input);
+        if !folder.is_empty() {
+            above.insert(Vec::new());
+        }
+        for (i, _) in folder.iter().enumerate().filter(|(_, b)| **b == b'/') {
+            above.insert(folder[..i].to_vec());
+        }
+    }
+    let is_leaf = |folder: &[u8]| !above.contains(folder);
     let mut groups: std::collections::BTreeMap<Vec<u8>, Vec<Input>> = Default::default();
     let mut out = Vec::new();
     for input in inputs {

@@ -160,21 +160,21 @@ impl Run<'_> {
     fn pages(&mut self, given: &Given) -> anyhow::Result<()> {
         let path = given.path.as_path();
         let source = path.display().to_string();
-        let read = read_given(given, self.pipeline.limits.max_bytes);
-        if let Read::Skipped = read {
-            skipped(path);
-            return Ok(());
-        }
-        // claimed whether or not the read worked, so a run's names are the same in the next run
-        let output_name = self.claim(path);
-        let bytes = match read {
-            Read::Bytes(b) => b,
-            Read::Skipped => return Ok(()),
+        // a name is claimed whether or not the read worked, so a run's names are the same in
+        // the next run; a skipped file is no input and claims none
+        let bytes = match read_given(given, self.pipeline.limits.max_bytes) {
+            Read::Skipped => {
+                skipped(path);
+                return Ok(());
+            }
             Read::Failed(e) => {
+                self.claim(path);
                 self.fail(&source, &e);
                 return Ok(());
             }
+            Read::Bytes(b) => b,
         };
+        let output_name = self.claim(path);
         let out = self.out;
         let result = process_document(
             &self.extractor,

@@ -2,7 +2,7 @@
 //! the first:
 //! - **InternVL's original** (`InternVLChatModel`, remote code; what Vintern publishes):
 //!   `config.json` with `llm_config` and `vision_config`, tensors `vision_model.*` with a fused
-//!   `attn.qkv`, `mlp1.*`, `language_model.*`. The planner ([`crate::plan`]) names these.
+//!   `attn.qkv`, `mlp1.*`, `language_model.*`. The planner (the `plan` module) names these.
 //! - **transformers' port** (`InternVLForConditionalGeneration`, the `-hf` repositories):
 //!   `config.json` with `text_config` and `vision_config` under other keys, the tile budget in
 //!   `preprocessor_config.json` (`min_patches` / `max_patches`), tensors `vision_tower.*` with
