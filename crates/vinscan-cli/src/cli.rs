@@ -258,8 +258,10 @@ pub struct BatchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// Download the Vintern GGUF pair from the Hugging Face Hub into the standard cache
-    /// (honours HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE) and print their paths.
+    /// Download Vintern from the Hugging Face Hub into the standard cache (honours
+    /// HF_ENDPOINT, HF_HOME and HF_HUB_OFFLINE) and print the GGUF pair's paths: the published
+    /// 1B-v3.5 pair by default, another variant by name (converted here when only its
+    /// checkpoint is published), or a text model with --text.
     Pull(PullArgs),
     /// Convert a Vintern / InternVL 2.x-2.5 Hugging Face checkpoint (InternVLChatModel with a
     /// Qwen2 LLM, safetensors) into OUT/model.gguf and OUT/mmproj.gguf.

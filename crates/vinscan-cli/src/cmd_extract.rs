@@ -112,21 +112,30 @@ impl Run<'_> {
     }
 
     /// `files` as one document named after `named` (its first file, or the folder given):
-    /// one record.
-    fn document(&mut self, named: &Path, files: &[Given]) -> anyhow::Result<()> {
+    /// one record. `one_file`: the document is a single file of a folder given (no
+    /// `--as-document`), so a skipped file is no document rather than a failed one.
+    fn document(&mut self, named: &Path, files: &[Given], one_file: bool) -> anyhow::Result<()> {
         let source = named.display().to_string();
-        // claimed whatever happens next, so a run's names are the same in the next run
-        let output_name = self.claim(named);
         let mut inputs = Vec::with_capacity(files.len());
+        let mut failed = None;
         for given in files {
             match read_given(given, self.pipeline.limits.max_bytes) {
                 Read::Bytes(b) => inputs.push((given.path.display().to_string(), b)),
                 Read::Skipped => skipped(&given.path),
                 Read::Failed(e) => {
-                    self.fail(&given.path.display().to_string(), &e);
-                    return Ok(());
+                    failed = Some((given.path.display().to_string(), e));
+                    break;
                 }
             }
+        }
+        if inputs.is_empty() && failed.is_none() && one_file && !files.is_empty() {
+            return Ok(());
+        }
+        // claimed whether or not the reads worked, so a run's names are the same in the next run
+        let output_name = self.claim(named);
+        if let Some((path, e)) = failed {
+            self.fail(&path, &e);
+            return Ok(());
         }
         if inputs.is_empty() {
             let why = if files.is_empty() {
@@ -250,7 +259,10 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
     };
     if args.as_document {
         // an empty folder adds no pages; with none at all the document fails below
-        let (files, _) = expand_folders(&args.files, true)?;
+        let (files, empty) = expand_folders(&args.files, true)?;
+        for folder in empty {
+            tracing::warn!(source = %folder.display(), "the folder holds no files: it adds no pages");
+        }
         // one folder given: the document is named after it
         let named = match args.files.as_slice() {
             [one] if one.is_dir() => one.clone(),
@@ -258,7 +270,7 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
                 .first()
                 .map_or_else(|| args.files[0].clone(), |g| g.path.clone()),
         };
-        run.document(&named, &files)?;
+        run.document(&named, &files, false)?;
     } else {
         let (files, empty) = expand_folders(&args.files, false)?;
         for folder in empty {
@@ -271,7 +283,7 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
             match pipeline.unit {
                 Unit::Document => {
                     let named = given.path.clone();
-                    run.document(&named, std::slice::from_ref(&given))?;
+                    run.document(&named, std::slice::from_ref(&given), true)?;
                 }
                 Unit::Page => run.pages(&given)?,
             }

@@ -202,6 +202,28 @@ fn a_folder_of_page_scans_is_one_document_in_natural_page_order() {
     assert_eq!(names, ["trang-1.jpg", "trang-2.jpg", "trang-10.jpg"]);
     assert!(text[0].contains("TỜ TRÌNH"), "{}", text[0]);
     assert!(text[2].contains("Lê Văn An"), "{}", text[2]);
+    // without --as-document each scan is a document of its own; the other files are skipped,
+    // not failed
+    let each = home.path().join("each");
+    succeed(
+        home.path(),
+        &[
+            "extract".as_ref(),
+            folder.as_os_str(),
+            "--pipeline".as_ref(),
+            "archive".as_ref(),
+            "--out".as_ref(),
+            each.as_os_str(),
+        ],
+    );
+    let records = std::fs::read_dir(&each)
+        .expect("out")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
+        .count();
+    assert_eq!(records, 3, "one record per page scan");
     // a folder holding folders is not flattened into one document
     std::fs::create_dir_all(folder.join("phu-luc")).expect("dir");
     std::fs::copy(folder.join("trang-1.jpg"), folder.join("phu-luc/trang-1.jpg")).expect("copy");
