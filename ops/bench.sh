@@ -5,7 +5,8 @@
 #   2. builds vinscan and vinscan-bench (release, with what the bench runs: llama.cpp and pdfium, not
 #      Kafka or S3) while the installs run beside it, then llama.cpp's `llama-mtmd-cli`: its one source file from the
 #      llama.cpp that llama-cpp-sys-2 vendors, linked against the static libraries of that
-#      crate's build, so the peer runs the very kernels vinscan runs;
+#      crate's build, so the peer runs the very kernels vinscan runs; and `llama-server`, the
+#      aggregate peer, from llama-cpp-python's sdist (ops/bench/build_llama_server.sh);
 #   3. generates the full-size random-weight Vintern-1B checkpoint and converts it with
 #      `vinscan model convert`: the q8_0 model (q8_0 LLM and projector), which every peer runs,
 #      and the f16 and bf16 projectors (f32 too with VINSCAN_BENCH_F32=1), which are probed;
@@ -68,6 +69,14 @@ mtmd_cli=$root/target/bench/llama-mtmd-cli
 build --message-format=json \
   | "$ref/bin/python" ops/bench/link_mtmd_cli.py --llama-src "$llama_src" --out "$mtmd_cli" >&2
 say "llama-mtmd-cli ready: $mtmd_cli"
+# llama-server, the aggregate peer: llama-cpp-sys-2 vendors no server sources, so it is built from
+# the llama.cpp in llama-cpp-python's sdist (see the script); VINSCAN_BENCH_SERVER=0 leaves it out
+server_args=()
+if [ "${VINSCAN_BENCH_SERVER:-1}" = 1 ]; then
+  server=$(bash ops/bench/build_llama_server.sh "$root/target/bench/llama-server" "$ref/bin/python")
+  server_args=(--llama-server "$server" --llama-server-source "$(cat "$root/target/bench/llama-server/source.txt")")
+  say "llama-server ready: $server"
+fi
 
 if [ ! -f "$models/q8_0/mmproj.gguf" ]; then
   "$vinscan" model convert "$models/checkpoint" --out "$models/q8_0" --type q8_0 --mmproj-type f16 --threads "$threads" >/dev/null
@@ -95,7 +104,7 @@ say "models ready in $models"
 pages=$root/target/bench/pages
 "$ref/bin/python" ops/bench/make_pages.py "$pages" "$root/../shared/data/sroie-sample/images" 150
 "$bench" --pages "$pages" --model "$models/q8_0-mmproj/model.gguf" --mmproj "$models/q8_0-mmproj/mmproj.gguf" \
-  "${probes[@]}" --mtmd-cli "$mtmd_cli" \
+  "${probes[@]}" --mtmd-cli "$mtmd_cli" "${server_args[@]}" \
   --python "$ref/bin/python" --checkpoint "$models/checkpoint" --tesseract "$(command -v tesseract)" \
   --threads "$threads" --report docs/BENCHMARKS.md --report-json docs/bench/report.json --work-dir target/bench \
   --setup-s "$(( $(date +%s) - start ))" $([ "$clean" = true ] && echo --clean-clone)

@@ -44,6 +44,13 @@ pub struct BenchArgs {
         required_unless_present_any = ["rewrite_report", "aggregate_only", "rss_probe"]
     )]
     pub mtmd_cli: Option<PathBuf>,
+    /// llama.cpp's `llama-server`, the aggregate peer: `--parallel` slots, as many concurrent
+    /// clients (ops/bench/build_llama_server.sh builds it).
+    #[arg(long, env = "VINSCAN_BENCH_LLAMA_SERVER")]
+    pub llama_server: Option<PathBuf>,
+    /// Where that binary's llama.cpp came from, for the report.
+    #[arg(long, env = "VINSCAN_BENCH_LLAMA_SERVER_SOURCE", default_value = "unknown")]
+    pub llama_server_source: String,
     /// Python with torch and transformers (the reference venv), for the transformers peer.
     #[arg(long, env = "VINSCAN_BENCH_PYTHON")]
     pub python: Option<PathBuf>,
@@ -81,6 +88,10 @@ pub struct BenchArgs {
     /// Pages in flight in the aggregate run.
     #[arg(long, env = "VINSCAN_PARALLEL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
+    /// Model layers offloaded to the GPU in a `--features cuda` build (vinscan, llama-mtmd-cli and
+    /// llama-server alike; the projector goes with them when it is above 0).
+    #[arg(long, env = "VINSCAN_GPU_LAYERS", default_value_t = 0)]
+    pub gpu_layers: u32,
     /// CPU threads for every peer.
     #[arg(long, env = "VINSCAN_THREADS", default_value_t = 2)]
     pub threads: u32,

@@ -18,6 +18,7 @@ mod probe;
 mod render;
 mod report;
 mod runner;
+mod server;
 mod setup;
 mod stats;
 

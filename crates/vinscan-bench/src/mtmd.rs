@@ -20,6 +20,8 @@ pub struct MtmdCli {
     pub mmproj: PathBuf,
     pub threads: u32,
     pub ctx: u32,
+    /// Layers offloaded to the GPU (`-ngl`).
+    pub gpu_layers: u32,
 }
 
 /// What llama-mtmd-cli's stderr told: when it was ready, the chunks of the user turn, the end.
@@ -69,7 +71,7 @@ impl MtmdCli {
             .args(["--repeat-penalty", &pipeline.repeat_penalty.to_string()])
             .args(["--repeat-last-n", &pipeline.repeat_last_n.to_string()])
             .args(["-t", &self.threads.to_string(), "-c", &self.ctx.to_string()])
-            .args(["-b", "2048", "-ub", "512"])
+            .args(["-b", "2048", "-ub", "512", "-ngl", &self.gpu_layers.to_string()])
             .arg("-jf")
             .arg(schema_file)
             .stdin(Stdio::null())

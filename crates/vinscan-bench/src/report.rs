@@ -11,7 +11,7 @@ use crate::stats::{Stats, median};
 
 /// The shape of report.json this benchmark writes and reads. Format 1 was the untyped report of
 /// `vinscan bench` (no `format` field); a change to any field here bumps it.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// Everything one benchmark run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,9 @@ pub struct Report {
     /// Fresh processes, one page each: the projector every peer ran first, then the others.
     pub probes: Vec<Probe>,
     pub encode: VisionEncode,
+    /// The llama-server peer, when it ran (`--llama-server`).
+    #[serde(deserialize_with = "present")]
+    pub llama_server: Option<ServerAggregate>,
     /// The transformers peer, when it ran (`--python` and `--checkpoint`).
     #[serde(deserialize_with = "present")]
     pub transformers: Option<Transformers>,
@@ -87,6 +90,8 @@ pub struct Settings {
     pub ctx_size: u32,
     /// Pages in flight in the aggregate run.
     pub parallel: u32,
+    /// LLM layers on the GPU (`--gpu-layers`; 0: a CPU run).
+    pub gpu_layers: u32,
 }
 
 /// The GGUF pair every peer ran.
@@ -277,6 +282,8 @@ pub struct Aggregate {
     pub vinscan_ms: f64,
     pub load_ms: f64,
     pub model_steps: u32,
+    /// Output tokens over all pages.
+    pub tokens: u32,
     /// Summed over the pages: vision encode + prefill, and their shares of the model steps.
     pub encode_prefill_ms: f64,
     pub steps_ms: f64,
@@ -306,6 +313,56 @@ pub struct VisionEncode {
     /// From the projector's hyper-parameters, when its file has them all.
     #[serde(deserialize_with = "present")]
     pub flops_per_tile: Option<f64>,
+    /// The page with the most tiles encoded tile by tile and through mtmd's batch API.
+    pub batching: TileBatching,
+}
+
+/// One page's tiles encoded one graph per tile (`mtmd_encode_chunk`, what vinscan's engine runs)
+/// and in batches (`mtmd_batch_encode`, what `llama-mtmd-cli` runs), through the tracer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TileBatching {
+    pub page: String,
+    /// Image chunks of the page: its tiles and the thumbnail.
+    pub tiles: usize,
+    pub unbatched_per_tile_ms: Stats,
+    pub batched_per_tile_ms: Stats,
+    /// Tiles per `mtmd_batch_encode` call.
+    pub batch_sizes: Vec<usize>,
+    /// Largest absolute difference between the two ways' embeddings.
+    pub max_abs_diff: f64,
+}
+
+/// The llama-server peer's aggregate run (`--llama-server`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerAggregate {
+    /// Where the binary's llama.cpp came from.
+    pub source: String,
+    /// Slots, and concurrent clients.
+    pub parallel: u32,
+    /// Start until `/health` answered (not counted in `wall_ms`).
+    pub load_ms: f64,
+    /// First request to last answer.
+    pub wall_ms: f64,
+    pub pages: Vec<ServerPage>,
+}
+
+/// One page's answer from llama-server, with the server's own timings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerPage {
+    pub page: String,
+    /// Request to answer, as its client saw it.
+    pub wall_ms: f64,
+    /// The server's `timings.prompt_ms`: vision encode + prefill.
+    pub prompt_ms: f64,
+    /// The server's `timings.predicted_ms`: generation.
+    pub predicted_ms: f64,
+    pub tokens: u32,
+    pub prompt_tokens: u32,
+    /// The server's `stop_type`: `eos`, `limit` (the cap), `word`.
+    pub stop: String,
 }
 
 /// The transformers peer (`ops/bench/transformers_peer.py`).
@@ -440,8 +497,9 @@ mod tests {
         old.as_object_mut().map(|o| o.remove("format"));
         assert!(refusal(&old).contains("old `vinscan bench`"), "{}", refusal(&old));
         let mut newer = committed();
-        newer["format"] = serde_json::json!(3);
-        assert!(refusal(&newer).contains("report format 3"), "{}", refusal(&newer));
+        newer["format"] = serde_json::json!(FORMAT + 1);
+        let said = format!("report format {}", FORMAT + 1);
+        assert!(refusal(&newer).contains(&said), "{}", refusal(&newer));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::pages::{is_single_tile_image, smallest};
 use crate::peers::{PeerRequest, PythonPeer, tesseract};
 use crate::probe::{probe, projector_type};
 use crate::report::*;
+use crate::server::LlamaServer;
 use crate::setup::Setup;
 use crate::stats::Stats;
 
@@ -182,6 +183,7 @@ fn vision_encode(setup: &Setup) -> anyhow::Result<VisionEncode> {
         mmproj: setup.inputs.mmproj.clone(),
         threads: setup.args.threads,
         ctx_size: 4096,
+        gpu_layers: setup.args.gpu_layers,
     })?;
     let small = smallest(&setup.units)?;
     let img = image::open(&small.image)?.to_rgb8();
@@ -194,9 +196,57 @@ fn vision_encode(setup: &Setup) -> anyhow::Result<VisionEncode> {
         let chunks = tracer.encode_image(tiled.image.as_raw(), w, h)?;
         per_tile.push(ms_since(t) / chunks.len().max(1) as f64);
     }
+    let largest = setup.units.iter().max_by_key(|u| u.images).context("no pages")?;
     Ok(VisionEncode {
         per_tile_ms: Stats::of(per_tile),
         flops_per_tile: vision_flops_per_tile(&setup.inputs.mmproj),
+        batching: tile_batching(&mut tracer, setup, largest)?,
+    })
+}
+
+/// Step 5b: the page with the most tiles, tokenised once, encoded one tile per graph and
+/// through mtmd's batch API: one untimed pass each (graph allocation), then two timed pairs,
+/// the order alternating; and how far apart the two ways' embeddings are.
+fn tile_batching(tracer: &mut Tracer, setup: &Setup, unit: &Unit) -> anyhow::Result<TileBatching> {
+    let img = image::open(&unit.image)?.to_rgb8();
+    let (min_tiles, max_tiles) = tile_range(&setup.pipeline, setup.meta.max_tiles);
+    let tiled = tile_page(&img, min_tiles, max_tiles)?;
+    let (w, h) = tiled.image.dimensions();
+    let image = tracer.tokenize_image(tiled.image.as_raw(), w, h)?;
+    let tiles = image.len().max(1) as f64;
+    let mut one_by_one = tracer.encode_tokenized(&image)?;
+    let (mut in_batches, mut batch_sizes) = tracer.encode_tokenized_batched(&image)?;
+    let (mut unbatched, mut batched) = (Vec::new(), Vec::new());
+    for rep in 0..2 {
+        for batched_turn in [rep % 2 == 1, rep % 2 == 0] {
+            let t = Instant::now();
+            if batched_turn {
+                (in_batches, batch_sizes) = tracer.encode_tokenized_batched(&image)?;
+                batched.push(ms_since(t) / tiles);
+            } else {
+                one_by_one = tracer.encode_tokenized(&image)?;
+                unbatched.push(ms_since(t) / tiles);
+            }
+        }
+    }
+    anyhow::ensure!(
+        one_by_one.len() == in_batches.len(),
+        "{} tiles one by one, {} in batches",
+        one_by_one.len(),
+        in_batches.len()
+    );
+    let max_abs_diff = one_by_one
+        .iter()
+        .zip(&in_batches)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| f64::from((x - y).abs())))
+        .fold(0.0, f64::max);
+    Ok(TileBatching {
+        page: unit.name.clone(),
+        tiles: one_by_one.len(),
+        unbatched_per_tile_ms: Stats::of(unbatched),
+        batched_per_tile_ms: Stats::of(batched),
+        batch_sizes,
+        max_abs_diff,
     })
 }
 
@@ -257,6 +307,7 @@ struct Rest {
     rss_mb: f64,
     probes: Vec<Probe>,
     encode: VisionEncode,
+    llama_server: Option<ServerAggregate>,
     transformers: Option<Transformers>,
     tesseract: Option<Vec<TesseractPage>>,
 }
@@ -284,6 +335,7 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
         mmproj: setup.inputs.mmproj.clone(),
         threads: args.threads,
         ctx: args.ctx_size,
+        gpu_layers: args.gpu_layers,
     };
     let pp = per_page(setup, &schemas, &mtmd, &log)?;
     // 3. aggregate: every page through one freshly loaded model, `--parallel` in flight,
@@ -295,6 +347,35 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
         setup.units.len(),
         agg.wall_ms / 1e3
     ));
+    // 3b. the llama-server peer on the same pages, as many slots and clients as pages in flight
+    let llama_server = match &args.llama_server {
+        Some(exe) => {
+            let server = LlamaServer {
+                exe: exe.clone(),
+                source: args.llama_server_source.clone(),
+                model: setup.inputs.model.clone(),
+                mmproj: setup.inputs.mmproj.clone(),
+                threads: args.threads,
+                ctx: args.ctx_size,
+                parallel: args.parallel,
+                gpu_layers: args.gpu_layers,
+                log: args.work_dir.join("llama-server.log"),
+            };
+            let run = server.aggregate(
+                &setup.pipeline,
+                &setup.units,
+                args.real_tokens,
+                &schemas.real_file,
+            )?;
+            log.say(&format!(
+                "llama-server: {} pages in {:.1} s",
+                run.pages.len(),
+                run.wall_ms / 1e3
+            ));
+            Some(run)
+        }
+        None => None,
+    };
     // 4. memory: a fresh process per projector type, one page each; the projector every peer
     //    ran comes first
     let probes = std::iter::once(&setup.inputs.mmproj)
@@ -317,6 +398,7 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
         rss_mb,
         probes,
         encode,
+        llama_server,
         transformers,
         tesseract,
     };
@@ -352,6 +434,7 @@ fn report(setup: &Setup, pp: PerPage, rest: Rest, started: Instant) -> anyhow::R
             real_tokens: args.real_tokens,
             ctx_size: args.ctx_size,
             parallel: args.parallel,
+            gpu_layers: args.gpu_layers,
         },
         files: ModelFiles {
             model: inputs.model.clone(),
@@ -366,6 +449,7 @@ fn report(setup: &Setup, pp: PerPage, rest: Rest, started: Instant) -> anyhow::R
             vinscan_ms: agg.wall_ms,
             load_ms: agg.load_ms,
             model_steps: agg.steps(),
+            tokens: agg.runs.iter().map(|r| r.generated).sum(),
             encode_prefill_ms: agg.encode_prefill_ms(),
             steps_ms: agg.steps_ms(),
             mtmd_sequential_ms: pp.pages.iter().map(|p| p.mtmd_median(|m| m.wall)).sum(),
@@ -374,6 +458,7 @@ fn report(setup: &Setup, pp: PerPage, rest: Rest, started: Instant) -> anyhow::R
         per_page: pp.pages,
         probes: rest.probes,
         encode: rest.encode,
+        llama_server: rest.llama_server,
         transformers: rest.transformers,
         tesseract: rest.tesseract,
         peak_rss_mb: rest.rss_mb,

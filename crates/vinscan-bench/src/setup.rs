@@ -60,6 +60,7 @@ impl Setup {
         let t = Instant::now();
         let mut config = LlamaConfig::new(self.inputs.model.clone(), mmproj.to_path_buf());
         config.threads = self.args.threads;
+        config.gpu_layers = self.args.gpu_layers;
         config.ctx_size = self.args.ctx_size;
         config.parallel = parallel;
         config.fast_forward = true;

@@ -34,10 +34,73 @@ pub fn section(r: &Report) -> String {
     );
     let _ = writeln!(o, "| **ratio** | | **{:.2}×** |\n", v_rate / m_rate);
     let _ = writeln!(o, "{}\n", breakdown(r));
+    if let Some(server) = server_section(r) {
+        let _ = writeln!(o, "{server}");
+    }
     if let Some(note) = projector_note(r) {
         let _ = writeln!(o, "{note}\n");
     }
     o
+}
+
+/// vinscan against llama-server on the same pages, both warm (loading apart), with where each
+/// one's time went: the server's own `prompt_ms` (encode + prefill) and `predicted_ms`
+/// (generation) summed over the pages against vinscan's stages in its aggregate run.
+fn server_section(r: &Report) -> Option<String> {
+    let s = r.llama_server.as_ref()?;
+    let (v_rate, s_rate) = server_rates(r)?;
+    let a = &r.aggregate;
+    let sum = |f: fn(&crate::report::ServerPage) -> f64| s.pages.iter().map(f).sum::<f64>() / 1e3;
+    let (s_prompt, s_gen) = (sum(|p| p.prompt_ms), sum(|p| p.predicted_ms));
+    let s_tokens: u32 = s.pages.iter().map(|p| p.tokens).sum();
+    let mut o = String::new();
+    let _ = writeln!(o, "### vinscan vs llama-server\n");
+    let _ = writeln!(
+        o,
+        "The same {} pages, prompts, images and JSON Schema through `llama-server` ({}) with `--parallel {}` (continuous batching), driven by {} concurrent clients posting to `/completion` (the schema as `json_schema`, which the server turns into its GBNF grammar; greedy, the same cap). Both are warm: loading is left out of both walls (vinscan {:.1} s, llama-server {:.1} s until `/health` answered).\n",
+        a.pages,
+        s.source,
+        s.parallel,
+        s.parallel,
+        a.load_ms / 1e3,
+        s.load_ms / 1e3
+    );
+    let _ = writeln!(
+        o,
+        "| | wall (s) | pages/s | encode + prefill (s, summed over pages) | generation (s, summed) | output tokens |\n|---|---|---|---|---|---|"
+    );
+    let _ = writeln!(
+        o,
+        "| vinscan, {} in flight | {:.1} | {v_rate:.4} | {:.1} | {:.1} | {} |",
+        r.settings.parallel,
+        (a.vinscan_ms - a.load_ms) / 1e3,
+        a.encode_prefill_ms / 1e3,
+        a.steps_ms / 1e3,
+        a.tokens
+    );
+    let _ = writeln!(
+        o,
+        "| llama-server, {} slots | {:.1} | {s_rate:.4} | {s_prompt:.1} | {s_gen:.1} | {s_tokens} |",
+        s.parallel,
+        s.wall_ms / 1e3
+    );
+    let _ = writeln!(o, "| **ratio** | | **{:.2}×** | | | |\n", v_rate / s_rate);
+    let _ = writeln!(
+        o,
+        "Each side ran once (the other comparisons alternate A/B runs). The server's figures are its own per-request `timings`, which overlap in time across slots, as vinscan's per-page stage times do; a slot's generation time includes waiting for the other slots' image encodes, which llama-server runs between decode steps."
+    );
+    Some(o)
+}
+
+/// vinscan's and llama-server's warm pages/s (loading left out of both); `None` without the
+/// server peer.
+pub fn server_rates(r: &Report) -> Option<(f64, f64)> {
+    let s = r.llama_server.as_ref()?;
+    let pages = r.aggregate.pages as f64;
+    Some((
+        pages / ((r.aggregate.vinscan_ms - r.aggregate.load_ms) / 1e3),
+        s.pages.len() as f64 / (s.wall_ms / 1e3),
+    ))
 }
 
 /// Where the aggregate's time went, measured inside that run, against the per-page runs' model
@@ -103,6 +166,24 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| **ratio** | | **2.00×** |"), "{md}");
+    }
+
+    #[test]
+    fn llama_server_is_compared_warm_with_its_own_timings() {
+        let mut r = report();
+        assert!(!section(&r).contains("llama-server"));
+        r.llama_server = Some(crate::render::testdata::server(1800.0));
+        let md = section(&r);
+        // vinscan: 1 page in 1.0 s less 0.1 s of loading; llama-server: 1 page in 1.8 s
+        assert!(
+            md.contains("| vinscan, 4 in flight | 0.9 | 1.1111 | 0.8 | 0.1 | 10 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| llama-server, 4 slots | 1.8 | 0.5556 | 1.2 | 0.5 | 12 |"),
+            "{md}"
+        );
+        assert!(md.contains("| **ratio** | | **2.00×** | | | |"), "{md}");
     }
 
     #[test]

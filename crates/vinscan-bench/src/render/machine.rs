@@ -24,6 +24,13 @@ pub fn section(r: &Report) -> String {
         m.memory_gib
     );
     let _ = writeln!(o, "| threads per peer | {} |", r.settings.threads);
+    if r.settings.gpu_layers > 0 {
+        let _ = writeln!(
+            o,
+            "| GPU | {} LLM layers and the projector offloaded (`--gpu-layers`); the peers ran with `-ngl {}`, on the GPU only if their own builds have CUDA |",
+            r.settings.gpu_layers, r.settings.gpu_layers
+        );
+    }
     let _ = writeln!(
         o,
         "| vinscan | {} (release; features {}), llama.cpp from llama-cpp-sys-2 {} |",

@@ -90,6 +90,7 @@ pub fn report() -> Report {
             real_tokens: 256,
             ctx_size: 4096,
             parallel: 4,
+            gpu_layers: 0,
         },
         files: ModelFiles {
             model: PathBuf::from("model.gguf"),
@@ -106,6 +107,7 @@ pub fn report() -> Report {
             vinscan_ms: 1000.0,
             load_ms: 100.0,
             model_steps: 5,
+            tokens: 10,
             encode_prefill_ms: 800.0,
             steps_ms: 120.0,
             mtmd_sequential_ms: 2000.0,
@@ -114,7 +116,16 @@ pub fn report() -> Report {
         encode: VisionEncode {
             per_tile_ms: Stats::of([1000.0, 1000.0]),
             flops_per_tile: Some(1e11),
+            batching: TileBatching {
+                page: "p".into(),
+                tiles: 7,
+                unbatched_per_tile_ms: Stats::of([1000.0, 1000.0]),
+                batched_per_tile_ms: Stats::of([900.0, 900.0]),
+                batch_sizes: vec![7],
+                max_abs_diff: 1e-5,
+            },
         },
+        llama_server: None,
         transformers: None,
         tesseract: None,
         peak_rss_mb: 1100.0,
@@ -123,5 +134,24 @@ pub fn report() -> Report {
             setup_s: None,
             clean_clone: false,
         },
+    }
+}
+
+/// A llama-server run of the one page in `wall_ms`: 1.2 s of prompt, 0.5 s of generation.
+pub fn server(wall_ms: f64) -> ServerAggregate {
+    ServerAggregate {
+        source: "llama.cpp".into(),
+        parallel: 4,
+        load_ms: 500.0,
+        wall_ms,
+        pages: vec![ServerPage {
+            page: "p".into(),
+            wall_ms,
+            prompt_ms: 1200.0,
+            predicted_ms: 500.0,
+            tokens: 12,
+            prompt_tokens: 800,
+            stop: "limit".into(),
+        }],
     }
 }

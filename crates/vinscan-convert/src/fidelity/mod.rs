@@ -17,7 +17,7 @@ use vinscan_core::tiling::{TILE_SIZE, TiledPage, resize_bicubic, tile_page};
 use vinscan_core::{Error, ErrorKind, Limits, Result};
 
 pub use npy::write_npy;
-pub use tracer::{PromptPiece, TraceConfig, Tracer, argmax};
+pub use tracer::{PromptPiece, TokenizedImage, TraceConfig, Tracer, argmax};
 
 use npy::f32_bytes;
 
@@ -151,6 +151,7 @@ pub fn trace_page(request: &TraceRequest) -> Result<TraceSummary> {
         mmproj: request.mmproj.clone(),
         threads: request.threads,
         ctx_size: request.ctx_size,
+        gpu_layers: 0,
     })?;
     let (embeddings, n_tokens) = encode_tiles(&mut tracer, &tiles)?;
     let shape = [tiles.len(), n_tokens, tracer.n_embd()];

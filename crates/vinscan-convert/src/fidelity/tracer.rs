@@ -21,6 +21,8 @@ pub struct TraceConfig {
     pub mmproj: PathBuf,
     pub threads: u32,
     pub ctx_size: u32,
+    /// LLM layers offloaded to the GPU in a `cuda` build; above 0 the projector runs there too.
+    pub gpu_layers: u32,
 }
 
 /// One piece of a tokenised prompt.
@@ -63,6 +65,43 @@ impl Drop for Chunks {
     }
 }
 
+/// An image tokenised by [`Tracer::tokenize_image`]: its chunks, and its image chunks in order.
+pub struct TokenizedImage {
+    /// Owns what `images` points into.
+    _chunks: Chunks,
+    images: Vec<*const sys::mtmd_input_chunk>,
+}
+
+impl TokenizedImage {
+    /// Image chunks (tiles and the thumbnail).
+    pub fn len(&self) -> usize {
+        self.images.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty()
+    }
+}
+
+/// An owned `mtmd_batch` of the tracer's mtmd context (it does not own its chunks).
+struct Batch(NonNull<sys::mtmd_batch>);
+
+impl Batch {
+    fn new(mtmd: NonNull<sys::mtmd_context>) -> Result<Self> {
+        // SAFETY: the context is alive (owned by the tracer that calls this).
+        NonNull::new(unsafe { sys::mtmd_batch_init(mtmd.as_ptr()) })
+            .map(Self)
+            .ok_or_else(|| err("mtmd_batch_init failed"))
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        // SAFETY: created by mtmd_batch_init, freed once.
+        unsafe { sys::mtmd_batch_free(self.0.as_ptr()) }
+    }
+}
+
 impl Chunks {
     fn len(&self) -> usize {
         // SAFETY: valid chunks handle.
@@ -84,8 +123,9 @@ impl Tracer {
         // SAFETY: default parameter structs are plain data; the paths outlive the calls; each
         // handle is checked for null and owned by the returned value (or freed on error).
         unsafe {
-            let model =
-                sys::llama_model_load_from_file(model_path.as_ptr(), sys::llama_model_default_params());
+            let mut params = sys::llama_model_default_params();
+            params.n_gpu_layers = i32::try_from(config.gpu_layers).unwrap_or(i32::MAX);
+            let model = sys::llama_model_load_from_file(model_path.as_ptr(), params);
             let model = NonNull::new(model).ok_or_else(|| {
                 Error::new(
                     ErrorKind::Config,
@@ -103,7 +143,7 @@ impl Tracer {
                 return Err(err("llama_init_from_model failed"));
             };
             let mut mparams = sys::mtmd_context_params_default();
-            mparams.use_gpu = false;
+            mparams.use_gpu = config.gpu_layers > 0;
             mparams.print_timings = false;
             mparams.n_threads = threads;
             let mtmd = sys::mtmd_init_from_file(mmproj_path.as_ptr(), model.as_ptr(), mparams);
@@ -117,7 +157,8 @@ impl Tracer {
             };
             let vocab = sys::llama_model_get_vocab(model.as_ptr());
             let n_vocab = sys::llama_vocab_n_tokens(vocab).max(0) as usize;
-            let n_embd = sys::llama_model_n_embd(model.as_ptr()).max(0) as usize;
+            // the width mtmd's outputs have (mtmd.h: llama_model_n_embd_inp × n_tokens floats)
+            let n_embd = sys::llama_model_n_embd_inp(model.as_ptr()).max(0) as usize;
             Ok(Self {
                 model,
                 ctx,
@@ -132,6 +173,8 @@ impl Tracer {
         self.n_vocab
     }
 
+    /// Width of the LLM's input embeddings (`llama_model_n_embd_inp`): each row of a projected
+    /// image chunk.
     pub fn n_embd(&self) -> usize {
         self.n_embd
     }
@@ -216,16 +259,33 @@ impl Tracer {
 
     /// Projected embeddings (`n_tokens × n_embd`, row-major) of each image chunk of `rgb`.
     pub fn encode_image(&mut self, rgb: &[u8], width: u32, height: u32) -> Result<Vec<Vec<f32>>> {
+        let image = self.tokenize_image(rgb, width, height)?;
+        self.encode_tokenized(&image)
+    }
+
+    /// `rgb` (`width × height × 3` bytes) preprocessed and cut into mtmd's chunks (InternVL:
+    /// one image chunk per tile and the thumbnail), ready to encode.
+    pub fn tokenize_image(&self, rgb: &[u8], width: u32, height: u32) -> Result<TokenizedImage> {
         let chunks = self.tokenize(Self::marker(), rgb, width, height)?;
-        let mut out = Vec::new();
-        for i in 0..chunks.len() {
-            let chunk = chunks.get(i);
-            // SAFETY: as above; the output buffer holds n_tokens × n_embd floats after a
-            // successful encode and is copied before the next call.
+        let images = (0..chunks.len())
+            .map(|i| chunks.get(i))
+            // SAFETY: the chunks are owned by `chunks`, which the returned value keeps.
+            .filter(|c| unsafe { sys::mtmd_input_chunk_get_type(*c) } == sys::MTMD_INPUT_CHUNK_TYPE_IMAGE)
+            .collect();
+        Ok(TokenizedImage {
+            _chunks: chunks,
+            images,
+        })
+    }
+
+    /// [`Tracer::encode_image`]'s work on an image tokenised beforehand: one graph per image
+    /// chunk (`mtmd_encode_chunk`), as vinscan's engine encodes.
+    pub fn encode_tokenized(&mut self, image: &TokenizedImage) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(image.images.len());
+        for &chunk in &image.images {
+            // SAFETY: `image` keeps its chunks alive; the output buffer holds n_tokens × n_embd
+            // floats after a successful encode and is copied before the next call.
             unsafe {
-                if sys::mtmd_input_chunk_get_type(chunk) != sys::MTMD_INPUT_CHUNK_TYPE_IMAGE {
-                    continue;
-                }
                 let rc = sys::mtmd_encode_chunk(self.mtmd.as_ptr(), chunk);
                 if rc != 0 {
                     return Err(err(format!("mtmd_encode_chunk returned {rc}")));
@@ -239,6 +299,54 @@ impl Tracer {
             }
         }
         Ok(out)
+    }
+
+    /// As [`Tracer::encode_tokenized`], but through mtmd's batch API (`mtmd_batch_add_chunk` /
+    /// `mtmd_batch_encode`, llama.cpp `tools/mtmd/mtmd.h`): as many image chunks per graph as a
+    /// batch takes (`batch_max_tokens`, 1,024 by default: four 256-token InternVL tiles).
+    /// InternVL's tiles and thumbnail follow one another with no text chunk between them, so
+    /// these are the batches `llama-mtmd-cli` encodes (it splits a batch at a text chunk).
+    /// Returns the embeddings in chunk order and the size of each batch encoded.
+    pub fn encode_tokenized_batched(
+        &mut self,
+        image: &TokenizedImage,
+    ) -> Result<(Vec<Vec<f32>>, Vec<usize>)> {
+        let images = &image.images;
+        let mut out = Vec::with_capacity(images.len());
+        let mut sizes = Vec::new();
+        let mut next = 0;
+        while next < images.len() {
+            let batch = Batch::new(self.mtmd)?;
+            let mut added = 0;
+            // SAFETY: `image` keeps its chunks alive past the batch (dropped at the end of this
+            // iteration); the batch belongs to this tracer's mtmd context; each output block
+            // holds n_tokens × n_embd floats and is copied before the batch is freed.
+            unsafe {
+                for &chunk in &images[next..] {
+                    match sys::mtmd_batch_add_chunk(batch.0.as_ptr(), chunk) {
+                        0 => added += 1,
+                        // full (2) or not batchable with the chunks already in it (3)
+                        2 | 3 if added > 0 => break,
+                        rc => return Err(err(format!("mtmd_batch_add_chunk returned {rc}"))),
+                    }
+                }
+                let rc = sys::mtmd_batch_encode(batch.0.as_ptr());
+                if rc != 0 {
+                    return Err(err(format!("mtmd_batch_encode returned {rc}")));
+                }
+                for &chunk in &images[next..next + added] {
+                    let n = sys::mtmd_input_chunk_get_n_tokens(chunk) * self.n_embd;
+                    let ptr = sys::mtmd_batch_get_output_embd(batch.0.as_ptr(), chunk);
+                    if ptr.is_null() {
+                        return Err(err("mtmd_batch_get_output_embd returned null"));
+                    }
+                    out.push(std::slice::from_raw_parts(ptr, n).to_vec());
+                }
+            }
+            sizes.push(added);
+            next += added;
+        }
+        Ok((out, sizes))
     }
 
     /// Clears the KV cache and evaluates the prompt; returns the next position.
