@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
 use serde::Serialize;
-use vinscan_core::VisionModel;
 
 use crate::measure::{Work, ms_since, vinscan_page};
 use crate::report::{Unit, VinscanRun};
@@ -40,24 +39,45 @@ impl AggregateRun {
     }
 }
 
-/// Takes pages off the queue until it is empty; stops at the first failure.
-fn worker(
-    model: &dyn VisionModel,
-    setup: &Setup,
-    work: &Work,
-    queue: &Mutex<VecDeque<&Unit>>,
-) -> anyhow::Result<Vec<VinscanRun>> {
-    let mut done = Vec::new();
-    loop {
-        let next = queue
-            .lock()
-            .map_err(|_| anyhow!("the page queue was poisoned by a panicked worker"))?
-            .pop_front();
-        let Some(unit) = next else { break };
-        let run = vinscan_page(model, &setup.extractor, work, unit).with_context(|| unit.name.clone())?;
-        done.push(run);
+/// Every unit through `run` on `n` threads, each taking the next unit off one FIFO queue until
+/// it is empty, so `n` units are in flight and they start in the order given (rayon's
+/// work-stealing would start them in another order, which changes what is in flight together).
+/// Returns one result per unit, grouped by thread (each thread's in the order it ran them); a
+/// failure (a unit's error, named by the unit, or a panicked thread) fails the whole, the first
+/// thread's failure reported when several fail.
+pub fn in_flight<T: Send>(
+    units: &[Unit],
+    n: u32,
+    run: impl Fn(&Unit) -> anyhow::Result<T> + Sync,
+) -> anyhow::Result<Vec<T>> {
+    let queue = Mutex::new(units.iter().collect::<VecDeque<_>>());
+    let drain = || -> anyhow::Result<Vec<T>> {
+        let mut done = Vec::new();
+        loop {
+            let next = queue
+                .lock()
+                .map_err(|_| anyhow!("the page queue was poisoned by a panicked thread"))?
+                .pop_front();
+            let Some(unit) = next else { break };
+            done.push(run(unit).with_context(|| unit.name.clone())?);
+        }
+        Ok(done)
+    };
+    let per_thread: Vec<anyhow::Result<Vec<T>>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..n.max(1)).map(|_| scope.spawn(drain)).collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|_| Err(anyhow!("a thread panicked"))))
+            .collect()
+    });
+    let mut all = Vec::with_capacity(units.len());
+    for done in per_thread {
+        all.extend(done?);
     }
-    Ok(done)
+    if all.len() != units.len() {
+        bail!("{} of {} pages measured", all.len(), units.len());
+    }
+    Ok(all)
 }
 
 /// Every page through one freshly loaded model, `--parallel` in flight, the pipeline's schema
@@ -66,32 +86,12 @@ pub fn aggregate(setup: &Setup) -> anyhow::Result<AggregateRun> {
     let parallel = setup.args.parallel;
     let (model, load_ms) = setup.load(&setup.inputs.mmproj, parallel)?;
     let work = Work::real(&setup.pipeline, setup.args.real_tokens);
-    let queue = Mutex::new(setup.units.iter().collect::<VecDeque<_>>());
     let t = Instant::now();
-    let per_worker: Vec<anyhow::Result<Vec<VinscanRun>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..parallel)
-            .map(|_| scope.spawn(|| worker(&model, setup, &work, &queue)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| {
-                w.join()
-                    .unwrap_or_else(|_| Err(anyhow!("an aggregate worker panicked")))
-            })
-            .collect()
-    });
+    let runs = in_flight(&setup.units, parallel, |unit| {
+        vinscan_page(&model, &setup.extractor, &work, unit)
+    })
+    .context("aggregate run")?;
     let wall_ms = ms_since(t) + load_ms;
-    let mut runs = Vec::new();
-    for done in per_worker {
-        runs.extend(done.context("aggregate run")?);
-    }
-    if runs.len() != setup.units.len() {
-        bail!(
-            "the aggregate run measured {} of {} pages",
-            runs.len(),
-            setup.units.len()
-        );
-    }
     Ok(AggregateRun {
         wall_ms,
         load_ms,
@@ -129,4 +129,67 @@ pub fn run_aggregate_only(setup: &Setup) -> anyhow::Result<()> {
     };
     println!("{}", serde_json::to_string(&line)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn units(n: usize) -> Vec<Unit> {
+        (0..n)
+            .map(|i| Unit {
+                name: format!("u{i}"),
+                source: PathBuf::from("p.png"),
+                page: 0,
+                image: PathBuf::from("p.png"),
+                grid_image: PathBuf::from("p.png"),
+                images: 1,
+                grid: (1, 1),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_unit_runs_once_with_at_most_n_in_flight() {
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let mut done = in_flight(&units(9), 3, |u| {
+            let k = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(k, Ordering::SeqCst);
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            now.fetch_sub(1, Ordering::SeqCst);
+            Ok(u.name.clone())
+        })
+        .expect("all ran");
+        done.sort();
+        assert_eq!(done, (0..9).map(|i| format!("u{i}")).collect::<Vec<_>>());
+        assert!((1..=3).contains(&most.load(Ordering::SeqCst)));
+    }
+
+    #[test]
+    fn a_failing_unit_fails_the_whole_and_is_named() {
+        let e = in_flight(&units(4), 2, |u| {
+            if u.name == "u2" {
+                bail!("broken page")
+            }
+            Ok(())
+        })
+        .err()
+        .map(|e| format!("{e:#}"))
+        .unwrap_or_default();
+        assert_eq!(e, "u2: broken page");
+    }
+
+    #[test]
+    fn a_panicking_thread_fails_the_whole() {
+        let r = in_flight(&units(2), 2, |u| {
+            if u.name == "u1" {
+                panic!("boom")
+            }
+            Ok(())
+        });
+        assert!(r.is_err());
+    }
 }

@@ -7,17 +7,16 @@
 //! as `multimodal_data`, `json_schema` (the server turns it into its GBNF grammar), greedy, the
 //! pipeline's repetition penalty and the same output cap.
 
-use std::collections::VecDeque;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use base64::Engine as _;
 use vinscan_core::Pipeline;
 
+use crate::aggregate::in_flight;
 use crate::measure::ms_since;
 use crate::report::{ServerAggregate, ServerPage, Unit};
 
@@ -111,7 +110,6 @@ impl LlamaServer {
     ) -> anyhow::Result<ServerAggregate> {
         let schema: serde_json::Value = serde_json::from_slice(&std::fs::read(schema_file)?)?;
         let (_server, base, load_ms) = self.start()?;
-        let queue = Mutex::new(units.iter().collect::<VecDeque<_>>());
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(3600))
             .build();
@@ -123,26 +121,9 @@ impl LlamaServer {
             tokens,
         };
         let t = Instant::now();
-        let per_client: Vec<anyhow::Result<Vec<ServerPage>>> = std::thread::scope(|scope| {
-            let clients: Vec<_> = (0..self.parallel)
-                .map(|_| scope.spawn(|| client.drain(&queue)))
-                .collect();
-            clients
-                .into_iter()
-                .map(|c| {
-                    c.join()
-                        .unwrap_or_else(|_| Err(anyhow!("a llama-server client panicked")))
-                })
-                .collect()
-        });
+        let mut pages = in_flight(units, self.parallel, |unit| client.page(unit))
+            .context("llama-server aggregate run")?;
         let wall_ms = ms_since(t);
-        let mut pages = Vec::new();
-        for done in per_client {
-            pages.extend(done.context("llama-server aggregate run")?);
-        }
-        if pages.len() != units.len() {
-            bail!("llama-server answered {} of {} pages", pages.len(), units.len());
-        }
         pages.sort_by(|a, b| a.page.cmp(&b.page));
         Ok(ServerAggregate {
             source: self.source.clone(),
@@ -164,20 +145,6 @@ struct Client<'a> {
 }
 
 impl Client<'_> {
-    /// Takes pages off the queue until it is empty; stops at the first failure.
-    fn drain(&self, queue: &Mutex<VecDeque<&Unit>>) -> anyhow::Result<Vec<ServerPage>> {
-        let mut done = Vec::new();
-        loop {
-            let next = queue
-                .lock()
-                .map_err(|_| anyhow!("the page queue was poisoned by a panicked client"))?
-                .pop_front();
-            let Some(unit) = next else { break };
-            done.push(self.page(unit).with_context(|| unit.name.clone())?);
-        }
-        Ok(done)
-    }
-
     fn page(&self, unit: &Unit) -> anyhow::Result<ServerPage> {
         let image = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&unit.grid_image)?);
         let body = serde_json::json!({
