@@ -102,6 +102,8 @@ say "models ready in $models"
 # every peer runs the q8_0 model (q8_0 LLM and projector: the pair the memory goal names);
 # the other projectors (f16 in $models/q8_0, bf16, f32) are probed on one page each
 pages=$root/target/bench/pages
+# transformers runs every page (its goal is "faster on every page"); fewer with the variable
+export VINSCAN_BENCH_TRANSFORMERS_PAGES=${VINSCAN_BENCH_TRANSFORMERS_PAGES:-1000}
 "$ref/bin/python" ops/bench/make_pages.py "$pages" "$root/../shared/data/sroie-sample/images" 150
 "$bench" --pages "$pages" --model "$models/q8_0-mmproj/model.gguf" --mmproj "$models/q8_0-mmproj/mmproj.gguf" \
   "${probes[@]}" --mtmd-cli "$mtmd_cli" "${server_args[@]}" \

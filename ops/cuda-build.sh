@@ -20,8 +20,9 @@
 # ggml's virtual-memory pool (VMM) needs the driver library at link time, which no wheel ships, so
 # the build sets GGML_CUDA_NO_VMM=ON (ggml then uses its own pool; the kernels are the same).
 #
-# Time: the CUDA kernels dominate (ggml-cuda's template instances): about N minutes on 2 cores
-# for one architecture (see docs/BENCHMARKS.md, "GPU"). Not part of CI.
+# Time: the CUDA kernels dominate (ggml-cuda's template instances), so expect the better part of
+# an hour on 2 cores for one architecture; the script prints its own time at the end. A full run
+# has not been timed yet on 2 cores (docs/BENCHMARKS.md, "GPU"). Not part of CI.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"

@@ -125,6 +125,10 @@ pub struct BenchArgs {
     /// (the benchmark runs itself this way for a memory figure of a fresh process).
     #[arg(long, hide = true)]
     pub rss_probe: bool,
+    /// Internal, with `--rss-probe`: the language model with llama.cpp's flash attention on
+    /// (vinscan's engine turns it off on the CPU).
+    #[arg(long, hide = true)]
+    pub llm_flash_attention: bool,
     /// Only the aggregate run (every page through one loaded model, `--parallel` in flight),
     /// printed as one JSON line; no peers, no report. For comparing `--parallel` settings.
     #[arg(long, env = "VINSCAN_BENCH_AGGREGATE_ONLY")]

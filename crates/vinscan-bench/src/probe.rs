@@ -47,12 +47,24 @@ pub fn projector_type(mmproj: &Path) -> anyhow::Result<String> {
     Ok(meta.weight_type.unwrap_or("unknown type").to_owned())
 }
 
+/// How the probe process runs the language model's attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmAttention {
+    /// As vinscan's engine chooses (off on the CPU).
+    Engine,
+    /// Flash attention on, as llama.cpp's default runs it.
+    Flash,
+}
+
 /// Runs a fresh `vinscan-bench --rss-probe` with projector `mmproj`.
-pub fn probe(setup: &Setup, mmproj: &Path) -> anyhow::Result<Probe> {
+pub fn probe(setup: &Setup, mmproj: &Path, attention: LlmAttention) -> anyhow::Result<Probe> {
     let args = &setup.args;
     let mut cmd = Command::new(std::env::current_exe()?);
     if let (Some(p), Some(s)) = (&args.pipelines_dir, &args.schemas_dir) {
         cmd.arg("--pipelines-dir").arg(p).arg("--schemas-dir").arg(s);
+    }
+    if attention == LlmAttention::Flash {
+        cmd.arg("--llm-flash-attention");
     }
     let out = cmd
         .arg("--rss-probe")
@@ -72,7 +84,11 @@ pub fn probe(setup: &Setup, mmproj: &Path) -> anyhow::Result<Probe> {
         .stderr(Stdio::inherit())
         .output()?;
     if !out.status.success() {
-        bail!("the memory probe of {} failed ({})", mmproj.display(), out.status);
+        bail!(
+            "the memory probe of {} ({attention:?} attention) failed ({})",
+            mmproj.display(),
+            out.status
+        );
     }
     let line = String::from_utf8_lossy(&out.stdout);
     let p: ProbeOutput = serde_json::from_str(line.trim()).context("the memory probe's report")?;

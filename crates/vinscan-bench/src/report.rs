@@ -11,7 +11,7 @@ use crate::stats::{Stats, median};
 
 /// The shape of report.json this benchmark writes and reads. Format 1 was the untyped report of
 /// `vinscan bench` (no `format` field); a change to any field here bumps it.
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 /// Everything one benchmark run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +32,11 @@ pub struct Report {
     pub aggregate: Aggregate,
     /// Fresh processes, one page each: the projector every peer ran first, then the others.
     pub probes: Vec<Probe>,
+    /// A fresh process like the first probe, with the language model's flash attention on
+    /// (llama.cpp's default, which the peers run); `None` when the model is on the GPU, where
+    /// vinscan leaves it to llama.cpp.
+    #[serde(deserialize_with = "present")]
+    pub llm_flash_attention: Option<Probe>,
     pub encode: VisionEncode,
     /// The llama-server peer, when it ran (`--llama-server`).
     #[serde(deserialize_with = "present")]
@@ -315,6 +320,20 @@ pub struct VisionEncode {
     pub flops_per_tile: Option<f64>,
     /// The page with the most tiles encoded tile by tile and through mtmd's batch API.
     pub batching: TileBatching,
+    /// ggml's CPU matrix product at the encoder's shape, per weight type
+    /// (`vinscan_llama::matmul`); empty when the model is on the GPU.
+    pub matmul: Vec<MatmulProbe>,
+}
+
+/// One weight type's rate in ggml's CPU matrix product: InternViT-300M's MLP up-projection over
+/// one tile (1,024 × 4,096 weights, 1,025 token rows), the fastest of three runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatmulProbe {
+    /// `f32`, `f16`, `bf16` or `q8_0`.
+    pub weights: String,
+    /// GFLOP/s: 2·K·N·M floating-point operations over the fastest run's seconds, / 1e9.
+    pub gflops: f64,
 }
 
 /// One page's tiles encoded one graph per tile (`mtmd_encode_chunk`, what vinscan's engine runs)
@@ -447,7 +466,8 @@ impl Report {
             ),
             Some(_) => {}
         }
-        serde_json::from_slice(bytes).context("a format 2 report with missing or unknown fields")
+        serde_json::from_slice(bytes)
+            .with_context(|| format!("a format {FORMAT} report with missing or unknown fields"))
     }
 
     /// Reads and parses a report.json.

@@ -11,6 +11,7 @@ use vinscan_convert::fidelity::{TraceConfig, Tracer};
 use vinscan_core::VisionModel;
 use vinscan_core::extract::tile_range;
 use vinscan_core::tiling::tile_page;
+use vinscan_llama::matmul::{MatmulType, probe_matmul};
 use vinscan_llama::vision_flops_per_tile;
 use vinscan_schema::Schema;
 
@@ -20,7 +21,7 @@ use crate::measure::{Work, fixed_schema, ms_since, vinscan_page};
 use crate::mtmd::MtmdCli;
 use crate::pages::{is_single_tile_image, smallest};
 use crate::peers::{PeerRequest, PythonPeer, tesseract};
-use crate::probe::{probe, projector_type};
+use crate::probe::{LlmAttention, probe, projector_type};
 use crate::report::*;
 use crate::server::LlamaServer;
 use crate::setup::Setup;
@@ -201,7 +202,23 @@ fn vision_encode(setup: &Setup) -> anyhow::Result<VisionEncode> {
         per_tile_ms: Stats::of(per_tile),
         flops_per_tile: vision_flops_per_tile(&setup.inputs.mmproj),
         batching: tile_batching(&mut tracer, setup, largest)?,
+        matmul: matmul_rates(setup.args.gpu_layers, setup.args.threads)?,
     })
+}
+
+/// Step 5c: ggml's CPU matrix product per weight type at the encoder's shape; nothing when the
+/// model is on the GPU.
+fn matmul_rates(gpu_layers: u32, threads: u32) -> anyhow::Result<Vec<MatmulProbe>> {
+    if gpu_layers > 0 {
+        return Ok(Vec::new());
+    }
+    Ok(probe_matmul(&MatmulType::ALL, threads)?
+        .into_iter()
+        .map(|r| MatmulProbe {
+            weights: r.weights.name().to_owned(),
+            gflops: r.gflops,
+        })
+        .collect())
 }
 
 /// Step 5b: the page with the most tiles, tokenised once, encoded one tile per graph and
@@ -306,6 +323,7 @@ struct Rest {
     agg: AggregateRun,
     rss_mb: f64,
     probes: Vec<Probe>,
+    llm_flash_attention: Option<Probe>,
     encode: VisionEncode,
     llama_server: Option<ServerAggregate>,
     transformers: Option<Transformers>,
@@ -380,8 +398,15 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
     //    ran comes first
     let probes = std::iter::once(&setup.inputs.mmproj)
         .chain(&args.probe_mmproj)
-        .map(|mmproj| probe(setup, mmproj))
+        .map(|mmproj| probe(setup, mmproj, LlmAttention::Engine))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // 4b. the first probe again with the language model's flash attention on (llama.cpp's
+    //     default, which vinscan turns off on the CPU)
+    let llm_flash_attention = if args.gpu_layers == 0 {
+        Some(probe(setup, &setup.inputs.mmproj, LlmAttention::Flash)?)
+    } else {
+        None
+    };
     log.say("memory probes done");
     // 5. the vision encoder alone
     let encode = vision_encode(setup)?;
@@ -397,6 +422,7 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
         agg,
         rss_mb,
         probes,
+        llm_flash_attention,
         encode,
         llama_server,
         transformers,
@@ -457,6 +483,7 @@ fn report(setup: &Setup, pp: PerPage, rest: Rest, started: Instant) -> anyhow::R
         parity: pp.parity,
         per_page: pp.pages,
         probes: rest.probes,
+        llm_flash_attention: rest.llm_flash_attention,
         encode: rest.encode,
         llama_server: rest.llama_server,
         transformers: rest.transformers,

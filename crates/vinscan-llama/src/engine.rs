@@ -29,6 +29,37 @@ use crate::{Command, LlamaConfig, read_projector_meta};
 // daemon's config refuse smaller ones before they get here).
 use vinscan_core::model::MIN_CTX_SIZE;
 
+/// The flash-attention setting of a language-model context: `forced` when given (the
+/// benchmark's comparison), else llama.cpp's choice (`auto`: on where the device runs it) when
+/// layers go to a GPU this build can offload to, and off on the CPU.
+///
+/// Why off on the CPU: ggml's CPU flash attention decodes one query row at a time through every
+/// KV cell with a scalar online softmax (`ggml_compute_forward_flash_attn_ext_f16_one_chunk` in
+/// `ggml/src/ggml-cpu/ops.cpp`), while the plain path's matrix products are vectorised. On a
+/// 2-core Xeon (vinscan's 1-tile receipt page, 256 output tokens, llama-cpp-sys-2 0.1.161)
+/// generation took 7.1 s without it and 13.2 s with it, prefill within 0.6 s; the benchmark
+/// measures both every run (docs/BENCHMARKS.md, "Language-model attention"). With several
+/// pages in flight the plain path attends over every page's cells of the shared pool where
+/// flash attention skips the masked tiles, so prefill costs more: the benchmark's 7 pages, 4 in
+/// flight, took 280 s without it (prefill and encode 236 s, steps 42 s) and 276 s with it (181 s
+/// and 94 s) on that machine, one run each (`vinscan-bench --aggregate-only
+/// [--llm-flash-attention]`): a draw, so the CPU default stays off. The plain path also keeps a
+/// KQ score buffer of context × batch × heads floats, touched only as far as the cells in use. The vision encoder keeps mtmd's default, flash attention on: at 1,025 tokens per tile
+/// its tiled kernel is the faster one (by hand on the same Xeon with the fidelity tracer: 7.3 s
+/// per tile with it, 10.2 s without).
+pub(crate) fn flash_attention(
+    forced: Option<bool>,
+    gpu_layers: u32,
+    gpu_offload: bool,
+) -> llama_cpp_sys_2::llama_flash_attn_type {
+    match forced {
+        Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        None if gpu_layers > 0 && gpu_offload => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    }
+}
+
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 
 pub(crate) fn backend() -> Result<&'static LlamaBackend> {
@@ -204,7 +235,12 @@ impl Engine {
             // one sequence per page in flight, plus one holding the shared prompt prefix; the
             // cells are one pool (`kv_unified`), so a 7-tile page can use what 1-tile pages leave
             .with_n_seq_max(config.parallel.clamp(1, MAX_PARALLEL) + 1)
-            .with_kv_unified(true);
+            .with_kv_unified(true)
+            .with_flash_attention_policy(flash_attention(
+                config.llm_flash_attention,
+                config.gpu_layers,
+                backend.supports_gpu_offload(),
+            ));
         let ctx = model
             .new_context(backend, params)
             .map_err(|e| internal("llama context")(e.to_string()))?;
@@ -280,5 +316,24 @@ impl TokenizerEnv for CanonicalTokEnv {
 
     fn tokenize_is_canonical(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flash_attention_is_off_on_the_cpu_and_llama_cpps_choice_on_the_gpu() {
+        use llama_cpp_sys_2::{
+            LLAMA_FLASH_ATTN_TYPE_AUTO as AUTO, LLAMA_FLASH_ATTN_TYPE_DISABLED as OFF,
+            LLAMA_FLASH_ATTN_TYPE_ENABLED as ON,
+        };
+        assert_eq!(flash_attention(None, 0, true), OFF);
+        assert_eq!(flash_attention(None, 99, true), AUTO);
+        // layers asked for the GPU in a build without one run on the CPU
+        assert_eq!(flash_attention(None, 99, false), OFF);
+        assert_eq!(flash_attention(Some(true), 0, false), ON);
+        assert_eq!(flash_attention(Some(false), 99, true), OFF);
     }
 }

@@ -18,6 +18,7 @@
 mod engine;
 mod files;
 mod health;
+pub mod matmul;
 mod page;
 mod prompt;
 mod sampling;
@@ -60,6 +61,10 @@ pub struct LlamaConfig {
     pub fast_forward: bool,
     /// Compute the KV cells of the prompt prefix pages share (system message) once.
     pub reuse_prefix: bool,
+    /// The language model's flash attention: `None` is vinscan's choice (off on the CPU, as
+    /// llama.cpp decides on the GPU: `engine::flash_attention`); `Some(on)` forces it, for
+    /// the benchmark's comparison. The vision encoder keeps mtmd's default either way.
+    pub llm_flash_attention: Option<bool>,
 }
 
 impl LlamaConfig {
@@ -75,6 +80,7 @@ impl LlamaConfig {
             parallel: 4,
             fast_forward: true,
             reuse_prefix: true,
+            llm_flash_attention: None,
         }
     }
 }

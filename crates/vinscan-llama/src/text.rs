@@ -241,6 +241,11 @@ fn serve(
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let ctx = backend().and_then(|b| {
+        let params = params.with_flash_attention_policy(crate::engine::flash_attention(
+            None,
+            config.gpu_layers,
+            b.supports_gpu_offload(),
+        ));
         model
             .new_context(b, params)
             .map_err(|e| internal("text model context", e))

@@ -220,8 +220,21 @@ fn reference_why(r: &Report) -> String {
     } else {
         String::new()
     };
+    let ceiling = r
+        .encode
+        .matmul
+        .iter()
+        .max_by(|a, b| a.gflops.total_cmp(&b.gflops))
+        .map_or(String::new(), |best| {
+            format!(
+                "; ggml's fastest CPU matrix product here ({}) reaches {:.0} GFLOP/s at the encoder's shape, {:.0} % of that peak",
+                best.weights,
+                best.gflops,
+                100.0 * best.gflops / gemm
+            )
+        });
     format!(
-        "the vision encoder: llama.cpp's reaches {achieved:.0} GFLOP/s on the {} projector ({:.0} % of the {gemm:.0} GFLOP/s f32 GEMM peak of torch's BLAS, which transformers runs the ViT in){format_note}{bf16_note}",
+        "the vision encoder: llama.cpp's reaches {achieved:.0} GFLOP/s on the {} projector ({:.0} % of the {gemm:.0} GFLOP/s f32 GEMM peak of torch's BLAS, which transformers runs the ViT in){ceiling}{format_note}{bf16_note}",
         r.files.mmproj_type,
         100.0 * achieved / gemm
     )
@@ -361,25 +374,7 @@ mod tests {
     fn the_reference_goal_explains_with_the_projector_probes() {
         let mut r = report();
         r.probes = vec![probe("f16", 1700.0, 10_000.0), probe("f32", 2300.0, 9_500.0)];
-        r.transformers = Some(crate::report::Transformers {
-            load_ms: 1.0,
-            gemm: crate::report::Gemm {
-                gflops: 200.0,
-                threads: 2,
-            },
-            pages: vec![crate::report::TransformersPage {
-                page: "p".into(),
-                result: crate::report::TransformersResult {
-                    tiles: 1,
-                    prompt_tokens: 1,
-                    generated: 1,
-                    preprocess_ms: 1.0,
-                    total_ms: 800.0,
-                },
-                vinscan_ms: 900.0,
-                mtmd_compute_ms: 1000.0,
-            }],
-        });
+        r.transformers = Some(crate::render::testdata::transformers(200.0));
         let md = section(&r);
         let g = row(&md, "faster than");
         assert!(

@@ -20,11 +20,68 @@ pub fn section(r: &Report) -> String {
     }
     let _ = writeln!(o, "\n{}", vision_encode(r));
     let _ = writeln!(o, "\n{}", tile_batching(r));
+    if let Some(line) = matmul_line(r) {
+        let _ = writeln!(o, "\n{line}");
+    }
     if let Some(line) = projector_line(r) {
+        let _ = writeln!(o, "\n{line}");
+    }
+    if let Some(line) = llm_attention_line(r) {
         let _ = writeln!(o, "\n{line}");
     }
     let _ = writeln!(o);
     o
+}
+
+/// ggml's CPU matrix product per weight type, and the best of them against torch's GEMM peak
+/// when transformers ran: the ceiling of llama.cpp's encoder on this CPU. `None` when it was
+/// not measured (GPU).
+fn matmul_line(r: &Report) -> Option<String> {
+    let best = r
+        .encode
+        .matmul
+        .iter()
+        .max_by(|a, b| a.gflops.total_cmp(&b.gflops))?;
+    let each: Vec<String> = r
+        .encode
+        .matmul
+        .iter()
+        .map(|m| format!("{} {:.0}", m.weights, m.gflops))
+        .collect();
+    let gemm = gemm_gflops(r);
+    let against = if gemm.is_finite() {
+        format!(
+            " Its best, **{}**, is {:.0} % of torch's f32 GEMM peak ({gemm:.0} GFLOP/s): an encoder built from these kernels gets no closer to that peak on this CPU.",
+            best.weights,
+            100.0 * best.gflops / gemm
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "ggml's CPU matrix product at the encoder's shape, on weights in the CPU backend's plain buffer as clip.cpp loads them (the MLP up-projection over one tile: 1,024 × 4,096 weights, 1,025 token rows; fastest of {}, same threads), GFLOP/s by weight type: {}.{against}",
+        vinscan_llama::matmul::PROBE_REPS,
+        each.join(", "),
+    ))
+}
+
+/// The language model's attention with flash attention on (llama.cpp's default) against
+/// vinscan's engine, which turns it off on the CPU; `None` when not measured (GPU).
+fn llm_attention_line(r: &Report) -> Option<String> {
+    let (on, off) = (r.llm_flash_attention.as_ref()?, r.probes.first()?);
+    Some(format!(
+        "Language-model attention, fresh process, one page ({}, {} projector): generate **{:.2} s** with flash attention off (vinscan's engine on the CPU) against **{:.2} s** with it on (llama.cpp's default, which `llama-mtmd-cli` and `llama-server` run), {} and {} tokens; encode + prefill {:.2} s against {:.2} s; peak RSS {:.0} MB against {:.0} MB. The vision encoder keeps flash attention in both.",
+        off.page,
+        off.projector,
+        off.run.generate / 1e3,
+        on.run.generate / 1e3,
+        off.run.generated,
+        on.run.generated,
+        off.run.encode_prefill / 1e3,
+        on.run.encode_prefill / 1e3,
+        off.peak_rss_mb,
+        on.peak_rss_mb,
+    ))
 }
 
 /// One page's medians per stage.
@@ -136,6 +193,43 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("batched / one by one **0.900**"), "{md}");
+    }
+
+    #[test]
+    fn matmul_rates_are_set_against_the_gemm_peak() {
+        let mut r = report();
+        assert_eq!(matmul_line(&r), None);
+        use crate::report::MatmulProbe;
+        r.encode.matmul = vec![
+            MatmulProbe {
+                weights: "f32".into(),
+                gflops: 70.0,
+            },
+            MatmulProbe {
+                weights: "q8_0".into(),
+                gflops: 140.0,
+            },
+        ];
+        let line = matmul_line(&r).unwrap_or_default();
+        assert!(line.ends_with("f32 70, q8_0 140."), "{line}");
+        r.transformers = Some(crate::render::testdata::transformers(350.0));
+        let line = matmul_line(&r).unwrap_or_default();
+        assert!(line.contains("GFLOP/s by weight type: f32 70, q8_0 140. Its best, **q8_0**, is 40 % of torch's f32 GEMM peak (350 GFLOP/s)"), "{line}");
+    }
+
+    #[test]
+    fn llm_attention_compares_the_flash_probe_with_the_engines() {
+        let mut r = report();
+        assert_eq!(llm_attention_line(&r), None);
+        let mut on = probe("q8_0", 1000.0, 10_000.0);
+        on.run.generate = 13_000.0;
+        r.llm_flash_attention = Some(on);
+        let line = llm_attention_line(&r).unwrap_or_default();
+        assert!(
+            line.contains("generate **0.10 s** with flash attention off"),
+            "{line}"
+        );
+        assert!(line.contains("against **13.00 s** with it on"), "{line}");
     }
 
     #[test]

@@ -113,6 +113,7 @@ pub fn report() -> Report {
             mtmd_sequential_ms: 2000.0,
         },
         probes: vec![probe("q8_0", 1000.0, 10_000.0)],
+        llm_flash_attention: None,
         encode: VisionEncode {
             per_tile_ms: Stats::of([1000.0, 1000.0]),
             flops_per_tile: Some(1e11),
@@ -124,6 +125,7 @@ pub fn report() -> Report {
                 batch_sizes: vec![7],
                 max_abs_diff: 1e-5,
             },
+            matmul: Vec::new(),
         },
         llama_server: None,
         transformers: None,
@@ -152,6 +154,30 @@ pub fn server(wall_ms: f64) -> ServerAggregate {
             tokens: 12,
             prompt_tokens: 800,
             stop: "limit".into(),
+        }],
+    }
+}
+
+/// A transformers run of page `p` (800 ms, vinscan 900 ms) on a machine whose torch GEMM peak
+/// is `gemm_gflops`.
+pub fn transformers(gemm_gflops: f64) -> Transformers {
+    Transformers {
+        load_ms: 1.0,
+        gemm: Gemm {
+            gflops: gemm_gflops,
+            threads: 2,
+        },
+        pages: vec![TransformersPage {
+            page: "p".into(),
+            result: TransformersResult {
+                tiles: 1,
+                prompt_tokens: 1,
+                generated: 1,
+                preprocess_ms: 1.0,
+                total_ms: 800.0,
+            },
+            vinscan_ms: 900.0,
+            mtmd_compute_ms: 1000.0,
         }],
     }
 }
