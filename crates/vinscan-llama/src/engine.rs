@@ -60,6 +60,31 @@ pub(crate) fn flash_attention(
     }
 }
 
+/// Refuses a model file that does not start with GGUF's magic (`GGUF`, `ggml/src/gguf.cpp`),
+/// so a wrong `--model` is named as such rather than by llama.cpp's bare "null result".
+///
+/// # Errors
+/// `Config` naming the file: it cannot be read, or its first four bytes are not `GGUF`.
+fn check_gguf_magic(path: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
+    match read {
+        Ok(()) if &magic == b"GGUF" => Ok(()),
+        Ok(()) => Err(Error::new(
+            ErrorKind::Config,
+            format!(
+                "{}: not a GGUF model file (it starts with {magic:02x?}, not \"GGUF\")",
+                path.display()
+            ),
+        )),
+        Err(e) => Err(Error::new(
+            ErrorKind::Config,
+            format!("{}: cannot read the model file: {e}", path.display()),
+        )),
+    }
+}
+
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
 
 pub(crate) fn backend() -> Result<&'static LlamaBackend> {
@@ -188,6 +213,13 @@ impl Engine {
             Some(s) => s.clone(),
             None => sha256_file(&config.mmproj)?,
         };
+        check_gguf_magic(&config.model)?;
+        if config.gpu_layers > 0 && !backend.supports_gpu_offload() {
+            tracing::warn!(
+                gpu_layers = config.gpu_layers,
+                "this vinscan was built without GPU support (`--features cuda`): --gpu-layers is ignored and every layer runs on the CPU"
+            );
+        }
         let t = Instant::now();
         let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
         let model = LlamaModel::load_from_file(backend, &config.model, &params).map_err(|e| {
@@ -322,6 +354,30 @@ impl TokenizerEnv for CanonicalTokEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_without_gguf_magic_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("vinscan-magic-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let png = dir.join("fake.png");
+        std::fs::write(&png, b"\x89PNG\r\n\x1a\n").expect("write");
+        let e = check_gguf_magic(&png)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("fake.png: not a GGUF model file"), "{e}");
+        let short = dir.join("short.gguf");
+        std::fs::write(&short, b"GG").expect("write");
+        let e = check_gguf_magic(&short)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("cannot read the model file"), "{e}");
+        let good = dir.join("ok.gguf");
+        std::fs::write(&good, b"GGUF\x03\x00\x00\x00").expect("write");
+        assert!(check_gguf_magic(&good).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn flash_attention_is_off_on_the_cpu_and_llama_cpps_choice_on_the_gpu() {
