@@ -44,8 +44,9 @@ use vinscan_core::model::MIN_CTX_SIZE;
 /// flight, took 280 s without it (prefill and encode 236 s, steps 42 s) and 276 s with it (181 s
 /// and 94 s) on that machine, one run each (`vinscan-bench --aggregate-only
 /// [--llm-flash-attention]`): a draw, so the CPU default stays off. The plain path also keeps a
-/// KQ score buffer of context × batch × heads floats, touched only as far as the cells in use. The vision encoder keeps mtmd's default, flash attention on: at 1,025 tokens per tile
-/// its tiled kernel is the faster one (by hand on the same Xeon with the fidelity tracer: 7.3 s
+/// KQ score buffer of context × batch × heads floats, touched only as far as the cells in use.
+/// The vision encoder keeps mtmd's default, flash attention on: at 1,025 tokens per tile its
+/// tiled kernel is the faster one (by hand on the same Xeon with the fidelity tracer: 7.3 s
 /// per tile with it, 10.2 s without).
 pub(crate) fn flash_attention(
     forced: Option<bool>,
@@ -60,29 +61,21 @@ pub(crate) fn flash_attention(
     }
 }
 
-/// Refuses a model file that does not start with GGUF's magic (`GGUF`, `ggml/src/gguf.cpp`),
-/// so a wrong `--model` is named as such rather than by llama.cpp's bare "null result".
+/// Refuses a model file that is not GGUF, as [`crate::check_text_model_file`] does for the
+/// text model (llama.cpp's own header reader, metadata only), so a wrong `--model` is named as
+/// such rather than by llama.cpp's bare "null result".
 ///
 /// # Errors
-/// `Config` naming the file: it cannot be read, or its first four bytes are not `GGUF`.
-fn check_gguf_magic(path: &std::path::Path) -> Result<()> {
-    use std::io::Read;
-    let mut magic = [0u8; 4];
-    let read = std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic));
-    match read {
-        Ok(()) if &magic == b"GGUF" => Ok(()),
-        Ok(()) => Err(Error::new(
-            ErrorKind::Config,
-            format!(
-                "{}: not a GGUF model file (it starts with {magic:02x?}, not \"GGUF\")",
-                path.display()
-            ),
-        )),
-        Err(e) => Err(Error::new(
-            ErrorKind::Config,
-            format!("{}: cannot read the model file: {e}", path.display()),
-        )),
-    }
+/// `Config` naming the file.
+fn check_gguf(path: &std::path::Path) -> Result<()> {
+    llama_cpp_2::gguf::GgufContext::from_file(path)
+        .map(|_| ())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Config,
+                format!("{}: not a GGUF model file", path.display()),
+            )
+        })
 }
 
 static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
@@ -213,7 +206,7 @@ impl Engine {
             Some(s) => s.clone(),
             None => sha256_file(&config.mmproj)?,
         };
-        check_gguf_magic(&config.model)?;
+        check_gguf(&config.model)?;
         if config.gpu_layers > 0 && !backend.supports_gpu_offload() {
             tracing::warn!(
                 gpu_layers = config.gpu_layers,
@@ -356,26 +349,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_file_without_gguf_magic_is_refused_by_name() {
+    fn a_file_that_is_not_gguf_is_refused_by_name() {
         let dir = std::env::temp_dir().join(format!("vinscan-magic-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
-        let png = dir.join("fake.png");
-        std::fs::write(&png, b"\x89PNG\r\n\x1a\n").expect("write");
-        let e = check_gguf_magic(&png)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("fake.png: not a GGUF model file"), "{e}");
-        let short = dir.join("short.gguf");
-        std::fs::write(&short, b"GG").expect("write");
-        let e = check_gguf_magic(&short)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("cannot read the model file"), "{e}");
-        let good = dir.join("ok.gguf");
-        std::fs::write(&good, b"GGUF\x03\x00\x00\x00").expect("write");
-        assert!(check_gguf_magic(&good).is_ok());
+        for (name, bytes) in [("fake.png", &b"\x89PNG\r\n\x1a\n"[..]), ("short.gguf", b"GG")] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).expect("write");
+            let e = check_gguf(&path).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&format!("{name}: not a GGUF model file")), "{e}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 
