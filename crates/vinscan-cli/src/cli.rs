@@ -141,11 +141,13 @@ pub struct ModelArgs {
     /// Context window in tokens (image tokens + prompt + output); at least 1024.
     #[arg(long, env = "VINSCAN_CTX_SIZE", default_value_t = DEFAULT_CTX_SIZE, value_parser = clap::value_parser!(u32).range(i64::from(vinscan_core::model::MIN_CTX_SIZE)..))]
     pub ctx_size: u32,
-    /// Layers offloaded to the GPU (builds with `--features cuda`).
-    #[arg(long, env = "VINSCAN_GPU_LAYERS", default_value_t = 0)]
+    /// Layers offloaded to the GPU (builds with `--features cuda`): a count, or `all` (also
+    /// llama.cpp's `-1`) for every layer.
+    #[arg(long, env = "VINSCAN_GPU_LAYERS", default_value = "0", value_parser = parse_gpu_layers, allow_hyphen_values = true)]
     pub gpu_layers: u32,
     /// Pages the model decodes together (one batch per output step); pages in flight beyond
-    /// this wait for a slot. They share the `--ctx-size` KV cells.
+    /// this wait for a slot. They share the `--ctx-size` KV cells. `extract` and `batch` read
+    /// this many inputs at once (each one page at a time).
     #[arg(long, env = "VINSCAN_PARALLEL", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub parallel: u32,
     /// A llama.cpp text model for pipelines with a `[text_stage]`: a GGUF path, or a name
@@ -207,7 +209,7 @@ impl ModelArgs {
 #[derive(Debug, Args)]
 pub struct ExtractArgs {
     /// Scans: JPEG, PNG, TIFF (every page), WebP, BMP or PDF (every page); a folder stands
-    /// for its files in natural name order (`p2` before `p10`).
+    /// for the files under it, sub-folders included, in natural name order (`p2` before `p10`).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Pipeline name (see `vinscan pipelines`).
@@ -418,10 +420,53 @@ pub struct PipelinesArgs {
     pub check: bool,
 }
 
+/// `--gpu-layers`: a layer count, or `all`/`-1` for every layer (`u32::MAX`, which llama.cpp
+/// caps at the model's layer count).
+fn parse_gpu_layers(s: &str) -> Result<u32, String> {
+    match s.trim() {
+        "all" | "-1" => Ok(u32::MAX),
+        n => n
+            .parse()
+            .map_err(|_| format!("`{n}` is not a layer count: give a number, or `all` for every layer")),
+    }
+}
+
 /// `KEY=VALUE` for `--kafka-property`. The error never repeats the text: it may be a secret.
 fn parse_property(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err("expected KEY=VALUE (a librdkafka property)".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, parse_gpu_layers};
+
+    #[test]
+    fn gpu_layers_take_a_count_or_all() {
+        assert_eq!(parse_gpu_layers("0"), Ok(0));
+        assert_eq!(parse_gpu_layers("99"), Ok(99));
+        assert_eq!(parse_gpu_layers("all"), Ok(u32::MAX));
+        assert_eq!(parse_gpu_layers("-1"), Ok(u32::MAX));
+        let e = parse_gpu_layers("-2").expect_err("refused");
+        assert!(e.contains("`-2` is not a layer count"), "{e}");
+        // llama.cpp's `-ngl -1` on the command line, not taken for a flag
+        let cli = Cli::try_parse_from([
+            "vinscan",
+            "extract",
+            "a.jpg",
+            "-p",
+            "receipt",
+            "--gpu-layers",
+            "-1",
+        ])
+        .expect("parses");
+        let Command::Extract(args) = cli.command else {
+            panic!("not extract")
+        };
+        assert_eq!(args.model.gpu_layers, u32::MAX);
     }
 }

@@ -2,10 +2,17 @@
 //! a document pipeline (every page of a file; every file given, with `--as-document`) and one
 //! per page for a page pipeline; or one file per record with `--out`, named after the input
 //! file and never overwriting another input's output.
+//!
+//! `--parallel` inputs are read at once, so the model decodes their pages together; stdout
+//! keeps input order (an input's lines wait for every earlier input's), and output names are
+//! claimed in input order, so a run names its files as the last one did.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 
 use vinscan_batch::inputs::{OutputNames, not_a_scan};
 use vinscan_batch::local::{read_file, write_atomic};
@@ -25,37 +32,25 @@ fn json<T: serde::Serialize>(value: &T, pretty: bool) -> vinscan_core::Result<Ve
     r.map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))
 }
 
-/// Writes one record: a line on stdout, or a file at `path` when `--out` is set, with its
-/// `transcript` (when the pipeline made one) beside it as the same name ending `.txt`.
-fn emit<T: serde::Serialize>(
+/// Writes one record to `path` (`--out`), with its `transcript` (when the pipeline made one)
+/// beside it as the same name ending `.txt`.
+fn write_record<T: serde::Serialize>(
+    path: &Path,
     record: &T,
     transcript: Option<String>,
-    path: Option<PathBuf>,
 ) -> vinscan_core::Result<()> {
-    match path {
-        Some(path) => {
-            let txt = path.with_extension("txt");
-            match transcript {
-                Some(text) => write_atomic(&txt, text.as_bytes())?,
-                // none now: an earlier run's would sit beside a record it is not from
-                None => match std::fs::remove_file(&txt) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        return Err(Error::from_io(&e, txt.display()));
-                    }
-                    _ => {}
-                },
+    let txt = path.with_extension("txt");
+    match transcript {
+        Some(text) => write_atomic(&txt, text.as_bytes())?,
+        // none now: an earlier run's would sit beside a record it is not from
+        None => match std::fs::remove_file(&txt) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::from_io(&e, txt.display()));
             }
-            write_atomic(&path, &json(record, true)?)
-        }
-        None => {
-            let line = json(record, false)?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&line)
-                .and_then(|()| out.write_all(b"\n"))
-                .and_then(|()| out.flush())
-                .map_err(|e| Error::from_io(&e, "stdout"))
-        }
+            _ => {}
+        },
     }
+    write_atomic(path, &json(record, true)?)
 }
 
 /// A file to read, and whether it was found by walking a folder given rather than named.
@@ -88,16 +83,194 @@ fn skipped(path: &Path) {
     tracing::warn!(source = %path.display(), "skipped: neither its name nor its content is a scan");
 }
 
+/// One input's work, made in input order by the reading loop and run by a worker.
+enum Job {
+    /// One file: one record per page (a page pipeline).
+    Pages {
+        source: String,
+        output_name: String,
+        bytes: Vec<u8>,
+    },
+    /// Files read as one document (a document pipeline, or `--as-document`): one record.
+    Document {
+        source: String,
+        output_name: String,
+        inputs: Vec<(String, Vec<u8>)>,
+    },
+}
+
+/// Stdout in input order while inputs are read at once: the lines of the input whose turn it
+/// is go out as they are made (a long PDF's pages stream), a later input's are held until
+/// every earlier input is done. Written by hand: it is a reorder buffer of a few lines.
+struct Ordered<W: Write> {
+    out: W,
+    /// The job whose lines go out as they come.
+    next: usize,
+    /// Lines of later jobs, and whether each is done.
+    held: BTreeMap<usize, (Vec<u8>, bool)>,
+}
+
+impl<W: Write> Ordered<W> {
+    fn new(out: W) -> Self {
+        Self {
+            out,
+            next: 0,
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// One line (without its newline) of job `index`.
+    fn line(&mut self, index: usize, line: &[u8]) -> std::io::Result<()> {
+        if index == self.next {
+            self.out.write_all(line)?;
+            self.out.write_all(b"\n")?;
+            return self.out.flush();
+        }
+        let (held, _) = self.held.entry(index).or_default();
+        held.extend_from_slice(line);
+        held.push(b'\n');
+        Ok(())
+    }
+
+    /// Job `index` has no more lines: the jobs after it that are held go out, up to the first
+    /// one not done.
+    fn done(&mut self, index: usize) -> std::io::Result<()> {
+        self.held.entry(index).or_default().1 = true;
+        while let Some((lines, done)) = self.held.remove(&self.next) {
+            self.out.write_all(&lines)?;
+            self.out.flush()?;
+            if !done {
+                // its next lines go straight out
+                break;
+            }
+            self.next += 1;
+        }
+        Ok(())
+    }
+}
+
+/// What the workers share.
 struct Run<'a> {
     extractor: Extractor,
     model: LazyModel,
     pipeline: &'a Pipeline,
     out: Option<&'a Path>,
-    names: OutputNames,
-    failed: usize,
+    stdout: Mutex<Ordered<std::io::Stdout>>,
+    failed: AtomicUsize,
+    /// The first error that stops the whole run (the model cannot load, its engine is gone):
+    /// the jobs after it are not started.
+    fatal: Mutex<Option<Error>>,
 }
 
 impl Run<'_> {
+    fn fail(&self, source: &str, e: &Error) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(source = %source, kind = %e.kind(), error = %e, "extraction failed");
+    }
+
+    fn stopped(&self) -> bool {
+        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
+    /// Writes one record of job `index`: a line on stdout in input order, or a file at `path`
+    /// when `--out` is set, with its `transcript` (when the pipeline made one) beside it as the
+    /// same name ending `.txt`.
+    fn emit<T: serde::Serialize>(
+        &self,
+        index: usize,
+        record: &T,
+        transcript: Option<String>,
+        path: Option<PathBuf>,
+    ) -> vinscan_core::Result<()> {
+        match path {
+            Some(path) => write_record(&path, record, transcript),
+            None => {
+                let line = json(record, false)?;
+                self.stdout
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .line(index, &line)
+                    .map_err(|e| Error::from_io(&e, "stdout"))
+            }
+        }
+    }
+
+    /// Runs job `index` to its records; an error that stops the run is kept in `fatal`.
+    fn work(&self, index: usize, job: Job) {
+        if let Err(e) = self.job(index, job) {
+            let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            fatal.get_or_insert(e);
+        }
+        let finished = self.stdout.lock().unwrap_or_else(|p| p.into_inner()).done(index);
+        if let Err(e) = finished {
+            self.fail("stdout", &Error::from_io(&e, "stdout"));
+        }
+    }
+
+    fn job(&self, index: usize, job: Job) -> Result<(), Error> {
+        match job {
+            Job::Document {
+                source,
+                output_name,
+                inputs,
+            } => {
+                let sources = inputs.len();
+                let result = process_as_document(&self.extractor, &self.model, self.pipeline, inputs)?;
+                match result.and_then(|record| {
+                    let pages = record.pages.len();
+                    self.emit(
+                        index,
+                        &record,
+                        record.transcript_file(),
+                        self.out.map(|d| document_path(d, &output_name)),
+                    )?;
+                    Ok(pages)
+                }) {
+                    Ok(pages) => {
+                        tracing::info!(source = %source, sources, pages, "extracted as one document")
+                    }
+                    Err(e) => self.fail(&source, &e),
+                }
+            }
+            Job::Pages {
+                source,
+                output_name,
+                bytes,
+            } => {
+                let result = process_document(
+                    &self.extractor,
+                    &self.model,
+                    self.pipeline,
+                    bytes,
+                    &source,
+                    |record| {
+                        self.emit(
+                            index,
+                            &record,
+                            record.transcript_file(),
+                            self.out.map(|d| page_path(d, &output_name, record.page)),
+                        )
+                    },
+                )?;
+                match result {
+                    Ok(pages) => tracing::info!(source = %source, pages, "extracted"),
+                    Err(e) => self.fail(&source, &e),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the inputs in order and turns them into jobs: output names are claimed here, in
+/// input order, so a run's names are the same in the next run whatever order the workers
+/// finish in; reads that fail are counted here.
+struct Reader<'a> {
+    run: &'a Run<'a>,
+    names: OutputNames,
+}
+
+impl Reader<'_> {
     fn claim(&mut self, path: &Path) -> String {
         let source = path.display().to_string();
         let name = path
@@ -106,20 +279,15 @@ impl Run<'_> {
         self.names.claim(&name, path.as_os_str().as_encoded_bytes())
     }
 
-    fn fail(&mut self, source: &str, e: &Error) {
-        self.failed += 1;
-        tracing::error!(source = %source, kind = %e.kind(), error = %e, "extraction failed");
-    }
-
     /// `files` as one document named after `named` (its first file, or the folder given):
     /// one record. `one_file`: the document is a single file of a folder given (no
     /// `--as-document`), so a skipped file is no document rather than a failed one.
-    fn document(&mut self, named: &Path, files: &[Given], one_file: bool) -> anyhow::Result<()> {
+    fn document(&mut self, named: &Path, files: &[Given], one_file: bool) -> Option<Job> {
         let source = named.display().to_string();
         let mut inputs = Vec::with_capacity(files.len());
         let mut failed = None;
         for given in files {
-            match read_given(given, self.pipeline.limits.max_bytes) {
+            match read_given(given, self.run.pipeline.limits.max_bytes) {
                 Read::Bytes(b) => inputs.push((given.path.display().to_string(), b)),
                 Read::Skipped => skipped(&given.path),
                 Read::Failed(e) => {
@@ -129,13 +297,13 @@ impl Run<'_> {
             }
         }
         if inputs.is_empty() && failed.is_none() && one_file && !files.is_empty() {
-            return Ok(());
+            return None;
         }
         // claimed whether or not the reads worked, so a run's names are the same in the next run
         let output_name = self.claim(named);
         if let Some((path, e)) = failed {
-            self.fail(&path, &e);
-            return Ok(());
+            self.run.fail(&path, &e);
+            return None;
         }
         if inputs.is_empty() {
             let why = if files.is_empty() {
@@ -143,67 +311,38 @@ impl Run<'_> {
             } else {
                 "the folder holds no JPEG, PNG, TIFF, WebP, BMP, PDF or e-invoice XML"
             };
-            self.fail(&source, &Error::new(ErrorKind::InvalidInput, why));
-            return Ok(());
+            self.run.fail(&source, &Error::new(ErrorKind::InvalidInput, why));
+            return None;
         }
-        let sources = inputs.len();
-        let result = process_as_document(&self.extractor, &self.model, self.pipeline, inputs)?;
-        match result.and_then(|record| {
-            let pages = record.pages.len();
-            emit(
-                &record,
-                record.transcript_file(),
-                self.out.map(|d| document_path(d, &output_name)),
-            )?;
-            Ok(pages)
-        }) {
-            Ok(pages) => {
-                tracing::info!(source = %source, sources, pages, "extracted as one document")
-            }
-            Err(e) => self.fail(&source, &e),
-        }
-        Ok(())
+        Some(Job::Document {
+            source,
+            output_name,
+            inputs,
+        })
     }
 
     /// One record per page of `given`.
-    fn pages(&mut self, given: &Given) -> anyhow::Result<()> {
+    fn pages(&mut self, given: &Given) -> Option<Job> {
         let path = given.path.as_path();
         let source = path.display().to_string();
-        // a name is claimed whether or not the read worked, so a run's names are the same in
-        // the next run; a skipped file is no input and claims none
-        let bytes = match read_given(given, self.pipeline.limits.max_bytes) {
+        // a name is claimed whether or not the read worked; a skipped file is no input and
+        // claims none
+        match read_given(given, self.run.pipeline.limits.max_bytes) {
             Read::Skipped => {
                 skipped(path);
-                return Ok(());
+                None
             }
             Read::Failed(e) => {
                 self.claim(path);
-                self.fail(&source, &e);
-                return Ok(());
+                self.run.fail(&source, &e);
+                None
             }
-            Read::Bytes(b) => b,
-        };
-        let output_name = self.claim(path);
-        let out = self.out;
-        let result = process_document(
-            &self.extractor,
-            &self.model,
-            self.pipeline,
-            bytes,
-            &source,
-            |record| {
-                emit(
-                    &record,
-                    record.transcript_file(),
-                    out.map(|d| page_path(d, &output_name, record.page)),
-                )
-            },
-        )?;
-        match result {
-            Ok(pages) => tracing::info!(source = %source, pages, "extracted"),
-            Err(e) => self.fail(&source, &e),
+            Read::Bytes(bytes) => Some(Job::Pages {
+                output_name: self.claim(path),
+                source,
+                bytes,
+            }),
         }
-        Ok(())
     }
 }
 
@@ -248,50 +387,150 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
             pipeline.name
         );
     }
+    let (files, empty) = expand_folders(&args.files, args.as_document)?;
     let (extractor, model) = args.model.extractor_and_model(&pipeline)?;
-    let mut run = Run {
+    let run = Run {
         extractor,
         model,
         pipeline: &pipeline,
         out: args.out.as_deref(),
-        names: OutputNames::default(),
-        failed: 0,
+        stdout: Mutex::new(Ordered::new(std::io::stdout())),
+        failed: AtomicUsize::new(0),
+        fatal: Mutex::new(None),
     };
-    if args.as_document {
-        // an empty folder adds no pages; with none at all the document fails below
-        let (files, empty) = expand_folders(&args.files, true)?;
-        for folder in empty {
-            tracing::warn!(source = %folder.display(), "the folder holds no files: it adds no pages");
-        }
-        // one folder given: the document is named after it
-        let named = match args.files.as_slice() {
-            [one] if one.is_dir() => one.clone(),
-            _ => files
-                .first()
-                .map_or_else(|| args.files[0].clone(), |g| g.path.clone()),
-        };
-        run.document(&named, &files, false)?;
+    // the model decodes `--parallel` pages together: as many inputs are read at once, each
+    // one page at a time; a queue of as many more keeps them fed
+    let workers = if args.as_document {
+        1
     } else {
-        let (files, empty) = expand_folders(&args.files, false)?;
-        for folder in empty {
-            run.fail(
-                &folder.display().to_string(),
-                &Error::new(ErrorKind::InvalidInput, "the folder holds no files"),
-            );
-        }
-        for given in files {
-            match pipeline.unit {
-                Unit::Document => {
-                    let named = given.path.clone();
-                    run.document(&named, std::slice::from_ref(&given), true)?;
+        (args.model.parallel as usize).clamp(1, files.len().max(1))
+    };
+    let (jobs, queue) = mpsc::sync_channel::<(usize, Job)>(workers);
+    let queue = Mutex::new(queue);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok((index, job)) = next else { break };
+                    if run.stopped() {
+                        // the run is over: the job is dropped; its turn on stdout is freed
+                        let _ = run.stdout.lock().unwrap_or_else(|p| p.into_inner()).done(index);
+                        continue;
+                    }
+                    // a bug in one input's work stops the run with an error rather than leaving
+                    // the reading loop waiting on a queue nobody drains
+                    let worked =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.work(index, job)));
+                    if worked.is_err() {
+                        let e = Error::new(ErrorKind::Internal, "an extract worker panicked");
+                        run.fatal
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        let _ = run.stdout.lock().unwrap_or_else(|p| p.into_inner()).done(index);
+                    }
                 }
-                Unit::Page => run.pages(&given)?,
+            });
+        }
+        let mut reader = Reader {
+            run: &run,
+            names: OutputNames::default(),
+        };
+        let send = |job: Option<Job>, index: &mut usize| -> bool {
+            let Some(job) = job else { return true };
+            let sent = !run.stopped() && jobs.send((*index, job)).is_ok();
+            *index += 1;
+            sent
+        };
+        let mut index = 0;
+        if args.as_document {
+            // an empty folder adds no pages; with none at all the document fails
+            for folder in &empty {
+                tracing::warn!(source = %folder.display(), "the folder holds no files: it adds no pages");
+            }
+            // one folder given: the document is named after it
+            let named = match args.files.as_slice() {
+                [one] if one.is_dir() => one.clone(),
+                _ => files
+                    .first()
+                    .map_or_else(|| args.files[0].clone(), |g| g.path.clone()),
+            };
+            let job = reader.document(&named, &files, false);
+            send(job, &mut index);
+        } else {
+            for folder in &empty {
+                run.fail(
+                    &folder.display().to_string(),
+                    &Error::new(ErrorKind::InvalidInput, "the folder holds no files"),
+                );
+            }
+            for given in &files {
+                let job = match pipeline.unit {
+                    Unit::Document => reader.document(&given.path, std::slice::from_ref(given), true),
+                    Unit::Page => reader.pages(given),
+                };
+                if !send(job, &mut index) {
+                    break;
+                }
             }
         }
+        // the workers finish what is queued and stop
+        drop(jobs);
+    });
+    if let Some(e) = run.fatal.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e.into());
     }
-    Ok(if run.failed == 0 {
+    Ok(if run.failed.into_inner() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Ordered;
+
+    fn text(o: &Ordered<Vec<u8>>) -> &str {
+        std::str::from_utf8(&o.out).unwrap_or("not UTF-8")
+    }
+
+    #[test]
+    fn the_input_whose_turn_it_is_streams_and_later_ones_wait() {
+        let mut o = Ordered::new(Vec::new());
+        o.line(1, b"b1").expect("write");
+        o.line(0, b"a1").expect("write");
+        assert_eq!(text(&o), "a1\n", "input 1 waits for input 0");
+        o.line(2, b"c1").expect("write");
+        o.done(2).expect("write");
+        o.line(1, b"b2").expect("write");
+        o.line(0, b"a2").expect("write");
+        assert_eq!(text(&o), "a1\na2\n");
+        o.done(0).expect("write");
+        // input 1 is not done: what it has goes out, then its next lines as they come
+        assert_eq!(text(&o), "a1\na2\nb1\nb2\n");
+        o.line(1, b"b3").expect("write");
+        assert_eq!(text(&o), "a1\na2\nb1\nb2\nb3\n");
+        o.done(1).expect("write");
+        assert_eq!(
+            text(&o),
+            "a1\na2\nb1\nb2\nb3\nc1\n",
+            "input 2 was done and goes out with it"
+        );
+        assert!(o.held.is_empty());
+        assert_eq!(o.next, 3);
+    }
+
+    #[test]
+    fn inputs_without_lines_keep_their_turn() {
+        let mut o = Ordered::new(Vec::new());
+        o.line(2, b"c").expect("write");
+        o.done(2).expect("write");
+        o.done(1).expect("write");
+        assert_eq!(text(&o), "", "input 0 is not done");
+        o.done(0).expect("write");
+        assert_eq!(text(&o), "c\n");
+        assert!(o.held.is_empty());
+    }
 }

@@ -86,9 +86,12 @@ fn init_logging(global: &cli::GlobalArgs) {
         "info,llama-cpp-2=warn,llama_cpp_2=warn"
     };
     let filter = EnvFilter::try_from_env("VINSCAN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // colours only for a terminal: a log file or a collector gets plain text
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     if global.log_format == cli::LogFormat::Json {
         builder.json().flatten_event(true).init();
     } else {

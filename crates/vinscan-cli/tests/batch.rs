@@ -331,6 +331,57 @@ fn extract_outputs_of_same_named_inputs_do_not_collide() {
     );
 }
 
+/// `extract` reads `--parallel` inputs at once, so the model decodes their pages together,
+/// and still prints the records in input order: the first input is a 5-page TIFF, read page by
+/// page while the others are read whole, so it finishes last, and its line must still come
+/// first.
+#[test]
+fn extract_reads_inputs_together_and_prints_them_in_input_order() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("scans");
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    let pages: Vec<_> = (0..5).map(|seed| scan(320, 240, seed)).collect();
+    std::fs::write(dir.join("p1.tif"), multipage_tiff(&pages)).expect("write");
+    for (seed, name) in ["p2.png", "p10.jpg", "sub/p3.jpg"].iter().enumerate() {
+        let format = if name.ends_with(".png") {
+            ImageFormat::Png
+        } else {
+            ImageFormat::Jpeg
+        };
+        std::fs::write(dir.join(name), encode(&scan(300, 240, 10 + seed as u32), format)).expect("write");
+    }
+    let res =
+        run(vinscan(tmp.path())
+            .arg("extract")
+            .arg(&dir)
+            .args(["--pipeline", "receipt", "--parallel", "3"]));
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let records: Vec<Value> = String::from_utf8_lossy(&res.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let sources: Vec<String> = records
+        .iter()
+        .map(|r| r["sources"][0].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = ["p1.tif", "p2.png", "p10.jpg", "sub/p3.jpg"]
+        .iter()
+        .map(|n| dir.join(n).display().to_string())
+        .collect();
+    assert_eq!(
+        sources, expected,
+        "natural name order, sub-folders after the files beside them"
+    );
+    let peak = records
+        .iter()
+        .filter_map(|r| {
+            r.pointer("/provenance/groups/0/generation/peak_batch_pages")?
+                .as_u64()
+        })
+        .max();
+    assert!(peak >= Some(2), "pages were never decoded together: {peak:?}");
+}
+
 /// `--review-out`: records that need review go there, the others to `--out`, at the same
 /// relative names; the manifest points at each; a second run finds both and loads no model.
 #[test]
