@@ -50,7 +50,8 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if args.rewrite_report {
         let report = Report::load(&args.report_json)?;
-        return write_markdown(&report, &args.report);
+        let others = report::other_machines(&args.report_json, &report)?;
+        return write_markdown(&report, &others, &args.report);
     }
     let setup = Setup::prepare(args)?;
     if setup.args.rss_probe {
@@ -62,12 +63,13 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Renders the report to `path` (creating its folder).
-pub(crate) fn write_markdown(report: &Report, path: &Path) -> anyhow::Result<()> {
+/// Renders the report, with the latest reports of the other CPUs measured, to `path` (creating
+/// its folder).
+pub(crate) fn write_markdown(report: &Report, others: &[Report], path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     }
-    std::fs::write(path, render::markdown(report)).with_context(|| path.display().to_string())
+    std::fs::write(path, render::markdown(report, others)).with_context(|| path.display().to_string())
 }
 
 /// libgomp reads `OMP_WAIT_POLICY` once, when the process loads it — before `main`. ggml's

@@ -221,8 +221,8 @@ pub struct ExtractArgs {
     #[arg(long, env = "VINSCAN_OUT")]
     pub out: Option<PathBuf>,
     /// Read the files given as the pages of one document, in order (an ID card's front and
-    /// back): one record for them all.
-    #[arg(long, env = "VINSCAN_AS_DOCUMENT")]
+    /// back): one record for them all. A folder given must hold only files (no sub-folders).
+    #[arg(long, env = "VINSCAN_AS_DOCUMENT", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub as_document: bool,
     #[command(flatten)]
     pub model: ModelArgs,

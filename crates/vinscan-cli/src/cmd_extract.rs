@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Condvar, Mutex, mpsc};
 
 use vinscan_batch::inputs::{OutputNames, not_a_scan};
 use vinscan_batch::local::{read_file, write_atomic};
@@ -99,6 +99,15 @@ enum Job {
     },
 }
 
+impl Job {
+    /// The input it reads, for the log.
+    fn source(&self) -> &str {
+        match self {
+            Job::Pages { source, .. } | Job::Document { source, .. } => source,
+        }
+    }
+}
+
 /// Stdout in input order while inputs are read at once: the lines of the input whose turn it
 /// is go out as they are made (a long PDF's pages stream), a later input's are held until
 /// every earlier input is done. Written by hand: it is a reorder buffer of a few lines.
@@ -133,17 +142,20 @@ impl<W: Write> Ordered<W> {
     }
 
     /// Job `index` has no more lines: the jobs after it that are held go out, up to the first
-    /// one not done.
+    /// one not done. The turn moves on before each write, so a failed write does not leave
+    /// every later job held.
     fn done(&mut self, index: usize) -> std::io::Result<()> {
         self.held.entry(index).or_default().1 = true;
         while let Some((lines, done)) = self.held.remove(&self.next) {
+            if done {
+                self.next += 1;
+            }
             self.out.write_all(&lines)?;
             self.out.flush()?;
             if !done {
                 // its next lines go straight out
                 break;
             }
-            self.next += 1;
         }
         Ok(())
     }
@@ -156,6 +168,14 @@ struct Run<'a> {
     pipeline: &'a Pipeline,
     out: Option<&'a Path>,
     stdout: Mutex<Ordered<std::io::Stdout>>,
+    /// Signalled when the turn on stdout moves on (or the run stops): the reading loop waits on
+    /// it while it is `window` inputs ahead.
+    turn: Condvar,
+    /// How many inputs the reading loop may be ahead of the one whose turn it is on stdout:
+    /// later inputs' lines are held in memory until their turn, so a long PDF first does not
+    /// hold the records of a whole folder behind it. Unbounded with `--out`, where nothing is
+    /// held.
+    window: usize,
     failed: AtomicUsize,
     /// The first error that stops the whole run (the model cannot load, its engine is gone):
     /// the jobs after it are not started.
@@ -172,6 +192,39 @@ impl Run<'_> {
         self.fatal.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
+    /// Stops the run with `e` (the first such error is the one reported).
+    fn stop(&self, e: Error) {
+        self.fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(e);
+        self.turn.notify_all();
+    }
+
+    /// Job `index` is over (done, failed or dropped): its turn on stdout passes on. Stdout that
+    /// cannot be written (a closed pipe) stops the run.
+    fn finish(&self, index: usize) {
+        let written = self.stdout.lock().unwrap_or_else(|p| p.into_inner()).done(index);
+        self.turn.notify_all();
+        if let Err(e) = written {
+            self.stop(Error::from_io(&e, "stdout"));
+        }
+    }
+
+    /// Waits until job `index` is within `window` of the input whose turn it is on stdout;
+    /// false when the run stopped. Cannot wait forever: every job before `index` was sent, so
+    /// the one whose turn it is is being worked on and will finish.
+    fn wait_for_room(&self, index: usize) -> bool {
+        let mut out = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
+        while index.saturating_sub(out.next) >= self.window {
+            if self.stopped() {
+                return false;
+            }
+            out = self.turn.wait(out).unwrap_or_else(|p| p.into_inner());
+        }
+        !self.stopped()
+    }
+
     /// Writes one record of job `index`: a line on stdout in input order, or a file at `path`
     /// when `--out` is set, with its `transcript` (when the pipeline made one) beside it as the
     /// same name ending `.txt`.
@@ -186,11 +239,17 @@ impl Run<'_> {
             Some(path) => write_record(&path, record, transcript),
             None => {
                 let line = json(record, false)?;
-                self.stdout
+                let written = self
+                    .stdout
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .line(index, &line)
-                    .map_err(|e| Error::from_io(&e, "stdout"))
+                    .line(index, &line);
+                written.map_err(|e| {
+                    // a closed pipe (`| head`): nothing more can be delivered
+                    let e = Error::from_io(&e, "stdout");
+                    self.stop(e.clone());
+                    e
+                })
             }
         }
     }
@@ -198,13 +257,9 @@ impl Run<'_> {
     /// Runs job `index` to its records; an error that stops the run is kept in `fatal`.
     fn work(&self, index: usize, job: Job) {
         if let Err(e) = self.job(index, job) {
-            let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
-            fatal.get_or_insert(e);
+            self.stop(e);
         }
-        let finished = self.stdout.lock().unwrap_or_else(|p| p.into_inner()).done(index);
-        if let Err(e) = finished {
-            self.fail("stdout", &Error::from_io(&e, "stdout"));
-        }
+        self.finish(index);
     }
 
     fn job(&self, index: usize, job: Job) -> Result<(), Error> {
@@ -378,6 +433,11 @@ fn expand_folders(paths: &[PathBuf], leaf_only: bool) -> anyhow::Result<(Vec<Giv
     Ok((files, empty))
 }
 
+/// With stdout in input order, how many inputs per worker the reading loop may be ahead of the
+/// one whose turn it is ([`Run::window`]): enough that one slow input (a long PDF) does not
+/// leave the other workers idle for long, few enough that the records held are a few MB.
+const STDOUT_WINDOW_PER_WORKER: usize = 16;
+
 pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
     let catalog = crate::catalog::catalog(global.pipelines_dir.as_deref(), global.schemas_dir.as_deref())?;
     let pipeline = catalog.pipeline(&args.pipeline)?;
@@ -389,21 +449,27 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
     }
     let (files, empty) = expand_folders(&args.files, args.as_document)?;
     let (extractor, model) = args.model.extractor_and_model(&pipeline)?;
-    let run = Run {
-        extractor,
-        model,
-        pipeline: &pipeline,
-        out: args.out.as_deref(),
-        stdout: Mutex::new(Ordered::new(std::io::stdout())),
-        failed: AtomicUsize::new(0),
-        fatal: Mutex::new(None),
-    };
     // the model decodes `--parallel` pages together: as many inputs are read at once, each
     // one page at a time; a queue of as many more keeps them fed
     let workers = if args.as_document {
         1
     } else {
         (args.model.parallel as usize).clamp(1, files.len().max(1))
+    };
+    let run = Run {
+        extractor,
+        model,
+        pipeline: &pipeline,
+        out: args.out.as_deref(),
+        stdout: Mutex::new(Ordered::new(std::io::stdout())),
+        turn: Condvar::new(),
+        window: if args.out.is_some() {
+            usize::MAX
+        } else {
+            STDOUT_WINDOW_PER_WORKER * workers
+        },
+        failed: AtomicUsize::new(0),
+        fatal: Mutex::new(None),
     };
     let (jobs, queue) = mpsc::sync_channel::<(usize, Job)>(workers);
     let queue = Mutex::new(queue);
@@ -415,7 +481,8 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
                     let Ok((index, job)) = next else { break };
                     if run.stopped() {
                         // the run is over: the job is dropped; its turn on stdout is freed
-                        let _ = run.stdout.lock().unwrap_or_else(|p| p.into_inner()).done(index);
+                        tracing::warn!(source = %job.source(), "not extracted: the run stopped");
+                        run.finish(index);
                         continue;
                     }
                     // a bug in one input's work stops the run with an error rather than leaving
@@ -423,12 +490,8 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
                     let worked =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run.work(index, job)));
                     if worked.is_err() {
-                        let e = Error::new(ErrorKind::Internal, "an extract worker panicked");
-                        run.fatal
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .get_or_insert(e);
-                        let _ = run.stdout.lock().unwrap_or_else(|p| p.into_inner()).done(index);
+                        run.stop(Error::new(ErrorKind::Internal, "an extract worker panicked"));
+                        run.finish(index);
                     }
                 }
             });
@@ -439,7 +502,7 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
         };
         let send = |job: Option<Job>, index: &mut usize| -> bool {
             let Some(job) = job else { return true };
-            let sent = !run.stopped() && jobs.send((*index, job)).is_ok();
+            let sent = run.wait_for_room(*index) && jobs.send((*index, job)).is_ok();
             *index += 1;
             sent
         };
@@ -494,6 +557,40 @@ mod tests {
 
     fn text(o: &Ordered<Vec<u8>>) -> &str {
         std::str::from_utf8(&o.out).unwrap_or("not UTF-8")
+    }
+
+    /// Fails its first write, then takes everything.
+    struct FailsOnce {
+        failed: bool,
+        out: Vec<u8>,
+    }
+
+    impl std::io::Write for FailsOnce {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if !self.failed {
+                self.failed = true;
+                return Err(std::io::Error::other("full"));
+            }
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_passes_the_turn_on() {
+        let mut o = Ordered::new(FailsOnce {
+            failed: false,
+            out: Vec::new(),
+        });
+        o.line(1, b"b1").expect("held");
+        o.done(1).expect("held");
+        o.done(0).expect_err("writing input 1's held line fails");
+        o.line(2, b"c1").expect("write");
+        assert_eq!(o.out.out, b"c1\n", "input 2 is not held behind the line lost");
     }
 
     #[test]

@@ -90,8 +90,11 @@ fn init_logging(global: &cli::GlobalArgs) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // colours only for a terminal: a log file or a collector gets plain text
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+        // colours only for a terminal: a log file or a collector gets plain text; NO_COLOR
+        // (no-color.org) turns them off when it is set and not empty
+        .with_ansi(
+            std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        );
     if global.log_format == cli::LogFormat::Json {
         builder.json().flatten_event(true).init();
     } else {

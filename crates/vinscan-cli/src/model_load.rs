@@ -28,6 +28,10 @@ pub struct LazyModel {
     files: Result<ModelFiles, String>,
     settings: ModelSettings,
     model: OnceLock<Arc<dyn VisionModel>>,
+    /// Why loading failed: kept, so the workers in flight when it failed get the same error
+    /// instead of each loading the model again (a model too large for the GPU would fail once
+    /// per worker, minutes each).
+    failed: OnceLock<String>,
     /// Held while loading, so workers asking at once load it once.
     loading: std::sync::Mutex<()>,
 }
@@ -38,6 +42,7 @@ impl LazyModel {
             files: files.map_err(|e| format!("{e:#}")),
             settings,
             model: OnceLock::new(),
+            failed: OnceLock::new(),
             loading: std::sync::Mutex::new(()),
         }
     }
@@ -46,8 +51,16 @@ impl LazyModel {
         self.model.get().is_some()
     }
 
-    /// The model, loading it the first time.
+    /// The model, loading it the first time; after a failed load, that failure's error.
     pub fn get(&self) -> anyhow::Result<&dyn VisionModel> {
+        self.get_or_load(load_model)
+    }
+
+    /// [`LazyModel::get`] with the loader given (a unit test counts its calls).
+    fn get_or_load(
+        &self,
+        load: impl FnOnce(&ModelFiles, ModelSettings) -> anyhow::Result<Arc<dyn VisionModel>>,
+    ) -> anyhow::Result<&dyn VisionModel> {
         if let Some(m) = self.model.get() {
             return Ok(m.as_ref());
         }
@@ -58,9 +71,17 @@ impl LazyModel {
         if let Some(m) = self.model.get() {
             return Ok(m.as_ref());
         }
+        if let Some(why) = self.failed.get() {
+            anyhow::bail!("{why}");
+        }
         let files = self.files.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let loaded = load_model(files, self.settings)?;
-        Ok(self.model.get_or_init(|| loaded).as_ref())
+        match load(files, self.settings) {
+            Ok(loaded) => Ok(self.model.get_or_init(|| loaded).as_ref()),
+            Err(e) => {
+                let why = self.failed.get_or_init(|| format!("{e:#}"));
+                anyhow::bail!("{why}")
+            }
+        }
     }
 }
 
@@ -138,6 +159,10 @@ impl LazyTextModel {
     }
 
     /// Loads the model now (the daemon does at start), or says why it cannot.
+    #[cfg_attr(
+        not(feature = "kafka"),
+        allow(dead_code, reason = "only the daemon (`kafka`) loads at start")
+    )]
     pub fn load(&self) -> anyhow::Result<()> {
         self.get()
             .map(|_| ())
@@ -205,4 +230,49 @@ pub fn with_text_model(
         Some(path) => extractor.with_text_model(Arc::new(LazyTextModel::new(path, ctx_size, settings)?)),
         None => extractor,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lazy() -> LazyModel {
+        let files = ModelFiles {
+            model: "model.gguf".into(),
+            mmproj: "mmproj.gguf".into(),
+            model_sha256: String::new(),
+            mmproj_sha256: String::new(),
+        };
+        let settings = ModelSettings {
+            threads: None,
+            ctx_size: 4096,
+            gpu_layers: 0,
+            parallel: 4,
+        };
+        LazyModel::new(Ok(files), settings)
+    }
+
+    #[test]
+    fn a_failed_load_is_not_tried_again() {
+        let model = lazy();
+        let mut loads = 0;
+        let first = model
+            .get_or_load(|_, _| {
+                loads += 1;
+                anyhow::bail!("out of GPU memory")
+            })
+            .err()
+            .map(|e| e.to_string());
+        let second = model
+            .get_or_load(|_, _| {
+                loads += 1;
+                anyhow::bail!("another error")
+            })
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(loads, 1);
+        assert_eq!(first.as_deref(), Some("out of GPU memory"));
+        assert_eq!(second, first);
+        assert!(!model.is_loaded());
+    }
 }

