@@ -11,8 +11,8 @@
 #      `vinscan model convert`: the q8_0 model (q8_0 LLM and projector), which every peer runs,
 #      and the f16 and bf16 projectors (f32 too with VINSCAN_BENCH_F32=1), which are probed;
 #   4. makes the pages, runs `vinscan-bench` (which measures vinscan through the product's own
-#      extraction call), rewrites docs/BENCHMARKS.md and docs/bench/report.json, keeps a copy of
-#      the report as this CPU's latest in docs/bench/machines/ (BENCHMARKS.md compares every CPU
+#      extraction call), rewrites docs/BENCHMARKS.md and docs/bench/report.json, writes this
+#      CPU's machine-dependent figures to docs/bench/machines/ (BENCHMARKS.md compares every CPU
 #      there) and draws docs/bench/time-per-page.png.
 # Environment: VINSCAN_THREADS (default: all cores), VINSCAN_BENCH_* (see `vinscan-bench --help`).
 set -euo pipefail
@@ -113,4 +113,4 @@ export VINSCAN_BENCH_TRANSFORMERS_PAGES=${VINSCAN_BENCH_TRANSFORMERS_PAGES:-1000
   --setup-s "$(( $(date +%s) - start ))" $([ "$clean" = true ] && echo --clean-clone)
 mkdir -p docs/bench
 "$ref/bin/python" ops/bench/plot.py docs/bench/report.json docs/bench/time-per-page.png
-say "docs/BENCHMARKS.md, docs/bench/report.json (and its copy in docs/bench/machines/) and docs/bench/time-per-page.png written"
+say "docs/BENCHMARKS.md, docs/bench/report.json, this CPU's file in docs/bench/machines/ and docs/bench/time-per-page.png written"

@@ -10,6 +10,7 @@
 mod aggregate;
 mod args;
 mod machine;
+mod machines;
 mod measure;
 mod mtmd;
 mod pages;
@@ -50,7 +51,9 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     if args.rewrite_report {
         let report = Report::load(&args.report_json)?;
-        let others = report::other_machines(&args.report_json, &report)?;
+        // this CPU's figures are derived from the report: written again, in case their
+        // derivation changed with the wording
+        let others = save_machine_figures(&report, &args.report_json)?;
         return write_markdown(&report, &others, &args.report);
     }
     let setup = Setup::prepare(args)?;
@@ -63,9 +66,26 @@ fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Renders the report, with the latest reports of the other CPUs measured, to `path` (creating
-/// its folder).
-pub(crate) fn write_markdown(report: &Report, others: &[Report], path: &Path) -> anyhow::Result<()> {
+/// Writes the report's machine-dependent figures to the machines folder beside `report_json`
+/// ([`machines`]) and returns the other CPUs' figures there.
+pub(crate) fn save_machine_figures(
+    report: &Report,
+    report_json: &Path,
+) -> anyhow::Result<Vec<machines::CpuFigures>> {
+    let dir = machines::dir(report_json);
+    let this = render::cpus::figures(report);
+    let path = this.save(&dir)?;
+    tracing::info!(path = %path.display(), "this CPU's figures written");
+    machines::others(&dir, &this)
+}
+
+/// Renders the report, with the figures of the other CPUs measured, to `path` (creating its
+/// folder).
+pub(crate) fn write_markdown(
+    report: &Report,
+    others: &[machines::CpuFigures],
+    path: &Path,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
     }

@@ -446,41 +446,6 @@ pub struct Timing {
     pub clean_clone: bool,
 }
 
-/// The folder that keeps the latest report of every CPU the benchmark has run on, beside the
-/// committed report.json (`docs/bench/machines/`): a run on one CPU replaces that CPU's file and
-/// leaves the others', so docs/BENCHMARKS.md can compare the machine kinds users run.
-pub fn machines_dir(report_json: &Path) -> PathBuf {
-    report_json
-        .parent()
-        .unwrap_or_else(|| Path::new(""))
-        .join("machines")
-}
-
-/// Every report in [`machines_dir`] except this CPU's own ([`Report::machine_file_name`]),
-/// sorted by file name; none when the folder does not exist.
-///
-/// Errors: a file that cannot be read or is not a report of this [`FORMAT`] (an older
-/// machine's report is refused by name rather than dropped; run the benchmark there again or
-/// delete the file).
-pub fn other_machines(report_json: &Path, this: &Report) -> anyhow::Result<Vec<Report>> {
-    let dir = machines_dir(report_json);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| dir.display().to_string()),
-    };
-    let mut paths = Vec::new();
-    for entry in entries {
-        let path = entry.with_context(|| dir.display().to_string())?.path();
-        let own = path.file_name().and_then(|n| n.to_str()) == Some(&this.machine_file_name());
-        if path.extension().is_some_and(|e| e == "json") && !own {
-            paths.push(path);
-        }
-    }
-    paths.sort();
-    paths.iter().map(|p| Report::load(p)).collect()
-}
-
 /// Just the `format` field, read first so that another shape gets a message of its own.
 #[derive(Deserialize)]
 struct FormatOnly {
@@ -511,24 +476,6 @@ impl Report {
         Self::from_json(&bytes).with_context(|| path.display().to_string())
     }
 
-    /// The file this report is kept under in the folder of every CPU's latest report
-    /// ([`machines_dir`]): the CPU's model name in lower case with each run of other characters
-    /// as one `-` (`Intel(R) Xeon(R) Processor` → `intel-r-xeon-r-processor.json`), or
-    /// `unknown-cpu.json` when /proc/cpuinfo named none.
-    pub fn machine_file_name(&self) -> String {
-        let name = self.machine.cpu.as_deref().unwrap_or("unknown cpu");
-        let mut slug = String::with_capacity(name.len());
-        for c in name.chars() {
-            if c.is_ascii_alphanumeric() {
-                slug.push(c.to_ascii_lowercase());
-            } else if !slug.is_empty() && !slug.ends_with('-') {
-                slug.push('-');
-            }
-        }
-        let slug = slug.trim_end_matches('-');
-        format!("{}.json", if slug.is_empty() { "unknown-cpu" } else { slug })
-    }
-
     /// Writes the report as pretty JSON (creating the folder).
     pub fn save(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent() {
@@ -554,44 +501,6 @@ mod tests {
             .err()
             .map(|e| format!("{e:#}"))
             .unwrap_or_default()
-    }
-
-    #[test]
-    fn machine_file_names_are_the_cpu_in_lower_case_words() {
-        let mut r = Report::from_json(include_bytes!("../../../docs/bench/report.json"))
-            .expect("docs/bench/report.json");
-        r.machine.cpu = Some("Intel(R) Xeon(R) Processor".into());
-        assert_eq!(r.machine_file_name(), "intel-r-xeon-r-processor.json");
-        r.machine.cpu = Some("AMD EPYC 9B14 96-Core Processor ".into());
-        assert_eq!(r.machine_file_name(), "amd-epyc-9b14-96-core-processor.json");
-        r.machine.cpu = Some("(?)".into());
-        assert_eq!(r.machine_file_name(), "unknown-cpu.json");
-        r.machine.cpu = None;
-        assert_eq!(r.machine_file_name(), "unknown-cpu.json");
-        assert_eq!(
-            machines_dir(Path::new("docs/bench/report.json")),
-            Path::new("docs/bench/machines")
-        );
-    }
-
-    /// Every committed machine report parses, and each is kept under its own CPU's name.
-    #[test]
-    fn the_committed_machine_reports_are_current_and_named_by_their_cpu() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench/machines");
-        let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).expect("docs/bench/machines") {
-            let path = entry.expect("entry").path();
-            let report = Report::load(&path).expect("a current report");
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            assert_eq!(report.machine_file_name(), name);
-            seen += 1;
-        }
-        assert!(seen >= 1, "no report in {}", dir.display());
-        // the committed report is its CPU's latest
-        let report = Report::from_json(include_bytes!("../../../docs/bench/report.json"))
-            .expect("docs/bench/report.json");
-        let own = Report::load(&dir.join(report.machine_file_name())).expect("its CPU's file");
-        assert_eq!(own, report);
     }
 
     #[test]

@@ -431,15 +431,12 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
     let report = report(setup, pp, rest, started)?;
     report.save(&args.work_dir.join("report.json"))?;
     report.save(&args.report_json)?;
-    let machine_json = crate::report::machines_dir(&args.report_json).join(report.machine_file_name());
-    report.save(&machine_json)?;
-    let others = crate::report::other_machines(&args.report_json, &report)?;
+    let others = crate::save_machine_figures(&report, &args.report_json)?;
     crate::write_markdown(&report, &others, &args.report)?;
     log.say(&format!(
-        "wrote {}, {}, {} and {}",
+        "wrote {}, {} and {}",
         args.report.display(),
         args.report_json.display(),
-        machine_json.display(),
         args.work_dir.join("report.json").display()
     ));
     Ok(())

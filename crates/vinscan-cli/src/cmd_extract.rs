@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 
 use vinscan_batch::inputs::{OutputNames, not_a_scan};
@@ -169,9 +169,12 @@ struct Run<'a> {
     out: Option<&'a Path>,
     stdout: Mutex<Ordered<std::io::Stdout>>,
     /// Signalled when the turn on stdout moves on (or the run stops): the reading loop waits on
-    /// it while it is `window` inputs ahead.
+    /// it while the window is full.
     turn: Condvar,
-    /// How many inputs the reading loop may be ahead of the one whose turn it is on stdout:
+    /// The reader of stdout went away (`| head`): the run stops quietly, as after the last
+    /// record anyone wanted.
+    stdout_closed: AtomicBool,
+    /// How many inputs, from the one whose turn it is on stdout on, may be sent to the workers:
     /// later inputs' lines are held in memory until their turn, so a long PDF first does not
     /// hold the records of a whole folder behind it. Unbounded with `--out`, where nothing is
     /// held.
@@ -184,12 +187,17 @@ struct Run<'a> {
 
 impl Run<'_> {
     fn fail(&self, source: &str, e: &Error) {
+        if self.stdout_closed.load(Ordering::Relaxed) {
+            // not the input's failure: nothing can be delivered any more
+            return;
+        }
         self.failed.fetch_add(1, Ordering::Relaxed);
         tracing::error!(source = %source, kind = %e.kind(), error = %e, "extraction failed");
     }
 
     fn stopped(&self) -> bool {
-        self.fatal.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+        self.stdout_closed.load(Ordering::Relaxed)
+            || self.fatal.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
     /// Stops the run with `e` (the first such error is the one reported).
@@ -198,22 +206,42 @@ impl Run<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert(e);
+        self.wake_reader();
+    }
+
+    /// Wakes the reading loop if it waits in [`Run::wait_for_room`]; taking the stdout lock
+    /// first means it is either waiting (and woken) or has not yet looked at what changed.
+    fn wake_reader(&self) {
+        drop(self.stdout.lock().unwrap_or_else(|p| p.into_inner()));
         self.turn.notify_all();
     }
 
-    /// Job `index` is over (done, failed or dropped): its turn on stdout passes on. Stdout that
-    /// cannot be written (a closed pipe) stops the run.
+    /// A write to stdout failed: a closed pipe (`| head`) stops the run quietly, anything else
+    /// with the error. Returns the error for the job that wrote.
+    fn stdout_failed(&self, e: &std::io::Error) -> Error {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            if !self.stdout_closed.swap(true, Ordering::Relaxed) {
+                tracing::info!("stdout was closed: the run stops");
+            }
+            self.wake_reader();
+        } else {
+            self.stop(Error::from_io(e, "stdout"));
+        }
+        Error::from_io(e, "stdout")
+    }
+
+    /// Job `index` is over (done, failed or dropped): its turn on stdout passes on.
     fn finish(&self, index: usize) {
         let written = self.stdout.lock().unwrap_or_else(|p| p.into_inner()).done(index);
         self.turn.notify_all();
         if let Err(e) = written {
-            self.stop(Error::from_io(&e, "stdout"));
+            self.stdout_failed(&e);
         }
     }
 
-    /// Waits until job `index` is within `window` of the input whose turn it is on stdout;
-    /// false when the run stopped. Cannot wait forever: every job before `index` was sent, so
-    /// the one whose turn it is is being worked on and will finish.
+    /// Waits until job `index` is less than `window` after the input whose turn it is on
+    /// stdout; false when the run stopped. Cannot wait forever: every job before `index` was
+    /// sent, so the one whose turn it is is being worked on and will finish.
     fn wait_for_room(&self, index: usize) -> bool {
         let mut out = self.stdout.lock().unwrap_or_else(|p| p.into_inner());
         while index.saturating_sub(out.next) >= self.window {
@@ -244,12 +272,7 @@ impl Run<'_> {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .line(index, &line);
-                written.map_err(|e| {
-                    // a closed pipe (`| head`): nothing more can be delivered
-                    let e = Error::from_io(&e, "stdout");
-                    self.stop(e.clone());
-                    e
-                })
+                written.map_err(|e| self.stdout_failed(&e))
             }
         }
     }
@@ -433,8 +456,8 @@ fn expand_folders(paths: &[PathBuf], leaf_only: bool) -> anyhow::Result<(Vec<Giv
     Ok((files, empty))
 }
 
-/// With stdout in input order, how many inputs per worker the reading loop may be ahead of the
-/// one whose turn it is ([`Run::window`]): enough that one slow input (a long PDF) does not
+/// With stdout in input order, how many inputs per worker may be sent from the one whose turn it
+/// is on ([`Run::window`]): enough that one slow input (a long PDF) does not
 /// leave the other workers idle for long, few enough that the records held are a few MB.
 const STDOUT_WINDOW_PER_WORKER: usize = 16;
 
@@ -463,6 +486,7 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
         out: args.out.as_deref(),
         stdout: Mutex::new(Ordered::new(std::io::stdout())),
         turn: Condvar::new(),
+        stdout_closed: AtomicBool::new(false),
         window: if args.out.is_some() {
             usize::MAX
         } else {
@@ -481,7 +505,9 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
                     let Ok((index, job)) = next else { break };
                     if run.stopped() {
                         // the run is over: the job is dropped; its turn on stdout is freed
-                        tracing::warn!(source = %job.source(), "not extracted: the run stopped");
+                        if !run.stdout_closed.load(Ordering::Relaxed) {
+                            tracing::warn!(source = %job.source(), "not extracted: the run stopped");
+                        }
                         run.finish(index);
                         continue;
                     }
@@ -528,12 +554,17 @@ pub fn run(global: &GlobalArgs, args: ExtractArgs) -> anyhow::Result<ExitCode> {
                     &Error::new(ErrorKind::InvalidInput, "the folder holds no files"),
                 );
             }
-            for given in &files {
+            for (read, given) in files.iter().enumerate() {
                 let job = match pipeline.unit {
                     Unit::Document => reader.document(&given.path, std::slice::from_ref(given), true),
                     Unit::Page => reader.pages(given),
                 };
                 if !send(job, &mut index) {
+                    if !run.stdout_closed.load(Ordering::Relaxed) {
+                        // the one just read and those not read yet
+                        let left = files.len() - read;
+                        tracing::warn!(inputs = left, "not extracted: the run stopped");
+                    }
                     break;
                 }
             }

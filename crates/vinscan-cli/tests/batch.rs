@@ -374,7 +374,8 @@ fn extract_reads_inputs_together_and_prints_them_in_input_order() {
     let finished: Vec<String> = String::from_utf8_lossy(&res.stderr)
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["message"] == "extracted")
+        // `receipt` is a document pipeline: one record per file
+        .filter(|e| e["message"] == "extracted as one document")
         .map(|e| e["source"].as_str().unwrap_or_default().to_owned())
         .collect();
     assert_eq!(finished.len(), 4, "{finished:?}");
@@ -390,6 +391,43 @@ fn extract_reads_inputs_together_and_prints_them_in_input_order() {
         })
         .max();
     assert!(peak >= Some(2), "pages were never decoded together: {peak:?}");
+}
+
+/// `vinscan extract … | head -n 1`: when the reader of stdout goes away the run stops quietly
+/// (exit 0, no input blamed) instead of extracting every input left.
+#[test]
+fn extract_stops_quietly_when_stdout_is_closed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("scans");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for i in 0..8u32 {
+        let jpg = encode(&scan(300, 240, 60 + i), ImageFormat::Jpeg);
+        std::fs::write(dir.join(format!("r{i}.jpg")), jpg).expect("write");
+    }
+    let mut child = vinscan(tmp.path())
+        .arg("extract")
+        .arg(&dir)
+        .args(["--pipeline", "receipt", "--parallel", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vinscan");
+    // the reader goes away before the first record
+    drop(child.stdout.take());
+    let res = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    let messages: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect();
+    let count = |m: &str| messages.iter().filter(|x| x.as_str() == m).count();
+    assert_eq!(count("stdout was closed: the run stops"), 1, "{stderr}");
+    assert_eq!(count("extraction failed"), 0, "{stderr}");
+    // none, unless a record reached the pipe before it was closed: never all of them
+    assert!(count("extracted as one document") < 8, "{stderr}");
+    assert_eq!(count("not extracted: the run stopped"), 0, "{stderr}");
 }
 
 /// `--review-out`: records that need review go there, the others to `--out`, at the same

@@ -43,8 +43,13 @@ use vinscan_core::model::MIN_CTX_SIZE;
 /// flash attention skips the masked tiles, so prefill costs more: the benchmark's 7 pages, 4 in
 /// flight, took 280 s without it (prefill and encode 236 s, steps 42 s) and 276 s with it (181 s
 /// and 94 s) on that machine, one run each (`vinscan-bench --aggregate-only
-/// [--llm-flash-attention]`): a draw, so the CPU default stays off. The plain path also keeps a
-/// KQ score buffer of context × batch × heads floats, touched only as far as the cells in use.
+/// [--llm-flash-attention]`): a draw, so the CPU default stays off. On a 2-core AMD EPYC
+/// (AVX-512 with BF16) the same runs took 181 s without it (encode and prefill 146 s, steps
+/// 34 s) and 134 s with it (110 s and 23 s), where llama-server took 154 s, and one page alone
+/// generated in 4.1 s either way: there it is the faster setting, so which default suits
+/// which CPU is still to be settled by a full benchmark on both kinds. The plain path also
+/// keeps a KQ score buffer of context × batch × heads floats, touched only as far as the cells
+/// in use.
 /// The vision encoder keeps mtmd's default, flash attention on: at 1,025 tokens per tile its
 /// tiled kernel is the faster one (by hand on the same Xeon with the fidelity tracer: 7.3 s
 /// per tile with it, 10.2 s without).

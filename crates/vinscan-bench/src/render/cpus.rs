@@ -1,25 +1,48 @@
-//! "Every CPU measured": the machine-dependent figures of this report beside the latest report
-//! of each other CPU the benchmark has run on (`docs/bench/machines/`), so one page shows how
+//! "Every CPU measured": this run's machine-dependent figures beside those of each other CPU
+//! the benchmark has run on (`docs/bench/machines/`, [`crate::machines`]), so one page shows how
 //! the engine fares on each kind of server users run.
 
 use std::fmt::Write;
 
+use crate::machines::{CpuFigures, FORMAT};
 use crate::render::aggregate::server_rates;
 use crate::render::figures::*;
 use crate::report::Report;
 
-/// The table, this report's row first.
-pub fn section(r: &Report, others: &[Report]) -> String {
+/// This run's figures for its machine file.
+pub fn figures(r: &Report) -> CpuFigures {
+    let b = &r.encode.batching;
+    CpuFigures {
+        format: FORMAT,
+        cpu: r.machine.cpu.clone(),
+        cores: r.machine.cores,
+        gpu_layers: r.settings.gpu_layers,
+        llama_cpp_sys_2: r.build.llama_cpp_sys_2.clone(),
+        transformers_over_vinscan: finite(transformers_speedup(r)),
+        vision_gflops: finite(vision_gflops(r)),
+        gemm_gflops: finite(gemm_gflops(r)),
+        aggregate_over_mtmd: finite(aggregate_ratio(r)),
+        aggregate_over_server: server_rates(r).and_then(|(v, s)| finite(v / s)),
+        batched_over_unbatched: finite(b.batched_per_tile_ms.median / b.unbatched_per_tile_ms.median),
+    }
+}
+
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// The table, this run's row first.
+pub fn section(this: &CpuFigures, others: &[CpuFigures]) -> String {
     let mut o = String::from("## Every CPU measured\n\n");
     let _ = writeln!(
         o,
-        "The latest `ops/bench.sh` run on each CPU (its report.json is kept in `docs/bench/machines/`), this report's first. Each row is a run of its own, on its own machine; the sections above are this report's.\n"
+        "The latest `ops/bench.sh` run on each CPU (kept in `docs/bench/machines/`), this report's first. Each row is a run of its own, on its own machine; the sections above are this report's.\n"
     );
     let _ = writeln!(
         o,
-        "| CPU | cores | transformers / vinscan, slowest page | vision encode, GFLOP/s (share of f32 GEMM peak) | aggregate / llama-mtmd-cli sequential | aggregate / llama-server | batched / one graph per tile |\n|---|---|---|---|---|---|---|"
+        "| CPU | cores | llama.cpp (llama-cpp-sys-2) | transformers / vinscan, slowest page | vision encode, GFLOP/s (share of f32 GEMM peak) | aggregate / llama-mtmd-cli sequential | aggregate / llama-server | batched / one graph per tile |\n|---|---|---|---|---|---|---|---|"
     );
-    let _ = writeln!(o, "{}", row(r, " (this report)"));
+    let _ = writeln!(o, "{}", row(this, " (this report)"));
     for other in others {
         let _ = writeln!(o, "{}", row(other, ""));
     }
@@ -28,32 +51,28 @@ pub fn section(r: &Report, others: &[Report]) -> String {
 }
 
 /// One CPU's figures; `n/a` for what its run did not measure.
-fn row(r: &Report, mark: &str) -> String {
-    let (gflops, peak) = (vision_gflops(r), gemm_gflops(r));
-    let encode = match (gflops.is_finite(), peak.is_finite()) {
-        (true, true) => format!("{gflops:.0} ({:.0} % of {peak:.0})", 100.0 * gflops / peak),
-        (true, false) => format!("{gflops:.0}"),
-        _ => "n/a".into(),
+fn row(f: &CpuFigures, mark: &str) -> String {
+    let encode = match (f.vision_gflops, f.gemm_gflops) {
+        (Some(v), Some(peak)) => format!("{v:.0} ({:.0} % of {peak:.0})", 100.0 * v / peak),
+        (Some(v), None) => format!("{v:.0}"),
+        (None, _) => "n/a".into(),
     };
-    let server = server_rates(r).map_or("n/a".into(), |(v, s)| times(v / s));
-    let b = &r.encode.batching;
+    let gpu = if f.gpu_layers > 0 { ", GPU" } else { "" };
     format!(
-        "| {}{mark} | {} | {} | {encode} | {} | {server} | {} |",
-        r.machine.cpu.as_deref().unwrap_or("n/a"),
-        r.machine.cores,
-        times(transformers_speedup(r)),
-        times(aggregate_ratio(r)),
-        times(b.batched_per_tile_ms.median / b.unbatched_per_tile_ms.median),
+        "| {}{gpu}{mark} | {} | {} | {} | {encode} | {} | {} | {} |",
+        f.cpu.as_deref().unwrap_or("n/a"),
+        f.cores,
+        f.llama_cpp_sys_2,
+        times(f.transformers_over_vinscan),
+        times(f.aggregate_over_mtmd),
+        times(f.aggregate_over_server),
+        times(f.batched_over_unbatched),
     )
 }
 
-/// A ratio as `1.23×`, `n/a` when it could not be measured (NaN or infinite).
-fn times(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.2}×")
-    } else {
-        "n/a".into()
-    }
+/// A ratio as `1.23×`, `n/a` when it was not measured.
+fn times(x: Option<f64>) -> String {
+    x.map_or_else(|| "n/a".into(), |x| format!("{x:.2}×"))
 }
 
 #[cfg(test)]
@@ -70,22 +89,29 @@ mod tests {
         other.machine.cpu = Some("AMD EPYC".into());
         other.transformers = None;
         other.llama_server = None;
-        let md = section(&this, &[other]);
+        let md = section(&figures(&this), &[figures(&other)]);
         let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
         assert_eq!(rows.len(), 3, "{md}");
         assert_eq!(
             rows[1],
-            "| CPU (this report) | 2 | 0.89× | 100 (33 % of 300) | 2.00× | 0.56× | 0.90× |"
+            "| CPU (this report) | 2 | 0.1.161 | 0.89× | 100 (33 % of 300) | 2.00× | 0.56× | 0.90× |"
         );
-        assert!(rows[2].starts_with("| AMD EPYC | 2 | n/a |"), "{md}");
         // without the transformers peer there is no GEMM peak to compare against
-        assert!(rows[2].contains("| 100 | 2.00× | n/a |"), "{md}");
+        assert_eq!(
+            rows[2],
+            "| AMD EPYC | 2 | 0.1.161 | n/a | 100 | 2.00× | n/a | 0.90× |"
+        );
     }
 
     #[test]
-    fn ratios_that_were_not_measured_say_so() {
-        assert_eq!(times(f64::INFINITY), "n/a");
-        assert_eq!(times(f64::NAN), "n/a");
-        assert_eq!(times(1.234), "1.23×");
+    fn a_gpu_run_says_so_and_unmeasured_ratios_are_not_numbers() {
+        let mut r = report();
+        r.settings.gpu_layers = 99;
+        r.encode.per_tile_ms = crate::stats::Stats::of([0.0, 0.0]);
+        let f = figures(&r);
+        assert_eq!(f.vision_gflops, None, "infinite GFLOP/s is not a figure");
+        assert!(row(&f, "").starts_with("| CPU, GPU | 2 |"), "{}", row(&f, ""));
+        assert_eq!(times(None), "n/a");
+        assert_eq!(times(Some(1.234)), "1.23×");
     }
 }

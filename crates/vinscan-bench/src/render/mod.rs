@@ -2,7 +2,7 @@
 //! benchmark holds, with the reason when it does not. One function per section.
 
 mod aggregate;
-mod cpus;
+pub mod cpus;
 mod decoding;
 mod figures;
 mod goals;
@@ -14,12 +14,13 @@ mod stages;
 #[cfg(test)]
 mod testdata;
 
+use crate::machines::CpuFigures;
 use crate::report::Report;
 use crate::stats::Stats;
 
-/// The whole Markdown report: this run's, then the latest run of each other CPU measured
-/// (`others`) beside it.
-pub fn markdown(r: &Report, others: &[Report]) -> String {
+/// The whole Markdown report: this run's, with the figures of each other CPU measured
+/// (`others`, [`crate::machines::others`]) beside its own.
+pub fn markdown(r: &Report, others: &[CpuFigures]) -> String {
     [
         machine::section(r),
         per_page::section(r),
@@ -29,7 +30,7 @@ pub fn markdown(r: &Report, others: &[Report]) -> String {
         peers::section(r),
         memory::section(r),
         goals::section(r),
-        cpus::section(r, others),
+        cpus::section(&cpus::figures(r), others),
         goals::gpu_section(),
     ]
     .concat()
@@ -50,11 +51,9 @@ mod tests {
     fn the_committed_report_renders_to_the_committed_benchmarks_md() {
         let report = Report::from_json(include_bytes!("../../../../docs/bench/report.json"))
             .expect("docs/bench/report.json");
-        let others = crate::report::other_machines(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench/report.json"),
-            &report,
-        )
-        .expect("docs/bench/machines");
+        let machines = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench/machines");
+        let others =
+            crate::machines::others(&machines, &cpus::figures(&report)).expect("docs/bench/machines");
         let rendered = markdown(&report, &others);
         let committed = include_str!("../../../../docs/BENCHMARKS.md");
         if rendered != committed {
