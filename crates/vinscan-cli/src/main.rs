@@ -21,6 +21,7 @@ mod model_files;
 mod model_load;
 #[cfg(feature = "ocr")]
 mod ocr;
+mod ordered;
 mod pdf;
 mod variants;
 

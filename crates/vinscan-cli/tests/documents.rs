@@ -1,13 +1,15 @@
 //! Document scope with the real llama.cpp runtime and the tiny test model: a 2-page invoice PDF,
 //! an ID card's front and back, and a 30-page invoice each give one record, every page seen by
 //! the vision encoder (the image tokens of the read equal its pages' images), `confidence`,
-//! `checks` and `review` present, and `data` valid under Python's jsonschema.
+//! `checks` and `review` present, and `data` valid under Python's jsonschema. And `extract`
+//! over several inputs: read together, printed in input order, stopped by a closed stdout.
 
 mod common;
 
 use std::path::Path;
 
 use common::*;
+use image::ImageFormat;
 use serde_json::Value;
 
 /// Runs `vinscan extract ARGS`, which must succeed and print exactly one record.
@@ -358,4 +360,103 @@ fn the_archive_fax_and_phone_cases_are_extracted() {
     std::fs::write(&jsonl, &stdout).expect("write");
     let (passed, failed, report) = validate(&[jsonl]);
     assert_eq!((passed, failed), (expected_pages.len(), 0), "{report}");
+}
+
+/// `extract` reads `--parallel` inputs at once, so the model decodes their pages together,
+/// and still prints the records in input order: the first input is a 5-page TIFF, read page by
+/// page while the others are read whole, so it finishes last, and its line must still come
+/// first.
+#[test]
+fn extract_reads_inputs_together_and_prints_them_in_input_order() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("scans");
+    std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+    let pages: Vec<_> = (0..5).map(|seed| scan(320, 240, seed)).collect();
+    std::fs::write(dir.join("p1.tif"), multipage_tiff(&pages)).expect("write");
+    for (seed, name) in ["p2.png", "p10.jpg", "sub/p3.jpg"].iter().enumerate() {
+        let format = if name.ends_with(".png") {
+            ImageFormat::Png
+        } else {
+            ImageFormat::Jpeg
+        };
+        std::fs::write(dir.join(name), encode(&scan(300, 240, 10 + seed as u32), format)).expect("write");
+    }
+    let res =
+        run(vinscan(tmp.path())
+            .arg("extract")
+            .arg(&dir)
+            .args(["--pipeline", "receipt", "--parallel", "3"]));
+    assert!(res.status.success(), "{}", String::from_utf8_lossy(&res.stderr));
+    let records: Vec<Value> = String::from_utf8_lossy(&res.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let sources: Vec<String> = records
+        .iter()
+        .map(|r| r["sources"][0].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let expected: Vec<String> = ["p1.tif", "p2.png", "p10.jpg", "sub/p3.jpg"]
+        .iter()
+        .map(|n| dir.join(n).display().to_string())
+        .collect();
+    assert_eq!(sources, expected, "natural name order of the paths");
+    // the 5-page TIFF is first in input order and finished after another input: its lines
+    // were printed first anyway
+    let finished: Vec<String> = String::from_utf8_lossy(&res.stderr)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        // `receipt` is a document pipeline: one record per file
+        .filter(|e| e["message"] == "extracted as one document")
+        .map(|e| e["source"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(finished.len(), 4, "{finished:?}");
+    assert_ne!(
+        finished[0], expected[0],
+        "p1.tif finished first: the order proves nothing"
+    );
+    let peak = records
+        .iter()
+        .filter_map(|r| {
+            r.pointer("/provenance/groups/0/generation/peak_batch_pages")?
+                .as_u64()
+        })
+        .max();
+    assert!(peak >= Some(2), "pages were never decoded together: {peak:?}");
+}
+
+/// `vinscan extract … | head -n 1`: when the reader of stdout goes away the run stops quietly
+/// (exit 0, no input blamed) instead of extracting every input left.
+#[test]
+fn extract_stops_quietly_when_stdout_is_closed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("scans");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for i in 0..8u32 {
+        let jpg = encode(&scan(300, 240, 60 + i), ImageFormat::Jpeg);
+        std::fs::write(dir.join(format!("r{i}.jpg")), jpg).expect("write");
+    }
+    let mut child = vinscan(tmp.path())
+        .arg("extract")
+        .arg(&dir)
+        .args(["--pipeline", "receipt", "--parallel", "2"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vinscan");
+    // the reader goes away before the first record
+    drop(child.stdout.take());
+    let res = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(res.status.success(), "{stderr}");
+    let messages: Vec<String> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|e| e["message"].as_str().map(str::to_owned))
+        .collect();
+    let count = |m: &str| messages.iter().filter(|x| x.as_str() == m).count();
+    assert_eq!(count("stdout was closed: the run stops"), 1, "{stderr}");
+    assert_eq!(count("extraction failed"), 0, "{stderr}");
+    // none, unless a record reached the pipe before it was closed: never all of them
+    assert!(count("extracted as one document") < 8, "{stderr}");
+    assert_eq!(count("not extracted: the run stopped"), 0, "{stderr}");
 }

@@ -103,6 +103,28 @@ mod tests {
         );
     }
 
+    /// Every committed machine file parses and is named after its own figures, and the
+    /// committed report's figures are its CPU's file.
+    #[test]
+    fn the_committed_machine_files_are_current_and_hold_the_committed_report() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bench/machines");
+        let paths = crate::machines::files(&dir).expect("docs/bench/machines");
+        for path in &paths {
+            let bytes = std::fs::read(path).expect("read");
+            let f = CpuFigures::from_json(&bytes).expect("a current machine file");
+            assert_eq!(
+                path.file_name().and_then(|n| n.to_str()),
+                Some(f.file_name().as_str())
+            );
+        }
+        let committed = Report::from_json(include_bytes!("../../../../docs/bench/report.json"))
+            .expect("docs/bench/report.json");
+        let this = figures(&committed);
+        let bytes =
+            std::fs::read(dir.join(this.file_name())).expect("the committed report's CPU has its file");
+        assert_eq!(CpuFigures::from_json(&bytes).expect("parse"), this);
+    }
+
     #[test]
     fn a_gpu_run_says_so_and_unmeasured_ratios_are_not_numbers() {
         let mut r = report();
