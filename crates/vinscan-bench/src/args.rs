@@ -125,10 +125,12 @@ pub struct BenchArgs {
     /// (the benchmark runs itself this way for a memory figure of a fresh process).
     #[arg(long, hide = true)]
     pub rss_probe: bool,
-    /// Internal, with `--rss-probe`: the language model with llama.cpp's flash attention on
-    /// (vinscan's engine turns it off on the CPU).
-    #[arg(long, hide = true)]
-    pub llm_flash_attention: bool,
+    /// The language model's flash attention forced on (`--llm-flash-attention`) or off
+    /// (`--llm-flash-attention=false`) instead of vinscan's engine's choice (on the CPU: on
+    /// with more than one page in flight). For the memory probes, and by hand with
+    /// `--aggregate-only` to compare the two.
+    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub llm_flash_attention: Option<bool>,
     /// Only the aggregate run (every page through one loaded model, `--parallel` in flight),
     /// printed as one JSON line; no peers, no report. For comparing `--parallel` settings.
     #[arg(long, env = "VINSCAN_BENCH_AGGREGATE_ONLY")]

@@ -50,10 +50,12 @@ pub fn projector_type(mmproj: &Path) -> anyhow::Result<String> {
 /// How the probe process runs the language model's attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LlmAttention {
-    /// As vinscan's engine chooses (off on the CPU).
+    /// As vinscan's engine chooses (on the CPU: on with more than one page in flight).
     Engine,
     /// Flash attention on, as llama.cpp's default runs it.
     Flash,
+    /// Flash attention off: the plain path's vectorised matrix products.
+    Plain,
 }
 
 /// Runs a fresh `vinscan-bench --rss-probe` with projector `mmproj`.
@@ -63,8 +65,14 @@ pub fn probe(setup: &Setup, mmproj: &Path, attention: LlmAttention) -> anyhow::R
     if let (Some(p), Some(s)) = (&args.pipelines_dir, &args.schemas_dir) {
         cmd.arg("--pipelines-dir").arg(p).arg("--schemas-dir").arg(s);
     }
-    if attention == LlmAttention::Flash {
-        cmd.arg("--llm-flash-attention");
+    match attention {
+        LlmAttention::Engine => {}
+        LlmAttention::Flash => {
+            cmd.arg("--llm-flash-attention=true");
+        }
+        LlmAttention::Plain => {
+            cmd.arg("--llm-flash-attention=false");
+        }
     }
     let out = cmd
         .arg("--rss-probe")

@@ -37,6 +37,11 @@ pub struct Report {
     /// vinscan leaves it to llama.cpp.
     #[serde(deserialize_with = "present")]
     pub llm_flash_attention: Option<Probe>,
+    /// The same with flash attention off (the plain path), so the two settings are compared
+    /// whichever one vinscan's engine picked; missing in reports from before it was measured,
+    /// whose first probe ran it off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm_plain_attention: Option<Probe>,
     pub encode: VisionEncode,
     /// The llama-server peer, when it ran (`--llama-server`).
     #[serde(deserialize_with = "present")]
@@ -97,6 +102,11 @@ pub struct Settings {
     pub parallel: u32,
     /// LLM layers on the GPU (`--gpu-layers`; 0: a CPU run).
     pub gpu_layers: u32,
+    /// Whether vinscan's language model ran flash attention in the per-page and aggregate runs
+    /// (its engine's choice for `parallel` pages on the CPU; on a GPU run llama.cpp's `auto`
+    /// is recorded as false). Missing in reports from before it was recorded, which ran it off.
+    #[serde(default)]
+    pub llm_flash_attention: bool,
 }
 
 /// The GGUF pair every peer ran.

@@ -324,6 +324,7 @@ struct Rest {
     rss_mb: f64,
     probes: Vec<Probe>,
     llm_flash_attention: Option<Probe>,
+    llm_plain_attention: Option<Probe>,
     encode: VisionEncode,
     llama_server: Option<ServerAggregate>,
     transformers: Option<Transformers>,
@@ -401,11 +402,14 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
         .map(|mmproj| probe(setup, mmproj, LlmAttention::Engine))
         .collect::<anyhow::Result<Vec<_>>>()?;
     // 4b. the first probe again with the language model's flash attention on (llama.cpp's
-    //     default, which vinscan turns off on the CPU)
-    let llm_flash_attention = if args.gpu_layers == 0 {
-        Some(probe(setup, &setup.inputs.mmproj, LlmAttention::Flash)?)
+    //     default) and off: vinscan's engine picks one by the pages in flight on the CPU
+    let (llm_flash_attention, llm_plain_attention) = if args.gpu_layers == 0 {
+        (
+            Some(probe(setup, &setup.inputs.mmproj, LlmAttention::Flash)?),
+            Some(probe(setup, &setup.inputs.mmproj, LlmAttention::Plain)?),
+        )
     } else {
-        None
+        (None, None)
     };
     log.say("memory probes done");
     // 5. the vision encoder alone
@@ -423,6 +427,7 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
         rss_mb,
         probes,
         llm_flash_attention,
+        llm_plain_attention,
         encode,
         llama_server,
         transformers,
@@ -462,6 +467,9 @@ fn report(setup: &Setup, pp: PerPage, rest: Rest, started: Instant) -> anyhow::R
             ctx_size: args.ctx_size,
             parallel: args.parallel,
             gpu_layers: args.gpu_layers,
+            llm_flash_attention: args
+                .llm_flash_attention
+                .unwrap_or(args.gpu_layers == 0 && vinscan_llama::cpu_flash_attention(args.parallel)),
         },
         files: ModelFiles {
             model: inputs.model.clone(),
@@ -485,6 +493,7 @@ fn report(setup: &Setup, pp: PerPage, rest: Rest, started: Instant) -> anyhow::R
         per_page: pp.pages,
         probes: rest.probes,
         llm_flash_attention: rest.llm_flash_attention,
+        llm_plain_attention: rest.llm_plain_attention,
         encode: rest.encode,
         llama_server: rest.llama_server,
         transformers: rest.transformers,

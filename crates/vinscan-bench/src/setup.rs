@@ -64,7 +64,7 @@ impl Setup {
         config.ctx_size = self.args.ctx_size;
         config.parallel = parallel;
         config.fast_forward = true;
-        config.llm_flash_attention = self.args.llm_flash_attention.then_some(true);
+        config.llm_flash_attention = self.args.llm_flash_attention;
         let model = LlamaVisionModel::load(config)?;
         Ok((model, ms_since(t)))
     }

@@ -30,26 +30,28 @@ use crate::{Command, LlamaConfig, read_projector_meta};
 use vinscan_core::model::MIN_CTX_SIZE;
 
 /// The flash-attention setting of a language-model context: `forced` when given (the
-/// benchmark's comparison), else llama.cpp's choice (`auto`: on where the device runs it) when
-/// layers go to a GPU this build can offload to, and off on the CPU.
+/// benchmark's comparisons), else llama.cpp's choice (`auto`: on where the device runs it) when
+/// layers go to a GPU this build can offload to, and on the CPU on when the context decodes
+/// more than one page at a time (`parallel` > 1), off for one.
 ///
-/// Why off on the CPU: ggml's CPU flash attention decodes one query row at a time through every
-/// KV cell with a scalar online softmax (`ggml_compute_forward_flash_attn_ext_f16_one_chunk` in
-/// `ggml/src/ggml-cpu/ops.cpp`), while the plain path's matrix products are vectorised. On a
-/// 2-core Xeon (vinscan's 1-tile receipt page, 256 output tokens, llama-cpp-sys-2 0.1.161)
-/// generation took 7.1 s without it and 13.2 s with it, prefill within 0.6 s; the benchmark
-/// measures both every run (docs/BENCHMARKS.md, "Language-model attention"). With several
-/// pages in flight the plain path attends over every page's cells of the shared pool where
-/// flash attention skips the masked tiles, so prefill costs more: the benchmark's 7 pages, 4 in
-/// flight, took 280 s without it (prefill and encode 236 s, steps 42 s) and 276 s with it (181 s
-/// and 94 s) on that machine, one run each (`vinscan-bench --aggregate-only
-/// [--llm-flash-attention]`): a draw, so the CPU default stays off. On a 2-core AMD EPYC
-/// (AVX-512 with BF16) the same runs took 181 s without it (encode and prefill 146 s, steps
-/// 34 s) and 134 s with it (110 s and 23 s), where llama-server took 154 s, and one page alone
-/// generated in 4.1 s either way: there it is the faster setting, so which default suits
-/// which CPU is still to be settled by a full benchmark on both kinds. The plain path also
-/// keeps a KQ score buffer of context × batch × heads floats, touched only as far as the cells
-/// in use.
+/// The setting is fixed when the context is made (it decides the V cache's layout), so it
+/// follows the pages a context is made for, not the pages in flight at a given step.
+///
+/// - Several pages: the pages in flight keep their KV cells in one shared pool (`kv_unified`).
+///   The plain path computes every prefill chunk's attention over all of the pool's cells in
+///   use, while ggml's tiled flash-attention kernel skips the KV tiles a chunk's mask hides
+///   (`ggml_compute_forward_flash_attn_ext_tiled` in `ggml/src/ggml-cpu/ops.cpp`). The
+///   benchmark's 7 pages, 4 in flight (`vinscan-bench --aggregate-only
+///   [--llm-flash-attention=false]`, one run each), took 181 s without it (encode and prefill
+///   146 s, model steps 34 s) and 134 s with it (110 s and 23 s) on a 2-core AMD EPYC (AVX-512
+///   with BF16), and 280 s without against 276 s with it on a 2-core Intel Xeon: faster on one
+///   CPU and a draw on the other.
+/// - One page: ggml's CPU flash attention decodes one query row at a time through every KV
+///   cell with a scalar online softmax (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`),
+///   while the plain path's matrix products are vectorised. A receipt page's 256 output tokens
+///   took 7.1 s without it and 13.2 s with it on the Xeon, 4.1 s either way on the EPYC
+///   (docs/BENCHMARKS.md measures both every run).
+///
 /// The vision encoder keeps mtmd's default, flash attention on: at 1,025 tokens per tile its
 /// tiled kernel is the faster one (by hand on the same Xeon with the fidelity tracer: 7.3 s
 /// per tile with it, 10.2 s without).
@@ -57,13 +59,21 @@ pub(crate) fn flash_attention(
     forced: Option<bool>,
     gpu_layers: u32,
     gpu_offload: bool,
+    parallel: u32,
 ) -> llama_cpp_sys_2::llama_flash_attn_type {
     match forced {
         Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         None if gpu_layers > 0 && gpu_offload => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        None if cpu_flash_attention(parallel) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
     }
+}
+
+/// Whether the vision model's language-model context runs flash attention on the CPU when
+/// made for `parallel` pages at a time (the rule and its measurements: `engine::flash_attention`).
+pub fn cpu_flash_attention(parallel: u32) -> bool {
+    parallel > 1
 }
 
 /// Refuses a model file that is not GGUF, as [`crate::check_text_model_file`] does for the
@@ -282,6 +292,7 @@ impl Engine {
                 config.llm_flash_attention,
                 config.gpu_layers,
                 backend.supports_gpu_offload(),
+                config.parallel.clamp(1, MAX_PARALLEL),
             ));
         let ctx = model
             .new_context(backend, params)
@@ -379,16 +390,20 @@ mod tests {
     }
 
     #[test]
-    fn flash_attention_is_off_on_the_cpu_and_llama_cpps_choice_on_the_gpu() {
+    fn flash_attention_is_on_the_cpu_for_several_pages_and_llama_cpps_choice_on_the_gpu() {
         use llama_cpp_sys_2::{
             LLAMA_FLASH_ATTN_TYPE_AUTO as AUTO, LLAMA_FLASH_ATTN_TYPE_DISABLED as OFF,
             LLAMA_FLASH_ATTN_TYPE_ENABLED as ON,
         };
-        assert_eq!(flash_attention(None, 0, true), OFF);
-        assert_eq!(flash_attention(None, 99, true), AUTO);
+        assert_eq!(flash_attention(None, 0, true, 1), OFF);
+        assert_eq!(flash_attention(None, 0, true, 4), ON);
+        assert_eq!(flash_attention(None, 99, true, 1), AUTO);
+        assert_eq!(flash_attention(None, 99, true, 4), AUTO);
         // layers asked for the GPU in a build without one run on the CPU
-        assert_eq!(flash_attention(None, 99, false), OFF);
-        assert_eq!(flash_attention(Some(true), 0, false), ON);
-        assert_eq!(flash_attention(Some(false), 99, true), OFF);
+        assert_eq!(flash_attention(None, 99, false, 1), OFF);
+        assert_eq!(flash_attention(None, 99, false, 2), ON);
+        assert_eq!(flash_attention(Some(true), 0, false, 1), ON);
+        assert_eq!(flash_attention(Some(false), 99, true, 4), OFF);
+        assert_eq!(flash_attention(Some(false), 0, false, 4), OFF);
     }
 }

@@ -34,6 +34,7 @@ use std::thread::JoinHandle;
 
 use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, Result, VisionModel};
 
+pub use engine::cpu_flash_attention;
 pub use files::{
     ProjectorMeta, check_text_model_file, read_projector_meta, trained_context, vision_flops_per_tile,
 };
@@ -61,9 +62,10 @@ pub struct LlamaConfig {
     pub fast_forward: bool,
     /// Compute the KV cells of the prompt prefix pages share (system message) once.
     pub reuse_prefix: bool,
-    /// The language model's flash attention: `None` is vinscan's choice (off on the CPU, as
-    /// llama.cpp decides on the GPU: `engine::flash_attention`); `Some(on)` forces it, for
-    /// the benchmark's comparison. The vision encoder keeps mtmd's default either way.
+    /// The language model's flash attention: `None` is vinscan's choice (on the CPU: on when
+    /// `parallel` > 1, off for one page at a time; on the GPU as llama.cpp decides:
+    /// `engine::flash_attention`); `Some(on)` forces it, for the benchmark's comparisons. The
+    /// vision encoder keeps mtmd's default either way.
     pub llm_flash_attention: Option<bool>,
 }
 

@@ -245,6 +245,8 @@ fn serve(
             None,
             config.gpu_layers,
             b.supports_gpu_offload(),
+            // one request at a time: the text stage's context holds one sequence
+            1,
         ));
         model
             .new_context(b, params)

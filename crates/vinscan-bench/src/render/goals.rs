@@ -152,8 +152,9 @@ fn against_server(r: &Report) -> Option<Goal<'_>> {
 
 /// From the stage profile: vinscan's wall is its encode + prefill and its model steps; the
 /// vision encoder's share of the first is the tracer's time per tile times the images, the
-/// rest the language model's prefill, which is where the two engines differ on the CPU
-/// (attention over a shared KV pool without flash attention, against per-slot streams with it).
+/// same work in both engines, which bounds the ratio; the rest is the language model's, where
+/// the engines differ (one KV pool for the pages in flight against a KV stream per slot, and
+/// flash attention as each ran it).
 fn server_why(r: &Report) -> String {
     let Some(s) = &r.llama_server else {
         return String::new();
@@ -161,24 +162,36 @@ fn server_why(r: &Report) -> String {
     let a = &r.aggregate;
     let s_prompt: f64 = s.pages.iter().map(|p| p.prompt_ms).sum::<f64>() / 1e3;
     let s_gen: f64 = s.pages.iter().map(|p| p.predicted_ms).sum::<f64>() / 1e3;
+    let s_wall = s.wall_ms / 1e3;
     let (v_prompt, v_gen) = (a.encode_prefill_ms / 1e3, a.steps_ms / 1e3);
     let v_wall = (a.vinscan_ms - a.load_ms) / 1e3;
     let images: u32 = r.per_page.iter().map(|p| p.unit.images).sum();
     let per_tile = r.encode.per_tile_ms.median / 1e3;
     let encoder = f64::from(images) * per_tile;
-    let attention = match (r.llm_flash_attention.as_ref(), r.probes.first()) {
-        (Some(on), Some(off)) => format!(
-            " (vinscan's CPU setting: one page alone generates in {:.1} s with it off against {:.1} s on)",
-            off.run.generate / 1e3,
-            on.run.generate / 1e3
-        ),
-        _ => String::new(),
+    let attention = if r.settings.llm_flash_attention {
+        "with flash attention, whose tiled kernel skips the KV tiles of other pages".to_owned()
+    } else {
+        let one_page = match (r.llm_flash_attention.as_ref(), r.probes.first()) {
+            (Some(on), Some(off)) => format!(
+                " (one page alone generates in {:.1} s with it off against {:.1} s on)",
+                off.run.generate / 1e3,
+                on.run.generate / 1e3
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "without flash attention{one_page}, so every prefill chunk computes attention over all of the pool's cells in use"
+        )
     };
     format!(
-        "vinscan's {v_wall:.0} s are its encode + prefill ({v_prompt:.0} s) and its model steps ({v_gen:.0} s), against llama-server's {:.0} s. The vision encoder is the same work in both ({images} images × {per_tile:.2} s = {encoder:.0} s); the rest of vinscan's encode + prefill, {:.0} s, is the language model's prefill of the image and prompt tokens. There the engines differ: vinscan's {} pages in flight keep their KV cells in one shared pool, and with flash attention off{attention} every prefill chunk computes attention over all of the pool's cells in use, while llama-server (`--parallel` given, so one KV stream per slot) runs flash attention over its slot's cells only. llama-server's own per-request times overlap across slots (summed: prompt {s_prompt:.0} s, generation {s_gen:.0} s)",
-        s.wall_ms / 1e3,
+        "vinscan's {v_wall:.0} s are its encode + prefill ({v_prompt:.0} s) and its model steps ({v_gen:.0} s), against llama-server's {s_wall:.0} s. The vision encoder is the same work in both ({images} images × {per_tile:.2} s = {encoder:.0} s, {:.0} % of llama-server's time), so even a language model that cost nothing would take vinscan only to {:.2}×. The language model's part is vinscan's {:.0} s (prefill of the image and prompt tokens {:.0} s, model steps {v_gen:.0} s) against llama-server's {:.0} s ({:.2}×): vinscan's {} pages in flight share one KV pool, {attention}, while llama-server (`--parallel` given, so one KV stream per slot) runs flash attention over its slot's cells only. llama-server's own per-request times overlap across slots (summed: prompt {s_prompt:.0} s, generation {s_gen:.0} s)",
+        100.0 * encoder / s_wall,
+        s_wall / encoder,
+        v_wall - encoder,
         v_prompt - encoder,
-        r.settings.parallel
+        s_wall - encoder,
+        (s_wall - encoder) / (v_wall - encoder),
+        r.settings.parallel,
     )
 }
 

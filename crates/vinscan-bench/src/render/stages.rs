@@ -65,12 +65,19 @@ fn matmul_line(r: &Report) -> Option<String> {
     ))
 }
 
-/// The language model's attention with flash attention on (llama.cpp's default) against
-/// vinscan's engine, which turns it off on the CPU; `None` when not measured (GPU).
+/// The language model's attention on one page with flash attention on (llama.cpp's default)
+/// and off, and which one vinscan's engine ran; `None` when not measured (GPU).
 fn llm_attention_line(r: &Report) -> Option<String> {
-    let (on, off) = (r.llm_flash_attention.as_ref()?, r.probes.first()?);
+    let on = r.llm_flash_attention.as_ref()?;
+    // reports from before the plain probe: the first probe ran the engine's setting, then off
+    let off = r.llm_plain_attention.as_ref().or(r.probes.first())?;
+    let engine = if r.settings.llm_flash_attention {
+        "on"
+    } else {
+        "off"
+    };
     Some(format!(
-        "Language-model attention, fresh process, one page ({}, {} projector): generate **{:.2} s** with flash attention off (vinscan's engine on the CPU) against **{:.2} s** with it on (llama.cpp's default, which `llama-mtmd-cli` and `llama-server` run), {} and {} tokens; encode + prefill {:.2} s against {:.2} s; peak RSS {:.0} MB against {:.0} MB. The vision encoder keeps flash attention in both.",
+        "Language-model attention, fresh process, one page ({}, {} projector): generate **{:.2} s** with flash attention off against **{:.2} s** with it on (llama.cpp's default, which `llama-mtmd-cli` and `llama-server` run), {} and {} tokens; encode + prefill {:.2} s against {:.2} s; peak RSS {:.0} MB against {:.0} MB. vinscan's engine ran it {engine} in this report's runs ({} pages in flight; on the CPU it turns it on for more than one). The vision encoder keeps flash attention in both.",
         off.page,
         off.projector,
         off.run.generate / 1e3,
@@ -81,6 +88,7 @@ fn llm_attention_line(r: &Report) -> Option<String> {
         on.run.encode_prefill / 1e3,
         off.peak_rss_mb,
         on.peak_rss_mb,
+        r.settings.parallel,
     ))
 }
 

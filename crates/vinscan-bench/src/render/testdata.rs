@@ -91,6 +91,7 @@ pub fn report() -> Report {
             ctx_size: 4096,
             parallel: 4,
             gpu_layers: 0,
+            llm_flash_attention: true,
         },
         files: ModelFiles {
             model: PathBuf::from("model.gguf"),
@@ -114,6 +115,7 @@ pub fn report() -> Report {
         },
         probes: vec![probe("q8_0", 1000.0, 10_000.0)],
         llm_flash_attention: None,
+        llm_plain_attention: None,
         encode: VisionEncode {
             per_tile_ms: Stats::of([1000.0, 1000.0]),
             flops_per_tile: Some(1e11),
