@@ -11,7 +11,7 @@ use crate::stats::{Stats, median};
 
 /// The shape of report.json this benchmark writes and reads. Format 1 was the untyped report of
 /// `vinscan bench` (no `format` field); a change to any field here bumps it.
-pub const FORMAT: u32 = 4;
+pub const FORMAT: u32 = 5;
 
 /// Everything one benchmark run measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,9 +38,8 @@ pub struct Report {
     #[serde(deserialize_with = "present")]
     pub llm_flash_attention: Option<Probe>,
     /// The same with flash attention off (the plain path), so the two settings are compared
-    /// whichever one vinscan's engine picked; missing in reports from before it was measured,
-    /// whose first probe ran it off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// whichever one vinscan's engine picked; `None` when the model is on the GPU.
+    #[serde(deserialize_with = "present")]
     pub llm_plain_attention: Option<Probe>,
     pub encode: VisionEncode,
     /// The llama-server peer, when it ran (`--llama-server`).
@@ -102,10 +101,9 @@ pub struct Settings {
     pub parallel: u32,
     /// LLM layers on the GPU (`--gpu-layers`; 0: a CPU run).
     pub gpu_layers: u32,
-    /// Whether vinscan's language model ran flash attention in the per-page and aggregate runs
-    /// (its engine's choice for `parallel` pages on the CPU; on a GPU run llama.cpp's `auto`
-    /// is recorded as false). Missing in reports from before it was recorded, which ran it off.
-    #[serde(default)]
+    /// Whether vinscan's language model ran flash attention on the CPU in the per-page and
+    /// aggregate runs (its engine's choice for `parallel` pages, or `--llm-flash-attention`);
+    /// false on a GPU run, where llama.cpp's `auto` decides.
     pub llm_flash_attention: bool,
 }
 

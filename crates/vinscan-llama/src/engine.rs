@@ -49,8 +49,8 @@ use vinscan_core::model::MIN_CTX_SIZE;
 /// - One page: ggml's CPU flash attention decodes one query row at a time through every KV
 ///   cell with a scalar online softmax (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`),
 ///   while the plain path's matrix products are vectorised. A receipt page's 256 output tokens
-///   took 7.1 s without it and 13.2 s with it on the Xeon, 4.1 s either way on the EPYC
-///   (docs/BENCHMARKS.md measures both every run).
+///   took 7.1 s without it and 13.2 s with it on the Xeon, 4.1 s without and 4.3 s with it on
+///   the EPYC (docs/BENCHMARKS.md measures both every run).
 ///
 /// The vision encoder keeps mtmd's default, flash attention on: at 1,025 tokens per tile its
 /// tiled kernel is the faster one (by hand on the same Xeon with the fidelity tracer: 7.3 s
