@@ -65,14 +65,14 @@ pub fn probe(setup: &Setup, mmproj: &Path, attention: LlmAttention) -> anyhow::R
     if let (Some(p), Some(s)) = (&args.pipelines_dir, &args.schemas_dir) {
         cmd.arg("--pipelines-dir").arg(p).arg("--schemas-dir").arg(s);
     }
-    match attention {
-        LlmAttention::Engine => {}
-        LlmAttention::Flash => {
-            cmd.arg("--llm-flash-attention=true");
-        }
-        LlmAttention::Plain => {
-            cmd.arg("--llm-flash-attention=false");
-        }
+    // the engine's setting is the run's own: a forced one is forced in the probe as well
+    let forced = match attention {
+        LlmAttention::Engine => args.llm_flash_attention,
+        LlmAttention::Flash => Some(true),
+        LlmAttention::Plain => Some(false),
+    };
+    if let Some(on) = forced {
+        cmd.arg(format!("--llm-flash-attention={on}"));
     }
     let out = cmd
         .arg("--rss-probe")
