@@ -278,6 +278,12 @@ impl Engine {
     fn session<'m>(&self, model: &'m Arc<LlamaModel>, config: &LlamaConfig) -> Result<Session<'m>> {
         let backend = backend()?;
         let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
+        let flash = flash_attention(
+            config.llm_flash_attention,
+            config.gpu_layers,
+            backend.supports_gpu_offload(),
+            config.parallel.clamp(1, MAX_PARALLEL),
+        );
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(config.ctx_size.max(MIN_CTX_SIZE)))
             .with_n_batch(N_BATCH)
@@ -288,15 +294,20 @@ impl Engine {
             // cells are one pool (`kv_unified`), so a 7-tile page can use what 1-tile pages leave
             .with_n_seq_max(config.parallel.clamp(1, MAX_PARALLEL) + 1)
             .with_kv_unified(true)
-            .with_flash_attention_policy(flash_attention(
-                config.llm_flash_attention,
-                config.gpu_layers,
-                backend.supports_gpu_offload(),
-                config.parallel.clamp(1, MAX_PARALLEL),
-            ));
+            .with_flash_attention_policy(flash);
         let ctx = model
             .new_context(backend, params)
             .map_err(|e| internal("llama context")(e.to_string()))?;
+        // which attention the language model runs is the engine's choice: say it once
+        tracing::info!(
+            parallel = config.parallel.clamp(1, MAX_PARALLEL),
+            llm_flash_attention = match flash {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED => "on",
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED => "off",
+                _ => "auto",
+            },
+            "language-model context ready"
+        );
         let t = Instant::now();
         let mtmd_params = MtmdContextParams {
             use_gpu: config.gpu_layers > 0,
