@@ -1,4 +1,4 @@
-"""docs/bench/time-per-page.png from docs/bench/report.json (vinscan-bench's report, format 4):
+"""docs/bench/time-per-page.png from docs/bench/report.json (vinscan-bench's report, format 5):
 median seconds per page against the number of images the encoder sees, for vinscan and each peer."""
 import json
 import sys
@@ -17,8 +17,8 @@ def median(xs):
 
 def main():
     report, out = json.load(open(sys.argv[1])), sys.argv[2]
-    if report.get("format") != 4:
-        sys.exit(f"{sys.argv[1]}: report format {report.get('format')}, this plot reads format 4")
+    if report.get("format") != 5:
+        sys.exit(f"{sys.argv[1]}: report format {report.get('format')}, this plot reads format 5")
     settings = report["settings"]
     fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
     real, free = settings["real_tokens"], settings["tokens"]

@@ -511,6 +511,17 @@ mod tests {
             .unwrap_or_default()
     }
 
+    /// Regression: FORMAT went to 5 while the plot still refused anything but 4, so
+    /// `ops/bench.sh` failed at its last step after a whole run.
+    #[test]
+    fn the_plot_reads_this_format() {
+        let plot = include_str!("../../../ops/bench/plot.py");
+        assert!(
+            plot.contains(&format!("report.get(\"format\") != {FORMAT}:")),
+            "ops/bench/plot.py does not read report format {FORMAT}"
+        );
+    }
+
     #[test]
     fn the_committed_report_round_trips() {
         let bytes = include_bytes!("../../../docs/bench/report.json");
