@@ -20,6 +20,8 @@ pub struct AggregateRun {
     pub load_ms: f64,
     /// One run per page.
     pub runs: Vec<VinscanRun>,
+    /// Whether its language model ran flash attention (`None`: llama.cpp's `auto`, on a GPU).
+    pub llm_flash_attention: Option<bool>,
 }
 
 impl AggregateRun {
@@ -96,6 +98,7 @@ pub fn aggregate(setup: &Setup) -> anyhow::Result<AggregateRun> {
         wall_ms,
         load_ms,
         runs,
+        llm_flash_attention: vinscan_core::VisionModel::info(&model).llm_flash_attention,
     })
 }
 
@@ -111,6 +114,8 @@ struct AggregateOnly {
     encode_prefill_ms: f64,
     steps_ms: f64,
     peak_rss_mb: f64,
+    /// The engine's flash-attention setting for the language model (`null`: llama.cpp's).
+    llm_flash_attention: Option<bool>,
 }
 
 /// `--aggregate-only`: the aggregate run alone, its figures as one JSON line on stdout.
@@ -126,6 +131,7 @@ pub fn run_aggregate_only(setup: &Setup) -> anyhow::Result<()> {
         encode_prefill_ms: agg.encode_prefill_ms(),
         steps_ms: agg.steps_ms(),
         peak_rss_mb: crate::machine::peak_rss_mb()?,
+        llm_flash_attention: agg.llm_flash_attention,
     };
     println!("{}", serde_json::to_string(&line)?);
     Ok(())

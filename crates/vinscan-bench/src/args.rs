@@ -126,8 +126,8 @@ pub struct BenchArgs {
     #[arg(long, hide = true)]
     pub rss_probe: bool,
     /// The language model's flash attention forced on (`--llm-flash-attention`) or off
-    /// (`--llm-flash-attention=false`) instead of vinscan's engine's choice (on the CPU: on
-    /// with more than one page in flight). For the memory probes, and by hand with
+    /// (`--llm-flash-attention=false`) instead of vinscan's engine's choice (on the CPU: the
+    /// faster of the two at load, `vinscan_llama::attention`). For the memory probes, and by hand with
     /// `--aggregate-only` to compare the two.
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub llm_flash_attention: Option<bool>,

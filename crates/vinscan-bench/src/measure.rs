@@ -279,6 +279,7 @@ mod tests {
                 tokens_per_image: 256,
                 ctx_size: vinscan_core::model::DEFAULT_CTX_SIZE,
                 system_info: String::new(),
+                llm_flash_attention: None,
             };
             Self { info, text, stop }
         }

@@ -50,7 +50,7 @@ pub fn projector_type(mmproj: &Path) -> anyhow::Result<String> {
 /// How the probe process runs the language model's attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LlmAttention {
-    /// As vinscan's engine chooses (on the CPU: on with more than one page in flight).
+    /// As vinscan's engine chooses (on the CPU: the faster of the two, timed at load).
     Engine,
     /// Flash attention on, as llama.cpp's default runs it.
     Flash,

@@ -67,6 +67,8 @@ struct PerPage {
     parity: Vec<ParityPage>,
     pages: Vec<PageResult>,
     system_info: String,
+    /// Whether the per-page runs' language model ran flash attention (`ModelInfo`).
+    llm_flash_attention: Option<bool>,
     load_ms: f64,
 }
 
@@ -145,6 +147,7 @@ fn per_page(setup: &Setup, schemas: &Schemas, mtmd: &MtmdCli, log: &Log) -> anyh
         parity,
         pages,
         system_info: model.info().system_info.clone(),
+        llm_flash_attention: model.info().llm_flash_attention,
         load_ms,
     })
 }
@@ -366,6 +369,13 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
         setup.units.len(),
         agg.wall_ms / 1e3
     ));
+    if agg.llm_flash_attention != pp.llm_flash_attention {
+        // each load times both attentions; a near tie can come out either way
+        log.say(&format!(
+            "note: the aggregate's engine chose flash attention {:?}, the per-page runs' {:?}; the report records the per-page runs'",
+            agg.llm_flash_attention, pp.llm_flash_attention
+        ));
+    }
     // 3b. the llama-server peer on the same pages, as many slots and clients as pages in flight
     let llama_server = match &args.llama_server {
         Some(exe) => {
@@ -467,9 +477,8 @@ fn report(setup: &Setup, pp: PerPage, rest: Rest, started: Instant) -> anyhow::R
             ctx_size: args.ctx_size,
             parallel: args.parallel,
             gpu_layers: args.gpu_layers,
-            llm_flash_attention: args
-                .llm_flash_attention
-                .unwrap_or(args.gpu_layers == 0 && vinscan_llama::cpu_flash_attention(args.parallel)),
+            // what the per-page runs' engine chose (or was told): `None` is llama.cpp's `auto`
+            llm_flash_attention: pp.llm_flash_attention.unwrap_or(false),
         },
         files: ModelFiles {
             model: inputs.model.clone(),

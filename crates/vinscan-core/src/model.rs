@@ -44,6 +44,11 @@ pub struct ModelInfo {
     pub ctx_size: u32,
     /// llama.cpp's CPU/GPU feature line, e.g. `CPU : SSE3 = 1 | AVX2 = 1 | ...`.
     pub system_info: String,
+    /// Whether the language model runs flash attention: `None` where llama.cpp decides (layers
+    /// on a GPU) or the engine does not say. How the engine computes, not what it read, so
+    /// left out of provenance.
+    #[serde(skip)]
+    pub llm_flash_attention: Option<bool>,
 }
 
 /// One page, already stretched to its tile grid, as the model receives it.

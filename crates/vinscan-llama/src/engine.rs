@@ -20,6 +20,7 @@ use llguidance::toktrie::{TokEnv, TokTrie, TokenId, TokenizerEnv};
 use vinscan_core::hash::sha256_file;
 use vinscan_core::{Error, ErrorKind, ModelInfo, Result};
 
+use crate::attention::{AttentionShape, flash_attention_wins, probe_attention};
 use crate::health::Health;
 use crate::scheduler::Scheduler;
 use crate::session::{MAX_PARALLEL, N_BATCH, Session};
@@ -31,49 +32,76 @@ use vinscan_core::model::MIN_CTX_SIZE;
 
 /// The flash-attention setting of a language-model context: `forced` when given (the
 /// benchmark's comparisons), else llama.cpp's choice (`auto`: on where the device runs it) when
-/// layers go to a GPU this build can offload to, and on the CPU on when the context decodes
-/// more than one page at a time (`parallel` > 1), off for one.
+/// layers go to a GPU this build can offload to, and on the CPU what `cpu_choice` says: the
+/// engine times both on this CPU ([`crate::attention::probe_attention`], whose docs give the
+/// measurements that made it a probe rather than a rule).
 ///
 /// The setting is fixed when the context is made (it decides the V cache's layout), so it
-/// follows the pages a context is made for, not the pages in flight at a given step.
-///
-/// - Several pages: the pages in flight keep their KV cells in one shared pool (`kv_unified`).
-///   The plain path computes every prefill chunk's attention over all of the pool's cells in
-///   use, while ggml's tiled flash-attention kernel skips the KV tiles a chunk's mask hides
-///   (`ggml_compute_forward_flash_attn_ext_tiled` in `ggml/src/ggml-cpu/ops.cpp`). The
-///   benchmark's 7 pages, 4 in flight (`vinscan-bench --aggregate-only
-///   [--llm-flash-attention=false]`, one run each), took 181 s without it (encode and prefill
-///   146 s, model steps 34 s) and 134 s with it (110 s and 23 s) on a 2-core AMD EPYC (AVX-512
-///   with BF16), and 280 s without against 276 s with it on a 2-core Intel Xeon: faster on one
-///   CPU and a draw on the other.
-/// - One page: ggml's CPU flash attention decodes one query row at a time through every KV
-///   cell with a scalar online softmax (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`),
-///   while the plain path's matrix products are vectorised. A receipt page's 256 output tokens
-///   took 7.1 s without it and 13.2 s with it on the Xeon, 4.1 s without and 4.3 s with it on
-///   the EPYC (docs/BENCHMARKS.md measures both every run).
+/// follows the pages a context is made for (`--parallel`), not the pages in flight at a given
+/// step.
 ///
 /// The vision encoder keeps mtmd's default, flash attention on: at 1,025 tokens per tile its
-/// tiled kernel is the faster one (by hand on the same Xeon with the fidelity tracer: 7.3 s
+/// tiled kernel is the faster one (by hand on a 2-core Xeon with the fidelity tracer: 7.3 s
 /// per tile with it, 10.2 s without).
 pub(crate) fn flash_attention(
     forced: Option<bool>,
     gpu_layers: u32,
     gpu_offload: bool,
-    parallel: u32,
+    cpu_choice: impl FnOnce() -> bool,
 ) -> llama_cpp_sys_2::llama_flash_attn_type {
     match forced {
         Some(true) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         Some(false) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         None if gpu_layers > 0 && gpu_offload => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
-        None if cpu_flash_attention(parallel) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        None if cpu_choice() => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
         None => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
     }
 }
 
-/// Whether the vision model's language-model context runs flash attention on the CPU when
-/// made for `parallel` pages at a time (the rule and its measurements: `engine::flash_attention`).
-pub fn cpu_flash_attention(parallel: u32) -> bool {
-    parallel > 1
+/// Whether the vision model's language model runs flash attention on this CPU when its context
+/// is made for `parallel` pages at a time: [`crate::attention::flash_attention_wins`] on
+/// [`crate::attention::probe_attention`] for one page and for `parallel` pages at `model`'s
+/// attention shape, logged with the times. Should the probe fail, the rule it replaced decides
+/// (on for more than one page).
+pub(crate) fn cpu_flash_attention(model: &LlamaModel, parallel: u32, threads: u32) -> bool {
+    let heads = i64::from(model.n_head());
+    let shape = AttentionShape {
+        head_dim: if heads > 0 {
+            i64::from(model.n_embd()) / heads
+        } else {
+            0
+        },
+        n_head: heads,
+        n_head_kv: i64::from(model.n_head_kv()),
+    };
+    let t = Instant::now();
+    let probes = probe_attention(shape, 1, threads).and_then(|one| {
+        let full = (parallel > 1)
+            .then(|| probe_attention(shape, parallel, threads))
+            .transpose()?;
+        Ok((one, full))
+    });
+    match probes {
+        Ok((one, full)) => {
+            let on = flash_attention_wins(&one, full.as_ref());
+            tracing::info!(
+                parallel,
+                one_page_flash_ms = one.flash_ms(),
+                one_page_plain_ms = one.plain_ms(),
+                full_flash_ms = full.map(|f| f.flash_ms()),
+                full_plain_ms = full.map(|f| f.plain_ms()),
+                full_pages = full.map(|f| f.pages),
+                flash_attention = on,
+                elapsed_ms = t.elapsed().as_millis() as u64,
+                "attention probe: one page's language-model attention per layer, alone and among the pages in flight, with flash attention and without"
+            );
+            on
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "attention probe failed: flash attention follows --parallel");
+            parallel > 1
+        }
+    }
 }
 
 /// Refuses a model file that is not GGUF, as [`crate::check_text_model_file`] does for the
@@ -157,7 +185,7 @@ fn serve(
             return;
         }
     };
-    let model_info = engine.info.clone();
+    let mut model_info = engine.info.clone();
     let model = engine.model.take();
     let Some(model) = model else { return };
     // shared with the grammar's tokenizer, which must outlive nothing it borrows
@@ -169,6 +197,7 @@ fn serve(
             return;
         }
     };
+    model_info.llm_flash_attention = session.llm_flash_attention;
     if ready.send(Ok(model_info)).is_err() {
         return;
     }
@@ -268,6 +297,8 @@ impl Engine {
             tokens_per_image: meta.tokens_per_image,
             ctx_size: config.ctx_size.max(MIN_CTX_SIZE),
             system_info: system_info(),
+            // set when the context is made (`Engine::session`)
+            llm_flash_attention: None,
         };
         Ok(Self {
             info,
@@ -278,11 +309,12 @@ impl Engine {
     fn session<'m>(&self, model: &'m Arc<LlamaModel>, config: &LlamaConfig) -> Result<Session<'m>> {
         let backend = backend()?;
         let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
+        let parallel = config.parallel.clamp(1, MAX_PARALLEL);
         let flash = flash_attention(
             config.llm_flash_attention,
             config.gpu_layers,
             backend.supports_gpu_offload(),
-            config.parallel.clamp(1, MAX_PARALLEL),
+            || cpu_flash_attention(model, parallel, config.threads),
         );
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(config.ctx_size.max(MIN_CTX_SIZE)))
@@ -350,6 +382,11 @@ impl Engine {
             mtmd,
             factory: Arc::new(factory),
             n_vocab: model.n_vocab(),
+            llm_flash_attention: match flash {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED => Some(true),
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED => Some(false),
+                _ => None,
+            },
         })
     }
 }
@@ -401,20 +438,20 @@ mod tests {
     }
 
     #[test]
-    fn flash_attention_is_on_the_cpu_for_several_pages_and_llama_cpps_choice_on_the_gpu() {
+    fn flash_attention_is_the_cpus_choice_and_llama_cpps_on_the_gpu() {
         use llama_cpp_sys_2::{
             LLAMA_FLASH_ATTN_TYPE_AUTO as AUTO, LLAMA_FLASH_ATTN_TYPE_DISABLED as OFF,
             LLAMA_FLASH_ATTN_TYPE_ENABLED as ON,
         };
-        assert_eq!(flash_attention(None, 0, true, 1), OFF);
-        assert_eq!(flash_attention(None, 0, true, 4), ON);
-        assert_eq!(flash_attention(None, 99, true, 1), AUTO);
-        assert_eq!(flash_attention(None, 99, true, 4), AUTO);
+        let unasked = || -> bool { panic!("the CPU's choice is not asked for") };
+        assert_eq!(flash_attention(None, 0, true, || false), OFF);
+        assert_eq!(flash_attention(None, 0, true, || true), ON);
+        assert_eq!(flash_attention(None, 99, true, unasked), AUTO);
         // layers asked for the GPU in a build without one run on the CPU
-        assert_eq!(flash_attention(None, 99, false, 1), OFF);
-        assert_eq!(flash_attention(None, 99, false, 2), ON);
-        assert_eq!(flash_attention(Some(true), 0, false, 1), ON);
-        assert_eq!(flash_attention(Some(false), 99, true, 4), OFF);
-        assert_eq!(flash_attention(Some(false), 0, false, 4), OFF);
+        assert_eq!(flash_attention(None, 99, false, || false), OFF);
+        assert_eq!(flash_attention(None, 99, false, || true), ON);
+        assert_eq!(flash_attention(Some(true), 0, false, unasked), ON);
+        assert_eq!(flash_attention(Some(false), 99, true, unasked), OFF);
+        assert_eq!(flash_attention(Some(false), 0, false, unasked), OFF);
     }
 }

@@ -15,6 +15,7 @@
 //! `vinscan-convert`'s `trace` feature, a fidelity tool); it knows nothing about documents,
 //! pipelines or where outputs go.
 
+pub mod attention;
 mod engine;
 mod files;
 mod health;
@@ -34,7 +35,6 @@ use std::thread::JoinHandle;
 
 use vinscan_core::{Error, ErrorKind, GenerateRequest, Generation, ModelInfo, Result, VisionModel};
 
-pub use engine::cpu_flash_attention;
 pub use files::{
     ProjectorMeta, check_text_model_file, read_projector_meta, trained_context, vision_flops_per_tile,
 };
@@ -62,10 +62,10 @@ pub struct LlamaConfig {
     pub fast_forward: bool,
     /// Compute the KV cells of the prompt prefix pages share (system message) once.
     pub reuse_prefix: bool,
-    /// The language model's flash attention: `None` is vinscan's choice (on the CPU: on when
-    /// `parallel` > 1, off for one page at a time; on the GPU as llama.cpp decides:
-    /// `engine::flash_attention`); `Some(on)` forces it, for the benchmark's comparisons. The
-    /// vision encoder keeps mtmd's default either way.
+    /// The language model's flash attention: `None` is vinscan's choice (on the CPU the faster
+    /// of the two for `parallel` pages, timed at load by [`attention::probe_attention`]; on
+    /// the GPU as llama.cpp decides: `engine::flash_attention`); `Some(on)` forces it, for the
+    /// benchmark's comparisons. The vision encoder keeps mtmd's default either way.
     pub llm_flash_attention: Option<bool>,
 }
 
@@ -215,6 +215,7 @@ mod tests {
             tokens_per_image: 256,
             ctx_size: vinscan_core::model::DEFAULT_CTX_SIZE,
             system_info: String::new(),
+            llm_flash_attention: None,
         };
         let model = LlamaVisionModel {
             info,

@@ -19,4 +19,6 @@ pub(crate) struct Session<'m> {
     pub(crate) mtmd: MtmdContext,
     pub(crate) factory: Arc<ParserFactory>,
     pub(crate) n_vocab: i32,
+    /// Whether the context runs flash attention (`None`: llama.cpp's `auto`, on a GPU).
+    pub(crate) llm_flash_attention: Option<bool>,
 }

@@ -245,8 +245,9 @@ fn serve(
             None,
             config.gpu_layers,
             b.supports_gpu_offload(),
-            // one request at a time: the text stage's context holds one sequence
-            1,
+            // one request at a time: the text stage's context holds one sequence, where ggml's
+            // CPU flash attention was the slower on both CPUs measured (`crate::attention`)
+            || false,
         ));
         model
             .new_context(b, params)

@@ -57,6 +57,7 @@ impl ScriptedModel {
                 tokens_per_image: 256,
                 ctx_size: vinscan_core::model::DEFAULT_CTX_SIZE,
                 system_info: String::new(),
+                llm_flash_attention: None,
             },
             state: Mutex::new(ModelState {
                 behaviour,

@@ -1,0 +1,396 @@
+//! Which attention the language model runs on this CPU, chosen by timing both on the shapes
+//! the engine's context computes: ggml's flash-attention kernel (`ggml_flash_attn_ext`) against
+//! the plain path (`K·Q`, a masked softmax, `V·softmax`), built as llama.cpp builds them
+//! (`llm_graph_context::build_attn_mha` in `src/llama-graph.cpp`).
+//!
+//! Why a probe and not a rule: the two CPUs the benchmark ran on disagree.
+//! - On a 2-core AMD EPYC (AVX-512 with BF16), flash attention cost one page 5 % of its
+//!   generation time and saved a quarter of the aggregate's time with 4 pages in flight: the
+//!   pages share one KV pool, the plain path computes every query row against every cell in
+//!   use, and the tiled flash kernel skips the KV tiles a row's mask hides
+//!   (`ggml_compute_forward_flash_attn_ext_tiled`, `ggml/src/ggml-cpu/ops.cpp`).
+//! - On a 2-core Intel Xeon (AVX-512, AVX512_FP16, AMX), the same kernels made one page 25–35 %
+//!   slower (a receipt generated in 15.0 s with it, 7.6 s without: the decode walks every KV
+//!   cell once per row), and with 4 pages in flight what it saved in prefill (193 s against
+//!   236 s) its model steps lost (102 s against 42 s).
+//!
+//! The probe times one layer's attention for a nominal page ([`PAGE_CELLS`] KV cells, of which
+//! the prompt's last [`PREFILL_ROWS`] are one prefill ubatch) with `pages` pages in one pool:
+//! the prefill ubatch of one page, whose rows see only their own page's cells (causally), and
+//! one decode step carrying [`DECODE_ROWS`] tokens of every page. A page's attention is then
+//! [`PREFILL_GRAPHS`] ubatches plus [`DECODE_STEPS`] steps shared by the pages in flight.
+//! Every other part of a step is the same either way, so only attention is timed.
+//!
+//! The setting is fixed when a context is made, for `parallel` pages, and the context then
+//! sees anything from one page alone (a daemon between bursts) to `parallel` pages (a batch
+//! run). [`flash_attention_wins`] weighs the two ends alike: flash attention runs when its
+//! cost for a page alone plus its cost for a page among `parallel` is the smaller. On the
+//! Xeon above, per layer: one page 451 ms with it against 281 ms without, four pages 475 ms
+//! against 567 ms, so it stays off (a full pool would gain 16 % of attention time; a page
+//! alone loses 61 %). Probing both ends takes about a second on two cores at Vintern-1B's
+//! shapes.
+
+use std::time::Instant;
+
+use llama_cpp_sys_2 as sys;
+use vinscan_core::{Error, ErrorKind, Result};
+
+/// KV cells per page in the probe: a one-tile receipt's prompt (839 tokens) and part of its
+/// output.
+pub const PAGE_CELLS: i64 = 1024;
+/// Query rows of the probe's prefill graph: one ubatch (the engine's `n_ubatch`).
+pub const PREFILL_ROWS: i64 = 512;
+/// Prefill ubatches per page (a 1,024-token prompt in ubatches of 512).
+pub const PREFILL_GRAPHS: f64 = 2.0;
+/// Output tokens per page fed in one model step: a sampled token and the tokens the grammar
+/// forces after it (the benchmark's receipt pages: 268 tokens in 79 steps). ggml's CPU
+/// flash-attention decode walks every KV cell once per row, so its cost grows with them.
+pub const DECODE_ROWS: i64 = 4;
+/// Model steps per page: 256 output tokens, [`DECODE_ROWS`] a step.
+pub const DECODE_STEPS: f64 = 64.0;
+/// The most pages the probe puts in one pool: beyond this the plain path's extra work only
+/// grows, so the answer for more pages is the answer for this many. Also bounds the probe's
+/// memory: the plain path's scores for a prefill ubatch over 4 pages are 117 MB (f32), held
+/// twice, and freed before the context is made.
+pub const MAX_PROBE_PAGES: u32 = 4;
+/// Timed runs per graph, after one untimed run; the fastest counts.
+const REPS: usize = 1;
+
+/// The language model's attention shape (from the GGUF's hyper-parameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttentionShape {
+    /// Elements per head (`n_embd / n_head`).
+    pub head_dim: i64,
+    /// Query heads.
+    pub n_head: i64,
+    /// Key/value heads (grouped-query attention: `n_head` is a multiple).
+    pub n_head_kv: i64,
+}
+
+impl AttentionShape {
+    /// Qwen2-0.5B, Vintern-1B's language model: 14 query heads of 64, 2 key/value heads.
+    pub const VINTERN_1B: AttentionShape = AttentionShape {
+        head_dim: 64,
+        n_head: 14,
+        n_head_kv: 2,
+    };
+}
+
+/// What the probe measured, in milliseconds of one layer's attention.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionProbe {
+    /// Pages in the probe's pool.
+    pub pages: u32,
+    /// One prefill ubatch with ggml's flash-attention kernel, and with the plain path.
+    pub flash_prefill_ms: f64,
+    pub plain_prefill_ms: f64,
+    /// One decode step ([`DECODE_ROWS`] rows per page) each way.
+    pub flash_decode_ms: f64,
+    pub plain_decode_ms: f64,
+}
+
+impl AttentionProbe {
+    /// One page's attention with flash attention: [`PREFILL_GRAPHS`] prefill ubatches and its
+    /// share of [`DECODE_STEPS`] steps shared by the pages in flight.
+    pub fn flash_ms(&self) -> f64 {
+        self.per_page(self.flash_prefill_ms, self.flash_decode_ms)
+    }
+
+    /// [`AttentionProbe::flash_ms`] for the plain path.
+    pub fn plain_ms(&self) -> f64 {
+        self.per_page(self.plain_prefill_ms, self.plain_decode_ms)
+    }
+
+    fn per_page(&self, prefill: f64, decode: f64) -> f64 {
+        PREFILL_GRAPHS * prefill + DECODE_STEPS * decode / f64::from(self.pages.max(1))
+    }
+}
+
+/// Whether flash attention should run for a context made for `parallel` pages: `one` is
+/// [`probe_attention`] for one page, `full` for `parallel` pages (`None` when `parallel` is 1).
+/// It runs when its summed cost over the two is the smaller (the module docs say why).
+pub fn flash_attention_wins(one: &AttentionProbe, full: Option<&AttentionProbe>) -> bool {
+    let (flash, plain) = full.map_or((0.0, 0.0), |f| (f.flash_ms(), f.plain_ms()));
+    one.flash_ms() + flash < one.plain_ms() + plain
+}
+
+/// Times one layer's attention both ways with `pages` pages in flight (at most
+/// [`MAX_PROBE_PAGES`]) on `threads` CPU threads.
+///
+/// # Errors
+/// `Internal` when the shape is not one attention can have, or ggml cannot allocate the probe's
+/// tensors or a graph fails.
+pub fn probe_attention(shape: AttentionShape, pages: u32, threads: u32) -> Result<AttentionProbe> {
+    crate::engine::backend()?;
+    let pages = pages.clamp(1, MAX_PROBE_PAGES);
+    let threads = i32::try_from(threads.max(1)).unwrap_or(1);
+    let ms = |flash, rows| time_attention(shape, flash, rows, pages, threads).map(|s| s * 1e3);
+    Ok(AttentionProbe {
+        pages,
+        flash_prefill_ms: ms(true, Rows::Prefill)?,
+        plain_prefill_ms: ms(false, Rows::Prefill)?,
+        flash_decode_ms: ms(true, Rows::Decode)?,
+        plain_decode_ms: ms(false, Rows::Decode)?,
+    })
+}
+
+/// The query rows of a probe graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// [`PREFILL_ROWS`] rows of the first page, the last of its cells, each seeing its page's
+    /// cells up to itself.
+    Prefill,
+    /// [`DECODE_ROWS`] rows per page, the last of its cells, each seeing its page's cells up to
+    /// itself.
+    Decode,
+}
+
+/// A ggml context, freed when dropped.
+struct Context(*mut sys::ggml_context);
+
+impl Drop for Context {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from `ggml_init`, is not null, and is freed only here.
+        unsafe { sys::ggml_free(self.0) }
+    }
+}
+
+/// The mask of `rows` over a pool of `pages` × [`PAGE_CELLS`] cells (page `p` holds cells
+/// `p·PAGE_CELLS ..`), row-major `[rows][cells]`: 0 where a row sees a cell, −∞ elsewhere.
+fn mask(rows: Rows, pages: i64) -> (i64, Vec<f32>) {
+    let cells = pages * PAGE_CELLS;
+    let (n_rows, visible): (i64, Box<dyn Fn(i64, i64) -> bool>) = match rows {
+        Rows::Prefill => (PREFILL_ROWS, Box::new(|r, c| c <= PAGE_CELLS - PREFILL_ROWS + r)),
+        Rows::Decode => (
+            pages * DECODE_ROWS,
+            Box::new(|r, c| {
+                let page = r / DECODE_ROWS;
+                let last = page * PAGE_CELLS + PAGE_CELLS - DECODE_ROWS + r % DECODE_ROWS;
+                c / PAGE_CELLS == page && c <= last
+            }),
+        ),
+    };
+    let mut m = Vec::with_capacity((n_rows * cells) as usize);
+    for r in 0..n_rows {
+        for c in 0..cells {
+            m.push(if visible(r, c) { 0.0 } else { f32::NEG_INFINITY });
+        }
+    }
+    (n_rows, m)
+}
+
+/// Deterministic values in [-1, 1): the probe's speed does not depend on them.
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+/// One layer's attention for `rows`, timed (seconds, fastest of [`REPS`]).
+fn time_attention(shape: AttentionShape, flash: bool, rows: Rows, pages: u32, threads: i32) -> Result<f64> {
+    let internal = |what: &str| Error::new(ErrorKind::Internal, format!("attention probe: {what}"));
+    let AttentionShape {
+        head_dim: d,
+        n_head,
+        n_head_kv,
+    } = shape;
+    if d <= 0 || n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 {
+        // ggml checks shapes with C asserts, which release builds drop
+        return Err(internal(&format!(
+            "{n_head} heads of {d} over {n_head_kv} key/value heads"
+        )));
+    }
+    let pages = i64::from(pages);
+    let cells = pages * PAGE_CELLS;
+    let (n_rows, mask_values) = mask(rows, pages);
+    // SAFETY: ggml is used single-threaded here (its own compute threads aside); every tensor
+    // lives in `ctx`, sized below for the tensors, the graph and their overheads, so no
+    // allocation can fail inside ggml (which aborts rather than return null); every buffer
+    // written is the tensor's own and `ggml_nbytes` long; the context is freed by `Context`.
+    unsafe {
+        let f16 = 2usize;
+        let f32 = 4usize;
+        let kv_bytes = (d * n_head_kv * cells) as usize * f16;
+        let q_bytes = (d * n_head * n_rows) as usize * f32;
+        let kq_bytes = (cells * n_rows * n_head) as usize * f32;
+        let mem_size = 2 * kv_bytes
+            + 2 * q_bytes
+            + (cells * n_rows) as usize * f16
+            + 2 * kq_bytes
+            + 16 * sys::ggml_tensor_overhead()
+            + sys::ggml_graph_overhead()
+            + (1 << 20);
+        let raw = sys::ggml_init(sys::ggml_init_params {
+            mem_size,
+            mem_buffer: std::ptr::null_mut(),
+            no_alloc: false,
+        });
+        if raw.is_null() {
+            return Err(internal("ggml_init returned no context"));
+        }
+        let ctx = Context(raw);
+        // the KV cache's layout: one row of every head's values per cell; with flash attention
+        // the V cache is laid out as K, without it transposed (a row per value dimension)
+        let k_cache = sys::ggml_new_tensor_2d(ctx.0, sys::GGML_TYPE_F16, d * n_head_kv, cells);
+        let v_cache = if flash {
+            sys::ggml_new_tensor_2d(ctx.0, sys::GGML_TYPE_F16, d * n_head_kv, cells)
+        } else {
+            sys::ggml_new_tensor_2d(ctx.0, sys::GGML_TYPE_F16, cells, d * n_head_kv)
+        };
+        let q_in = sys::ggml_new_tensor_3d(ctx.0, sys::GGML_TYPE_F32, d, n_head, n_rows);
+        let kq_mask = sys::ggml_new_tensor_2d(ctx.0, sys::GGML_TYPE_F16, cells, n_rows);
+        for (t, seed) in [(k_cache, 1), (v_cache, 2)] {
+            let v = values((d * n_head_kv * cells) as usize, seed);
+            sys::ggml_fp32_to_fp16_row(v.as_ptr(), (*t).data.cast(), v.len() as i64);
+        }
+        let qv = values((d * n_head * n_rows) as usize, 3);
+        std::ptr::copy_nonoverlapping(qv.as_ptr(), (*q_in).data.cast::<f32>(), qv.len());
+        sys::ggml_fp32_to_fp16_row(
+            mask_values.as_ptr(),
+            (*kq_mask).data.cast(),
+            mask_values.len() as i64,
+        );
+        // views as llama.cpp takes them: [d, n_head_kv, cells] permuted to [d, cells, n_head_kv]
+        let kv_row = (*k_cache).nb[1];
+        let head = d as usize * f16;
+        let k = sys::ggml_view_3d(ctx.0, k_cache, d, n_head_kv, cells, head, kv_row, 0);
+        let k = sys::ggml_permute(ctx.0, k, 0, 2, 1, 3);
+        let q = sys::ggml_permute(ctx.0, q_in, 0, 2, 1, 3);
+        let scale = 1.0 / (d as f32).sqrt();
+        let out = if flash {
+            let v = sys::ggml_view_3d(ctx.0, v_cache, d, n_head_kv, cells, head, kv_row, 0);
+            let v = sys::ggml_permute(ctx.0, v, 0, 2, 1, 3);
+            let cur = sys::ggml_flash_attn_ext(ctx.0, q, k, v, kq_mask, scale, 0.0, 0.0);
+            sys::ggml_prec_set_acc(cur, sys::GGML_PREC_F32);
+            cur
+        } else {
+            // transposed V: [cells, d, n_head_kv] with a row of `cells` per value dimension
+            let row = (*v_cache).nb[1];
+            let v = sys::ggml_view_3d(ctx.0, v_cache, cells, d, n_head_kv, row, row * d as usize, 0);
+            let kq = sys::ggml_mul_mat(ctx.0, k, q);
+            sys::ggml_prec_set_acc(kq, sys::GGML_PREC_F32);
+            let kq = sys::ggml_soft_max_ext(ctx.0, kq, kq_mask, scale, 0.0);
+            sys::ggml_mul_mat(ctx.0, v, kq)
+        };
+        let graph = sys::ggml_new_graph(ctx.0);
+        sys::ggml_build_forward_expand(graph, out);
+        let mut plan = sys::ggml_graph_plan(graph, threads, std::ptr::null_mut());
+        let mut work = vec![0u8; plan.work_size];
+        plan.work_data = work.as_mut_ptr();
+        let mut best = f64::INFINITY;
+        for rep in 0..=REPS {
+            let t = Instant::now();
+            let status = sys::ggml_graph_compute(graph, &mut plan);
+            if status != sys::GGML_STATUS_SUCCESS {
+                return Err(internal(&format!("ggml_graph_compute returned {status}")));
+            }
+            if rep > 0 {
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+        }
+        let n_out = (d * n_head * n_rows) as usize;
+        if (sys::ggml_nelements(out) as usize) != n_out {
+            return Err(internal("the output has the wrong shape"));
+        }
+        if (*out).type_ != sys::GGML_TYPE_F32 {
+            return Err(internal("the output is not f32"));
+        }
+        let data = std::slice::from_raw_parts((*out).data.cast::<f32>(), n_out);
+        if !data.iter().all(|v| v.is_finite()) {
+            return Err(internal("the output has non-finite values"));
+        }
+        Ok(best)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_prefill_row_sees_its_page_up_to_itself_and_a_decode_row_its_page() {
+        let (rows, m) = mask(Rows::Prefill, 2);
+        let cells = (2 * PAGE_CELLS) as usize;
+        assert_eq!(rows, PREFILL_ROWS);
+        let first = &m[..cells];
+        let seen = first.iter().filter(|v| **v == 0.0).count() as i64;
+        assert_eq!(seen, PAGE_CELLS - PREFILL_ROWS + 1);
+        let last = &m[(rows as usize - 1) * cells..];
+        assert_eq!(last.iter().filter(|v| **v == 0.0).count() as i64, PAGE_CELLS);
+        assert!(last[PAGE_CELLS as usize..].iter().all(|v| v.is_infinite()));
+
+        let (rows, m) = mask(Rows::Decode, 3);
+        assert_eq!(rows, 3 * DECODE_ROWS);
+        let cells = (3 * PAGE_CELLS) as usize;
+        let page = PAGE_CELLS as usize;
+        let per_page = DECODE_ROWS as usize;
+        for r in 0..rows as usize {
+            let row = &m[r * cells..(r + 1) * cells];
+            let (p, k) = (r / per_page, r % per_page);
+            // its page's cells up to its own (the last `DECODE_ROWS` cells are the step's rows)
+            let seen = page - per_page + k + 1;
+            assert!(
+                row[p * page..p * page + seen].iter().all(|v| *v == 0.0),
+                "row {r}"
+            );
+            assert_eq!(row.iter().filter(|v| **v == 0.0).count(), seen, "row {r}");
+        }
+    }
+
+    fn probe(pages: u32, flash: (f64, f64), plain: (f64, f64)) -> AttentionProbe {
+        AttentionProbe {
+            pages,
+            flash_prefill_ms: flash.0,
+            plain_prefill_ms: plain.0,
+            flash_decode_ms: flash.1,
+            plain_decode_ms: plain.1,
+        }
+    }
+
+    #[test]
+    fn flash_attention_runs_when_it_is_cheaper_over_one_page_and_a_full_pool() {
+        // the 2-core Xeon's probe: slower alone, faster in a full pool, slower summed
+        let one = probe(1, (38.0, 5.86), (58.7, 2.55));
+        let full = probe(4, (48.6, 23.6), (219.3, 8.0));
+        assert!((one.flash_ms() - 451.2).abs() < 0.5, "{}", one.flash_ms());
+        assert!((full.plain_ms() - 566.6).abs() < 0.5, "{}", full.plain_ms());
+        assert!(!flash_attention_wins(&one, Some(&full)));
+        assert!(!flash_attention_wins(&one, None));
+        // a CPU whose flash decode costs little more than the plain one: on for a full pool
+        let one = probe(1, (38.0, 3.0), (58.7, 2.55));
+        assert!(flash_attention_wins(&one, Some(&full)));
+        assert!(flash_attention_wins(&one, None));
+    }
+
+    /// Runs both graphs on the CPU at a small shape (the test build's ggml is unoptimised):
+    /// each gives a finite, positive time, and a shape attention cannot have is refused.
+    #[test]
+    fn both_attentions_run_and_a_bad_shape_is_refused() {
+        let shape = AttentionShape {
+            head_dim: 16,
+            n_head: 4,
+            n_head_kv: 2,
+        };
+        crate::engine::backend().expect("backend");
+        for flash in [true, false] {
+            for rows in [Rows::Prefill, Rows::Decode] {
+                let t = time_attention(shape, flash, rows, 2, 2).expect("probe");
+                assert!(t.is_finite() && t > 0.0, "{flash} {rows:?}: {t}");
+            }
+        }
+        let bad = AttentionShape {
+            head_dim: 16,
+            n_head: 3,
+            n_head_kv: 2,
+        };
+        let e = probe_attention(bad, 1, 1)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("3 heads of 16 over 2"), "{e}");
+    }
+}
