@@ -371,10 +371,7 @@ pub fn run(setup: &Setup, started: Instant) -> anyhow::Result<()> {
     ));
     if agg.llm_flash_attention != pp.llm_flash_attention {
         // each load times both attentions; a near tie can come out either way
-        log.say(&format!(
-            "note: the aggregate's engine chose flash attention {:?}, the per-page runs' {:?}; the report records the per-page runs'",
-            agg.llm_flash_attention, pp.llm_flash_attention
-        ));
+        log.say(&format!("note: the aggregate's engine chose flash attention {:?}, the per-page runs' {:?}; the report records the per-page runs'", agg.llm_flash_attention, pp.llm_flash_attention));
     }
     // 3b. the llama-server peer on the same pages, as many slots and clients as pages in flight
     let llama_server = match &args.llama_server {

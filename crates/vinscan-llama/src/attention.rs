@@ -5,56 +5,65 @@
 //!
 //! Why a probe and not a rule: the two CPUs the benchmark ran on disagree.
 //! - On a 2-core AMD EPYC (AVX-512 with BF16), flash attention cost one page 5 % of its
-//!   generation time and saved a quarter of the aggregate's time with 4 pages in flight: the
-//!   pages share one KV pool, the plain path computes every query row against every cell in
-//!   use, and the tiled flash kernel skips the KV tiles a row's mask hides
+//!   generation time and saved a quarter of the aggregate's time with 4 pages in flight. The
+//!   pages share one KV pool, and the plain path computes every query row against every cell
+//!   in use. ggml's tiled flash kernel, which prefill ubatches take, skips a 64-cell KV tile
+//!   when the mask hides it from all 64 rows of a query tile
 //!   (`ggml_compute_forward_flash_attn_ext_tiled`, `ggml/src/ggml-cpu/ops.cpp`).
 //! - On a 2-core Intel Xeon (AVX-512, AVX512_FP16, AMX), the same kernels made one page 25–35 %
-//!   slower (a receipt generated in 15.0 s with it, 7.6 s without: the decode walks every KV
-//!   cell once per row), and with 4 pages in flight what it saved in prefill (193 s against
-//!   236 s) its model steps lost (102 s against 42 s).
+//!   slower: a receipt generated in 15.0 s with it, 7.6 s without. A decode step's few rows
+//!   take the untiled kernel (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`), which for
+//!   each row and query head runs through the visible KV cells one at a time. With 4 pages in
+//!   flight what it saved in prefill (193 s against 236 s) its model steps lost (102 s
+//!   against 42 s).
 //!
-//! The probe times one layer's attention for a nominal page ([`PAGE_CELLS`] KV cells, of which
-//! the prompt's last [`PREFILL_ROWS`] are one prefill ubatch) with `pages` pages in one pool:
-//! the prefill ubatch of one page, whose rows see only their own page's cells (causally), and
+//! The probe times one layer's attention for a nominal page ([`PAGE_CELLS`] KV cells, each
+//! page's cells one block of the pool) with `pages` pages in one pool: the last
+//! [`PREFILL_ROWS`] rows of one page's prompt, each seeing its page's cells up to itself, and
 //! one decode step carrying [`DECODE_ROWS`] tokens of every page. A page's attention is then
-//! [`PREFILL_GRAPHS`] ubatches plus [`DECODE_STEPS`] steps shared by the pages in flight.
-//! Every other part of a step is the same either way, so only attention is timed.
+//! [`PREFILL_GRAPHS`] such prefill slices plus [`DECODE_STEPS`] steps shared by the pages in
+//! flight. Every other part of a step is the same either way, so only attention is timed. The
+//! real pool is less tidy than the probe's (a shared prompt prefix, cells freed and reused), so
+//! the tiles flash attention skips there are fewer.
 //!
 //! The setting is fixed when a context is made, for `parallel` pages, and the context then
 //! sees anything from one page alone (a daemon between bursts) to `parallel` pages (a batch
 //! run). [`flash_attention_wins`] weighs the two ends alike: flash attention runs when its
 //! cost for a page alone plus its cost for a page among `parallel` is the smaller. On the
-//! Xeon above, per layer: one page 451 ms with it against 281 ms without, four pages 475 ms
-//! against 567 ms, so it stays off (a full pool would gain 16 % of attention time; a page
-//! alone loses 61 %). Probing both ends takes about a second on two cores at Vintern-1B's
-//! shapes.
+//! Xeon above, per layer: one page 461 ms with it against 266 ms without, four pages 483 ms
+//! against 554 ms, so it stays off for `--parallel 4`; for 8, 540 ms against 1,118 ms, so on.
+//! Each graph's time is the fastest of [`REPS`] runs. Probing both ends takes 1–2 s on two
+//! cores at Vintern-1B's shapes.
 
 use std::time::Instant;
 
 use llama_cpp_sys_2 as sys;
 use vinscan_core::{Error, ErrorKind, Result};
 
-/// KV cells per page in the probe: a one-tile receipt's prompt (839 tokens) and part of its
-/// output.
+/// KV cells per page in the probe: a one-tile receipt's prompt (839 tokens) and its output.
 pub const PAGE_CELLS: i64 = 1024;
-/// Query rows of the probe's prefill graph: one ubatch (the engine's `n_ubatch`).
-pub const PREFILL_ROWS: i64 = 512;
-/// Prefill ubatches per page (a 1,024-token prompt in ubatches of 512).
-pub const PREFILL_GRAPHS: f64 = 2.0;
+/// Query rows of the probe's prefill graph: the last quarter of a page's cells. The plain
+/// path's cost per row does not depend on how many rows a graph has, nor does the tiled flash
+/// kernel's beyond its 64-row tiles; a quarter rather than a 512-row ubatch halves the probe's
+/// memory.
+pub const PREFILL_ROWS: i64 = 256;
+/// Prefill slices of [`PREFILL_ROWS`] per page (its [`PAGE_CELLS`]); each is timed as the
+/// last, widest one.
+pub const PREFILL_GRAPHS: f64 = 4.0;
 /// Output tokens per page fed in one model step: a sampled token and the tokens the grammar
 /// forces after it (the benchmark's receipt pages: 268 tokens in 79 steps). ggml's CPU
-/// flash-attention decode walks every KV cell once per row, so its cost grows with them.
+/// flash-attention decode costs about the same per row, so its cost grows with them.
 pub const DECODE_ROWS: i64 = 4;
 /// Model steps per page: 256 output tokens, [`DECODE_ROWS`] a step.
 pub const DECODE_STEPS: f64 = 64.0;
-/// The most pages the probe puts in one pool: beyond this the plain path's extra work only
-/// grows, so the answer for more pages is the answer for this many. Also bounds the probe's
-/// memory: the plain path's scores for a prefill ubatch over 4 pages are 117 MB (f32), held
+/// The most pages the probe puts in one pool; a context made for more is answered for this
+/// many. Per page, the plain path's cost grows with the pages in the pool and flash
+/// attention's does not, so the cap can only understate flash attention's gain. It also
+/// bounds the probe's memory: the plain path's scores over 8 pages are 117 MB (f32), held
 /// twice, and freed before the context is made.
-pub const MAX_PROBE_PAGES: u32 = 4;
+pub const MAX_PROBE_PAGES: u32 = 8;
 /// Timed runs per graph, after one untimed run; the fastest counts.
-const REPS: usize = 1;
+pub const REPS: usize = 3;
 
 /// The language model's attention shape (from the GGUF's hyper-parameters).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +130,6 @@ pub fn flash_attention_wins(one: &AttentionProbe, full: Option<&AttentionProbe>)
 /// `Internal` when the shape is not one attention can have, or ggml cannot allocate the probe's
 /// tensors or a graph fails.
 pub fn probe_attention(shape: AttentionShape, pages: u32, threads: u32) -> Result<AttentionProbe> {
-    crate::engine::backend()?;
     let pages = pages.clamp(1, MAX_PROBE_PAGES);
     let threads = i32::try_from(threads.max(1)).unwrap_or(1);
     let ms = |flash, rows| time_attention(shape, flash, rows, pages, threads).map(|s| s * 1e3);
@@ -199,7 +207,7 @@ fn time_attention(shape: AttentionShape, flash: bool, rows: Rows, pages: u32, th
         n_head_kv,
     } = shape;
     if d <= 0 || n_head <= 0 || n_head_kv <= 0 || n_head % n_head_kv != 0 {
-        // ggml checks shapes with C asserts, which release builds drop
+        // ggml aborts the process on a shape it refuses (GGML_ASSERT): refuse it here first
         return Err(internal(&format!(
             "{n_head} heads of {d} over {n_head_kv} key/value heads"
         )));
@@ -212,14 +220,13 @@ fn time_attention(shape: AttentionShape, flash: bool, rows: Rows, pages: u32, th
     // allocation can fail inside ggml (which aborts rather than return null); every buffer
     // written is the tensor's own and `ggml_nbytes` long; the context is freed by `Context`.
     unsafe {
-        let f16 = 2usize;
-        let f32 = 4usize;
-        let kv_bytes = (d * n_head_kv * cells) as usize * f16;
-        let q_bytes = (d * n_head * n_rows) as usize * f32;
-        let kq_bytes = (cells * n_rows * n_head) as usize * f32;
+        let (half, single) = (2usize, 4usize);
+        let kv_bytes = (d * n_head_kv * cells) as usize * half;
+        let q_bytes = (d * n_head * n_rows) as usize * single;
+        let kq_bytes = (cells * n_rows * n_head) as usize * single;
         let mem_size = 2 * kv_bytes
             + 2 * q_bytes
-            + (cells * n_rows) as usize * f16
+            + (cells * n_rows) as usize * single
             + 2 * kq_bytes
             + 16 * sys::ggml_tensor_overhead()
             + sys::ggml_graph_overhead()
@@ -242,21 +249,35 @@ fn time_attention(shape: AttentionShape, flash: bool, rows: Rows, pages: u32, th
             sys::ggml_new_tensor_2d(ctx.0, sys::GGML_TYPE_F16, cells, d * n_head_kv)
         };
         let q_in = sys::ggml_new_tensor_3d(ctx.0, sys::GGML_TYPE_F32, d, n_head, n_rows);
-        let kq_mask = sys::ggml_new_tensor_2d(ctx.0, sys::GGML_TYPE_F16, cells, n_rows);
+        // llama.cpp's mask is f16 for flash attention, f32 for the softmax
+        let mask_type = if flash {
+            sys::GGML_TYPE_F16
+        } else {
+            sys::GGML_TYPE_F32
+        };
+        let kq_mask = sys::ggml_new_tensor_2d(ctx.0, mask_type, cells, n_rows);
         for (t, seed) in [(k_cache, 1), (v_cache, 2)] {
             let v = values((d * n_head_kv * cells) as usize, seed);
             sys::ggml_fp32_to_fp16_row(v.as_ptr(), (*t).data.cast(), v.len() as i64);
         }
         let qv = values((d * n_head * n_rows) as usize, 3);
         std::ptr::copy_nonoverlapping(qv.as_ptr(), (*q_in).data.cast::<f32>(), qv.len());
-        sys::ggml_fp32_to_fp16_row(
-            mask_values.as_ptr(),
-            (*kq_mask).data.cast(),
-            mask_values.len() as i64,
-        );
+        if flash {
+            sys::ggml_fp32_to_fp16_row(
+                mask_values.as_ptr(),
+                (*kq_mask).data.cast(),
+                mask_values.len() as i64,
+            );
+        } else {
+            std::ptr::copy_nonoverlapping(
+                mask_values.as_ptr(),
+                (*kq_mask).data.cast::<f32>(),
+                mask_values.len(),
+            );
+        }
         // views as llama.cpp takes them: [d, n_head_kv, cells] permuted to [d, cells, n_head_kv]
         let kv_row = (*k_cache).nb[1];
-        let head = d as usize * f16;
+        let head = d as usize * half;
         let k = sys::ggml_view_3d(ctx.0, k_cache, d, n_head_kv, cells, head, kv_row, 0);
         let k = sys::ggml_permute(ctx.0, k, 0, 2, 1, 3);
         let q = sys::ggml_permute(ctx.0, q_in, 0, 2, 1, 3);
@@ -292,19 +313,32 @@ fn time_attention(shape: AttentionShape, flash: bool, rows: Rows, pages: u32, th
                 best = best.min(t.elapsed().as_secs_f64());
             }
         }
-        let n_out = (d * n_head * n_rows) as usize;
-        if (sys::ggml_nelements(out) as usize) != n_out {
-            return Err(internal("the output has the wrong shape"));
-        }
-        if (*out).type_ != sys::GGML_TYPE_F32 {
-            return Err(internal("the output is not f32"));
-        }
-        let data = std::slice::from_raw_parts((*out).data.cast::<f32>(), n_out);
-        if !data.iter().all(|v| v.is_finite()) {
-            return Err(internal("the output has non-finite values"));
-        }
+        check_output(out, (d * n_head * n_rows) as usize).map_err(|what| internal(what))?;
         Ok(best)
     }
+}
+
+/// Why `out`, a computed tensor that should hold `n` f32 values, is not such; `Ok` when it is
+/// and every value is finite.
+///
+/// # Safety
+/// `out` points to a live tensor whose data, when its element count is `n` and its type f32,
+/// holds `n` f32 values.
+unsafe fn check_output(out: *const sys::ggml_tensor, n: usize) -> std::result::Result<(), &'static str> {
+    // SAFETY: as the caller promises; the slice is read only after both checks.
+    unsafe {
+        if sys::ggml_nelements(out) as usize != n {
+            return Err("the output has the wrong shape");
+        }
+        if (*out).type_ != sys::GGML_TYPE_F32 {
+            return Err("the output is not f32");
+        }
+        let data = std::slice::from_raw_parts((*out).data.cast::<f32>(), n);
+        if !data.iter().all(|v| v.is_finite()) {
+            return Err("the output has non-finite values");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -353,21 +387,22 @@ mod tests {
 
     #[test]
     fn flash_attention_runs_when_it_is_cheaper_over_one_page_and_a_full_pool() {
-        // the 2-core Xeon's probe: slower alone, faster in a full pool, slower summed
-        let one = probe(1, (38.0, 5.86), (58.7, 2.55));
-        let full = probe(4, (48.6, 23.6), (219.3, 8.0));
-        assert!((one.flash_ms() - 451.2).abs() < 0.5, "{}", one.flash_ms());
-        assert!((full.plain_ms() - 566.6).abs() < 0.5, "{}", full.plain_ms());
+        // like the 2-core Xeon's probe: slower alone, faster in a full pool, slower summed
+        let one = probe(1, (30.0, 5.3), (45.0, 1.4));
+        let full = probe(4, (35.0, 22.0), (110.0, 8.0));
+        assert!((one.flash_ms() - (4.0 * 30.0 + 64.0 * 5.3)).abs() < 1e-9);
+        assert!((full.plain_ms() - (4.0 * 110.0 + 64.0 * 8.0 / 4.0)).abs() < 1e-9);
+        assert!(full.flash_ms() < full.plain_ms() && one.flash_ms() > one.plain_ms());
         assert!(!flash_attention_wins(&one, Some(&full)));
         assert!(!flash_attention_wins(&one, None));
-        // a CPU whose flash decode costs little more than the plain one: on for a full pool
-        let one = probe(1, (38.0, 3.0), (58.7, 2.55));
+        // a CPU whose flash decode costs little more than the plain one: on
+        let one = probe(1, (30.0, 2.0), (45.0, 1.4));
         assert!(flash_attention_wins(&one, Some(&full)));
         assert!(flash_attention_wins(&one, None));
     }
 
-    /// Runs both graphs on the CPU at a small shape (the test build's ggml is unoptimised):
-    /// each gives a finite, positive time, and a shape attention cannot have is refused.
+    /// Runs both graphs on the CPU at a small shape: each gives a finite, positive time, and a
+    /// shape attention cannot have is refused.
     #[test]
     fn both_attentions_run_and_a_bad_shape_is_refused() {
         let shape = AttentionShape {
@@ -375,7 +410,6 @@ mod tests {
             n_head: 4,
             n_head_kv: 2,
         };
-        crate::engine::backend().expect("backend");
         for flash in [true, false] {
             for rows in [Rows::Prefill, Rows::Decode] {
                 let t = time_attention(shape, flash, rows, 2, 2).expect("probe");

@@ -77,7 +77,7 @@ fn llm_attention_line(r: &Report) -> Option<String> {
         "off"
     };
     Some(format!(
-        "Language-model attention, fresh process, one page ({}, {} projector): generate **{:.2} s** with flash attention off against **{:.2} s** with it on (llama.cpp's default, which `llama-mtmd-cli` and `llama-server` run), {} and {} tokens; encode + prefill {:.2} s against {:.2} s; peak RSS {:.0} MB against {:.0} MB. vinscan's engine ran it {engine} in this report's runs ({} pages in flight; on the CPU the engine times both at load, for one page alone and for that many sharing the KV pool, and runs the cheaper over the two). The vision encoder keeps flash attention in both.",
+        "Language-model attention, fresh process, one page ({}, {} projector): generate **{:.2} s** with flash attention off against **{:.2} s** with it on (llama.cpp's default, which `llama-mtmd-cli` and `llama-server` run), {} and {} tokens; encode + prefill {:.2} s against {:.2} s; peak RSS {:.0} MB against {:.0} MB. vinscan's engine ran it {engine} in this report's runs ({} pages in flight). The vision encoder keeps flash attention in both.",
         off.page,
         off.projector,
         off.run.generate / 1e3,

@@ -38,6 +38,7 @@ impl Scripted {
                 tokens_per_image: 256,
                 ctx_size,
                 system_info: String::new(),
+                llm_flash_attention: None,
             },
             answers: Mutex::new(answers.iter().map(|(v, p)| (v.to_string(), *p)).collect()),
             seen: Mutex::new(Vec::new()),
