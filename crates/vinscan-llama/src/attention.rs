@@ -313,7 +313,7 @@ fn time_attention(shape: AttentionShape, flash: bool, rows: Rows, pages: u32, th
                 best = best.min(t.elapsed().as_secs_f64());
             }
         }
-        check_output(out, (d * n_head * n_rows) as usize).map_err(|what| internal(what))?;
+        check_output(out, (d * n_head * n_rows) as usize).map_err(internal)?;
         Ok(best)
     }
 }
