@@ -35,10 +35,10 @@
 //! Each graph's time is the fastest of [`REPS`] runs. Probing both ends takes 1–2 s on two
 //! cores at Vintern-1B's shapes.
 
-use std::time::Instant;
-
 use llama_cpp_sys_2 as sys;
 use vinscan_core::{Error, ErrorKind, Result};
+
+use crate::ggml_probe::{Context, time_graph, values};
 
 /// KV cells per page in the probe: a one-tile receipt's prompt (839 tokens) and its output.
 pub const PAGE_CELLS: i64 = 1024;
@@ -153,16 +153,6 @@ enum Rows {
     Decode,
 }
 
-/// A ggml context, freed when dropped.
-struct Context(*mut sys::ggml_context);
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from `ggml_init`, is not null, and is freed only here.
-        unsafe { sys::ggml_free(self.0) }
-    }
-}
-
 /// The mask of `rows` over a pool of `pages` × [`PAGE_CELLS`] cells (page `p` holds cells
 /// `p·PAGE_CELLS ..`), row-major `[rows][cells]`: 0 where a row sees a cell, −∞ elsewhere.
 fn mask(rows: Rows, pages: i64) -> (i64, Vec<f32>) {
@@ -185,17 +175,6 @@ fn mask(rows: Rows, pages: i64) -> (i64, Vec<f32>) {
         }
     }
     (n_rows, m)
-}
-
-/// Deterministic values in [-1, 1): the probe's speed does not depend on them.
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
 }
 
 /// One layer's attention for `rows`, timed (seconds, fastest of [`REPS`]).
@@ -231,15 +210,7 @@ fn time_attention(shape: AttentionShape, flash: bool, rows: Rows, pages: u32, th
             + 16 * sys::ggml_tensor_overhead()
             + sys::ggml_graph_overhead()
             + (1 << 20);
-        let raw = sys::ggml_init(sys::ggml_init_params {
-            mem_size,
-            mem_buffer: std::ptr::null_mut(),
-            no_alloc: false,
-        });
-        if raw.is_null() {
-            return Err(internal("ggml_init returned no context"));
-        }
-        let ctx = Context(raw);
+        let ctx = Context::new(mem_size).map_err(internal)?;
         // the KV cache's layout: one row of every head's values per cell; with flash attention
         // the V cache is laid out as K, without it transposed (a row per value dimension)
         let k_cache = sys::ggml_new_tensor_2d(ctx.0, sys::GGML_TYPE_F16, d * n_head_kv, cells);
@@ -297,22 +268,7 @@ fn time_attention(shape: AttentionShape, flash: bool, rows: Rows, pages: u32, th
             let kq = sys::ggml_soft_max_ext(ctx.0, kq, kq_mask, scale, 0.0);
             sys::ggml_mul_mat(ctx.0, v, kq)
         };
-        let graph = sys::ggml_new_graph(ctx.0);
-        sys::ggml_build_forward_expand(graph, out);
-        let mut plan = sys::ggml_graph_plan(graph, threads, std::ptr::null_mut());
-        let mut work = vec![0u8; plan.work_size];
-        plan.work_data = work.as_mut_ptr();
-        let mut best = f64::INFINITY;
-        for rep in 0..=REPS {
-            let t = Instant::now();
-            let status = sys::ggml_graph_compute(graph, &mut plan);
-            if status != sys::GGML_STATUS_SUCCESS {
-                return Err(internal(&format!("ggml_graph_compute returned {status}")));
-            }
-            if rep > 0 {
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-        }
+        let best = time_graph(&ctx, out, threads, REPS).map_err(|e| internal(&e))?;
         check_output(out, (d * n_head * n_rows) as usize).map_err(internal)?;
         Ok(best)
     }

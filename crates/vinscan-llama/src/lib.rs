@@ -18,6 +18,7 @@
 pub mod attention;
 mod engine;
 mod files;
+mod ggml_probe;
 mod health;
 pub mod matmul;
 mod page;

@@ -17,10 +17,10 @@
 //! threads. Each type is timed [`PROBE_REPS`] times after one untimed run; the fastest run
 //! counts.
 
-use std::time::Instant;
-
 use llama_cpp_sys_2 as sys;
 use vinscan_core::{Error, ErrorKind, Result};
+
+use crate::ggml_probe::{Context, time_graph, values};
 
 /// The weight's row length: InternViT-300M's hidden size.
 pub const PROBE_K: i64 = 1024;
@@ -87,28 +87,6 @@ pub fn probe_matmul(types: &[MatmulType], threads: u32) -> Result<Vec<MatmulRate
         .collect()
 }
 
-/// A ggml context, freed when dropped.
-struct Context(*mut sys::ggml_context);
-
-impl Drop for Context {
-    fn drop(&mut self) {
-        // SAFETY: the pointer came from `ggml_init`, is not null, and is freed only here.
-        unsafe { sys::ggml_free(self.0) }
-    }
-}
-
-/// Deterministic values in [-1, 1) (a linear congruential sequence): the probe's speed does not
-/// depend on them, only on their being ordinary finite numbers.
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-            (s >> 8) as f32 / (1u32 << 23) as f32 - 1.0
-        })
-        .collect()
-}
-
 /// One product of a `k` × `n` weight of type `ty` and `m` rows, timed.
 fn probe_one(ty: MatmulType, threads: i32, (k, n, m): (i64, i64, i64)) -> Result<MatmulRate> {
     let internal = |what: &str| {
@@ -138,15 +116,7 @@ fn probe_one(ty: MatmulType, threads: i32, (k, n, m): (i64, i64, i64)) -> Result
             + 4 * sys::ggml_tensor_overhead()
             + sys::ggml_graph_overhead()
             + (1 << 20);
-        let raw = sys::ggml_init(sys::ggml_init_params {
-            mem_size,
-            mem_buffer: std::ptr::null_mut(),
-            no_alloc: false,
-        });
-        if raw.is_null() {
-            return Err(internal("ggml_init returned no context"));
-        }
-        let ctx = Context(raw);
+        let ctx = Context::new(mem_size).map_err(internal)?;
         let w = sys::ggml_new_tensor_2d(ctx.0, ty.ggml(), k, n);
         let x = sys::ggml_new_tensor_2d(ctx.0, sys::GGML_TYPE_F32, k, m);
         let src = values((k * n) as usize, 1);
@@ -168,22 +138,7 @@ fn probe_one(ty: MatmulType, threads: i32, (k, n, m): (i64, i64, i64)) -> Result
         let xs = values((k * m) as usize, 2);
         std::ptr::copy_nonoverlapping(xs.as_ptr(), (*x).data.cast::<f32>(), xs.len());
         let y = sys::ggml_mul_mat(ctx.0, w, x);
-        let graph = sys::ggml_new_graph(ctx.0);
-        sys::ggml_build_forward_expand(graph, y);
-        let mut plan = sys::ggml_graph_plan(graph, threads, std::ptr::null_mut());
-        let mut work = vec![0u8; plan.work_size];
-        plan.work_data = work.as_mut_ptr();
-        let mut best = f64::INFINITY;
-        for rep in 0..=PROBE_REPS {
-            let t = Instant::now();
-            let status = sys::ggml_graph_compute(graph, &mut plan);
-            if status != sys::GGML_STATUS_SUCCESS {
-                return Err(internal(&format!("ggml_graph_compute returned {status}")));
-            }
-            if rep > 0 {
-                best = best.min(t.elapsed().as_secs_f64());
-            }
-        }
+        let best = time_graph(&ctx, y, threads, PROBE_REPS).map_err(|e| internal(&e))?;
         let out = std::slice::from_raw_parts((*y).data.cast::<f32>(), (n * m) as usize);
         if !out.iter().all(|v| v.is_finite()) {
             return Err(internal("the product has non-finite values"));
@@ -198,13 +153,6 @@ fn probe_one(ty: MatmulType, threads: i32, (k, n, m): (i64, i64, i64)) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn probe_values_are_in_range() {
-        let v = values(10_000, 7);
-        assert!(v.iter().all(|x| (-1.0..1.0).contains(x)));
-        assert!(v.iter().any(|x| *x < -0.5) && v.iter().any(|x| *x > 0.5));
-    }
 
     /// Runs real products on the CPU (a small shape: the test build's ggml is unoptimised):
     /// every type gives a finite, positive rate.
