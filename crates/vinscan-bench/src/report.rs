@@ -411,13 +411,19 @@ pub struct Gemm {
     pub threads: u32,
 }
 
-/// One page through transformers, beside vinscan's and llama-mtmd-cli's medians on it.
+/// One page through transformers, beside vinscan's time for the same work on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransformersPage {
     pub page: String,
     pub result: TransformersResult,
+    /// vinscan's whole page (warm) for engine parity's free string of `settings.tokens`
+    /// tokens, the transformers peer's work: the parity runs' median on the parity page, one
+    /// run on every other page. (Reports before the -O3 build, 2b34da7, held the pipeline's
+    /// work here on pages other than the parity page.)
     pub vinscan_ms: f64,
+    /// `llama-mtmd-cli`'s compute on the page: the free string's median on the parity page,
+    /// the pipeline's work (its only runs there) on every other page.
     pub mtmd_compute_ms: f64,
 }
 

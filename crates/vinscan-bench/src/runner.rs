@@ -65,6 +65,9 @@ fn schemas(setup: &Setup) -> anyhow::Result<Schemas> {
 /// Step 2's results.
 struct PerPage {
     parity: Vec<ParityPage>,
+    /// vinscan's time (ms) for engine parity's free string on each page that is not a parity
+    /// page, one run each: the same work as the transformers peer's, on every page.
+    free_string_ms: Vec<(String, f64)>,
     pages: Vec<PageResult>,
     system_info: String,
     /// Whether the per-page runs' language model ran flash attention (`ModelInfo`).
@@ -128,6 +131,20 @@ fn per_page(setup: &Setup, schemas: &Schemas, mtmd: &MtmdCli, log: &Log) -> anyh
         ));
         parity.push(p);
     }
+    // 2b'. the same free string once on every other page: the transformers peer's work
+    let mut free_string_ms = Vec::new();
+    for unit in setup
+        .units
+        .iter()
+        .filter(|u| !parity.iter().any(|p| p.unit.name == u.name))
+    {
+        let run = vinscan_page(&model, &setup.extractor, &fixed, unit)?;
+        log.say(&format!(
+            "{} (free string): vinscan {:.0} ms",
+            unit.name, run.total
+        ));
+        free_string_ms.push((unit.name.clone(), run.total));
+    }
     // 2c. the pipeline's work: its real schema, output capped at `--real-tokens`; the
     //     single-tile image gets `--reps`, pages costing more (or PDF pages, alike) fewer
     let real = Work::real(&setup.pipeline, args.real_tokens);
@@ -145,6 +162,7 @@ fn per_page(setup: &Setup, schemas: &Schemas, mtmd: &MtmdCli, log: &Log) -> anyh
     }
     Ok(PerPage {
         parity,
+        free_string_ms,
         pages,
         system_info: model.info().system_info.clone(),
         llm_flash_attention: model.info().llm_flash_attention,
@@ -286,17 +304,12 @@ fn transformers(setup: &Setup, pp: &PerPage, log: &Log) -> anyhow::Result<Option
             p.mtmd_median(|r| r.compute),
         )
     });
-    let others = pp
-        .pages
-        .iter()
-        .filter(|p| !pp.parity.iter().any(|q| q.unit.name == p.unit.name))
-        .map(|p| {
-            (
-                &p.unit,
-                p.vinscan_median(|r| r.total),
-                p.mtmd_median(|r| r.compute),
-            )
-        });
+    // every other page: vinscan's one free-string run, beside llama-mtmd-cli's compute on the
+    // pipeline's work (the page's only llama-mtmd-cli run)
+    let others = pp.pages.iter().filter_map(|p| {
+        let free = pp.free_string_ms.iter().find(|(name, _)| *name == p.unit.name)?;
+        Some((&p.unit, free.1, p.mtmd_median(|r| r.compute)))
+    });
     let mut pages = Vec::new();
     for (unit, vinscan_ms, mtmd_compute_ms) in parity.chain(others).take(args.transformers_pages) {
         let result = peer.page(&PeerRequest::Page {

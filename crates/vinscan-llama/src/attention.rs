@@ -10,12 +10,14 @@
 //!   in use. ggml's tiled flash kernel, which prefill ubatches take, skips a 64-cell KV tile
 //!   when the mask hides it from all 64 rows of a query tile
 //!   (`ggml_compute_forward_flash_attn_ext_tiled`, `ggml/src/ggml-cpu/ops.cpp`).
-//! - On a 2-core Intel Xeon (AVX-512, AVX512_FP16, AMX), the same kernels made one page 25–35 %
-//!   slower: a receipt generated in 15.0 s with it, 7.6 s without. A decode step's few rows
-//!   take the untiled kernel (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`), which for
-//!   each row and query head runs through the visible KV cells one at a time. With 4 pages in
-//!   flight what it saved in prefill (193 s against 236 s) its model steps lost (102 s
-//!   against 42 s).
+//! - On a 2-core Intel Xeon (AVX-512, AVX512_FP16, AMX), with llama.cpp built at -O2, the same
+//!   kernels made one page 25–35 % slower: a receipt generated in 15.0 s with it, 7.6 s
+//!   without. A decode step's few rows take the untiled kernel
+//!   (`ggml_compute_forward_flash_attn_ext_f16_one_chunk`), which for each row and query head
+//!   runs through the visible KV cells one at a time. With 4 pages in flight what it saved in
+//!   prefill (193 s against 236 s) its model steps lost (102 s against 42 s). Built at -O3
+//!   (`.cargo/config.toml`), the same Xeon gains from it with 4 pages in flight (200 s against
+//!   210 s) and still loses with one page alone (generation 9.7 s against 7.3 s).
 //!
 //! The probe times one layer's attention for a nominal page ([`PAGE_CELLS`] KV cells, each
 //! page's cells one block of the pool) with `pages` pages in one pool: the last
@@ -30,8 +32,9 @@
 //! sees anything from one page alone (a daemon between bursts) to `parallel` pages (a batch
 //! run). [`flash_attention_wins`] weighs the two ends alike: flash attention runs when its
 //! cost for a page alone plus its cost for a page among `parallel` is the smaller. On the
-//! Xeon above, per layer: one page 461 ms with it against 266 ms without, four pages 483 ms
-//! against 554 ms, so it stays off for `--parallel 4`; for 8, 540 ms against 1,118 ms, so on.
+//! Xeon above at -O3, per layer: one page about 200 ms with it against 180–280 ms without (the
+//! plain figure varies by run), four pages 230 ms against 397 ms, eight 264 ms against 769 ms,
+//! so it is on for `--parallel` 4 and 8.
 //! Each graph's time is the fastest of [`REPS`] runs. Probing both ends takes 1–2 s on two
 //! cores at Vintern-1B's shapes.
 
