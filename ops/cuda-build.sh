@@ -67,15 +67,17 @@ export LLAMA_BUILD_SHARED_LIBS=1
 export RUSTFLAGS="-C target-cpu=native -C link-arg=-Wl,-rpath,\$ORIGIN"
 export CARGO_TARGET_DIR="$root/target/cuda"
 out=$CARGO_TARGET_DIR/release
-# llama-cpp-sys-2's build script is not rerun when CMAKE_CUDA_ARCHITECTURES changes, and it keeps
-# libraries already beside the binary: another architecture than the last build's starts llama.cpp
-# afresh
+# llama-cpp-sys-2's build script is not rerun when CMAKE_CUDA_ARCHITECTURES changes, CMake keeps
+# the build type a build folder was configured with (Release since .cargo/config.toml sets
+# LLAMA_LIB_PROFILE), and the build script keeps libraries already beside the binary: another
+# architecture or build type than the last build's starts llama.cpp afresh
 stamp=$CARGO_TARGET_DIR/cuda-architecture
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$arch" ]; then
+key="$arch Release"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$key" ]; then
   rm -rf "$out"/build/llama-cpp-sys-2-* "$out"/lib*.so* "$out"/deps/lib*.so*
 fi
 cargo build --release --locked -p vinscan-cli -p vinscan-bench --features vinscan-cli/cuda,vinscan-llama/cuda >&2
-echo "$arch" >"$stamp"
+echo "$key" >"$stamp"
 # the build script hard-links llama.cpp's libraries beside the binaries, but `libllama.so` and
 # the like are symlinks to versioned files (and llama-common is not installed at all): copy the
 # files themselves, under every name the binaries ask for

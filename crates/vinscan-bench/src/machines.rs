@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
-/// The shape of a machine file; a change to any field bumps it.
+/// The shape of a machine file; removing, renaming or redefining a field bumps it (an optional
+/// field that older files lack does not).
 pub const FORMAT: u32 = 1;
 
 /// One run's machine-dependent figures. Ratios are plain numbers (`1.2` for 1.2×); `None` for
@@ -41,6 +42,11 @@ pub struct CpuFigures {
     pub aggregate_over_server: Option<f64>,
     /// Time per tile, mtmd's batched encode over one graph per tile.
     pub batched_over_unbatched: Option<f64>,
+    /// How this run differs from what the benchmark measures now, where it does (a build or a
+    /// method changed after the file was written): shown under the table beside the CPU. Runs
+    /// write none; it is added by hand to a kept file when the benchmark changes under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl CpuFigures {
@@ -148,6 +154,7 @@ mod tests {
             aggregate_over_mtmd: Some(1.45),
             aggregate_over_server: None,
             batched_over_unbatched: Some(1.04),
+            note: None,
         }
     }
 

@@ -419,8 +419,8 @@ pub struct TransformersPage {
     pub result: TransformersResult,
     /// vinscan's whole page (warm) for engine parity's free string of `settings.tokens`
     /// tokens, the transformers peer's work: the parity runs' median on the parity page, one
-    /// run on every other page. (Reports before the -O3 build, 2b34da7, held the pipeline's
-    /// work here on pages other than the parity page.)
+    /// run on every other page. (Reports from 2b34da7 and earlier held the pipeline's work
+    /// here on pages other than the parity page.)
     pub vinscan_ms: f64,
     /// `llama-mtmd-cli`'s compute on the page: the free string's median on the parity page,
     /// the pipeline's work (its only runs there) on every other page.

@@ -65,8 +65,8 @@ fn schemas(setup: &Setup) -> anyhow::Result<Schemas> {
 /// Step 2's results.
 struct PerPage {
     parity: Vec<ParityPage>,
-    /// vinscan's time (ms) for engine parity's free string on each page that is not a parity
-    /// page, one run each: the same work as the transformers peer's, on every page.
+    /// vinscan's time (ms) for engine parity's free string on each page other than the parity
+    /// page that the transformers peer runs, one run each: the same work as the peer's.
     free_string_ms: Vec<(String, f64)>,
     pages: Vec<PageResult>,
     system_info: String,
@@ -131,12 +131,19 @@ fn per_page(setup: &Setup, schemas: &Schemas, mtmd: &MtmdCli, log: &Log) -> anyh
         ));
         parity.push(p);
     }
-    // 2b'. the same free string once on every other page: the transformers peer's work
+    // 2b'. the same free string once on the other pages the transformers peer will run (its
+    //     work; none without the peer)
+    let peer_pages = if args.python.is_some() && args.checkpoint.is_some() {
+        args.transformers_pages.saturating_sub(parity.len())
+    } else {
+        0
+    };
     let mut free_string_ms = Vec::new();
     for unit in setup
         .units
         .iter()
         .filter(|u| !parity.iter().any(|p| p.unit.name == u.name))
+        .take(peer_pages)
     {
         let run = vinscan_page(&model, &setup.extractor, &fixed, unit)?;
         log.say(&format!(

@@ -24,6 +24,7 @@ pub fn figures(r: &Report) -> CpuFigures {
         aggregate_over_mtmd: finite(aggregate_ratio(r)),
         aggregate_over_server: server_rates(r).and_then(|(v, s)| finite(v / s)),
         batched_over_unbatched: finite(b.batched_per_tile_ms.median / b.unbatched_per_tile_ms.median),
+        note: None,
     }
 }
 
@@ -47,6 +48,21 @@ pub fn section(this: &CpuFigures, others: &[CpuFigures]) -> String {
         let _ = writeln!(o, "{}", row(other, ""));
     }
     o.push('\n');
+    // what makes a kept row differ from this run's method, under the table
+    let notes: Vec<String> = others
+        .iter()
+        .filter_map(|f| {
+            Some(format!(
+                "- {}: {}\n",
+                f.cpu.as_deref().unwrap_or("n/a"),
+                f.note.as_ref()?
+            ))
+        })
+        .collect();
+    if !notes.is_empty() {
+        o.push_str(&notes.concat());
+        o.push('\n');
+    }
     o
 }
 
@@ -100,6 +116,21 @@ mod tests {
         assert_eq!(
             rows[2],
             "| AMD EPYC | 2 | 0.1.161 | n/a | 100 | 2.00× | n/a | 0.90× |"
+        );
+        assert!(md.ends_with("| 0.90× |\n\n"), "no notes, no list: {md}");
+    }
+
+    #[test]
+    fn a_kept_rows_note_goes_under_the_table() {
+        let this = figures(&report());
+        let mut other = report();
+        other.machine.cpu = Some("AMD EPYC".into());
+        let mut other = figures(&other);
+        other.note = Some("measured at -O2".into());
+        let md = section(&this, &[other]);
+        assert!(
+            md.ends_with("| 0.90× |\n\n- AMD EPYC: measured at -O2\n\n"),
+            "{md}"
         );
     }
 
