@@ -251,7 +251,8 @@ pub struct BatchArgs {
     /// Process inputs even when their outputs exist and match.
     #[arg(long, env = "VINSCAN_FORCE", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub force: bool,
-    /// Hide the progress bar.
+    /// Hide the progress bar (and, where stderr is not a terminal, the per-input progress
+    /// lines logged instead).
     #[arg(long, env = "VINSCAN_NO_PROGRESS", value_parser = clap::builder::BoolishValueParser::new(), action = clap::ArgAction::SetTrue)]
     pub no_progress: bool,
     #[command(flatten)]

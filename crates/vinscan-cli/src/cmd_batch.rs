@@ -13,35 +13,49 @@ use vinscan_storage::{Location, S3Config};
 
 use crate::cli::{BatchArgs, GlobalArgs};
 
-/// The progress bar on a terminal.
-struct Bar(ProgressBar);
+/// The progress bar on a terminal; where stderr is not one (a log file, a pipe, CI), indicatif
+/// draws nothing, so each finished input is logged instead (`log_each`).
+struct Bar {
+    bar: ProgressBar,
+    log_each: bool,
+}
 
 impl Progress for Bar {
     fn start(&self, source: &str) {
-        self.0.set_message(source.to_owned());
+        self.bar.set_message(source.to_owned());
     }
 
     fn done(&self) {
-        self.0.inc(1);
+        self.bar.inc(1);
+        if self.log_each {
+            tracing::info!(
+                done = self.bar.position(),
+                of = self.bar.length().unwrap_or(0),
+                elapsed_s = self.bar.elapsed().as_secs(),
+                "batch progress: an input is done"
+            );
+        }
     }
 
     fn log(&self, log: &mut dyn FnMut()) {
-        self.0.suspend(log);
+        self.bar.suspend(log);
     }
 }
 
+/// `hidden` (`--no-progress`): neither a bar nor progress lines.
 fn progress_bar(len: usize, hidden: bool) -> Bar {
     let bar = ProgressBar::new(len as u64);
     if hidden {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
+    let log_each = !hidden && !std::io::IsTerminal::is_terminal(&std::io::stderr());
     bar.set_style(
         ProgressStyle::with_template(
             "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} (eta {eta})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    Bar(bar)
+    Bar { bar, log_each }
 }
 
 /// `inputs` less the local files under any of the local folders `outputs` (compared after
@@ -163,7 +177,7 @@ pub fn run(global: &GlobalArgs, args: BatchArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let summary = batch.run(&inputs, args.model.parallel as usize, started)?;
-    bar.0.finish_and_clear();
+    bar.bar.finish_and_clear();
     println!("{}", serde_json::to_string(&summary)?);
     Ok(if summary.failed == 0 {
         ExitCode::SUCCESS

@@ -295,6 +295,45 @@ fn outputs_inside_the_source_are_not_read_as_inputs() {
     }
 }
 
+/// With stderr not a terminal (here a pipe) the bar draws nothing, so each finished input is a
+/// `batch progress` log line; `--no-progress` turns those off too.
+#[test]
+fn progress_is_logged_per_input_where_stderr_is_not_a_terminal() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let src = tmp.path().join("in");
+    std::fs::create_dir_all(&src).expect("mkdir");
+    for name in ["a.jpg", "b.jpg"] {
+        std::fs::write(src.join(name), encode(&scan(320, 240, 1), ImageFormat::Jpeg)).expect("write");
+    }
+    for (round, hide, lines) in [(0, false, 2), (1, true, 0)] {
+        let mut cmd = vinscan(tmp.path());
+        cmd.env_remove("VINSCAN_NO_PROGRESS")
+            .arg("batch")
+            .arg(&src)
+            .args(["--pipeline", "receipt", "--force", "--out"])
+            .arg(tmp.path().join("out"));
+        if hide {
+            cmd.arg("--no-progress");
+        }
+        let res = run(&mut cmd);
+        assert!(res.status.success(), "round {round}: {:?}", res.status);
+        let stderr = String::from_utf8_lossy(&res.stderr);
+        let progress: Vec<Value> = stderr
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["message"] == "batch progress: an input is done")
+            .collect();
+        assert_eq!(progress.len(), lines, "round {round}: {stderr}");
+        if let Some(last) = progress.last() {
+            assert_eq!(
+                (last["done"].as_u64(), last["of"].as_u64()),
+                (Some(2), Some(2)),
+                "{last}"
+            );
+        }
+    }
+}
+
 /// Regression: `extract --out` named outputs by base name only, so `a/scan.jpg` and
 /// `b/scan.jpg` overwrote each other with exit 0.
 #[test]
