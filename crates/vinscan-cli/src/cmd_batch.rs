@@ -18,6 +18,9 @@ use crate::cli::{BatchArgs, GlobalArgs};
 struct Bar {
     bar: ProgressBar,
     log_each: bool,
+    /// Inputs done, counted and logged under one lock: workers finish concurrently, and a count
+    /// read back from the bar after its increment could repeat or run backwards in the log.
+    logged: std::sync::Mutex<u64>,
 }
 
 impl Progress for Bar {
@@ -28,8 +31,13 @@ impl Progress for Bar {
     fn done(&self) {
         self.bar.inc(1);
         if self.log_each {
+            let mut done = self
+                .logged
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *done += 1;
             tracing::info!(
-                done = self.bar.position(),
+                done = *done,
                 of = self.bar.length().unwrap_or(0),
                 elapsed_s = self.bar.elapsed().as_secs(),
                 "batch progress: an input is done"
@@ -55,7 +63,11 @@ fn progress_bar(len: usize, hidden: bool) -> Bar {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    Bar { bar, log_each }
+    Bar {
+        bar,
+        log_each,
+        logged: std::sync::Mutex::new(0),
+    }
 }
 
 /// `inputs` less the local files under any of the local folders `outputs` (compared after
